@@ -1,0 +1,1 @@
+"""freqrobust: frequency-domain robustness and interpretation of CNNs in JAX/Flax."""

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs what freqrobust needs on a fresh Debian/Ubuntu machine: the Python packages and the offline
+# default dataset (Debian's dataset-fashion-mnist). Safe to run again: it skips what is present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist
+fi
+python -m pip install -q --disable-pip-version-check -r requirements.txt
