@@ -1,0 +1,99 @@
+"""Building blocks shared by the backbones: the first semantic layer and the APS channel attention."""
+from typing import Any, Callable, Optional, Tuple
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+ModuleDef = Any
+
+# He-normal (fan-out) initialisation, as torchvision and the CIFAR reference implementations use.
+conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+class SemanticLayer(nn.Module):
+  """The paper's first "semantic" layer: one convolution and an optional batch norm (section 3.2)."""
+  features: int
+  use_bn: bool
+  norm: Optional[ModuleDef] = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=not self.use_bn,
+                kernel_init=conv_init, dtype=self.dtype, name="conv")(x)
+    if self.use_bn:
+      x = self.norm(name="bn")(x)
+    return x
+
+
+class ChannelAttention(nn.Module):
+  """APS channel-wise attention (SPEC section 3, eq. 10): v in (0, 1)^C gates the feature map.
+
+  basic:    global average pool -> Dense(hidden) -> ReLU -> Dense(C) -> sigmoid.
+  extended: a 3x3 conv + BN (+ ReLU) in front of the pooling (section 3.3, used with NFD).
+  The gate multiplies the original feature map; `v` is returned for the auxiliary loss.
+  """
+  hidden: int = 512
+  extended: bool = False
+  norm: Optional[ModuleDef] = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x) -> Tuple[jnp.ndarray, jnp.ndarray]:
+    channels = x.shape[-1]
+    y = x
+    if self.extended:
+      y = nn.Conv(channels, (3, 3), padding="SAME", use_bias=False, kernel_init=conv_init,
+                  dtype=self.dtype, name="conv")(y)
+      y = self.norm(name="bn")(y)
+      y = nn.relu(y)
+    y = jnp.mean(y, axis=(1, 2))
+    y = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name="fc1")(y))
+    y = nn.Dense(channels, dtype=self.dtype, name="fc2")(y)
+    v = nn.sigmoid(y.astype(jnp.float32))
+    return x * v[:, None, None, :].astype(x.dtype), v
+
+
+class Stem(nn.Module):
+  """First semantic layer + optional attention + ReLU: the part every backbone shares.
+
+  Returns (activation, v, pre_gate_activation). The PDM analysis reads relu(pre-gate features).
+  """
+  features: int
+  use_bn: bool
+  attention: str
+  attention_hidden: int
+  norm: Optional[ModuleDef] = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    h = SemanticLayer(self.features, self.use_bn, self.norm, self.dtype, name="semantic")(x)
+    v = None
+    pre = h
+    if self.attention != "none":
+      h, v = ChannelAttention(self.attention_hidden, self.attention == "extended", self.norm,
+                              self.dtype, name="attention")(h)
+    return nn.relu(h), v, nn.relu(pre)
+
+
+def normalise(x, mean, std):
+  """Per-channel standardisation inside the model, so every caller feeds images in [0, 1]."""
+  c = x.shape[-1]
+  mean = jnp.asarray(mean, jnp.float32)
+  std = jnp.asarray(std, jnp.float32)
+  if mean.size not in (1, c) or std.size not in (1, c):
+    raise ValueError(f"input_mean/input_std have {mean.size}/{std.size} values but the images have "
+                     f"{c} channels; give one value or one per channel (config.model.input_mean).")
+  return (x - mean) / std
+
+
+ATTENTIONS = ("none", "basic", "extended")
+
+
+def check_attention(attention: str) -> None:
+  if attention not in ATTENTIONS:
+    raise ValueError(f"config.model.attention={attention!r}; valid: {', '.join(ATTENTIONS)}.")
+
+
+Activation = Callable[[jnp.ndarray], jnp.ndarray]

@@ -1,0 +1,83 @@
+"""Laws of the backbones and the APS attention."""
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from configs import default
+from freqrobust import models
+from freqrobust.models.layers import ChannelAttention
+
+
+def model_cfg(**overrides):
+  cfg = default.get_config().model
+  cfg.input_mean, cfg.input_std = (0.5,), (0.25,)
+  cfg.attention_hidden = 8
+  cfg.small_widths = (8, 8, 16)
+  for k, v in overrides.items():
+    cfg[k] = v
+  return cfg
+
+
+@pytest.mark.parametrize("attention,channels,size",
+                         [("none", 1, 28), ("basic", 3, 32), ("extended", 3, 20), ("extended", 1, 9)])
+def test_small_resnet_shapes_and_open_ratios(attention, channels, size):
+  model = models.build_model(model_cfg(attention=attention), num_classes=7)
+  x = jax.random.uniform(jax.random.key(0), (2, size, size, channels))
+  variables = model.init(jax.random.key(1), x)
+  (logits, v), _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
+  chex.assert_shape(logits, (2, 7))
+  if attention == "none":
+    assert v is None
+  else:
+    chex.assert_shape(v, (2, 8))
+    assert bool(jnp.all((v > 0) & (v < 1)))
+  act = models.first_layer(model, variables, x)
+  chex.assert_shape(act, (2, size, size, 8))
+  assert bool(jnp.all(act >= 0))  # After the ReLU.
+  chex.assert_shape(models.first_layer_kernel(variables), (3, 3, channels, 8))
+
+
+@pytest.mark.parametrize("name,width", [("resnet18", 64), ("vgg16", 64), ("vgg16_bn", 64)])
+def test_paper_backbones_build_with_attention(name, width):
+  model = models.build_model(model_cfg(name=name, attention="basic"), num_classes=10)
+  x = jnp.zeros((1, 32, 32, 3))
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
+  kernel = shapes["params"]["stem"]["semantic"]["conv"]["kernel"]
+  assert kernel.shape == (3, 3, 3, width)
+  assert ("bn" in shapes["params"]["stem"]["semantic"]) == (name != "vgg16")
+  n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"]))
+  # ResNet-18 (CIFAR) has 11.17 M parameters and VGG-16 (CIFAR head) 14.7 M, plus the attention.
+  expected = {"resnet18": 11.17e6, "vgg16": 14.72e6, "vgg16_bn": 14.73e6}[name]
+  assert abs(n_params - expected) / expected < 0.01
+
+
+def test_attention_gates_channels_by_v():
+  """The gated map is the input times v, channel by channel; extended adds conv+BN params."""
+  x = jax.random.normal(jax.random.key(0), (2, 6, 6, 4))
+  for extended in (False, True):
+    att = ChannelAttention(hidden=5, extended=extended,
+                           norm=lambda **kw: nn.BatchNorm(use_running_average=True, **kw))
+    variables = att.init(jax.random.key(1), x)
+    gated, v = att.apply(variables, x)
+    chex.assert_trees_all_close(gated, x * v[:, None, None, :], rtol=1e-6)
+    assert ("conv" in variables["params"]) == extended
+
+
+def test_input_normalisation_is_inside_the_model():
+  """Shifting input_mean by d is the same as shifting the image by -d."""
+  m1 = models.build_model(model_cfg(input_mean=(0.5,)), 10)
+  m2 = models.build_model(model_cfg(input_mean=(0.4,)), 10)
+  x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 1))
+  variables = m1.init(jax.random.key(1), x)
+  chex.assert_trees_all_close(m1.apply(variables, x)[0], m2.apply(variables, x - 0.1)[0], atol=1e-5)
+
+
+def test_bad_names_fail_with_the_valid_list():
+  with pytest.raises(ValueError, match="small_resnet, resnet18"):
+    models.build_model(model_cfg(name="resnet50"), 10)
+  with pytest.raises(ValueError, match="none, basic, extended"):
+    models.build_model(model_cfg(attention="se"), 10)
