@@ -1,0 +1,22 @@
+"""CIFAR-10 through TensorFlow Datasets (needs a prepared TFDS data dir or a network)."""
+from typing import Tuple
+
+import numpy as np
+
+
+def load(split: str, tfds_data_dir: str = "", download: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+  """Returns (images uint8 (N, 32, 32, 3), labels int32 (N,)) for split 'train' or 'test'."""
+  import tensorflow_datasets as tfds  # Imported lazily: TFDS pulls in TensorFlow.
+  if split not in ("train", "test"):
+    raise ValueError(f"CIFAR-10 split {split!r}; valid: train, test.")
+  try:
+    data = tfds.load("cifar10", split=split, batch_size=-1, as_supervised=True,
+                     data_dir=tfds_data_dir or None, download=download)
+  except Exception as e:  # TFDS raises many kinds; all mean "not available here".
+    raise RuntimeError(
+        f"CIFAR-10 could not be loaded through TFDS ({type(e).__name__}: {e}). On a machine with a "
+        "network run `python -c \"import tensorflow_datasets as tfds; tfds.builder('cifar10')"
+        ".download_and_prepare()\"` (or set config.data.tfds_data_dir to a prepared TFDS folder); "
+        "offline, use config.data.dataset='fashion_mnist'.") from e
+  images, labels = tfds.as_numpy(data)
+  return np.asarray(images, np.uint8), np.asarray(labels, np.int32)
