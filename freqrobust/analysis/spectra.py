@@ -1,0 +1,167 @@
+"""Corruption spectra and high-frequency energy fractions (Yin et al. 2019; SPEC 7).
+
+`E[|DFT(C(X) - X)|]` per corruption, averaged over test images and channels, and the fraction of
+that spectrum above a radius, set against each model's accuracy change relative to a baseline.
+Accuracies come from each workdir's `corruption_eval/results.json` (written by the evaluation
+room), read defensively by `corruption_accuracies`.
+"""
+from collections.abc import Callable, Mapping, Sequence
+import json
+import math
+import os
+import re
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from freqrobust import frequency
+from freqrobust.analysis import _batching
+
+CorruptFn = Callable[[jax.Array, np.ndarray, str, int], Any]
+RESULTS_PATH = os.path.join("corruption_eval", "results.json")
+
+
+@jax.jit
+def _abs_dft_sum(corrupted: jax.Array, clean: jax.Array) -> jax.Array:
+  diff = jnp.asarray(corrupted, jnp.float32) - jnp.asarray(clean, jnp.float32)
+  return jnp.abs(jnp.fft.fft2(diff, axes=(1, 2))).sum(axis=(0, 3))
+
+
+def difference_spectrum(corrupted: np.ndarray, clean: np.ndarray) -> np.ndarray:
+  """`mean_{n, c} |DFT(corrupted - clean)|` over NHWC batches: `(H, W)`, FFT layout."""
+  if np.shape(corrupted) != np.shape(clean) or len(np.shape(clean)) != 4:
+    raise ValueError(f"need two NHWC batches of equal shape, got {np.shape(corrupted)} and "
+                     f"{np.shape(clean)}")
+  n, _, _, c = np.shape(clean)
+  return np.asarray(_abs_dft_sum(corrupted, clean), np.float64) / (n * c)
+
+
+def corruption_spectra(key: jax.Array, images: np.ndarray, names: Sequence[str], severity: int,
+                       corrupt_fn: CorruptFn | None = None, batch_size: int = 256,
+                       progress: bool = True) -> dict[str, np.ndarray]:
+  """`E|DFT(C(X) - X)|` `(H, W)` for every corruption name at one severity.
+
+  Args:
+    key: PRNG key; corruption `k` of `names` uses `fold_in(key, k)`, chunk `b` a further fold-in.
+    images: float32 NHWC in [0, 1].
+    names: corruption names understood by `corrupt_fn`.
+    severity: 1..5.
+    corrupt_fn: `(key, images, name, severity) -> images`; default
+      `freqrobust.corruptions.corrupt`.
+  """
+  if corrupt_fn is None:
+    from freqrobust import corruptions  # Only the default needs the corruption room.
+    corrupt_fn = corruptions.corrupt
+  images = np.asarray(images, np.float32)
+  n = images.shape[0]
+  out = {}
+  for k, name in enumerate(names):
+    name_key = jax.random.fold_in(key, k)
+    total = np.zeros(images.shape[1:3])
+    for b, (idx, valid) in enumerate(_batching.padded_chunks(
+        n, batch_size, desc=f"spectra {name}", progress=progress)):
+      clean = images[idx[:valid]]
+      corrupted = np.asarray(corrupt_fn(jax.random.fold_in(name_key, b), clean, name, severity))
+      total += difference_spectrum(corrupted, clean) * valid
+    out[name] = total / n
+  return out
+
+
+def high_frequency_fraction(spectrum: np.ndarray, radius: float) -> np.ndarray:
+  """Share of a non-negative spectrum's mass at `r(i, j) > radius` (SPEC 1 radii, FFT layout).
+
+  `spectrum` is `(..., H, W)`; returns `(...)`. An all-zero spectrum gives 0.
+  """
+  spectrum = np.asarray(spectrum, np.float64)
+  h, w = spectrum.shape[-2:]
+  outside = np.asarray(frequency.radial_distance(h, w)) > radius
+  total = spectrum.sum(axis=(-2, -1))
+  high = (spectrum * outside).sum(axis=(-2, -1))
+  return np.where(total > 0, high / np.where(total > 0, total, 1.0), 0.0)
+
+
+# --- corruption_eval/results.json -------------------------------------------------------------
+
+_CONTAINER_KEYS = ("accuracy", "accuracies", "per_corruption", "corruption_accuracy",
+                   "corruptions", "results")
+_NAME_SEVERITY = re.compile(r"^(?P<name>[a-z_]+?)[_/-](?P<severity>[1-5])$")
+
+
+def read_corruption_results(workdir: str) -> dict[str, Any] | None:
+  """The parsed `DIR/corruption_eval/results.json`, or None when the file does not exist."""
+  path = os.path.join(workdir, RESULTS_PATH)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    try:
+      return json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path} is not valid JSON ({e}); re-run the corruption evaluation") from e
+
+
+def corruption_accuracies(results: Mapping[str, Any]) -> dict[str, dict[int, float]]:
+  """Per-corruption, per-severity accuracy in percent from a results mapping.
+
+  Accepted layouts (first match wins): a container under one of the keys `accuracy`,
+  `accuracies`, `per_corruption`, `corruption_accuracy`, `corruptions`, `results` (or the top
+  level itself) mapping each corruption name to a list of 5 accuracies (severity 1..5), to a
+  mapping `{"1": acc, ...}` (optionally nested under `"accuracy"`), or flat keys
+  `"<name>_<severity>"` / `"<name>/<severity>"`. Values <= 1 everywhere are taken as fractions
+  and scaled to percent. Non-numeric entries are skipped.
+  """
+  container = results
+  for key in _CONTAINER_KEYS:
+    if isinstance(results.get(key), Mapping):
+      container = results[key]
+      break
+  table: dict[str, dict[int, float]] = {}
+  for name, value in container.items():
+    flat = _NAME_SEVERITY.match(str(name))
+    if flat and _is_number(value):
+      table.setdefault(flat["name"], {})[int(flat["severity"])] = float(value)
+      continue
+    if isinstance(value, Mapping) and isinstance(value.get("accuracy"), (Mapping, list)):
+      value = value["accuracy"]
+    if isinstance(value, list) and value and all(_is_number(v) for v in value):
+      table[str(name)] = {s + 1: float(v) for s, v in enumerate(value)}
+    elif isinstance(value, Mapping):
+      by_severity = {int(s): float(v) for s, v in value.items()
+                     if str(s).isdigit() and _is_number(v)}
+      if by_severity:
+        table[str(name)] = by_severity
+  values = [v for sev in table.values() for v in sev.values()]
+  if values and max(values) <= 1.0:
+    table = {n: {s: 100.0 * v for s, v in sev.items()} for n, sev in table.items()}
+  return table
+
+
+def _is_number(value: Any) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def accuracy_changes(accuracies: Mapping[str, Mapping[str, Mapping[int, float]]], baseline: str,
+                     names: Sequence[str], severity: int | None = None
+                     ) -> dict[str, dict[str, float]]:
+  """Accuracy change (percentage points) of every non-baseline model per corruption.
+
+  `accuracies[model][name][severity]` as from `corruption_accuracies`. With `severity=None` the
+  mean over the severities both models have is used. Missing entries give NaN.
+  """
+  if baseline not in accuracies:
+    raise ValueError(f"baseline {baseline!r} has no corruption results; available: "
+                     f"{sorted(accuracies)}")
+  base = accuracies[baseline]
+  changes = {}
+  for model, table in accuracies.items():
+    if model == baseline:
+      continue
+    changes[model] = {}
+    for name in names:
+      mine, theirs = table.get(name, {}), base.get(name, {})
+      levels = [severity] if severity is not None else sorted(set(mine) & set(theirs))
+      levels = [s for s in levels if s in mine and s in theirs]
+      changes[model][name] = (float(np.mean([mine[s] - theirs[s] for s in levels]))
+                              if levels else float("nan"))
+  return changes

@@ -1,0 +1,344 @@
+"""Command line: `python -m freqrobust.analyze TOOL --workdir=DIR [options]`.
+
+Tools (docs/ANALYSIS.md explains each figure):
+  pdm        point detection maps, per-channel response maps, response histogram, kernel DFT (SPEC 5)
+  heatmap    Fourier heat map: error and logit change per basis perturbation (Yin et al.)
+  bandpass   accuracy under centred low-pass / high-pass filtering over bandwidth (Yin et al.)
+  spectra    E|DFT(C(X) - X)| per corruption; with --workdirs, high-frequency fraction against
+             each model's accuracy change relative to --baseline
+  occlusion  drop of the true-class probability when a radial band is removed (Wang et al.)
+  compare    PDM histograms of --workdirs side by side, in the order given
+
+Outputs go to DIR/analysis/TOOL/: PNG figures, TOOL.npz (arrays, FFT layout) and TOOL.json.
+For `spectra` and `compare` with --workdirs, DIR defaults to the first of them.
+"""
+from collections.abc import Callable, Mapping, Sequence
+import math
+import os
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app, flags  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from freqrobust import analysis  # noqa: E402
+from freqrobust.analysis import plots, records  # noqa: E402
+
+TOOLS = ("pdm", "heatmap", "bandpass", "spectra", "occlusion", "compare")
+DEFAULT_NUM_IMAGES = {"pdm": 1000, "heatmap": 100, "bandpass": 1000, "spectra": 200,
+                      "occlusion": 1000}
+CLASS_NAMES = {
+    "fashion_mnist": ("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                      "Sneaker", "Bag", "Boot"),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                "truck"),
+}
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Trained run to analyse; outputs go to DIR/analysis/TOOL/.")
+flags.DEFINE_list("workdirs", [], "spectra/compare: several runs, in the order to show them.")
+flags.DEFINE_list("labels", [], "compare/spectra: one display label per --workdirs entry.")
+flags.DEFINE_string("baseline", None, "spectra: the workdir (of --workdirs) accuracy changes are "
+                    "measured against; default the first.")
+flags.DEFINE_integer("num_images", 0, "Test images used (0 = tool default: "
+                     + ", ".join(f"{k} {v}" for k, v in DEFAULT_NUM_IMAGES.items()) + ").")
+flags.DEFINE_integer("batch_size", 256, "Images per device call.")
+flags.DEFINE_integer("seed", 0, "Seed of random signs (heatmap) and corruptions (spectra).")
+flags.DEFINE_bool("progress", True, "Show tqdm progress bars.")
+flags.DEFINE_float("pdm_strength", analysis.PAPER_STRENGTH, "pdm: L2 norm t of the point "
+                   "perturbation (paper 4*sqrt(2)).")
+flags.DEFINE_float("ignore_fraction", 0.01, "pdm: fraction of extreme values ignored when a "
+                   "response map is normalised to [0, 1].")
+flags.DEFINE_float("eps", 4.0, "heatmap: L2 norm v of the Fourier basis perturbation.")
+flags.DEFINE_bool("clip", True, "heatmap: clip perturbed images to [0, 1].")
+flags.DEFINE_list("bandwidths", [], "bandpass: bandwidths B (default 1, 3, ..., max(H, W) + 1).")
+flags.DEFINE_list("corruptions", [], "spectra: corruption names (default the 15 benchmark ones).")
+flags.DEFINE_integer("severity", 3, "spectra: corruption severity 1..5.")
+flags.DEFINE_float("radius", 0.0, "spectra: radius above which energy counts as high frequency "
+                   "(0 = min(H, W) / 4).")
+flags.DEFINE_integer("num_bands", 8, "occlusion: number of equal-width radial bands.")
+
+
+# --- tool runners: arrays and callables in, files out (tested without checkpoints) ------------
+
+
+def run_pdm(out_dir: str, layer_fn: Callable, image_shape: Sequence[int],
+            kernel: np.ndarray | None = None, open_ratio: np.ndarray | None = None,
+            t: float = analysis.PAPER_STRENGTH, ignore_fraction: float = 0.01,
+            batch_size: int = 256, progress: bool = True) -> dict[str, Any]:
+  """PDM tool: cPDM examples, response maps, histogram (open-ratio weighted too), kernel DFT."""
+  h, w, channels = image_shape
+  responses = analysis.pdm_response(layer_fn, h, w, channels, t, batch_size, progress)
+  normalized = analysis.normalize_response_maps(responses, ignore_fraction)
+  histogram = analysis.response_histogram(normalized)
+  arrays = {"responses": responses, "normalized": normalized, "histogram": histogram}
+  panels, titles = [histogram], ["response histogram"]
+  if open_ratio is not None:
+    arrays["open_ratio"] = np.asarray(open_ratio)
+    arrays["weighted_histogram"] = analysis.response_histogram(normalized, open_ratio)
+    panels.append(arrays["weighted_histogram"])
+    titles.append("weighted by mean open ratio")
+  radius = min(h, w) / 4
+  summary = {"t": t, "ignore_fraction": ignore_fraction, "image_shape": list(image_shape),
+             "num_output_channels": int(responses.shape[0]), "radius": radius,
+             "histogram_high_frequency_fraction":
+                 float(analysis.high_frequency_fraction(histogram, radius)),
+             "area_high_frequency_fraction":
+                 float(analysis.high_frequency_fraction(np.ones((h, w)), radius))}
+  figures = [plots.plot_spectra_row(os.path.join(out_dir, "histogram.png"), panels, titles,
+                                    "PDM response histogram (DC centred)")]
+  per_channel = normalized.sum(axis=1)[:64]
+  figures.append(plots.plot_spectra_grid(
+      os.path.join(out_dir, "response_maps.png"), list(per_channel),
+      [f"ch {k}" for k in range(len(per_channel))], "normalised response map per output channel"))
+  examples, example_titles = _cpdm_examples(h, w, channels, t)
+  figures.append(plots.plot_images(os.path.join(out_dir, "cpdm_examples.png"), examples,
+                                   example_titles, f"cPDM examples, t = {t:.3g}"))
+  if kernel is not None:
+    spectrum = analysis.kernel_spectrum(kernel, h, w)  # (h, w, cin, cout)
+    arrays["kernel_spectrum"] = spectrum
+    per_out = np.moveaxis(spectrum.mean(axis=2), -1, 0)[:64]
+    figures.append(plots.plot_spectra_grid(
+        os.path.join(out_dir, "kernel_spectrum.png"), [per_out.mean(axis=0)] + list(per_out),
+        ["mean"] + [f"ch {k}" for k in range(len(per_out))],
+        "|DFT| of first-layer kernels (zero-padded, mean over input channels)"))
+  records.save_arrays(out_dir, "pdm", arrays)
+  summary["figures"] = [os.path.basename(f) for f in figures]
+  records.save_json(out_dir, "pdm", summary)
+  return summary
+
+
+def _cpdm_examples(h: int, w: int, channels: int, t: float) -> tuple[list[np.ndarray], list[str]]:
+  freqs = [(0, 1), (1, 1), (2, 3), (h // 4, 0), (h // 4, w // 4), (h // 2, w // 2)]
+  images, titles = [], []
+  for c in range(min(channels, 3)):
+    cs = jnp.full((len(freqs),), c)
+    ii = jnp.asarray([f[0] for f in freqs])
+    jj = jnp.asarray([f[1] for f in freqs])
+    images += list(np.asarray(analysis.cpdm_batch(h, w, channels, cs, ii, jj, t)))
+    titles += [f"c={c} [{i},{j}]" for i, j in freqs]
+  if channels == 2:  # Show 2-channel inputs as grey per channel.
+    images = [im[..., :1] for im in images]
+  return images, titles
+
+
+def run_heatmap(out_dir: str, predict_fn: Callable, images: np.ndarray, labels: np.ndarray,
+                eps: float, key: jax.Array, clip: bool = True, batch_size: int = 256,
+                progress: bool = True) -> dict[str, Any]:
+  """Fourier heat map tool."""
+  result = analysis.fourier_heatmap(predict_fn, images, labels, eps, key, batch_size, clip,
+                                    progress)
+  path = plots.plot_spectra_row(
+      os.path.join(out_dir, "heatmap.png"), [100 * result["error"], result["logit_change"]],
+      ["error rate (%)", "mean |logit change|"],
+      f"Fourier heat map, eps = {eps:g}, {len(labels)} images, clean error "
+      f"{100 * float(result['clean_error']):.1f}%")
+  records.save_arrays(out_dir, "heatmap", result)
+  summary = {"eps": eps, "clip": clip, "num_images": int(len(labels)),
+             "clean_error": float(result["clean_error"]),
+             "mean_error": float(np.mean(result["error"])),
+             "max_error": float(np.max(result["error"])), "figures": [os.path.basename(path)]}
+  records.save_json(out_dir, "heatmap", summary)
+  return summary
+
+
+def run_bandpass(out_dir: str, predict_fn: Callable, images: np.ndarray, labels: np.ndarray,
+                 bandwidths: Sequence[int] | None = None, batch_size: int = 256,
+                 progress: bool = True) -> dict[str, Any]:
+  """Band-limited accuracy tool."""
+  h, w = np.shape(images)[1:3]
+  if not bandwidths:
+    bandwidths = list(range(1, max(h, w) + 2, 2))
+  result = analysis.bandlimited_accuracy(predict_fn, images, labels, bandwidths, batch_size,
+                                         progress)
+  path = plots.plot_bandpass(os.path.join(out_dir, "bandpass.png"), result,
+                             f"band-limited accuracy, {len(labels)} test images")
+  records.save_arrays(out_dir, "bandpass", result)
+  summary = {k: v for k, v in result.items()}
+  summary.update(num_images=int(len(labels)), figures=[os.path.basename(path)])
+  records.save_json(out_dir, "bandpass", summary)
+  return summary
+
+
+def run_spectra(out_dir: str, key: jax.Array, images: np.ndarray, names: Sequence[str],
+                severity: int, radius: float = 0.0, corrupt_fn: Callable | None = None,
+                accuracies: Mapping[str, Mapping[str, Mapping[int, float]]] | None = None,
+                baseline: str | None = None, batch_size: int = 256,
+                progress: bool = True) -> dict[str, Any]:
+  """Corruption spectra tool; with accuracies of >= 2 models also the high-frequency scatter.
+
+  `accuracies[label][name][severity]` in percent (from `analysis.corruption_accuracies`).
+  """
+  h, w = np.shape(images)[1:3]
+  radius = radius or min(h, w) / 4
+  spectra = analysis.corruption_spectra(key, images, names, severity, corrupt_fn, batch_size,
+                                        progress)
+  hf = {n: float(analysis.high_frequency_fraction(s, radius)) for n, s in spectra.items()}
+  figures = [plots.plot_spectra_grid(
+      os.path.join(out_dir, "spectra.png"), [spectra[n] for n in names], list(names),
+      f"E|DFT(C(X) - X)|, severity {severity}, DC centred", cols=5)]
+  summary: dict[str, Any] = {"severity": severity, "radius": radius,
+                             "num_images": int(len(images)), "corruptions": list(names),
+                             "high_frequency_fraction": hf}
+  if accuracies and len(accuracies) >= 2:
+    baseline = baseline or next(iter(accuracies))
+    changes = analysis.accuracy_changes(accuracies, baseline, names)
+    summary.update(baseline=baseline, accuracy_change=changes)
+    figures.append(plots.plot_hf_scatter(os.path.join(out_dir, "hf_vs_accuracy.png"), hf,
+                                         changes, baseline, radius))
+  records.save_arrays(out_dir, "spectra", spectra)
+  summary["figures"] = [os.path.basename(f) for f in figures]
+  records.save_json(out_dir, "spectra", summary)
+  return summary
+
+
+def run_occlusion(out_dir: str, predict_fn: Callable, images: np.ndarray, labels: np.ndarray,
+                  num_bands: int = 8, class_names: Sequence[str] | None = None,
+                  batch_size: int = 256, progress: bool = True) -> dict[str, Any]:
+  """Occluded-frequency attribution tool."""
+  h, w = np.shape(images)[1:3]
+  bands = analysis.radial_bands(h, w, num_bands)
+  result = analysis.occlusion_attribution(predict_fn, images, labels, bands,
+                                          len(class_names) if class_names else None,
+                                          batch_size, progress)
+  path = plots.plot_occlusion(os.path.join(out_dir, "occlusion.png"), result, class_names)
+  records.save_arrays(out_dir, "occlusion", result)
+  summary = {k: v for k, v in result.items()}
+  summary.update(num_images=int(len(labels)), class_names=list(class_names or []),
+                 figures=[os.path.basename(path)])
+  records.save_json(out_dir, "occlusion", summary)
+  return summary
+
+
+def run_compare(out_dir: str, workdirs: Sequence[str], load_histogram: Callable[[str], np.ndarray],
+                labels: Sequence[str] | None = None) -> dict[str, Any]:
+  """PDM histograms of several runs in one row, in the order given."""
+  pairs = analysis.collect_histograms(workdirs, load_histogram, labels)
+  names = [name for name, _ in pairs]
+  histograms = [hist for _, hist in pairs]
+  path = plots.plot_spectra_row(os.path.join(out_dir, "compare.png"), histograms, names,
+                                "PDM response histograms (DC centred)")
+  records.save_arrays(out_dir, "compare", {"histograms": np.stack(histograms)})
+  h, w = histograms[0].shape
+  radius = min(h, w) / 4
+  summary = {"labels": names, "workdirs": list(workdirs), "radius": radius,
+             "histogram_high_frequency_fraction":
+                 [float(analysis.high_frequency_fraction(x, radius)) for x in histograms],
+             "figures": [os.path.basename(path)]}
+  records.save_json(out_dir, "compare", summary)
+  return summary
+
+
+# --- checkpoint glue ----------------------------------------------------------------------------
+
+
+def load_run(workdir: str):
+  from freqrobust import checkpoint  # The lead's loader; imported only by the CLI glue.
+  return checkpoint.load_trained(workdir)
+
+
+def load_test_images(trained, num_images: int) -> tuple[np.ndarray, np.ndarray]:
+  """The first `num_images` test images of the run's dataset, float32 in [0, 1]."""
+  from freqrobust import data
+  images, labels = data.load_split(trained.config.data, "test")
+  return images[:num_images].astype(np.float32) / 255.0, labels[:num_images]
+
+
+def pdm_inputs(trained, images: np.ndarray):
+  """`(layer_fn, kernel, mean open ratio or None)` of a trained run."""
+  from freqrobust import models
+  layer_fn = jax.jit(lambda x: models.first_layer(trained.model, trained.variables, x))
+  kernel = np.asarray(models.first_layer_kernel(trained.variables))
+  ratios = trained.open_ratios(images)
+  open_ratio = None if ratios is None else np.asarray(ratios).mean(axis=0)
+  return layer_fn, kernel, open_ratio
+
+
+def pdm_for_workdir(workdir: str, num_images: int, **kwargs) -> dict[str, Any]:
+  trained = load_run(workdir)
+  images, _ = load_test_images(trained, num_images)
+  layer_fn, kernel, open_ratio = pdm_inputs(trained, images)
+  return run_pdm(records.tool_dir(workdir, "pdm"), layer_fn, images.shape[1:], kernel,
+                 open_ratio, **kwargs)
+
+
+def saved_histogram(workdir: str, compute: Callable[[str], Any] | None = None) -> np.ndarray:
+  """`DIR/analysis/pdm/pdm.npz`'s histogram, computed first with `compute(workdir)` if missing."""
+  path = os.path.join(workdir, "analysis", "pdm", "pdm.npz")
+  if not os.path.exists(path):
+    if compute is None:
+      raise FileNotFoundError(f"{path} not found: run `python -m freqrobust.analyze pdm "
+                              f"--workdir={workdir}` first")
+    compute(workdir)
+  return records.load_arrays(path)["histogram"]
+
+
+def main(argv):
+  if len(argv) != 2 or argv[1] not in TOOLS:
+    raise app.UsageError(f"usage: python -m freqrobust.analyze TOOL --workdir=DIR; TOOL is one "
+                         f"of {', '.join(TOOLS)}")
+  tool = argv[1]
+  workdirs = list(FLAGS.workdirs)
+  workdir = FLAGS.workdir or (workdirs[0] if workdirs else None)
+  if workdir is None:
+    raise app.UsageError("pass --workdir=DIR (or --workdirs=A,B,... for spectra and compare)")
+  n = FLAGS.num_images or DEFAULT_NUM_IMAGES.get(tool, 0)
+  common = dict(batch_size=FLAGS.batch_size, progress=FLAGS.progress)
+  key = jax.random.key(FLAGS.seed)
+  pdm_options = dict(t=FLAGS.pdm_strength, ignore_fraction=FLAGS.ignore_fraction, **common)
+  if tool == "compare":
+    if not workdirs:
+      raise app.UsageError("compare needs --workdirs=A,B,... (shown in that order)")
+    summary = run_compare(records.tool_dir(workdir, "compare"), workdirs,
+                          lambda d: saved_histogram(
+                              d, lambda dd: pdm_for_workdir(dd, n or 1000, **pdm_options)),
+                          FLAGS.labels or None)
+  elif tool == "pdm":
+    summary = pdm_for_workdir(workdir, n, **pdm_options)
+  else:
+    trained = load_run(workdir)
+    images, labels = load_test_images(trained, n)
+    out_dir = records.tool_dir(workdir, tool)
+    if tool == "heatmap":
+      summary = run_heatmap(out_dir, trained.predict, images, labels, FLAGS.eps, key, FLAGS.clip,
+                            **common)
+    elif tool == "bandpass":
+      summary = run_bandpass(out_dir, trained.predict, images, labels,
+                             [int(b) for b in FLAGS.bandwidths], **common)
+    elif tool == "occlusion":
+      summary = run_occlusion(out_dir, trained.predict, images, labels, FLAGS.num_bands,
+                              CLASS_NAMES.get(trained.config.data.dataset), **common)
+    else:
+      summary = _spectra_main(out_dir, key, images, workdirs, common)
+  print(f"{tool}: wrote {', '.join(summary['figures'])} and {tool}.npz / {tool}.json to "
+        f"{os.path.join(workdir, 'analysis', tool)}")
+
+
+def _spectra_main(out_dir: str, key: jax.Array, images: np.ndarray, workdirs: list[str],
+                  common: dict[str, Any]) -> dict[str, Any]:
+  from freqrobust import corruptions
+  names = list(FLAGS.corruptions) or list(corruptions.CORRUPTIONS)
+  accuracies = {}
+  labels = analysis.run_labels(workdirs, FLAGS.labels or None) if workdirs else []
+  for label, d in zip(labels, workdirs):
+    results = analysis.read_corruption_results(d)
+    if results is None:
+      print(f"spectra: {d} has no corruption_eval/results.json; left out of the scatter")
+      continue
+    accuracies[label] = analysis.corruption_accuracies(results)
+  baseline = None
+  if FLAGS.baseline:
+    if FLAGS.baseline not in workdirs:
+      raise app.UsageError(f"--baseline={FLAGS.baseline} must be one of --workdirs")
+    baseline = labels[workdirs.index(FLAGS.baseline)]
+    if baseline not in accuracies:
+      raise app.UsageError(f"--baseline={FLAGS.baseline} has no corruption_eval/results.json")
+  return run_spectra(out_dir, key, images, names, FLAGS.severity, FLAGS.radius,
+                     accuracies=accuracies, baseline=baseline, **common)
+
+
+if __name__ == "__main__":
+  app.run(main)

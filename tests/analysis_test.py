@@ -1,0 +1,385 @@
+"""Laws of the frequency interpretation tools, on hand-made models whose answers are known."""
+import json
+import os
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+import pytest
+
+from freqrobust import analysis
+from freqrobust import analyze
+from freqrobust import frequency
+from freqrobust.analysis import _batching
+
+H = W = 12
+BOX = np.ones((3, 3)) / 9.0
+LAPLACIAN = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+
+
+def first_layer(kernel2d: np.ndarray, cin: int = 2, cout: int = 3, bias: float = 0.0):
+  """conv((x - 0.5), kernel) + bias, then ReLU: a first semantic layer with its input centred."""
+  kernel = np.zeros((3, 3, cin, cout), np.float32)
+  for k in range(cout):
+    kernel[:, :, k % cin, k] = kernel2d
+  kernel_j = jnp.asarray(kernel)
+
+  @jax.jit
+  def layer_fn(x):
+    y = jax.lax.conv_general_dilated(x - 0.5, kernel_j, (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jax.nn.relu(y + bias)
+
+  return layer_fn, kernel
+
+
+def lowpass_classifier(bandwidth: int, h: int = H, w: int = W, c: int = 2, classes: int = 4):
+  """Linear classifier of the low-pass-filtered image: blind to every frequency outside."""
+  weights = jax.random.normal(jax.random.key(7), (h * w * c, classes))
+
+  @jax.jit
+  def predict(x):
+    x = frequency.lowpass_square(x, bandwidth)
+    return (x - 0.5).reshape(x.shape[0], -1) @ weights
+
+  return predict
+
+
+def linear_classifier(h: int = H, w: int = W, c: int = 2, classes: int = 4):
+  weights = jax.random.normal(jax.random.key(3), (h * w * c, classes))
+  return jax.jit(lambda x: (x - 0.5).reshape(x.shape[0], -1) @ weights)
+
+
+def grey_images(n: int = 6, c: int = 2, spread: float = 0.15, seed: int = 0):
+  images = jax.random.uniform(jax.random.key(seed), (n, H, W, c), minval=0.5 - spread,
+                              maxval=0.5 + spread)
+  labels = jax.random.randint(jax.random.key(seed + 1), (n,), 0, 4)
+  return np.asarray(images), np.asarray(labels)
+
+
+def assert_nonblank_png(path: str) -> None:
+  assert os.path.exists(path), path
+  pixels = np.asarray(Image.open(path).convert("L"), np.float32)
+  assert pixels.size > 100 and pixels.std() > 0, path
+
+
+# --- batching -------------------------------------------------------------------------------
+
+
+def test_padded_chunks_cover_every_item_once():
+  seen = []
+  for idx, valid in _batching.padded_chunks(11, 4, progress=False):
+    assert len(idx) == 4
+    seen += list(idx[:valid])
+  assert seen == list(range(11))
+
+
+# --- PDM (SPEC 5) ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def box_and_laplacian_maps():
+  box_fn, _ = first_layer(BOX)
+  lap_fn, _ = first_layer(LAPLACIAN)
+  return (analysis.pdm_response(box_fn, H, W, 2, progress=False),
+          analysis.pdm_response(lap_fn, H, W, 2, progress=False))
+
+
+def test_box_blur_histogram_low_and_laplacian_high(box_and_laplacian_maps):
+  radius = H / 4
+  area = analysis.high_frequency_fraction(np.ones((H, W)), radius)
+  box, lap = (analysis.response_histogram(analysis.normalize_response_maps(m))
+              for m in box_and_laplacian_maps)
+  assert analysis.high_frequency_fraction(box, radius) < area - 0.2
+  assert analysis.high_frequency_fraction(lap, radius) > area + 0.05
+  # The box's strongest vote is DC, the Laplacian's is at the highest frequency.
+  assert np.unravel_index(np.argmax(box), box.shape) == (0, 0)
+  assert np.unravel_index(np.argmax(lap), lap.shape) == (H // 2, W // 2)
+
+
+def test_pdm_response_shape_mirror_symmetry_and_convexity(box_and_laplacian_maps):
+  box, _ = box_and_laplacian_maps
+  assert box.shape == (3, 2, H, W)
+  # cPDM of [i, j] and [-i, -j] is the same image.
+  mirrored = np.roll(box[..., ::-1, ::-1], (1, 1), axis=(-2, -1))
+  np.testing.assert_allclose(box, mirrored, atol=1e-5)
+  # ReLU is convex and the cosine has zero mean: responses are >= 0 (Jensen), and output
+  # channels that do not read input channel c do not respond to it.
+  assert box.min() >= -1e-6
+  np.testing.assert_allclose(box[0, 1], 0.0, atol=1e-7)
+  assert box[0, 0].max() > 0
+
+
+def test_pdm_response_independent_of_batch_size():
+  layer_fn, _ = first_layer(LAPLACIAN, bias=0.1)
+  a = analysis.pdm_response(layer_fn, 6, 6, 2, batch_size=7, progress=False)
+  b = analysis.pdm_response(layer_fn, 6, 6, 2, batch_size=1000, progress=False)
+  chex.assert_trees_all_close(a, b, atol=1e-6)
+
+
+def test_normalize_response_maps_range_order_and_constant():
+  maps = np.stack([np.arange(100.0).reshape(1, 10, 10), np.full((1, 10, 10), 3.0)])
+  out = analysis.normalize_response_maps(maps, ignore_fraction=0.0)
+  assert out[0].min() == 0.0 and out[0].max() == 1.0
+  assert np.all(np.diff(out[0].ravel()) > 0)  # order preserved
+  np.testing.assert_array_equal(out[1], 0.0)
+  clipped = analysis.normalize_response_maps(maps, ignore_fraction=0.2)
+  assert np.sum(clipped[0] == 1.0) > 1 and np.sum(clipped[0] == 0.0) > 1
+  with pytest.raises(ValueError, match="ignore_fraction"):
+    analysis.normalize_response_maps(maps, ignore_fraction=1.5)
+
+
+def test_response_histogram_weights():
+  maps = np.random.default_rng(0).uniform(size=(3, 2, 5, 5))
+  np.testing.assert_allclose(analysis.response_histogram(maps, np.ones(3)),
+                             analysis.response_histogram(maps))
+  np.testing.assert_allclose(analysis.response_histogram(maps, np.array([0.0, 1.0, 0.0])),
+                             maps[1].sum(axis=0))
+  with pytest.raises(ValueError, match="weights"):
+    analysis.response_histogram(maps, np.ones(2))
+
+
+def test_kernel_spectrum_laws():
+  delta = np.zeros((3, 3, 1, 1))
+  delta[1, 1] = 1.0
+  np.testing.assert_allclose(analysis.kernel_spectrum(delta, 8, 8), 1.0, atol=1e-12)
+  box = analysis.kernel_spectrum(BOX[:, :, None, None], 8, 8)[..., 0, 0]
+  lap = analysis.kernel_spectrum(LAPLACIAN[:, :, None, None], 8, 8)[..., 0, 0]
+  assert box[0, 0] == pytest.approx(1.0) and lap[0, 0] == pytest.approx(0.0, abs=1e-12)
+  assert analysis.high_frequency_fraction(box, 2) < analysis.high_frequency_fraction(lap, 2)
+
+
+# --- Fourier heat map (Yin et al.) ---------------------------------------------------------------
+
+
+def test_mirror_pairs_partition_the_grid():
+  i, j, index_map = analysis.mirror_pairs(H, W)
+  assert len(i) == H * W // 2 + 2  # two self-mirrored pairs per even axis -> (HW + 4) / 2
+  assert set(np.unique(index_map)) == set(range(len(i)))
+  np.testing.assert_array_equal(index_map, np.roll(index_map[::-1, ::-1], (1, 1), (0, 1)))
+
+
+def test_heatmap_of_lowpass_classifier_is_blind_to_high_frequencies():
+  bandwidth = 5
+  predict = lowpass_classifier(bandwidth)
+  images, labels = grey_images()
+  result = analysis.fourier_heatmap(predict, images, labels, eps=1.0, key=jax.random.key(0),
+                                    batch_size=50, progress=False)
+  fi = np.abs(np.fft.fftfreq(H) * H)[:, None]
+  fj = np.abs(np.fft.fftfreq(W) * W)[None, :]
+  inside = (fi < bandwidth / 2) & (fj < bandwidth / 2)
+  np.testing.assert_allclose(result["error"][~inside], result["clean_error"], atol=1e-7)
+  np.testing.assert_allclose(result["logit_change"][~inside], 0.0, atol=1e-4)
+  assert np.all(result["logit_change"][inside] > 1e-2)  # the test can fail
+  # Chunking does not change the answer; the seed fixes it.
+  again = analysis.fourier_heatmap(predict, images, labels, eps=1.0, key=jax.random.key(0),
+                                   batch_size=1000, progress=False)
+  chex.assert_trees_all_close(result, again, atol=1e-5)
+  other = analysis.fourier_heatmap(predict, images, labels, eps=1.0, key=jax.random.key(1),
+                                   batch_size=1000, progress=False)
+  assert not np.allclose(other["logit_change"], result["logit_change"])
+
+
+def test_heatmap_error_grows_with_eps():
+  predict = linear_classifier()
+  images, _ = grey_images(n=8)
+  labels = np.argmax(np.asarray(predict(jnp.asarray(images))), -1)  # clean error 0
+  small = analysis.fourier_heatmap(predict, images, labels, 0.01, jax.random.key(0),
+                                   clip=False, progress=False)
+  large = analysis.fourier_heatmap(predict, images, labels, 50.0, jax.random.key(0),
+                                   clip=False, progress=False)
+  assert small["clean_error"] == 0.0
+  assert small["error"].mean() < large["error"].mean()
+  np.testing.assert_allclose(large["logit_change"] / small["logit_change"], 5000.0, rtol=1e-3)
+
+
+# --- band-limited accuracy -------------------------------------------------------------------
+
+
+def test_bandlimited_accuracy_at_full_bandwidth_is_clean_accuracy():
+  predict = linear_classifier()
+  images, labels = grey_images(n=16)
+  full = max(H, W) + 1
+  result = analysis.bandlimited_accuracy(predict, images, labels, [0, 1, 5, full],
+                                         batch_size=9, progress=False)
+  clean = result["clean_accuracy"]
+  assert result["lowpass_accuracy"][-1] == pytest.approx(clean)
+  assert result["highpass_accuracy"][0] == pytest.approx(clean)  # B = 0 keeps everything
+  # Nothing kept: every image is the same (zero) image, so accuracy is the share of one class.
+  zero_class = int(np.argmax(np.asarray(predict(jnp.zeros((1, H, W, 2))))))
+  assert result["lowpass_accuracy"][0] == pytest.approx(np.mean(labels == zero_class))
+  assert result["highpass_accuracy"][-1] == pytest.approx(np.mean(labels == zero_class))
+
+
+# --- occlusion (Wang et al.) -----------------------------------------------------------------
+
+
+def test_occlusion_empty_band_changes_nothing_and_blind_bands_do_not_matter():
+  bandwidth = 5
+  predict = lowpass_classifier(bandwidth)
+  images, labels = grey_images(n=10)
+  # Radii are 0, 1, sqrt(2), 2, ...: no frequency lies in [0.3, 0.9).
+  bands = [(0.3, 0.9), (0.0, 1.0), (4.0, 100.0)]
+  result = analysis.occlusion_attribution(predict, images, labels, bands, batch_size=7,
+                                          progress=False)
+  np.testing.assert_allclose(result["drop"][0], 0.0, atol=1e-6)
+  assert abs(result["drop"][1]) > 1e-3  # removing DC matters to this classifier
+  # r >= 4 lies outside the classifier's square |f| < 2.5 (max r inside is sqrt(8) < 4).
+  np.testing.assert_allclose(result["drop"][2], 0.0, atol=1e-5)
+  counts = result["class_counts"]
+  present = counts > 0
+  weighted = (np.nan_to_num(result["drop_per_class"]) * counts).sum(axis=1) / counts.sum()
+  np.testing.assert_allclose(weighted, result["drop"], atol=1e-6)
+  assert np.all(np.isnan(result["drop_per_class"][:, ~present]))
+
+
+def test_radial_bands_cover_every_frequency_once():
+  bands = analysis.radial_bands(H, W, 5)
+  r = frequency.radial_distance(H, W)
+  hits = sum(((r >= lo) & (r < hi)).astype(int) for lo, hi in bands)
+  np.testing.assert_array_equal(hits, 1)
+
+
+# --- corruption spectra -----------------------------------------------------------------------
+
+
+def checker_corruption(key, images, name, severity):
+  del key
+  checker = (np.indices(images.shape[1:3]).sum(axis=0) % 2 * 2 - 1)[None, :, :, None]
+  if name == "checker":
+    return images + 0.01 * severity * checker
+  if name == "brighter":
+    return images + 0.01 * severity
+  return images
+
+
+def test_corruption_spectra_laws():
+  images, _ = grey_images(n=5)
+  spectra = analysis.corruption_spectra(jax.random.key(0), images,
+                                        ["checker", "brighter", "identity"], 2,
+                                        checker_corruption, batch_size=2, progress=False)
+  radius = 3.0
+  assert analysis.high_frequency_fraction(spectra["checker"], radius) == pytest.approx(1.0, abs=1e-4)
+  assert analysis.high_frequency_fraction(spectra["brighter"], radius) == pytest.approx(0.0, abs=1e-4)
+  assert spectra["brighter"][0, 0] == pytest.approx(0.02 * H * W, rel=1e-4)  # |DFT| of a constant
+  np.testing.assert_allclose(spectra["identity"], 0.0)
+  assert analysis.high_frequency_fraction(spectra["identity"], radius) == 0.0
+
+
+def test_high_frequency_fraction_limits():
+  spectrum = np.random.default_rng(0).uniform(0.1, 1.0, size=(2, 8, 8))
+  np.testing.assert_allclose(analysis.high_frequency_fraction(spectrum, -1.0), 1.0)
+  np.testing.assert_allclose(analysis.high_frequency_fraction(spectrum, 100.0), 0.0)
+  low = analysis.high_frequency_fraction(spectrum, 2.0)
+  high = analysis.high_frequency_fraction(spectrum, 1.0)
+  assert np.all(low < high)
+
+
+@pytest.mark.parametrize("results", [
+    {"accuracy": {"fog": [0.9, 0.8, 0.7, 0.6, 0.5]}, "clean_accuracy": 0.95},
+    {"corruptions": {"fog": {"1": 90.0, "2": 80.0, "3": 70.0, "4": 60.0, "5": 50.0}}},
+    {"fog_1": 0.9, "fog_2": 0.8, "fog_3": 0.7, "fog_4": 0.6, "fog_5": 0.5, "mce": 30.0},
+    {"per_corruption": {"fog": {"accuracy": {"1": 90, "2": 80, "3": 70, "4": 60, "5": 50}}}},
+])
+def test_corruption_accuracies_layouts(results):
+  table = analysis.corruption_accuracies(results)
+  assert list(table) == ["fog"]
+  np.testing.assert_allclose([table["fog"][s] for s in range(1, 6)], [90, 80, 70, 60, 50])
+
+
+def test_accuracy_changes():
+  base = {"fog": {1: 80.0, 2: 70.0}, "snow": {1: 50.0}}
+  better = {"fog": {1: 85.0, 2: 74.0}}
+  changes = analysis.accuracy_changes({"nat": base, "aps": better, "same": base}, "nat",
+                                      ["fog", "snow"])
+  assert list(changes) == ["aps", "same"]
+  assert changes["aps"]["fog"] == pytest.approx(4.5)
+  assert np.isnan(changes["aps"]["snow"])
+  assert changes["same"] == {"fog": 0.0, "snow": 0.0}
+  assert analysis.accuracy_changes({"nat": base, "aps": better}, "nat", ["fog"],
+                                   severity=2)["aps"]["fog"] == pytest.approx(4.0)
+  with pytest.raises(ValueError, match="baseline"):
+    analysis.accuracy_changes({"aps": better}, "nat", ["fog"])
+
+
+def test_read_corruption_results(tmp_path):
+  assert analysis.read_corruption_results(str(tmp_path)) is None
+  os.makedirs(tmp_path / "corruption_eval")
+  (tmp_path / "corruption_eval" / "results.json").write_text(json.dumps({"fog_1": 0.5}))
+  assert analysis.read_corruption_results(str(tmp_path)) == {"fog_1": 0.5}
+
+
+# --- compare and the CLI's tool runners -------------------------------------------------------
+
+
+def test_compare_keeps_the_order_given(tmp_path):
+  hists = {d: np.full((4, 4), k, np.float64) for k, d in enumerate(["a", "b", "c"])}
+  for d, hist in hists.items():
+    os.makedirs(tmp_path / d / "analysis" / "pdm")
+    np.savez(tmp_path / d / "analysis" / "pdm" / "pdm.npz", histogram=hist)
+  order = [str(tmp_path / d) for d in ["c", "a", "b"]]
+  pairs = analysis.collect_histograms(order, analyze.saved_histogram)
+  assert [name for name, _ in pairs] == ["c", "a", "b"]
+  assert [float(h[0, 0]) for _, h in pairs] == [2.0, 0.0, 1.0]
+  summary = analyze.run_compare(str(tmp_path), order, analyze.saved_histogram,
+                                ["C", "A", "B"])
+  assert summary["labels"] == ["C", "A", "B"]
+  saved = np.load(tmp_path / "compare.npz")["histograms"]
+  assert [float(h[0, 0]) for h in saved] == [2.0, 0.0, 1.0]
+  assert_nonblank_png(str(tmp_path / "compare.png"))
+  with pytest.raises(ValueError, match="labels"):
+    analysis.collect_histograms(order, analyze.saved_histogram, ["x"])
+  with pytest.raises(FileNotFoundError, match="analyze pdm"):
+    analyze.saved_histogram(str(tmp_path / "missing"))
+  computed = []
+  analyze.saved_histogram(str(tmp_path / "a"), computed.append)
+  assert not computed  # only computed when missing
+
+
+def test_run_pdm_writes_figures_and_numbers(tmp_path):
+  layer_fn, kernel = first_layer(BOX)
+  summary = analyze.run_pdm(str(tmp_path), layer_fn, (H, W, 2), kernel,
+                            open_ratio=np.array([1.0, 0.0, 0.5]), progress=False)
+  for name in summary["figures"]:
+    assert_nonblank_png(str(tmp_path / name))
+  assert set(summary["figures"]) == {"histogram.png", "response_maps.png", "cpdm_examples.png",
+                                     "kernel_spectrum.png"}
+  saved = np.load(tmp_path / "pdm.npz")
+  assert saved["histogram"].std() > 0
+  expected = analysis.response_histogram(saved["normalized"], np.array([1.0, 0.0, 0.5]))
+  np.testing.assert_allclose(saved["weighted_histogram"], expected)
+  assert summary["histogram_high_frequency_fraction"] < summary["area_high_frequency_fraction"]
+  assert json.loads((tmp_path / "pdm.json").read_text())["t"] == pytest.approx(4 * np.sqrt(2))
+
+
+def test_run_heatmap_bandpass_occlusion_spectra_write_outputs(tmp_path):
+  predict = lowpass_classifier(5)
+  images, labels = grey_images(n=6)
+  key = jax.random.key(0)
+  runs = {
+      "heatmap": lambda d: analyze.run_heatmap(d, predict, images, labels, 1.0, key,
+                                               progress=False),
+      "bandpass": lambda d: analyze.run_bandpass(d, predict, images, labels, progress=False),
+      "occlusion": lambda d: analyze.run_occlusion(d, predict, images, labels, num_bands=4,
+                                                   progress=False),
+      "spectra": lambda d: analyze.run_spectra(
+          d, key, images, ["checker", "brighter"], 3, corrupt_fn=checker_corruption,
+          accuracies={"nat": {"checker": {3: 80.0}, "brighter": {3: 90.0}},
+                      "aps": {"checker": {3: 85.0}, "brighter": {3: 89.0}}}, progress=False),
+  }
+  for tool, run in runs.items():
+    out = tmp_path / tool
+    os.makedirs(out)
+    summary = run(str(out))
+    for name in summary["figures"]:
+      assert_nonblank_png(str(out / name))
+    assert (out / f"{tool}.npz").exists()
+    json.loads((out / f"{tool}.json").read_text())
+  bandpass = json.loads((tmp_path / "bandpass" / "bandpass.json").read_text())
+  assert bandpass["bandwidths"][-1] == max(H, W) + 1
+  assert bandpass["lowpass_accuracy"][-1] == pytest.approx(bandpass["clean_accuracy"])
+  spectra = json.loads((tmp_path / "spectra" / "spectra.json").read_text())
+  assert spectra["accuracy_change"] == {"aps": {"checker": 5.0, "brighter": -1.0}}
+  assert "hf_vs_accuracy.png" in spectra["figures"]
