@@ -1,0 +1,456 @@
+"""Frequency-domain operators of the paper (SPEC sections 1-5 and 7), as pure functions.
+
+Conventions (SPEC 1): images are float in [0, 1], layout HW or HWC (NHWC is accepted by the
+filtering functions too); the 2-D DFT runs over the spatial axes only with NumPy's default
+normalisation (forward unscaled), channels independently; frequency index [i, j] is in NumPy's
+FFT layout (DC at [0, 0]); the inverse DFT of a modified spectrum is returned as its real part.
+
+Everything that depends only on static shapes (radial distances, mask matrices, NFD band masks,
+band edges) is computed once with NumPy and cached, so it is a constant under `jax.jit` and
+nothing re-traces. The rest is `jax.numpy` and works under `jit` and `vmap`.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+ArrayLike = jax.typing.ArrayLike
+
+# Indices of the three power-suppression masks (also used by the augmentation's aux output).
+MASK_NAMES = ("L", "M", "H")
+# SPEC 3: the eight fixed configurations and the learnable one.
+APS_CONFIGURATIONS = ("LMH=111", "LMH=011", "LMH=101", "LMH=110", "LMH=001", "LMH=010",
+                      "LMH=100", "LMH=000", "learnable")
+# SPEC 4: the paper's NFD bands for the 40x40 padded CIFAR image, m_k = m_{a,b}.
+PAPER_NFD_BANDS_40 = ((0, 9), (10, 13), (14, 17), (18, 20), (21, 29))
+NUM_NFD_BANDS = 5
+# eq. 15-16: f(s) = alpha / (1 + s) with alpha = 1600, V(s) = log2(beta * pi * f(s)^2), beta = 1.
+_COVERAGE_ALPHA = 1600.0
+
+
+def _xp(x):
+  """NumPy for concrete NumPy/Python inputs (trace-time constants), jax.numpy otherwise."""
+  if isinstance(x, (np.ndarray, np.generic, float, int)):
+    return np
+  return jnp
+
+
+def _read_only(x: np.ndarray) -> np.ndarray:
+  x.flags.writeable = False
+  return x
+
+
+# ---------------------------------------------------------------------------------------------
+# Radial distance and mask curves (eq. 1-4, 13)
+# ---------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def radial_distance(h: int, w: int) -> np.ndarray:
+  """r(i, j) = sqrt(fi^2 + fj^2) in NumPy's FFT layout, shape (h, w) (SPEC 1)."""
+  # Rounded integer frequencies: fftfreq(h) * h is off by ~1e-15, which would move points
+  # lying exactly on an integer radius (e.g. (5, 12) at r = 13) across a band edge.
+  fi, fj = (f.astype(np.float64) for f in _signed_frequencies(h, w))
+  return _read_only(np.sqrt(fi[:, None] ** 2 + fj[None, :] ** 2).astype(np.float32))
+
+
+@functools.lru_cache(maxsize=None)
+def _signed_frequencies(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+  """Integer frequencies fi (h,), fj (w,) in FFT layout, e.g. [0, 1, ..., -2, -1]."""
+  _check_size(h, w)
+  fi = np.round(np.fft.fftfreq(h) * h).astype(np.float32)
+  fj = np.round(np.fft.fftfreq(w) * w).astype(np.float32)
+  return _read_only(fi), _read_only(fj)
+
+
+def _check_size(h: int, w: int) -> None:
+  if not (isinstance(h, (int, np.integer)) and isinstance(w, (int, np.integer))) or h < 1 or w < 1:
+    raise ValueError(f"Image size must be two positive Python ints, got h={h!r}, w={w!r}.")
+
+
+def mask_step(s: ArrayLike) -> ArrayLike:
+  """m_step (eq. 2): 1 for s <= 0, 1 - s/3 on (0, 3], 0 beyond."""
+  xp = _xp(s)
+  s = xp.asarray(s, dtype=np.float32)
+  return xp.where(s <= 0, 1.0, xp.where(s <= 3, 1.0 - s / 3.0, 0.0)).astype(np.float32)
+
+
+def mask_hill(s: ArrayLike) -> ArrayLike:
+  """m_hill (eq. 3): s/3 on (0, 3], 1 on (3, 8], 1 - (s-8)/3 on (8, 11], 0 elsewhere."""
+  xp = _xp(s)
+  s = xp.asarray(s, dtype=np.float32)
+  out = xp.where((s > 0) & (s <= 3), s / 3.0, 0.0)
+  out = xp.where((s > 3) & (s <= 8), 1.0, out)
+  out = xp.where((s > 8) & (s <= 11), 1.0 - (s - 8.0) / 3.0, out)
+  return out.astype(np.float32)
+
+
+def hill(s: ArrayLike, a: float, b: float) -> ArrayLike:
+  """The NFD hill curve m_{a,b} (eq. 13): ramps up on [a-1, a), 1 on [a, b), down on [b, b+1)."""
+  xp = _xp(s)
+  s = xp.asarray(s, dtype=np.float32)
+  out = xp.where((a - 1 <= s) & (s < a), s - a + 1.0, 0.0)
+  out = xp.where((a <= s) & (s < b), 1.0, out)
+  out = xp.where((b <= s) & (s < b + 1), b - s + 1.0, out)
+  return out.astype(np.float32)
+
+
+def _mask_curve(kind: str, s):
+  # eq. 4, with the SPEC 2 fix of m_H (the paper prints m_step(s-1) + m_step(s-13)).
+  if kind == "L":
+    return mask_step(s - 1) + mask_hill(s - 1)
+  if kind == "M":
+    return mask_step(s - 1) + mask_hill(s - 7)
+  if kind == "H":
+    return mask_step(s - 1) + 1.0 - mask_step(s - 13)
+  raise ValueError(f"Unknown power-suppression mask {kind!r}; valid masks are {MASK_NAMES}.")
+
+
+@functools.lru_cache(maxsize=None)
+def aps_mask(kind: str, h: int, w: int) -> np.ndarray:
+  """Mask matrix M_L, M_M or M_H (eq. 1, 4) for an h x w image, values in [0, 1]."""
+  _check_size(h, w)
+  return _read_only(_mask_curve(kind, radial_distance(h, w)).astype(np.float32))
+
+
+@functools.lru_cache(maxsize=None)
+def aps_masks(h: int, w: int) -> np.ndarray:
+  """The three masks stacked in index order 0=L, 1=M, 2=H, shape (3, h, w)."""
+  return _read_only(np.stack([aps_mask(k, h, w) for k in MASK_NAMES]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Spectral helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _spatial_axes(image: Array) -> tuple[int, int]:
+  if image.ndim in (2, 3):
+    return (0, 1)
+  if image.ndim == 4:
+    return (1, 2)
+  raise ValueError(f"Expected an HW, HWC or NHWC image, got shape {image.shape}.")
+
+
+def _spatial_shape(image: Array) -> tuple[int, int]:
+  ax = _spatial_axes(image)
+  return image.shape[ax[0]], image.shape[ax[1]]
+
+
+def _expand(mask: ArrayLike, image: Array) -> Array:
+  """Broadcast an (h, w) frequency mask against an HW, HWC or NHWC array."""
+  mask = jnp.asarray(mask)
+  if mask.shape != _spatial_shape(image):
+    raise ValueError(f"Mask of shape {mask.shape} does not match the image's spatial shape "
+                     f"{_spatial_shape(image)} (image shape {image.shape}).")
+  if image.ndim == 2:
+    return mask
+  if image.ndim == 3:
+    return mask[:, :, None]
+  return mask[None, :, :, None]
+
+
+def _as_float_image(image: ArrayLike) -> Array:
+  image = jnp.asarray(image)
+  if not jnp.issubdtype(image.dtype, jnp.floating):
+    image = image.astype(jnp.float32)
+  return image
+
+
+def _dft(image: Array) -> Array:
+  return jnp.fft.fft2(image, axes=_spatial_axes(image))
+
+
+def _idft_real(spectrum: Array, like: Array) -> Array:
+  """Real part of the inverse DFT (SPEC 1), in the dtype of `like`."""
+  return jnp.real(jnp.fft.ifft2(spectrum, axes=_spatial_axes(like))).astype(like.dtype)
+
+
+def _filter(image: ArrayLike, mask: ArrayLike) -> Array:
+  """Real part of IDFT(DFT(image) * mask)."""
+  image = _as_float_image(image)
+  return _idft_real(_dft(image) * _expand(mask, image), image)
+
+
+def direction(spectrum: Array) -> Array:
+  """Dir c = c / |c|, with Dir 0 = 1 (SPEC 1)."""
+  magnitude = jnp.abs(spectrum)
+  nonzero = magnitude > 0
+  return jnp.where(nonzero, spectrum / jnp.where(nonzero, magnitude, 1.0), 1.0 + 0.0j)
+
+
+# ---------------------------------------------------------------------------------------------
+# Power suppression and auxiliary labels (eq. 5-9)
+# ---------------------------------------------------------------------------------------------
+
+
+def power_suppress(image: ArrayLike, mask: ArrayLike, keep: ArrayLike) -> Array:
+  """D(I, M, keep) = IDFT(DFT(I) * (keep + (1 - keep) * M)) (eq. 5 with keep = 1 - a, SPEC 2).
+
+  keep = 1 returns the image; keep = 0 applies the mask fully.
+  """
+  keep = jnp.asarray(keep, dtype=jnp.float32)
+  return _filter(image, keep + (1.0 - keep) * jnp.asarray(mask))
+
+
+def beta_suppressed(keep: ArrayLike) -> Array:
+  """beta_0(keep) = sigmoid(7 keep - 3) + 1 - sigmoid(4) (eq. 6); beta_0(1) = 1."""
+  keep = jnp.asarray(keep, dtype=jnp.float32)
+  return jax.nn.sigmoid(7.0 * keep - 3.0) + 1.0 - jax.nn.sigmoid(4.0)
+
+
+def beta_learnable(keep: ArrayLike, b: ArrayLike) -> Array:
+  """beta_L = (1 - keep) * b(M) + keep (eq. 8)."""
+  keep = jnp.asarray(keep, dtype=jnp.float32)
+  return (1.0 - keep) * b + keep
+
+
+def basic_open_ratios(theta: ArrayLike) -> Array:
+  """(b(M_L), b(M_M), b(M_H)) = 1.1 * sigmoid(theta) / sum(sigmoid(theta)) (eq. 9)."""
+  s = jax.nn.sigmoid(jnp.asarray(theta, dtype=jnp.float32))
+  return 1.1 * s / jnp.sum(s, axis=-1, keepdims=True)
+
+
+class ApsConfiguration(NamedTuple):
+  """A parsed configuration: `learnable`, or per mask L, M, H whether beta_1 = 1 is used."""
+  learnable: bool
+  fully_open: tuple[bool, bool, bool]
+
+
+@functools.lru_cache(maxsize=None)
+def parse_aps_configuration(configuration: str) -> ApsConfiguration:
+  """Parses "LMH=abc" (a, b, c in {0, 1}) or "learnable" (SPEC 3). "abc" alone is accepted."""
+  if not isinstance(configuration, str):
+    raise ValueError(f"APS configuration must be a string, got {configuration!r}; valid values: "
+                     f"{', '.join(APS_CONFIGURATIONS)}.")
+  text = configuration.strip()
+  if text.lower() == "learnable":
+    return ApsConfiguration(True, (False, False, False))
+  digits = text[4:] if text.upper().startswith("LMH=") else text
+  if len(digits) != 3 or any(d not in "01" for d in digits):
+    raise ValueError(f"Invalid APS configuration {configuration!r}; valid values: "
+                     f"{', '.join(APS_CONFIGURATIONS)} (digit 0: beta_0 of eq. 6 for that mask, "
+                     "1: beta_1 = 1).")
+  return ApsConfiguration(False, tuple(d == "1" for d in digits))
+
+
+def aps_label(mask_index: ArrayLike, keep: ArrayLike, configuration: str,
+              theta: ArrayLike | None = None) -> Array:
+  """Auxiliary label beta of a suppressed image (SPEC 3, eq. 6-9).
+
+  Args:
+    mask_index: 0 = M_L, 1 = M_M, 2 = M_H (int array, traced is fine).
+    keep: the retained fraction used in the suppression.
+    configuration: static string "LMH=abc" or "learnable".
+    theta: the learnable 3-vector theta_b (required, and differentiated, for "learnable").
+
+  Returns:
+    beta with the broadcast shape of mask_index and keep.
+  """
+  config = parse_aps_configuration(configuration)
+  mask_index = jnp.asarray(mask_index, dtype=jnp.int32)
+  keep = jnp.asarray(keep, dtype=jnp.float32)
+  if config.learnable:
+    if theta is None:
+      raise ValueError("The 'learnable' APS configuration needs theta (the 3-vector theta_b).")
+    theta = jnp.asarray(theta)
+    if theta.shape != (3,):
+      raise ValueError(f"theta must have shape (3,), got {theta.shape}.")
+    b = basic_open_ratios(theta)[mask_index]
+    return beta_learnable(keep, b)
+  fully_open = jnp.asarray(config.fully_open)[mask_index]
+  return jnp.where(fully_open, jnp.ones_like(keep), beta_suppressed(keep))
+
+
+# ---------------------------------------------------------------------------------------------
+# Noise in frequency domain (eq. 11-18)
+# ---------------------------------------------------------------------------------------------
+
+
+def _max_radius_int(h: int, w: int) -> int:
+  """ceil(r_I), the number of the last sample of H(s) (SPEC 4)."""
+  return int(math.ceil(float(radial_distance(h, w).max()) - 1e-6))
+
+
+@functools.lru_cache(maxsize=None)
+def _coverage_increments(h: int, w: int) -> np.ndarray:
+  """H'_s (eq. 15-17): share of information at integer distances 0..ceil(r_I)."""
+  r = radial_distance(h, w).astype(np.float64)
+  v = np.log2(np.pi * (_COVERAGE_ALPHA / (1.0 + r)) ** 2)  # eq. 15-16
+  samples = np.arange(_max_radius_int(h, w) + 1)
+  cumulative = np.array([v[r <= s + 1e-9].sum() for s in samples]) / v.sum()  # eq. 17
+  return _read_only(np.diff(cumulative, prepend=0.0))  # H'[0] = H(0)
+
+
+def band_coverage(h: int, w: int, a: float, b: float) -> float:
+  """Coverage degree C_v(m_{a,b}) = sum_i m_{a,b}(i) H'[i] (eq. 18) for an h x w image."""
+  increments = _coverage_increments(h, w)
+  return float(np.sum(hill(np.arange(len(increments), dtype=np.float64), a, b) * increments))
+
+
+@functools.lru_cache(maxsize=None)
+def nfd_band_edges(h: int, w: int) -> tuple[tuple[int, int], ...]:
+  """The five NFD bands (a, b) of m_{a,b} (SPEC 4).
+
+  40x40 returns the paper's edges. Other sizes split the integer distances 0..ceil(r_I) into five
+  contiguous bands, a_0 = 0, a_{k+1} = b_k + 1, b_4 = ceil(r_I), chosen (dynamic programming) to
+  minimise the sum of squared deviations of the coverages from 1/5.
+  """
+  _check_size(h, w)
+  if (h, w) == (40, 40):
+    return PAPER_NFD_BANDS_40
+  increments = _coverage_increments(h, w)
+  n = len(increments)
+  if n < NUM_NFD_BANDS:
+    raise ValueError(f"A {h}x{w} image has only {n} integer frequency distances; NFD needs at "
+                     f"least {NUM_NFD_BANDS}.")
+  prefix = np.concatenate([[0.0], np.cumsum(increments)])
+  target = 1.0 / NUM_NFD_BANDS
+  # cost[k][e]: best cost of covering distances 0..e-1 with k bands; choice[k][e]: last start.
+  cost = np.full((NUM_NFD_BANDS + 1, n + 1), np.inf)
+  choice = np.zeros((NUM_NFD_BANDS + 1, n + 1), dtype=int)
+  cost[0, 0] = 0.0
+  for k in range(1, NUM_NFD_BANDS + 1):
+    for end in range(k, n + 1):
+      starts = np.arange(k - 1, end)
+      totals = cost[k - 1, starts] + (prefix[end] - prefix[starts] - target) ** 2
+      best = int(np.argmin(totals))
+      cost[k, end], choice[k, end] = totals[best], starts[best]
+  edges, end = [], n
+  for k in range(NUM_NFD_BANDS, 0, -1):
+    start = choice[k, end]
+    edges.append((int(start), int(end - 1)))
+    end = start
+  return tuple(reversed(edges))
+
+
+@functools.lru_cache(maxsize=None)
+def nfd_band_masks(h: int, w: int) -> np.ndarray:
+  """Mask matrices M_0..M_4 of the NFD bands, shape (5, h, w); they sum to one everywhere."""
+  r = radial_distance(h, w)
+  return _read_only(np.stack([hill(r, a, b) for a, b in nfd_band_edges(h, w)]).astype(np.float32))
+
+
+def nfd_control(key: Array, band_masks: ArrayLike) -> Array:
+  """Random control matrix M = sum_k alpha_r[k] M_k (eq. 14, SPEC 4).
+
+  One element of alpha_r, chosen uniformly, is ~ U(0, 1); each other element is 0 or 1 with
+  probability 1/2.
+  """
+  band_masks = jnp.asarray(band_masks)
+  num_bands = band_masks.shape[0]
+  key_pick, key_uniform, key_bits = jax.random.split(key, 3)
+  pick = jax.random.randint(key_pick, (), 0, num_bands)
+  uniform = jax.random.uniform(key_uniform, ())
+  bits = jax.random.bernoulli(key_bits, 0.5, (num_bands,)).astype(jnp.float32)
+  alpha = jnp.where(jnp.arange(num_bands) == pick, uniform, bits)
+  return jnp.tensordot(alpha, band_masks, axes=1)
+
+
+def nfd_noise(key: Array, shape: Sequence[int], control: ArrayLike, sigma: ArrayLike,
+              dtype=jnp.float32) -> Array:
+  """R_sigma(M): real Gaussian noise with variance sigma * (1 - M[i, j]) (eq. 11).
+
+  `shape` is the image's shape (HW, HWC or NHWC); each channel draws its own noise.
+  """
+  control = jnp.asarray(control, dtype=dtype)
+  # 1 - M can dip below 0 by rounding when the bands of the control sum to 1.
+  variance = jnp.asarray(sigma, dtype=dtype) * jnp.maximum(1.0 - control, 0.0)
+  standard = jax.random.normal(key, tuple(shape), dtype)
+  return standard * jnp.sqrt(_expand(variance, standard))
+
+
+def nfd_spectrum(key: Array, spectrum: Array, control: ArrayLike, sigma: ArrayLike) -> Array:
+  """F + R * Dir F (eq. 12) on a DFT taken over the spatial axes of an HW/HWC/NHWC layout."""
+  dtype = jnp.real(spectrum).dtype
+  noise = nfd_noise(key, spectrum.shape, control, sigma, dtype)
+  return spectrum + noise * direction(spectrum)
+
+
+def nfd(key: Array, image: ArrayLike, control: ArrayLike, sigma: ArrayLike) -> Array:
+  """N_sigma(I, M) = IDFT(DFT(I) + R_sigma(M) * Dir DFT(I)) (eq. 11-12), real part (SPEC 1).
+
+  Taking the real part symmetrises the noise: the returned image's spectrum is
+  F + (R[i, j] + R[-i, -j]) / 2 * Dir F, so each coefficient stays on the line of its original
+  phase (its phase is kept, or flipped by pi where the noise exceeds the amplitude), and the
+  effective noise variance is sigma (1 - M) / 2 except at self-mirrored frequencies (DC and
+  Nyquist), where it is sigma (1 - M).
+  """
+  image = _as_float_image(image)
+  return _idft_real(nfd_spectrum(key, _dft(image), control, sigma), image)
+
+
+# ---------------------------------------------------------------------------------------------
+# Point detection maps (SPEC 5) and Fourier basis (SPEC 7)
+# ---------------------------------------------------------------------------------------------
+
+
+def fourier_basis(h: int, w: int, i: ArrayLike, j: ArrayLike) -> Array:
+  """Real unit-L2-norm image whose spectrum is non-zero only at [i, j] and [-i, -j].
+
+  It is the cosine cos(2 pi (i y / h + j x / w)) normalised; i, j may be traced (vmap over a grid
+  of frequencies).
+  """
+  _check_size(h, w)
+  y = jnp.arange(h, dtype=jnp.float32)[:, None]
+  x = jnp.arange(w, dtype=jnp.float32)[None, :]
+  i = jnp.asarray(i, dtype=jnp.float32)
+  j = jnp.asarray(j, dtype=jnp.float32)
+  # Reduce the phase modulo 1 in float32 to keep it exact for large indices.
+  phase = jnp.mod(i * y / h + j * x / w, 1.0)
+  wave = jnp.cos(2.0 * jnp.pi * phase)
+  return wave / jnp.linalg.norm(wave)
+
+
+def cpdm(h: int, w: int, channels: int, c: ArrayLike, i: ArrayLike, j: ArrayLike,
+         t: ArrayLike) -> Array:
+  """Channel point detection map P_c(t, i, j), shape (h, w, channels) (SPEC 5).
+
+  All channels are 0.5 except channel c, which is 0.5 + t * fourier_basis(h, w, i, j).
+  """
+  perturbation = jnp.asarray(t, dtype=jnp.float32) * fourier_basis(h, w, i, j)
+  selected = (jnp.arange(channels) == c).astype(jnp.float32)
+  return 0.5 + perturbation[:, :, None] * selected[None, None, :]
+
+
+# ---------------------------------------------------------------------------------------------
+# Band-limited filters for the analysis tools (SPEC 7)
+# ---------------------------------------------------------------------------------------------
+
+
+def _square_lowpass_mask(h: int, w: int, bandwidth: ArrayLike) -> Array:
+  fi, fj = _signed_frequencies(h, w)
+  half = jnp.asarray(bandwidth, dtype=jnp.float32) / 2.0
+  return ((jnp.abs(fi)[:, None] < half) & (jnp.abs(fj)[None, :] < half)).astype(jnp.float32)
+
+
+def lowpass_square(image: ArrayLike, bandwidth: ArrayLike) -> Array:
+  """Keeps the centred square |fi| < B/2 and |fj| < B/2 of the shifted spectrum (Yin et al.).
+
+  The kept square has side B for odd B (B = 1: DC only; B = 0: nothing; B > max(h, w): all).
+  `bandwidth` may be traced. HW, HWC or NHWC.
+  """
+  image = _as_float_image(image)
+  h, w = _spatial_shape(image)
+  return _filter(image, _square_lowpass_mask(h, w, bandwidth))
+
+
+def highpass_square(image: ArrayLike, bandwidth: ArrayLike) -> Array:
+  """The complement of `lowpass_square`: lowpass + highpass = image."""
+  image = _as_float_image(image)
+  h, w = _spatial_shape(image)
+  return _filter(image, 1.0 - _square_lowpass_mask(h, w, bandwidth))
+
+
+def remove_radial_band(image: ArrayLike, r_lo: ArrayLike, r_hi: ArrayLike) -> Array:
+  """Zeroes every coefficient with r_lo <= r(i, j) < r_hi (Wang et al. occlusion). HW/HWC/NHWC."""
+  image = _as_float_image(image)
+  r = radial_distance(*_spatial_shape(image))
+  occluded = (r >= jnp.asarray(r_lo, jnp.float32)) & (r < jnp.asarray(r_hi, jnp.float32))
+  return _filter(image, 1.0 - occluded.astype(jnp.float32))
