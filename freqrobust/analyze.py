@@ -1,7 +1,8 @@
 """Command line: `python -m freqrobust.analyze TOOL --workdir=DIR [options]`.
 
 Tools (docs/ANALYSIS.md explains each figure):
-  pdm        point detection maps, per-channel response maps, response histogram, kernel DFT (SPEC 5)
+  pdm        point detection maps, per-channel response maps, response histogram, kernel
+             DFT (SPEC 5)
   heatmap    Fourier heat map: error and logit change per basis perturbation (Yin et al.)
   bandpass   accuracy under centred low-pass / high-pass filtering over bandwidth (Yin et al.)
   spectra    E|DFT(C(X) - X)| per corruption; with --workdirs, high-frequency fraction against

@@ -6,6 +6,8 @@ shifted spectrum (`frequency.lowpass_square`), and under the complementary high-
 """
 from collections.abc import Callable, Sequence
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,18 +37,11 @@ def bandlimited_accuracy(predict_fn: PredictFn, images: np.ndarray, labels: np.n
     raise ValueError(f"bandwidths must be a non-empty list of non-negative ints, got {bandwidths}")
   band_values = jnp.asarray(bands)
 
-  def filtered(pair: jax.Array, filter_fn) -> jax.Array:
-    b, m = pair // n, pair % n
-    return jax.vmap(filter_fn)(images[m], band_values[b])
-
-  filter_low = jax.jit(lambda pair: filtered(pair, frequency.lowpass_square))
-  filter_high = jax.jit(lambda pair: filtered(pair, frequency.highpass_square))
-
   def run(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pair = jnp.asarray(idx, jnp.int32)
     truth = labels[pair % n]
-    low = jnp.argmax(predict_fn(filter_low(pair)), -1) == truth
-    high = jnp.argmax(predict_fn(filter_high(pair)), -1) == truth
+    low = jnp.argmax(predict_fn(_bandlimit(pair, images, band_values, False)), -1) == truth
+    high = jnp.argmax(predict_fn(_bandlimit(pair, images, band_values, True)), -1) == truth
     return np.asarray(low, np.float32), np.asarray(high, np.float32)
 
   low, high = _batching.map_chunks(run, bands.size * n, batch_size, desc="bandpass",
@@ -56,3 +51,12 @@ def bandlimited_accuracy(predict_fn: PredictFn, images: np.ndarray, labels: np.n
   return {"bandwidths": bands, "lowpass_accuracy": low.reshape(bands.size, n).mean(axis=1),
           "highpass_accuracy": high.reshape(bands.size, n).mean(axis=1),
           "clean_accuracy": np.float64(clean)}
+
+
+@functools.partial(jax.jit, static_argnames=("highpass",))
+def _bandlimit(pair: jax.Array, images: jax.Array, bandwidths: jax.Array,
+               highpass: bool) -> jax.Array:
+  """Image `pair % N` filtered with bandwidth `bandwidths[pair // N]`."""
+  n = images.shape[0]
+  filter_fn = frequency.highpass_square if highpass else frequency.lowpass_square
+  return jax.vmap(filter_fn)(images[pair % n], bandwidths[pair // n])

@@ -6,6 +6,8 @@ the test images. The error rate and the mean L2 change of the logits are recorde
 """
 from collections.abc import Callable
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -72,23 +74,11 @@ def fourier_heatmap(predict_fn: PredictFn, images: np.ndarray, labels: np.ndarra
   bases = basis_stack(h, w, fi, fj)
   clean_logits = jnp.asarray(predict_batched(predict_fn, images, batch_size))
 
-  @jax.jit
-  def perturb(pair: jax.Array) -> jax.Array:
-    f, m = pair // n, pair % n
-    signs = jax.vmap(lambda p: jax.random.rademacher(jax.random.fold_in(key, p), (c,)))(pair)
-    x = images[m] + eps * signs[:, None, None, :].astype(jnp.float32) * bases[f][..., None]
-    return jnp.clip(x, 0.0, 1.0) if clip else x
-
-  @jax.jit
-  def score(pair: jax.Array, logits: jax.Array) -> tuple[jax.Array, jax.Array]:
-    m = pair % n
-    wrong = (jnp.argmax(logits, -1) != labels[m]).astype(jnp.float32)
-    change = jnp.linalg.norm(logits - clean_logits[m], axis=-1)
-    return wrong, change
-
   def run(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pair = jnp.asarray(idx, jnp.int32)
-    return score(pair, jnp.asarray(predict_fn(perturb(pair)), jnp.float32))
+    perturbed = _perturb(pair, images, bases, key, jnp.float32(eps), clip)
+    logits = jnp.asarray(predict_fn(perturbed), jnp.float32)
+    return _score(pair, logits, labels, clean_logits)
 
   num_pairs = fi.size * n
   wrong, change = _batching.map_chunks(run, num_pairs, batch_size, desc="heatmap",
@@ -98,3 +88,24 @@ def fourier_heatmap(predict_fn: PredictFn, images: np.ndarray, labels: np.ndarra
   clean_error = float(np.mean(np.argmax(np.asarray(clean_logits), -1) != np.asarray(labels)))
   return {"error": error[index_map], "logit_change": logit_change[index_map],
           "clean_error": np.float64(clean_error), "eps": np.float64(eps)}
+
+
+@functools.partial(jax.jit, static_argnames=("clip",))
+def _perturb(pair: jax.Array, images: jax.Array, bases: jax.Array, key: jax.Array,
+             eps: jax.Array, clip: bool) -> jax.Array:
+  """Images `pair % N` plus `eps * sign * U_f`, `f = pair // N`, one sign per pair and channel."""
+  n, c = images.shape[0], images.shape[-1]
+  f, m = pair // n, pair % n
+  signs = jax.vmap(lambda p: jax.random.rademacher(jax.random.fold_in(key, p), (c,)))(pair)
+  x = images[m] + eps * signs[:, None, None, :].astype(jnp.float32) * bases[f][..., None]
+  return jnp.clip(x, 0.0, 1.0) if clip else x
+
+
+@jax.jit
+def _score(pair: jax.Array, logits: jax.Array, labels: jax.Array,
+           clean_logits: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Misclassification and L2 logit change of each perturbed image."""
+  m = pair % labels.shape[0]
+  wrong = (jnp.argmax(logits, -1) != labels[m]).astype(jnp.float32)
+  change = jnp.linalg.norm(logits - clean_logits[m], axis=-1)
+  return wrong, change

@@ -58,14 +58,9 @@ def occlusion_attribution(predict_fn: PredictFn, images: np.ndarray, labels: np.
   num_classes = num_classes or clean_logits.shape[-1]
   clean_prob = np.asarray(_true_probability(jnp.asarray(clean_logits), labels))
 
-  @jax.jit
-  def occlude(pair: jax.Array) -> jax.Array:
-    b, m = pair // n, pair % n
-    return jax.vmap(frequency.remove_radial_band)(images[m], lo[b], hi[b])
-
   def run(idx: np.ndarray) -> np.ndarray:
     pair = jnp.asarray(idx, jnp.int32)
-    logits = jnp.asarray(predict_fn(occlude(pair)), jnp.float32)
+    logits = jnp.asarray(predict_fn(_occlude(pair, images, lo, hi)), jnp.float32)
     return np.asarray(_true_probability(logits, labels[pair % n]))
 
   prob = _batching.map_chunks(run, band_array.shape[0] * n, batch_size, desc="occlusion",
@@ -83,3 +78,11 @@ def occlusion_attribution(predict_fn: PredictFn, images: np.ndarray, labels: np.
 def _true_probability(logits: jax.Array, labels: jax.Array) -> jax.Array:
   probs = jax.nn.softmax(logits, axis=-1)
   return jnp.take_along_axis(probs, labels[:, None], axis=-1)[:, 0]
+
+
+@jax.jit
+def _occlude(pair: jax.Array, images: jax.Array, lo: jax.Array, hi: jax.Array) -> jax.Array:
+  """Image `pair % N` without the radial band `[lo[b], hi[b])`, `b = pair // N`."""
+  n = images.shape[0]
+  b, m = pair // n, pair % n
+  return jax.vmap(frequency.remove_radial_band)(images[m], lo[b], hi[b])

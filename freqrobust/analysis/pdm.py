@@ -10,6 +10,7 @@ response map `(C_in, H, W)` per output channel; each map is normalised to [0, 1]
 All arrays here are in NumPy's FFT layout (DC at `[0, 0]`); plots shift them.
 """
 from collections.abc import Callable
+import functools
 import math
 
 import jax
@@ -53,13 +54,19 @@ def pdm_response(layer_fn: LayerFn, h: int, w: int, channels: int,
   flat = jnp.full((1, h, w, channels), 0.5, jnp.float32)
   flat_response = _spatial_mean(layer_fn(flat))[0]  # (K,)
   c, i, j = (jnp.asarray(a) for a in frequency_triples(h, w, channels))
-  build = jax.jit(lambda idx: cpdm_batch(h, w, channels, c[idx], i[idx], j[idx], t))
 
   def respond(idx: np.ndarray) -> np.ndarray:
-    return np.asarray(_spatial_mean(layer_fn(build(idx))) - flat_response)
+    batch = _cpdm_chunk(jnp.asarray(idx), c, i, j, jnp.float32(t), h, w, channels)
+    return np.asarray(_spatial_mean(layer_fn(batch)) - flat_response)
 
   responses = _batching.map_chunks(respond, c.size, batch_size, desc="pdm", progress=progress)
   return np.transpose(responses.reshape(channels, h, w, -1), (3, 0, 1, 2))
+
+
+@functools.partial(jax.jit, static_argnums=(5, 6, 7))
+def _cpdm_chunk(idx: jax.Array, c: jax.Array, i: jax.Array, j: jax.Array, t: jax.Array,
+                h: int, w: int, channels: int) -> jax.Array:
+  return cpdm_batch(h, w, channels, c[idx], i[idx], j[idx], t)
 
 
 def _spatial_mean(activation: jax.Array) -> jax.Array:
@@ -89,7 +96,8 @@ def normalize_response_maps(maps: np.ndarray, ignore_fraction: float = 0.01) -> 
   return np.asarray(jax.vmap(_normalize_one, in_axes=(0, None))(maps, ignore_fraction))
 
 
-def response_histogram(normalized_maps: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+def response_histogram(normalized_maps: np.ndarray,
+                       weights: np.ndarray | None = None) -> np.ndarray:
   """Votes normalised maps `(K, ..., H, W)` into one `(H, W)` histogram.
 
   Every output channel's map (summed over its input channels) adds its [0, 1] votes; `weights`
