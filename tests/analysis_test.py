@@ -384,3 +384,94 @@ def test_run_heatmap_bandpass_occlusion_spectra_write_outputs(tmp_path):
   spectra = json.loads((tmp_path / "spectra" / "spectra.json").read_text())
   assert spectra["accuracy_change"] == {"aps": {"checker": 5.0, "brighter": -1.0}}
   assert "hf_vs_accuracy.png" in spectra["figures"]
+
+
+# --- the command line on a tiny untrained checkpoint -------------------------------------------
+
+
+def untrained_workdir(workdir: str) -> str:
+  """A workdir as `train_and_evaluate` leaves it (config.json + checkpoint), without training."""
+  import functools  # pylint: disable=g-import-not-at-top
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from freqrobust import checkpoint, train  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  config.data.dataset = "synthetic"
+  config.data.synthetic_size = 12
+  config.data.synthetic_channels = 1
+  config.data.synthetic_examples = 64
+  config.model.small_widths = (8, 8, 8)
+  config.model.attention = "extended"
+  config.model.attention_hidden = 8
+  config.train.batch_size = 16
+  config.eval.batch_size = 40
+  config = train.resolve_config(config)
+  os.makedirs(workdir)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  model, tx, _, _, _ = train.build(config, 64)
+  sharder = train.Sharder()
+  state = jax.jit(functools.partial(train.create_train_state, model=model, tx=tx, config=config,
+                                    image_shape=(12, 12, 1)),
+                  out_shardings=sharder.replicated)(jax.random.key(0))
+  manager = checkpoint.make_manager(workdir, 1)
+  checkpoint.save(manager, 1, state)
+  manager.wait_until_finished()
+  return workdir
+
+
+@pytest.fixture
+def cli_flags():
+  def parse(*args):
+    analyze.FLAGS.unparse_flags()
+    analyze.FLAGS(["analyze", "--progress=false", *args])
+  yield parse
+  analyze.FLAGS.unparse_flags()
+
+
+def test_cli_pdm_then_compare_on_a_checkpoint(tmp_path, cli_flags):
+  workdir = untrained_workdir(str(tmp_path / "run"))
+  cli_flags(f"--workdir={workdir}", "--num_images=16")
+  analyze.main(["analyze", "pdm"])
+  out = tmp_path / "run" / "analysis" / "pdm"
+  saved = np.load(out / "pdm.npz")
+  assert saved["responses"].shape == (8, 1, 12, 12)  # 8 stem channels, 1 input channel
+  assert saved["open_ratio"].shape == (8,) and np.all((saved["open_ratio"] > 0)
+                                                        & (saved["open_ratio"] < 1))
+  for name in json.loads((out / "pdm.json").read_text())["figures"]:
+    assert_nonblank_png(str(out / name))
+  # compare reads the saved numbers (no recomputation) and keeps the order and labels given.
+  cli_flags(f"--workdirs={workdir},{workdir}", "--labels=second,first",
+            f"--workdir={tmp_path}")
+  analyze.main(["analyze", "compare"])
+  summary = json.loads((tmp_path / "analysis" / "compare" / "compare.json").read_text())
+  assert summary["labels"] == ["second", "first"]
+  np.testing.assert_allclose(np.load(tmp_path / "analysis" / "compare" / "compare.npz")
+                             ["histograms"][0], saved["histogram"])
+  with pytest.raises(analyze.app.UsageError, match="TOOL"):
+    analyze.main(["analyze", "nonsense"])
+
+
+def test_cli_spectra_with_real_corruptions_and_results_files(tmp_path, cli_flags):
+  runs = []
+  for name, acc in [("nat", [0.5, 0.4]), ("aps", [0.6, 0.3])]:
+    os.makedirs(tmp_path / name / "corruption_eval")
+    (tmp_path / name / "corruption_eval" / "results.json").write_text(json.dumps(
+        {"accuracy": {"gaussian_noise": {"3": acc[0]}, "contrast": {"3": acc[1]}}}))
+    runs.append(str(tmp_path / name))
+  cli_flags(f"--workdirs={','.join(runs)}", f"--baseline={runs[0]}",
+            "--corruptions=gaussian_noise,contrast", "--severity=3")
+  # Smooth images (one low-frequency cosine each): contrast, which scales an image around its
+  # mean, changes only that frequency; Gaussian noise is white and fills the whole grid.
+  amplitude = np.linspace(0.1, 0.3, 4)[:, None, None, None]
+  images = 0.5 + amplitude * np.cos(2 * np.pi * np.arange(H) / H)[None, :, None, None]
+  images = np.broadcast_to(images, (4, H, W, 1)).astype(np.float32)
+  out = str(tmp_path / "out")
+  os.makedirs(out)
+  summary = analyze._spectra_main(out, jax.random.key(0), images, runs,
+                                  dict(batch_size=8, progress=False))
+  hf = summary["high_frequency_fraction"]
+  assert hf["contrast"] < 0.01 and hf["gaussian_noise"] > 0.5
+  assert summary["accuracy_change"]["aps"] == pytest.approx({"gaussian_noise": 10.0,
+                                                             "contrast": -10.0})
+  for name in summary["figures"]:
+    assert_nonblank_png(os.path.join(out, name))
