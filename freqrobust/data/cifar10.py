@@ -10,13 +10,17 @@ def load(split: str, tfds_data_dir: str = "", download: bool = True) -> Tuple[np
   if split not in ("train", "test"):
     raise ValueError(f"CIFAR-10 split {split!r}; valid: train, test.")
   try:
-    data = tfds.load("cifar10", split=split, batch_size=-1, as_supervised=True,
-                     data_dir=tfds_data_dir or None, download=download)
+    # Batches of 1000 rather than batch_size=-1 (one tensor): TF 2.21 aborts on the latter under
+    # tfds.testing.mock_data, and the result is the same.
+    data = tfds.load("cifar10", split=split, batch_size=1000, as_supervised=True,
+                     data_dir=tfds_data_dir or None, download=download, shuffle_files=False)
   except Exception as e:  # TFDS raises many kinds; all mean "not available here".
     raise RuntimeError(
         f"CIFAR-10 could not be loaded through TFDS ({type(e).__name__}: {e}). On a machine with a "
         "network run `python -c \"import tensorflow_datasets as tfds; tfds.builder('cifar10')"
         ".download_and_prepare()\"` (or set config.data.tfds_data_dir to a prepared TFDS folder); "
         "offline, use config.data.dataset='fashion_mnist'.") from e
-  images, labels = tfds.as_numpy(data)
-  return np.asarray(images, np.uint8), np.asarray(labels, np.int32)
+  batches = list(tfds.as_numpy(data))
+  images = np.concatenate([b[0] for b in batches]).astype(np.uint8)
+  labels = np.concatenate([b[1] for b in batches]).astype(np.int32)
+  return images, labels

@@ -1,0 +1,140 @@
+"""Laws of the training system: sharded == single device, resume == uninterrupted, NaN stops,
+the auxiliary loss only sees suppressed images, and theta_b learns."""
+import functools
+import json
+import os
+import signal
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import default
+from freqrobust import augment, checkpoint, train
+
+
+def tiny_config(**train_overrides):
+  config = default.get_config()
+  config.data.dataset = "synthetic"
+  config.data.synthetic_size = 12
+  config.data.synthetic_channels = 1
+  config.data.synthetic_examples = 64
+  config.model.small_widths = (8, 8, 8)
+  config.model.attention = "extended"
+  config.model.attention_hidden = 8
+  config.augment.pad = 2
+  config.augment.suppress_prob = 0.5
+  config.augment.nfd = True
+  config.aps.configuration = "learnable"
+  config.train.batch_size = 16
+  config.train.num_epochs = 2
+  config.train.learning_rate = 0.05
+  config.train.log_every_steps = 2
+  config.train.checkpoint_every_steps = 2
+  config.eval.batch_size = 40
+  for k, v in train_overrides.items():
+    config.train[k] = v
+  return config
+
+
+def setup_step(config, devices):
+  config = train.resolve_config(config)
+  model, tx, schedule, aug_params, _ = train.build(config, 64)
+  sharder = train.Sharder(devices)
+  state = jax.jit(functools.partial(train.create_train_state, model=model, tx=tx, config=config,
+                                    image_shape=(12, 12, 1)),
+                  out_shardings=sharder.replicated)(jax.random.key(0))
+  step = jax.jit(functools.partial(train.train_step, model=model, tx=tx, schedule=schedule,
+                                   aug_params=aug_params, config=config),
+                 in_shardings=(sharder.replicated, sharder.data, sharder.replicated),
+                 out_shardings=(sharder.replicated, sharder.replicated))
+  return state, step, sharder
+
+
+def test_sharded_step_equals_single_device_step():
+  assert jax.device_count() == 8, "tests/conftest.py should give 8 fake CPU devices"
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.integers(0, 256, (16, 12, 12, 1)).astype(np.uint8),
+           "label": rng.integers(0, 10, 16).astype(np.int32)}
+  outs = []
+  for devices in (jax.devices()[:1], jax.devices()):
+    state, step, sharder = setup_step(tiny_config(), devices)
+    for _ in range(2):
+      state, metrics = step(state, sharder.put(batch), jax.random.key(1))
+    outs.append((jax.device_get(state.params), jax.device_get(state.batch_stats), metrics["loss"]))
+  assert len(outs[1][2].sharding.device_set) == 8 or outs[1][2].sharding.is_fully_replicated
+  chex.assert_trees_all_close(outs[0], outs[1], atol=2e-5, rtol=2e-5)
+
+
+def test_aux_loss_counts_only_suppressed_images_and_trains_theta():
+  config = train.resolve_config(tiny_config())
+  params = {"aps": {"theta_b": jnp.zeros(3)}}
+  v = jnp.full((4, 8), 0.3)
+  aux = {"suppressed": jnp.array([True, False, True, False]), "mask": jnp.array([0, 1, 2, 0]),
+         "keep": jnp.array([0.2, 0.5, 0.9, 0.1])}
+  loss, _ = train.aux_loss(v, aux, params, config)
+  b = 1.1 / 3  # sigmoid(0) / (3 sigmoid(0)) * 1.1.
+  beta = np.array([(1 - 0.2) * b + 0.2, (1 - 0.9) * b + 0.9])  # eq. 8 for the two suppressed ones.
+  expected = config.aps.aux_weight * np.sum((0.3 - beta) ** 2) / 4
+  np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+  # Changing the unsuppressed images' masks or keeps changes nothing.
+  aux2 = dict(aux, mask=jnp.array([0, 2, 2, 1]), keep=jnp.array([0.2, 0.0, 0.9, 0.7]))
+  np.testing.assert_allclose(float(train.aux_loss(v, aux2, params, config)[0]), expected, rtol=1e-6)
+  grad = jax.grad(lambda p: train.aux_loss(v, aux, p, config)[0])(params)
+  assert float(jnp.abs(grad["aps"]["theta_b"]).sum()) > 0
+  config.aps.aux_average = "labelled"
+  np.testing.assert_allclose(float(train.aux_loss(v, aux, params, config)[0]), expected * 2,
+                             rtol=1e-5)
+
+
+def final_params(workdir):
+  trained = checkpoint.load_trained(workdir)
+  return jax.device_get(trained.variables), trained.theta_b, trained.step
+
+
+def test_preempted_and_resumed_run_equals_uninterrupted_run(tmp_path):
+  config = tiny_config()
+  full = train.train_and_evaluate(config, str(tmp_path / "a"))
+  assert full["status"] == "finished" and full["step"] == 8
+
+  def preempt(step):
+    if step == 3:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  first = train.train_and_evaluate(config, str(tmp_path / "b"), step_callback=preempt)
+  assert first == {"status": "preempted", "step": 3}
+  resumed = train.train_and_evaluate(config, str(tmp_path / "b"))
+  assert resumed["status"] == "finished" and resumed["step"] == 8
+  a, b = final_params(tmp_path / "a"), final_params(tmp_path / "b")
+  assert a[2] == b[2] == 8
+  chex.assert_trees_all_close(a[:2], b[:2], atol=1e-6)
+  assert resumed["clean"] == full["clean"]
+  for name in ("config.json", "metrics.jsonl", "results.json"):
+    assert (tmp_path / "b" / name).exists()
+  with open(tmp_path / "b" / "results.json") as f:
+    results = json.load(f)
+  assert set(results["b(M)"]) == {"L", "M", "H"}
+  assert abs(sum(results["b(M)"].values()) - 1.1) < 1e-4  # eq. 9.
+
+
+def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(tiny_config(max_steps=2), workdir)
+  good = final_params(workdir)
+  with pytest.raises(FloatingPointError, match="last good checkpoint"):
+    train.train_and_evaluate(tiny_config(learning_rate=float("nan"), max_steps=6), workdir)
+  after = final_params(workdir)
+  assert after[2] == 2
+  chex.assert_trees_all_close(good[:2], after[:2])
+
+
+def test_bad_config_fails_early_with_the_valid_values():
+  config = tiny_config()
+  config.aps.configuration = "LMH=021"
+  with pytest.raises(ValueError, match="learnable"):
+    train.resolve_config(config)
+  config = tiny_config(batch_size=12)
+  with pytest.raises(ValueError, match="divisible by the number of devices"):
+    train.resolve_config(config)
