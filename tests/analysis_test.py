@@ -13,26 +13,15 @@ from freqrobust import analysis
 from freqrobust import analyze
 from freqrobust import frequency
 from freqrobust.analysis import _batching
+from freqrobust.analysis import examples
 
 H = W = 12
-BOX = np.ones((3, 3)) / 9.0
-LAPLACIAN = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+BOX = examples.BOX_BLUR
+LAPLACIAN = examples.LAPLACIAN
 
 
 def first_layer(kernel2d: np.ndarray, cin: int = 2, cout: int = 3, bias: float = 0.0):
-  """conv((x - 0.5), kernel) + bias, then ReLU: a first semantic layer with its input centred."""
-  kernel = np.zeros((3, 3, cin, cout), np.float32)
-  for k in range(cout):
-    kernel[:, :, k % cin, k] = kernel2d
-  kernel_j = jnp.asarray(kernel)
-
-  @jax.jit
-  def layer_fn(x):
-    y = jax.lax.conv_general_dilated(x - 0.5, kernel_j, (1, 1), "SAME",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return jax.nn.relu(y + bias)
-
-  return layer_fn, kernel
+  return examples.handmade_first_layer(kernel2d, cin, cout, bias)
 
 
 def lowpass_classifier(bandwidth: int, h: int = H, w: int = W, c: int = 2, classes: int = 4):
@@ -97,6 +86,22 @@ def test_box_blur_histogram_low_and_laplacian_high(box_and_laplacian_maps):
   # The box's strongest vote is DC, the Laplacian's is at the highest frequency.
   assert np.unravel_index(np.argmax(box), box.shape) == (0, 0)
   assert np.unravel_index(np.argmax(lap), lap.shape) == (H // 2, W // 2)
+
+
+SOBEL = np.array([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
+
+
+@pytest.mark.parametrize("kernel2d", [BOX, LAPLACIAN, SOBEL])
+def test_pdm_response_follows_the_kernel_gain(kernel2d):
+  # Around the flat image the ReLU half-wave-rectifies the filtered cosine, so the response is
+  # proportional to the kernel's gain |DFT(K)| at that frequency (up to zero padding at the
+  # border); DC and the Nyquist lines have a different cosine amplitude and are left out.
+  layer_fn, kernel = first_layer(kernel2d, cin=1, cout=1)
+  response = analysis.pdm_response(layer_fn, H, W, 1, progress=False)[0, 0]
+  gain = analysis.kernel_spectrum(kernel, H, W)[..., 0, 0]
+  i, j = np.meshgrid(np.arange(H), np.arange(W), indexing="ij")
+  regular = ((i % (H // 2) != 0) | (j % (W // 2) != 0)) & ((i != 0) | (j != 0))
+  assert np.corrcoef(response[regular], gain[regular])[0, 1] > 0.97
 
 
 def test_pdm_response_shape_mirror_symmetry_and_convexity(box_and_laplacian_maps):
