@@ -327,7 +327,8 @@ def _spectra_main(out_dir: str, key: jax.Array, images: np.ndarray, workdirs: li
   for label, d in zip(labels, workdirs):
     results = analysis.read_corruption_results(d)
     if results is None:
-      print(f"spectra: {d} has no corruption_eval/results.json; left out of the scatter")
+      print(f"spectra: {d} has no corruption results (corruption_eval/results.json or the "
+            "\"corruptions\" entry of results.json); left out of the scatter")
       continue
     accuracies[label] = analysis.corruption_accuracies(results)
   baseline = None

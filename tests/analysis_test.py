@@ -288,6 +288,8 @@ def test_high_frequency_fraction_limits():
     {"corruptions": {"fog": {"1": 90.0, "2": 80.0, "3": 70.0, "4": 60.0, "5": 50.0}}},
     {"fog_1": 0.9, "fog_2": 0.8, "fog_3": 0.7, "fog_4": 0.6, "fog_5": 0.5, "mce": 30.0},
     {"per_corruption": {"fog": {"accuracy": {"1": 90, "2": 80, "3": 70, "4": 60, "5": 50}}}},
+    {"corruptions": {"fog": {str(s): {"accuracy": 100 - 10 * s, "error": 10 * s}
+                             for s in range(1, 6)}}, "mce": 30.0},
 ])
 def test_corruption_accuracies_layouts(results):
   table = analysis.corruption_accuracies(results)
@@ -315,6 +317,13 @@ def test_read_corruption_results(tmp_path):
   os.makedirs(tmp_path / "corruption_eval")
   (tmp_path / "corruption_eval" / "results.json").write_text(json.dumps({"fog_1": 0.5}))
   assert analysis.read_corruption_results(str(tmp_path)) == {"fog_1": 0.5}
+  other = tmp_path / "trained_with_evaluation"
+  os.makedirs(other)
+  (other / "results.json").write_text(json.dumps({"clean": {}, "corruptions": {"fog_2": 0.4}}))
+  assert analysis.read_corruption_results(str(other)) == {"fog_2": 0.4}
+  (tmp_path / "corruption_eval" / "results.json").write_text("[1, 2]")
+  with pytest.raises(ValueError, match="JSON object"):
+    analysis.read_corruption_results(str(tmp_path))
 
 
 # --- compare and the CLI's tool runners -------------------------------------------------------

@@ -90,15 +90,31 @@ _NAME_SEVERITY = re.compile(r"^(?P<name>[a-z_]+?)[_/-](?P<severity>[1-5])$")
 
 
 def read_corruption_results(workdir: str) -> dict[str, Any] | None:
-  """The parsed `DIR/corruption_eval/results.json`, or None when the file does not exist."""
+  """Corruption results of a run, or None when it has none.
+
+  Reads `DIR/corruption_eval/results.json`; failing that, the `"corruptions"` entry of the run's
+  `DIR/results.json` (where training puts the evaluation when `config.corruptions.evaluate`).
+  """
   path = os.path.join(workdir, RESULTS_PATH)
-  if not os.path.exists(path):
-    return None
+  if os.path.exists(path):
+    return _read_json(path)
+  path = os.path.join(workdir, "results.json")
+  if os.path.exists(path):
+    corruptions = _read_json(path).get("corruptions")
+    if isinstance(corruptions, Mapping):
+      return dict(corruptions)
+  return None
+
+
+def _read_json(path: str) -> dict[str, Any]:
   with open(path) as f:
     try:
-      return json.load(f)
+      content = json.load(f)
     except json.JSONDecodeError as e:
       raise ValueError(f"{path} is not valid JSON ({e}); re-run the corruption evaluation") from e
+  if not isinstance(content, Mapping):
+    raise ValueError(f"{path} holds a {type(content).__name__}, expected a JSON object")
+  return content
 
 
 def corruption_accuracies(results: Mapping[str, Any]) -> dict[str, dict[int, float]]:
@@ -107,7 +123,8 @@ def corruption_accuracies(results: Mapping[str, Any]) -> dict[str, dict[int, flo
   Accepted layouts (first match wins): a container under one of the keys `accuracy`,
   `accuracies`, `per_corruption`, `corruption_accuracy`, `corruptions`, `results` (or the top
   level itself) mapping each corruption name to a list of 5 accuracies (severity 1..5), to a
-  mapping `{"1": acc, ...}` (optionally nested under `"accuracy"`), or flat keys
+  mapping `{"1": acc, ...}` (optionally nested under `"accuracy"`; a severity's value may itself
+  be a record `{"accuracy": acc, ...}`), or flat keys
   `"<name>_<severity>"` / `"<name>/<severity>"`. Values <= 1 everywhere are taken as fractions
   and scaled to percent. Non-numeric entries are skipped.
   """
@@ -127,14 +144,19 @@ def corruption_accuracies(results: Mapping[str, Any]) -> dict[str, dict[int, flo
     if isinstance(value, list) and value and all(_is_number(v) for v in value):
       table[str(name)] = {s + 1: float(v) for s, v in enumerate(value)}
     elif isinstance(value, Mapping):
-      by_severity = {int(s): float(v) for s, v in value.items()
-                     if str(s).isdigit() and _is_number(v)}
+      by_severity = {int(s): float(_accuracy_of(v)) for s, v in value.items()
+                     if str(s).isdigit() and _is_number(_accuracy_of(v))}
       if by_severity:
         table[str(name)] = by_severity
   values = [v for sev in table.values() for v in sev.values()]
   if values and max(values) <= 1.0:
     table = {n: {s: 100.0 * v for s, v in sev.items()} for n, sev in table.items()}
   return table
+
+
+def _accuracy_of(value: Any) -> Any:
+  """A number, or the `"accuracy"` entry of a per-severity record."""
+  return value.get("accuracy") if isinstance(value, Mapping) else value
 
 
 def _is_number(value: Any) -> bool:
