@@ -269,19 +269,57 @@ class NfdTest(chex.TestCase):
       core = masks[k] == 1
       np.testing.assert_allclose(variance[core].mean(), expected[core].mean(), rtol=0.05,
                                  atol=1e-6)
-    # Through the image: real part halves the variance off the self-mirrored frequencies.
-    image = _image(7, (40, 40, 3)) + 1.0  # no zero coefficients
-    direction = _spectrum(image) / np.abs(_spectrum(image))
-    outs = jax.jit(jax.vmap(lambda k: frequency.nfd(k, image, control, sigma)))(keys[:128])
+
+  @parameterized.named_parameters(("nfd", "nfd"), ("half_fast", True), ("half_threefry", False))
+  def test_output_noise_variance_per_band(self, path):
+    """Real part of the IDFT: variance sigma (1 - M) / 2, or sigma (1 - M) where self-mirrored."""
+    sigma, h, w = 2.0, 40, 40
+    masks = frequency.nfd_band_masks(h, w)
+    control = masks[1] + 0.5 * masks[3]
+    image = _image(7, (h, w, 3)) + 1.0  # no zero coefficients
+    if path == "nfd":
+      run = lambda k: frequency.nfd(k, image, control, sigma)
+    else:
+      run = lambda k: jnp.fft.irfft2(frequency.nfd_half_spectrum(
+          k, jnp.fft.rfft2(image, axes=(0, 1)), control, sigma, fast_noise=path),
+                                     s=(h, w), axes=(0, 1))
+    outs = jax.jit(jax.vmap(run))(jax.random.split(jax.random.key(6), 192))
     spectra = np.fft.fft2(np.asarray(outs, np.float64), axes=(1, 2))
-    implied = np.real((spectra - _spectrum(image)) * np.conj(direction))
-    variance = implied.var(axis=(0, 3))
-    self_mirror = np.zeros((40, 40), bool)
-    self_mirror[np.ix_([0, 20], [0, 20])] = True
+    direction = _spectrum(image) / np.abs(_spectrum(image))
+    implied = (spectra - _spectrum(image)) * np.conj(direction)
+    np.testing.assert_allclose(np.imag(implied), 0.0, atol=1e-3)  # the phase is kept
+    variance = np.real(implied).var(axis=(0, 3))
+    expected = sigma * (1.0 - control)
+    self_mirror = np.zeros((h, w), bool)
+    self_mirror[np.ix_([0, h // 2], [0, w // 2])] = True
     for k in range(5):
       core = (masks[k] == 1) & ~self_mirror
       np.testing.assert_allclose(variance[core].mean(), expected[core].mean() / 2, rtol=0.06,
                                  atol=1e-6)
+    np.testing.assert_allclose(variance[self_mirror].mean(), expected[self_mirror].mean(),
+                               rtol=0.12)
+
+  def test_half_spectrum_sigma_zero_is_identity(self):
+    image = _image(13, (15, 20, 3))
+    control = frequency.nfd_band_masks(15, 20)[0]
+    half = frequency.nfd_half_spectrum(jax.random.key(0), jnp.fft.rfft2(image, axes=(0, 1)),
+                                       control, 0.0)
+    chex.assert_trees_all_close(jnp.fft.irfft2(half, s=(15, 20), axes=(0, 1)), image, atol=1e-5)
+
+  def test_fast_standard_normal(self):
+    draw = jax.jit(frequency.fast_standard_normal, static_argnums=1)
+    z = np.asarray(draw(jax.random.key(0), (400, 500)), np.float64)
+    self.assertLess(abs(z.mean()), 0.01)
+    np.testing.assert_allclose(z.var(), 1.0, rtol=0.02)
+    np.testing.assert_allclose((np.abs(z) > 1.96).mean(), 0.05, atol=0.003)
+    np.testing.assert_allclose((np.abs(z) > 3.0).mean(), 0.0027, atol=0.0006)
+    other = np.asarray(draw(jax.random.key(1), (400, 500)), np.float64)
+    self.assertLess(abs(np.corrcoef(z.ravel(), other.ravel())[0, 1]), 0.01)
+    self.assertLess(abs(np.corrcoef(z.ravel()[1:], z.ravel()[:-1])[0, 1]), 0.01)
+    np.testing.assert_array_equal(z, np.asarray(draw(jax.random.key(0), (400, 500))))
+    keys = jax.random.split(jax.random.key(2), 3)
+    batched = jax.vmap(lambda k: frequency.fast_standard_normal(k, (5, 4)))(keys)
+    chex.assert_trees_all_close(batched[2], draw(keys[2], (5, 4)))
 
   def test_vmap_equals_loop_and_deterministic(self):
     images = _image(8, (3, 36, 36, 3))
