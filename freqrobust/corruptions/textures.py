@@ -1,0 +1,72 @@
+"""Random textures of the corruptions: plasma fractal (fog) and the procedural frost stand-in."""
+import jax
+import jax.numpy as jnp
+import jax.scipy.special
+
+from freqrobust.corruptions import filters
+
+
+def next_power_of_2(n: int) -> int:
+  return 1 if n <= 1 else 2 ** (n - 1).bit_length()
+
+
+def plasma_fractal(key: jax.Array, mapsize: int, decay: float | jax.Array) -> jax.Array:
+  """Diamond-square height map in [0, 1], (mapsize, mapsize); the recipe's `plasma_fractal`.
+
+  `mapsize` must be a power of two. Each level adds uniform noise of amplitude wibble^2 (as the
+  recipe's `wibbledmean` does) and divides wibble by `decay`.
+  """
+  if mapsize & (mapsize - 1):
+    raise ValueError(f"mapsize must be a power of two, got {mapsize}.")
+  levels = max(int(mapsize).bit_length() - 1, 0)
+  # One draw for all levels (fewer PRNG call sites compile faster); level l uses a corner.
+  noise = jax.random.uniform(key, (max(levels, 1), 3, mapsize, mapsize), minval=-1., maxval=1.)
+  grid = jnp.zeros((mapsize, mapsize), jnp.float32)
+  step, wibble = mapsize, 100.
+  for level in range(levels):
+    half = step // 2
+    cells = mapsize // step
+    noisy = lambda a, j, w=wibble, l=level, n=cells: a / 4 + w * w * noise[l, j, :n, :n]
+    corner = grid[0::step, 0::step]
+    square = corner + jnp.roll(corner, -1, 0)
+    square = square + jnp.roll(square, -1, 1)
+    grid = grid.at[half::step, half::step].set(noisy(square, 0))
+    down_right = grid[half::step, half::step]
+    up_left = grid[0::step, 0::step]
+    left = down_right + jnp.roll(down_right, 1, 0) + up_left + jnp.roll(up_left, -1, 1)
+    grid = grid.at[0::step, half::step].set(noisy(left, 1))
+    top = down_right + jnp.roll(down_right, 1, 1) + up_left + jnp.roll(up_left, -1, 0)
+    grid = grid.at[half::step, 0::step].set(noisy(top, 2))
+    step //= 2
+    wibble = wibble / decay
+  grid = grid - grid.min()
+  return grid / jnp.maximum(grid.max(), 1e-12)
+
+
+# Statistics of 32 px crops of the recipe's frost photographs (shrunk by 0.2, as in
+# make_cifar_c.py), measured on the six photos shipped with the `imagecorruptions` package:
+# mean grey level 0.65, spread of the crop means 0.17, spread within a crop 0.056, channel
+# means (R, G, B) = (0.58, 0.66, 0.71). The procedural texture matches these moments.
+FROST_LEVEL_MEAN, FROST_LEVEL_STD, FROST_DETAIL_STD = 0.65, 0.17, 0.056
+FROST_TINT = (0.89, 1.02, 1.09)  # channel means / grey mean
+
+
+def procedural_frost(key: jax.Array, height: int, width: int, size_scale: float) -> jax.Array:
+  """A frost-like texture (height, width, 3) in [0, 1], standing in for the recipe's photos.
+
+  A per-image brightness level plus zero-mean crystal detail: thin bright veins (ridges of a
+  rough plasma fractal), a hazy layer and fine rime speckle, tinted blue-white.
+  """
+  k_ridge, k_haze, k_rest = jax.random.split(key, 3)
+  mapsize = next_power_of_2(max(height, width, 8))
+  rough = plasma_fractal(k_ridge, mapsize, 1.4)[:height, :width]
+  veins = (1. - jnp.abs(2. * rough - 1.)) ** 4
+  haze = plasma_fractal(k_haze, mapsize, 2.2)[:height, :width]
+  rest = jax.random.uniform(k_rest, (height * width + 1,), minval=1e-6, maxval=1. - 1e-6)
+  speckle = rest[1:].reshape(height, width, 1)
+  speckle = filters.gaussian_filter(speckle, 0.5 * size_scale)[..., 0]
+  detail = 0.6 * veins + 0.3 * haze + 0.35 * speckle
+  detail = (detail - detail.mean()) / jnp.maximum(detail.std(), 1e-6)
+  level = FROST_LEVEL_MEAN + FROST_LEVEL_STD * jax.scipy.special.ndtri(rest[0])
+  grey = level + FROST_DETAIL_STD * detail
+  return jnp.clip(grey[..., None] * jnp.asarray(FROST_TINT, jnp.float32), 0., 1.)

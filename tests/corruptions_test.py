@@ -1,0 +1,246 @@
+"""Laws of the corruptions (SPEC section 6).
+
+One non-square image size, 28 x 20, throughout: each corruption compiles once (grey images run
+through the RGB function, and the severity is traced).
+"""
+import gzip
+import io
+
+import chex
+import jax
+import numpy as np
+import pytest
+import scipy.ndimage
+import skimage.color
+import skimage.data
+import skimage.filters
+import skimage.transform
+from PIL import Image
+
+from freqrobust import corruptions
+from freqrobust.corruptions import filters
+from freqrobust.corruptions import ops
+
+FASHION_TEST_IMAGES = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+SIZE = (28, 20)
+RANDOM = {"gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "glass_blur",
+          "motion_blur", "snow", "frost", "fog", "spatter", "elastic_transform"}
+NOISE = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise")
+# Damage grows with severity step by step, except where the recipe itself is not monotonic:
+# elastic_transform (severity 1 has the largest affine jitter), saturate (severity 3 is a mild
+# x1.5), spatter (water at 1-3, mud at 4-5), glass_blur and frost (shuffle / blend dominate).
+NOT_STEPWISE = {"elastic_transform", "saturate", "spatter", "glass_blur", "frost"}
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+  """(4, 28, 20, 3) float32: the astronaut photograph and three crops of it, resized."""
+  photo = skimage.data.astronaut()
+  crops = [photo, photo[:256, 128:384], photo[200:456, :256], photo[256:, 256:]]
+  return np.stack([skimage.transform.resize(c, SIZE, anti_aliasing=True)
+                   for c in crops]).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def fashion() -> np.ndarray:
+  """(4, 28, 20, 1) uint8: four Fashion-MNIST test images, cropped to a non-square size."""
+  with gzip.open(FASHION_TEST_IMAGES) as f:
+    data = np.frombuffer(f.read(), np.uint8, offset=16)
+  return data[:4 * 784].reshape(4, 28, 28, 1)[:, :, 4:24].copy()
+
+
+def _damage(images, name, severity, seed=0):
+  out = corruptions.corrupt(jax.random.key(seed), images, name, severity)
+  scale = 255. if images.dtype == np.uint8 else 1.
+  return np.abs(out.astype(np.float64) - images.astype(np.float64)).mean() / scale
+
+
+def test_public_names():
+  assert len(corruptions.CORRUPTIONS) == 15 and len(corruptions.EXTRA_CORRUPTIONS) == 4
+  assert corruptions.CORRUPTIONS[0] == "gaussian_noise"
+  assert corruptions.CORRUPTIONS[-1] == "jpeg_compression"
+  assert set(corruptions.ALL_CORRUPTIONS) == set(corruptions.PARAMS)
+
+
+@pytest.mark.parametrize("name, severity, match", [
+    ("fog_of_war", 1, "valid names: gaussian_noise"),
+    ("fog", 0, "valid severities"),
+    ("fog", 6, "valid severities"),
+    ("fog", True, "valid severities"),
+])
+def test_bad_name_or_severity_lists_valid_values(name, severity, match):
+  with pytest.raises(ValueError, match=match):
+    corruptions.corrupt(jax.random.key(0), np.zeros((1, 8, 8, 3), np.uint8), name, severity)
+
+
+def test_bad_shape_or_dtype_is_refused():
+  with pytest.raises(ValueError, match="C = 1 or 3"):
+    corruptions.corrupt(jax.random.key(0), np.zeros((8, 8, 3), np.uint8), "fog", 1)
+  with pytest.raises(ValueError, match="uint8 or float"):
+    corruptions.corrupt(jax.random.key(0), np.zeros((1, 8, 8, 3), np.int32), "fog", 1)
+
+
+@pytest.mark.parametrize("name", corruptions.ALL_CORRUPTIONS)
+def test_shape_dtype_range_determinism_and_damage(name, astronaut, fashion):
+  rgb_uint8 = np.round(astronaut * 255).astype(np.uint8)
+  grey_float = fashion.astype(np.float32) / 255.
+  for images in (rgb_uint8, grey_float):
+    out = corruptions.corrupt(jax.random.key(0), images, name, 3)
+    assert isinstance(out, np.ndarray)
+    assert out.shape == images.shape and out.dtype == images.dtype
+    if out.dtype != np.uint8:
+      assert out.min() >= 0. and out.max() <= 1.
+    again = corruptions.corrupt(jax.random.key(0), images, name, 3)
+    np.testing.assert_array_equal(out, again)
+    if name in RANDOM:
+      other = corruptions.corrupt(jax.random.key(1), images, name, 3)
+      assert np.any(other != out)
+  # JAX arrays in, JAX arrays out.
+  out = corruptions.corrupt(jax.random.key(0), jax.numpy.asarray(grey_float), name, 2)
+  assert isinstance(out, jax.Array) and out.dtype == np.float32
+
+  for images in (astronaut, fashion):
+    damage = [_damage(images, name, s) for s in corruptions.SEVERITIES]
+    if name == "saturate" and images.shape[-1] == 1:
+      # Grey images have no saturation until the recipe adds some (severities 4 and 5).
+      assert damage[0] == damage[1] == damage[2] == 0. < damage[3] < damage[4]
+      continue
+    if name not in {"elastic_transform", "saturate", "spatter"}:
+      assert damage[4] > damage[0], damage
+    if name not in NOT_STEPWISE:
+      assert all(b >= a - 0.003 for a, b in zip(damage, damage[1:])), damage
+
+
+def test_gaussian_noise_has_the_requested_std_before_clipping():
+  grey = np.full((4, *SIZE, 3), 0.5, np.float32)  # 5 sigma from both bounds
+  for severity, sigma in zip(corruptions.SEVERITIES, corruptions.PARAMS["gaussian_noise"]):
+    noise = corruptions.corrupt(jax.random.key(severity), grey, "gaussian_noise", severity) - grey
+    assert abs(noise.mean()) < 0.1 * sigma
+    np.testing.assert_allclose(noise.std(), sigma, rtol=0.05)
+
+
+def test_shot_and_speckle_noise_are_unbiased_with_their_variance():
+  grey = np.full((4, *SIZE, 3), 0.5, np.float32)
+  rate = corruptions.PARAMS["shot_noise"][4]
+  shot = corruptions.corrupt(jax.random.key(0), grey, "shot_noise", 5)
+  np.testing.assert_allclose(shot.mean(), 0.5, atol=0.01)
+  np.testing.assert_allclose(shot.var(), 0.5 / rate, rtol=0.1)  # Poisson: var = mean
+  c = corruptions.PARAMS["speckle_noise"][4]
+  speckle = corruptions.corrupt(jax.random.key(0), grey, "speckle_noise", 5)
+  np.testing.assert_allclose(speckle.std(), 0.5 * c, rtol=0.05)
+
+
+def test_impulse_noise_flips_the_requested_fraction_to_black_or_white():
+  grey = np.full((4, *SIZE, 3), 0.5, np.float32)
+  amount = corruptions.PARAMS["impulse_noise"][4]
+  out = corruptions.corrupt(jax.random.key(0), grey, "impulse_noise", 5)
+  flipped = out != 0.5
+  assert set(np.unique(out[flipped])) <= {0., 1.}
+  np.testing.assert_allclose(flipped.mean(), amount, rtol=0.15)
+
+
+def test_contrast_scales_deviations_from_the_mean(astronaut):
+  for severity, factor in zip(corruptions.SEVERITIES, corruptions.PARAMS["contrast"]):
+    out = corruptions.corrupt(jax.random.key(0), astronaut, "contrast", severity)
+    mean = astronaut.mean(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(out - mean, factor * (astronaut - mean), atol=1e-5)
+
+
+def test_blurs_keep_constant_images(astronaut):
+  grey = np.full(astronaut.shape, 0.5, np.float32)
+  for name in ("gaussian_blur", "defocus_blur", "motion_blur", "zoom_blur", "pixelate"):
+    out = corruptions.corrupt(jax.random.key(0), grey, name, 5)
+    np.testing.assert_allclose(out, grey, atol=1e-5, err_msg=name)
+  # glass_blur quantises to 8 bits in between, as the recipe does.
+  out = corruptions.corrupt(jax.random.key(0), grey, "glass_blur", 5)
+  np.testing.assert_allclose(out, grey, atol=1 / 255)
+
+
+def test_pixelate_at_factor_one_is_the_identity(astronaut):
+  np.testing.assert_array_equal(ops.pixelate_matrix(32, 1.0), np.eye(32))
+  tables = {"rows": ops.pixelate_matrix(28, 1.0), "cols": ops.pixelate_matrix(20, 1.0)}
+  out = ops.pixelate(None, jax.numpy.asarray(astronaut[0]), tables)
+  np.testing.assert_allclose(out, astronaut[0], atol=1e-6)
+
+
+def test_pixelate_matches_pillow_box_resampling(astronaut):
+  image = np.round(astronaut[0] * 255).astype(np.uint8)
+  for severity, factor in zip(corruptions.SEVERITIES, corruptions.PARAMS["pixelate"]):
+    small = (int(20 * factor), int(28 * factor))  # Pillow sizes are (width, height)
+    reference = Image.fromarray(image).resize(small, Image.BOX).resize((20, 28), Image.BOX)
+    ours = corruptions.corrupt(jax.random.key(0), image[None], "pixelate", severity)[0]
+    # Pillow rounds to 8 bits after each of its passes.
+    assert np.abs(ours.astype(int) - np.asarray(reference, int)).max() <= 2
+
+
+def test_filters_match_their_reference_implementations(astronaut):
+  image = astronaut[0]
+  chex.assert_trees_all_close(
+      np.asarray(filters.gaussian_filter(jax.numpy.asarray(image), 0.8)),
+      skimage.filters.gaussian(image, sigma=0.8, channel_axis=-1, preserve_range=True),
+      atol=1e-5)
+  hsv = np.asarray(filters.rgb_to_hsv(jax.numpy.asarray(image)))
+  chex.assert_trees_all_close(hsv, skimage.color.rgb2hsv(image), atol=1e-5)
+  chex.assert_trees_all_close(np.asarray(filters.hsv_to_rgb(jax.numpy.asarray(hsv))),
+                              skimage.color.hsv2rgb(hsv), atol=1e-5)
+  square, n = image[:20, :20], 20
+  for zoom in (1.06, 1.25):  # the recipe's clipped_zoom, SciPy zoom with order 1
+    crop = int(np.ceil(n / zoom))
+    top = (n - crop) // 2
+    zoomed = scipy.ndimage.zoom(square[top:top + crop, top:top + crop], (zoom, zoom, 1), order=1)
+    trim = (zoomed.shape[0] - n) // 2
+    reference = zoomed[trim:trim + n, trim:trim + n]
+    matrix = filters.zoom_matrix(n, zoom)
+    ours = np.asarray(filters.resample(jax.numpy.asarray(square), matrix, matrix))
+    chex.assert_trees_all_close(ours, reference, atol=1e-4)
+  kernel = filters.disk_kernel(1.5, 0.1)
+  reference = np.stack([scipy.ndimage.correlate(image[..., c], kernel, mode="mirror")
+                        for c in range(3)], -1)
+  ours = np.asarray(filters.correlate2d(jax.numpy.asarray(image), kernel, "mirror"))
+  chex.assert_trees_all_close(ours, reference, atol=1e-5)
+
+
+def test_jpeg_round_trips_through_pillow_at_the_recipe_quality(astronaut):
+  image = np.round(astronaut * 255).astype(np.uint8)
+  out = corruptions.corrupt(jax.random.key(0), image, "jpeg_compression", 5)
+  buffer = io.BytesIO()
+  Image.fromarray(image[1]).save(buffer, "JPEG", quality=corruptions.PARAMS["jpeg_compression"][4])
+  np.testing.assert_array_equal(out[1], np.asarray(Image.open(buffer)))
+
+
+def _high_frequency_share(clean, corrupted, radius=6.):
+  """Share of E|DFT(C(X) - X)| (summed over frequencies) above `radius` (SPEC section 1 r)."""
+  h, w = clean.shape[1:3]
+  fy, fx = np.meshgrid(np.fft.fftfreq(h) * h, np.fft.fftfreq(w) * w, indexing="ij")
+  spectrum = np.abs(np.fft.fft2(corrupted - clean, axes=(1, 2))).mean(axis=(0, 3))
+  return spectrum[np.hypot(fy, fx) > radius].sum() / spectrum.sum()
+
+
+def test_spectral_signature_noise_high_fog_and_contrast_low(astronaut):
+  # Yin et al. 2019: noise corruptions live at high frequencies, fog and contrast at low ones.
+  for name in NOISE:
+    out = corruptions.corrupt(jax.random.key(0), astronaut, name, 3)
+    assert _high_frequency_share(astronaut, out) > 0.7, name
+  for name in ("fog", "contrast"):
+    out = corruptions.corrupt(jax.random.key(0), astronaut, name, 3)
+    assert _high_frequency_share(astronaut, out) < 0.5, name
+
+
+def test_frost_photographs_from_frost_dir(tmp_path, astronaut):
+  photo = np.zeros((200, 300, 3), np.uint8)
+  photo[..., 2] = 255  # pure blue frost
+  Image.fromarray(photo).save(tmp_path / "frost1.png")
+  out = corruptions.corrupt(jax.random.key(0), astronaut, "frost", 1, frost_dir=str(tmp_path))
+  image_weight, frost_weight = corruptions.PARAMS["frost"][0]
+  expected = np.clip(image_weight * astronaut + frost_weight * photo[:28, :20] / 255., 0, 1)
+  np.testing.assert_allclose(out, expected, atol=1e-5)
+  with pytest.raises(ValueError, match="not a directory"):
+    corruptions.corrupt(jax.random.key(0), astronaut, "frost", 1, frost_dir=str(tmp_path / "x"))
+
+
+def test_size_scale_only_grows_pixel_parameters():
+  assert corruptions.size_scale(28, 28) == 1.0
+  assert corruptions.size_scale(64, 96) == 2.0
+  small = ops.motion_blur_tables(32, 32, 1.0)["kernel"]
+  large = ops.motion_blur_tables(64, 64, 2.0)["kernel"]
+  assert large.shape[1] == 2 * (small.shape[1] - 1) + 1
