@@ -241,10 +241,12 @@ def load_run(workdir: str):
   return checkpoint.load_trained(workdir)
 
 
-def load_test_images(trained, num_images: int) -> tuple[np.ndarray, np.ndarray]:
-  """The first `num_images` test images of the run's dataset, float32 in [0, 1]."""
+def load_test_images(config, num_images: int) -> tuple[np.ndarray, np.ndarray]:
+  """The first `num_images` test images of a run's dataset (`config.data`), float32 in [0, 1]."""
   from freqrobust import data
-  images, labels = data.load_split(trained.config.data, "test")
+  if num_images <= 0:
+    raise ValueError(f"--num_images must be positive, got {num_images}")
+  images, labels = data.load_split(config.data, "test")
   return images[:num_images].astype(np.float32) / 255.0, labels[:num_images]
 
 
@@ -260,7 +262,7 @@ def pdm_inputs(trained, images: np.ndarray):
 
 def pdm_for_workdir(workdir: str, num_images: int, **kwargs) -> dict[str, Any]:
   trained = load_run(workdir)
-  images, _ = load_test_images(trained, num_images)
+  images, _ = load_test_images(trained.config, num_images)
   layer_fn, kernel, open_ratio = pdm_inputs(trained, images)
   return run_pdm(records.tool_dir(workdir, "pdm"), layer_fn, images.shape[1:], kernel,
                  open_ratio, **kwargs)
@@ -299,9 +301,13 @@ def main(argv):
                           FLAGS.labels or None)
   elif tool == "pdm":
     summary = pdm_for_workdir(workdir, n, **pdm_options)
+  elif tool == "spectra":  # Needs the run's data only, not its model.
+    from freqrobust import checkpoint
+    images, _ = load_test_images(checkpoint.load_config(workdir), n)
+    summary = _spectra_main(records.tool_dir(workdir, tool), key, images, workdirs, common)
   else:
     trained = load_run(workdir)
-    images, labels = load_test_images(trained, n)
+    images, labels = load_test_images(trained.config, n)
     out_dir = records.tool_dir(workdir, tool)
     if tool == "heatmap":
       summary = run_heatmap(out_dir, trained.predict, images, labels, FLAGS.eps, key, FLAGS.clip,
@@ -313,7 +319,7 @@ def main(argv):
       summary = run_occlusion(out_dir, trained.predict, images, labels, FLAGS.num_bands,
                               CLASS_NAMES.get(trained.config.data.dataset), **common)
     else:
-      summary = _spectra_main(out_dir, key, images, workdirs, common)
+      raise AssertionError(tool)
   print(f"{tool}: wrote {', '.join(summary['figures'])} and {tool}.npz / {tool}.json to "
         f"{os.path.join(workdir, 'analysis', tool)}")
 

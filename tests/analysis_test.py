@@ -403,11 +403,8 @@ def test_run_heatmap_bandpass_occlusion_spectra_write_outputs(tmp_path):
 # --- the command line on a tiny untrained checkpoint -------------------------------------------
 
 
-def untrained_workdir(workdir: str) -> str:
-  """A workdir as `train_and_evaluate` leaves it (config.json + checkpoint), without training."""
-  import functools  # pylint: disable=g-import-not-at-top
+def tiny_config():
   from configs import default  # pylint: disable=g-import-not-at-top
-  from freqrobust import checkpoint, train  # pylint: disable=g-import-not-at-top
   config = default.get_config()
   config.data.dataset = "synthetic"
   config.data.synthetic_size = 12
@@ -418,7 +415,14 @@ def untrained_workdir(workdir: str) -> str:
   config.model.attention_hidden = 8
   config.train.batch_size = 16
   config.eval.batch_size = 40
-  config = train.resolve_config(config)
+  return config
+
+
+def untrained_workdir(workdir: str) -> str:
+  """A workdir as `train_and_evaluate` leaves it (config.json + checkpoint), without training."""
+  import functools  # pylint: disable=g-import-not-at-top
+  from freqrobust import checkpoint, train  # pylint: disable=g-import-not-at-top
+  config = train.resolve_config(tiny_config())
   os.makedirs(workdir)
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=2, sort_keys=True))
@@ -471,6 +475,7 @@ def test_cli_spectra_with_real_corruptions_and_results_files(tmp_path, cli_flags
     os.makedirs(tmp_path / name / "corruption_eval")
     (tmp_path / name / "corruption_eval" / "results.json").write_text(json.dumps(
         {"accuracy": {"gaussian_noise": {"3": acc[0]}, "contrast": {"3": acc[1]}}}))
+    (tmp_path / name / "config.json").write_text(tiny_config().to_json_best_effort())
     runs.append(str(tmp_path / name))
   cli_flags(f"--workdirs={','.join(runs)}", f"--baseline={runs[0]}",
             "--corruptions=gaussian_noise,contrast", "--severity=3")
@@ -489,3 +494,8 @@ def test_cli_spectra_with_real_corruptions_and_results_files(tmp_path, cli_flags
                                                              "contrast": -10.0})
   for name in summary["figures"]:
     assert_nonblank_png(os.path.join(out, name))
+  # The same through the command line, on the runs' own (synthetic) test images.
+  analyze.main(["analyze", "spectra"])
+  saved = json.loads((tmp_path / "nat" / "analysis" / "spectra" / "spectra.json").read_text())
+  assert saved["corruptions"] == ["gaussian_noise", "contrast"] and saved["baseline"] == "nat"
+  assert saved["num_images"] == 64  # the whole synthetic test split (fewer than the default 200)
