@@ -1,0 +1,55 @@
+"""The robustness metrics on hand-made accuracy tables."""
+import pytest
+
+from freqrobust import metrics
+
+NAMES = ("a", "b")
+
+
+def _table(rows):
+  return {name: dict(zip(metrics.SEVERITIES, accs)) for name, accs in rows.items()}
+
+
+def test_robust_accuracy_is_the_mean_over_all_sets():
+  table = _table({"a": [90, 80, 70, 60, 50], "b": [100, 100, 100, 100, 100], "c": [0] * 5})
+  assert metrics.robust_accuracy(table, NAMES) == pytest.approx((350 + 500) / 10)
+
+
+def test_corruption_error_and_unnormalized_mce():
+  table = _table({"a": [90, 80, 70, 60, 50], "b": [100, 90, 90, 90, 80]})
+  assert metrics.corruption_error(table, "a") == pytest.approx(30.)
+  assert metrics.corruption_error(table, "b") == pytest.approx(10.)
+  assert metrics.mce_unnormalized(table, NAMES) == pytest.approx(20.)
+  # Unnormalised mCE and "Robust." are two views of one table: mCE = 100 - Robust.
+  assert metrics.mce_unnormalized(table, NAMES) == pytest.approx(
+      100 - metrics.robust_accuracy(table, NAMES))
+
+
+def test_relative_mce_is_100_for_the_baseline_itself_and_scales_with_errors():
+  baseline = _table({"a": [90, 80, 70, 60, 50], "b": [100, 90, 90, 90, 80]})  # CE 30, 10
+  better = _table({"a": [95, 90, 85, 80, 75], "b": [100, 95, 95, 95, 90]})  # CE 15, 5
+  assert metrics.mce_relative(baseline, baseline, NAMES) == pytest.approx(100.)
+  assert metrics.mce_relative(better, baseline, NAMES) == pytest.approx(50.)
+  # A sum ratio, not a mean of ratios: (30 + 0) / (30 + 10), not mean(30/30, 0/10).
+  mixed = _table({"a": [90, 80, 70, 60, 50], "b": [100] * 5})
+  assert metrics.mce_relative(mixed, baseline, NAMES) == pytest.approx(75.)
+
+
+def test_accuracy_by_severity_and_summary():
+  table = _table({"a": [90, 80, 70, 60, 50], "b": [100, 90, 90, 90, 80]})
+  assert metrics.accuracy_by_severity(table, NAMES) == pytest.approx(
+      {1: 95., 2: 85., 3: 80., 4: 75., 5: 65.})
+  summary = metrics.summarize(table, 99., NAMES)
+  assert summary["mce_relative"] is None and summary["clean_accuracy"] == 99.
+  assert set(metrics.CONVENTIONS) >= set(summary)
+
+
+def test_missing_entries_say_what_is_missing():
+  table = {"a": {1: 50., 2: 50.}}
+  with pytest.raises(ValueError, match=r"lacks severities \[3, 4, 5\]"):
+    metrics.robust_accuracy(table, ["a"])
+  with pytest.raises(ValueError, match="No accuracies for corruption 'b'"):
+    metrics.corruption_error(table, "b")
+  perfect = _table({"a": [100] * 5})
+  with pytest.raises(ValueError, match="undefined"):
+    metrics.mce_relative(perfect, perfect, ["a"])
