@@ -400,7 +400,7 @@ def test_run_heatmap_bandpass_occlusion_spectra_write_outputs(tmp_path):
   assert "hf_vs_accuracy.png" in spectra["figures"]
 
 
-# --- the command line on a tiny untrained checkpoint -------------------------------------------
+# --- the command line on a tiny checkpoint with random weights -------------------------------------------
 
 
 def tiny_config():
@@ -418,8 +418,11 @@ def tiny_config():
   return config
 
 
-def untrained_workdir(workdir: str) -> str:
-  """A workdir as `train_and_evaluate` leaves it (config.json + checkpoint), without training."""
+def random_workdir(workdir: str) -> str:
+  """A workdir as `train_and_evaluate` leaves it (config.json + checkpoint), with random weights.
+
+  The state's structure comes from `jax.eval_shape` (no compilation); batch-norm variances are 1.
+  """
   import functools  # pylint: disable=g-import-not-at-top
   from freqrobust import checkpoint, train  # pylint: disable=g-import-not-at-top
   config = train.resolve_config(tiny_config())
@@ -427,10 +430,19 @@ def untrained_workdir(workdir: str) -> str:
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=2, sort_keys=True))
   model, tx, _, _, _ = train.build(config, 64)
-  sharder = train.Sharder()
-  state = jax.jit(functools.partial(train.create_train_state, model=model, tx=tx, config=config,
-                                    image_shape=(12, 12, 1)),
-                  out_shardings=sharder.replicated)(jax.random.key(0))
+  shapes = jax.eval_shape(functools.partial(train.create_train_state, model=model, tx=tx,
+                                            config=config, image_shape=(12, 12, 1)),
+                          jax.random.key(0))
+  rng = np.random.default_rng(0)
+
+  def fill(path, leaf):
+    if not jnp.issubdtype(leaf.dtype, jnp.floating):
+      return np.zeros(leaf.shape, leaf.dtype)
+    if "var" in jax.tree_util.keystr(path):
+      return np.ones(leaf.shape, leaf.dtype)
+    return (0.3 * rng.standard_normal(leaf.shape)).astype(leaf.dtype)
+
+  state = jax.tree_util.tree_map_with_path(fill, shapes)
   manager = checkpoint.make_manager(workdir, 1)
   checkpoint.save(manager, 1, state)
   manager.wait_until_finished()
@@ -447,7 +459,7 @@ def cli_flags():
 
 
 def test_cli_pdm_then_compare_on_a_checkpoint(tmp_path, cli_flags):
-  workdir = untrained_workdir(str(tmp_path / "run"))
+  workdir = random_workdir(str(tmp_path / "run"))
   cli_flags(f"--workdir={workdir}", "--num_images=16")
   analyze.main(["analyze", "pdm"])
   out = tmp_path / "run" / "analysis" / "pdm"
