@@ -1,0 +1,217 @@
+"""Corrupted test sets (SPEC section 6): CIFAR-10-C through TFDS, or generated for any dataset.
+
+Sources (`config.corruptions.source`):
+- 'tfds': `cifar10_corrupted/<name>_<severity>` (test split, 10 000 images); TFDS calls
+  glass_blur `frosted_glass_blur` and elastic_transform `elastic`.
+- 'generated': the project's corruptions (`freqrobust.corruptions`) applied to the test split of
+  `config.data` (e.g. Fashion-MNIST -> Fashion-MNIST-C), written once to a cache directory keyed
+  by every generation parameter and reused. Writes are atomic (temporary file + rename), so an
+  interrupted generation leaves only finished sets behind.
+- 'auto': tfds for cifar10, generated otherwise.
+
+Config fields read (all optional, with defaults): corruptions.source, .cache_dir, .names,
+.include_extra, .num_examples, .seed, .frost_dir; data (passed to `load_split`).
+"""
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Any, Callable, Optional
+
+import jax
+import numpy as np
+
+from freqrobust import corruptions
+
+TFDS_NAMES = {"glass_blur": "frosted_glass_blur", "elastic_transform": "elastic"}
+DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "freqrobust", "corrupted")
+# Images per `corrupt` call while generating; per-image keys depend on it, so it is part of the
+# cache key.
+GENERATION_CHUNK = 500
+SOURCES = ("auto", "tfds", "generated")
+
+
+def _get(section: Any, field: str, default: Any) -> Any:
+  if section is None:
+    return default
+  value = section.get(field, default) if hasattr(section, "get") else getattr(
+      section, field, default)
+  return default if value is None else value
+
+
+@dataclasses.dataclass(frozen=True)
+class CorruptionSettings:
+  """The corruption fields of a config, defaults filled in and validated."""
+  dataset: str
+  source: str  # resolved: 'tfds' or 'generated'
+  cache_dir: str
+  names: tuple[str, ...]
+  num_examples: int
+  seed: int
+  frost_dir: str
+  tfds_data_dir: str
+
+  @classmethod
+  def from_config(cls, config: Any) -> "CorruptionSettings":
+    section = _get(config, "corruptions", None)
+    data = _get(config, "data", None)
+    dataset = str(_get(data, "dataset", ""))
+    source = str(_get(section, "source", "auto"))
+    if source not in SOURCES:
+      raise ValueError(f"config.corruptions.source={source!r}; valid: {', '.join(SOURCES)}.")
+    if source == "auto":
+      source = "tfds" if dataset == "cifar10" else "generated"
+    if source == "tfds" and dataset != "cifar10":
+      raise ValueError(f"config.corruptions.source='tfds' holds only CIFAR-10-C, but "
+                       f"config.data.dataset={dataset!r}; use source='generated' (or 'auto').")
+    names = tuple(_get(section, "names", ()) or corruptions.CORRUPTIONS)
+    if bool(_get(section, "include_extra", False)):
+      names += tuple(n for n in corruptions.EXTRA_CORRUPTIONS if n not in names)
+    unknown = [n for n in names if n not in corruptions.ALL_CORRUPTIONS]
+    if unknown:
+      raise ValueError(f"config.corruptions.names has unknown {unknown}; valid: "
+                       f"{', '.join(corruptions.ALL_CORRUPTIONS)}.")
+    num_examples = int(_get(section, "num_examples", 0))
+    if num_examples < 0:
+      raise ValueError(f"config.corruptions.num_examples={num_examples}; use 0 (all) or more.")
+    cache_dir = str(_get(section, "cache_dir", "")) or DEFAULT_CACHE_DIR
+    return cls(dataset=dataset, source=source, cache_dir=os.path.expanduser(cache_dir),
+               names=names, num_examples=num_examples, seed=int(_get(section, "seed", 0)),
+               frost_dir=str(_get(section, "frost_dir", "")),
+               tfds_data_dir=str(_get(data, "tfds_data_dir", "")))
+
+  @property
+  def frost_source(self) -> str:
+    return corruptions.frost_source(self.frost_dir) if self.source == "generated" else (
+        "photographs (published CIFAR-10-C)")
+
+
+def tfds_config_name(name: str, severity: int) -> str:
+  """TFDS builder config of CIFAR-10-C for a corruption and severity."""
+  if name not in corruptions.ALL_CORRUPTIONS:
+    raise ValueError(f"Unknown corruption {name!r}; valid: {', '.join(corruptions.ALL_CORRUPTIONS)}.")
+  return f"{TFDS_NAMES.get(name, name)}_{severity}"
+
+
+def load_tfds(name: str, severity: int, num_examples: int = 0,
+              data_dir: str = "") -> tuple[np.ndarray, np.ndarray]:
+  """CIFAR-10-C test images (uint8 N, 32, 32, 3) and labels (int32) through TFDS."""
+  import tensorflow_datasets as tfds  # Imported lazily: TFDS pulls in TensorFlow.
+  split = f"test[:{num_examples}]" if num_examples else "test"
+  dataset = f"cifar10_corrupted/{tfds_config_name(name, severity)}"
+  try:
+    # Batches rather than batch_size=-1: TF 2.21 aborts on the latter under mock_data.
+    data = tfds.load(dataset, split=split, batch_size=1000, as_supervised=True,
+                     data_dir=data_dir or None, shuffle_files=False)
+  except Exception as e:  # TFDS raises many kinds; all mean "not available here".
+    raise RuntimeError(
+        f"{dataset} could not be loaded through TFDS ({type(e).__name__}: {e}). Prepare it on a "
+        "machine with a network (`tfds.builder('cifar10_corrupted/<config>')."
+        "download_and_prepare()`, set config.data.tfds_data_dir), or generate the sets with "
+        "config.corruptions.source='generated'.") from e
+  batches = list(tfds.as_numpy(data))
+  images = np.concatenate([b[0] for b in batches]).astype(np.uint8)
+  labels = np.concatenate([b[1] for b in batches]).astype(np.int32)
+  if num_examples:  # the split slice already did it, except under tfds.testing.mock_data
+    images, labels = images[:num_examples], labels[:num_examples]
+  return images, labels
+
+
+def clean_test_set(config: Any, load_split: Optional[Callable] = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+  """The clean test split of config.data, truncated to config.corruptions.num_examples."""
+  if load_split is None:
+    from freqrobust.data import load_split  # the data room's entry point
+  settings = CorruptionSettings.from_config(config)
+  images, labels = load_split(config.data, "test")
+  if settings.num_examples:
+    images, labels = images[:settings.num_examples], labels[:settings.num_examples]
+  return np.asarray(images, np.uint8), np.asarray(labels, np.int32)
+
+
+def generation_key(settings: CorruptionSettings, data_config: Any, name: str,
+                   severity: int) -> dict[str, Any]:
+  """Everything that determines a generated set's pixels."""
+  data = dict(data_config) if hasattr(data_config, "keys") else {}
+  data = {k: v for k, v in data.items() if k not in ("data_dir", "tfds_data_dir")}
+  return {"dataset": settings.dataset, "data": json.loads(json.dumps(data, default=str)),
+          "corruption": name, "severity": severity, "seed": settings.seed,
+          "num_examples": settings.num_examples, "recipe_version": corruptions.RECIPE_VERSION,
+          "chunk": GENERATION_CHUNK, "frost": corruptions.frost_source(settings.frost_dir)
+          if name == "frost" else None}
+
+
+def cache_path(settings: CorruptionSettings, data_config: Any, name: str, severity: int) -> str:
+  """Cache file of a generated set: readable parameters in the name, plus a hash of them all."""
+  key = generation_key(settings, data_config, name, severity)
+  digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+  frost = ""
+  if name == "frost":
+    frost = "-photofrost" if settings.frost_dir else "-procfrost"
+  filename = (f"{name}_{severity}-seed{settings.seed}-n{settings.num_examples or 'all'}"
+              f"-v{corruptions.RECIPE_VERSION}{frost}-{digest}.npz")
+  return os.path.join(settings.cache_dir, settings.dataset or "unnamed", filename)
+
+
+def set_key(seed: int, name: str, severity: int) -> jax.Array:
+  """The PRNG key of one (corruption, severity) set."""
+  key = jax.random.fold_in(jax.random.key(seed), corruptions.ALL_CORRUPTIONS.index(name))
+  return jax.random.fold_in(key, severity)
+
+
+def generate(key: jax.Array, images: np.ndarray, name: str, severity: int,
+             frost_dir: str = "", chunk: int = GENERATION_CHUNK) -> np.ndarray:
+  """Corrupts uint8 `images` in chunks; chunk i uses fold_in(key, i)."""
+  out = np.empty_like(images)
+  for i, start in enumerate(range(0, len(images), chunk)):
+    out[start:start + chunk] = corruptions.corrupt(
+        jax.random.fold_in(key, i), images[start:start + chunk], name, severity,
+        frost_dir=frost_dir)
+  return out
+
+
+def _atomic_save(path: str, **arrays: Any) -> None:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = f"{path}.tmp{os.getpid()}"
+  try:
+    with open(tmp, "wb") as f:
+      np.savez(f, **arrays)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def load_generated(config: Any, name: str, severity: int,
+                   clean: Optional[tuple[np.ndarray, np.ndarray]] = None,
+                   load_split: Optional[Callable] = None) -> tuple[np.ndarray, np.ndarray]:
+  """A generated corrupted test set from the cache, generating and caching it if absent.
+
+  `clean` (the clean test set, already truncated) saves reloading it for every set.
+  """
+  settings = CorruptionSettings.from_config(config)
+  path = cache_path(settings, config.data, name, severity)
+  if os.path.exists(path):
+    try:
+      with np.load(path) as cached:
+        return cached["images"], cached["labels"]
+    except (OSError, ValueError, KeyError):  # damaged by hand: regenerate
+      os.remove(path)
+  images, labels = clean if clean is not None else clean_test_set(config, load_split)
+  corrupted = generate(set_key(settings.seed, name, severity), images, name, severity,
+                       settings.frost_dir)
+  meta = json.dumps(generation_key(settings, config.data, name, severity), sort_keys=True)
+  _atomic_save(path, images=corrupted, labels=labels, meta=np.asarray(meta))
+  return corrupted, labels
+
+
+def load_corrupted(config: Any, name: str, severity: int,
+                   clean: Optional[tuple[np.ndarray, np.ndarray]] = None,
+                   load_split: Optional[Callable] = None) -> tuple[np.ndarray, np.ndarray]:
+  """(uint8 images NHWC, int32 labels) of one corrupted test set, from the configured source."""
+  settings = CorruptionSettings.from_config(config)
+  if severity not in corruptions.SEVERITIES:
+    raise ValueError(f"Unknown severity {severity!r}; valid: {corruptions.SEVERITIES}.")
+  if settings.source == "tfds":
+    return load_tfds(name, severity, settings.num_examples, settings.tfds_data_dir)
+  return load_generated(config, name, severity, clean, load_split)

@@ -1,0 +1,350 @@
+"""Corruption-robustness evaluation (SPEC section 6) and its report.
+
+Library: `run_corruption_eval(predict_fn, config, workdir, baseline_workdir=None)` evaluates a
+`predict_fn(images float32 NHWC in [0, 1]) -> logits` on the clean test set and on every
+(corruption, severity) set, and writes DIR/corruption_eval/: results.json, accuracy.csv,
+report.md, heatmap.png and per_corruption.png. Finished sets are kept in partial.json, so an
+interrupted evaluation continues where it stopped.
+
+CLI: `python -m freqrobust.evaluate --workdir=DIR [--baseline=OTHER_WORKDIR]` loads the run with
+`freqrobust.checkpoint.load_trained` and evaluates it with the run's config.
+"""
+import concurrent.futures
+import csv
+import json
+import os
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from freqrobust import corruptions
+from freqrobust import metrics
+from freqrobust.data import corrupted
+
+OUT_DIR = "corruption_eval"
+PredictFn = Callable[[np.ndarray], Any]
+
+
+def accuracy(predict_fn: PredictFn, images: np.ndarray, labels: np.ndarray,
+             batch_size: int) -> float:
+  """Top-1 accuracy (%) of `predict_fn` on uint8 `images`, fed in batches of `batch_size`."""
+  if len(images) == 0:
+    raise ValueError("Cannot evaluate on an empty set; check config.corruptions.num_examples.")
+  correct = 0
+  for start in range(0, len(images), batch_size):
+    batch = np.asarray(images[start:start + batch_size], np.float32) / 255.
+    logits = np.asarray(predict_fn(batch))
+    correct += int((logits.argmax(-1) == labels[start:start + batch_size]).sum())
+  return 100. * correct / len(images)
+
+
+def _atomic_write(path: str, write: Callable[[Any], None], mode: str = "w") -> None:
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, mode) as f:
+    write(f)
+  os.replace(tmp, path)
+
+
+def _write_json(path: str, content: Any) -> None:
+  _atomic_write(path, lambda f: json.dump(content, f, indent=1, sort_keys=False))
+
+
+def read_results(workdir: str) -> dict:
+  """DIR/corruption_eval/results.json of a finished evaluation."""
+  path = os.path.join(workdir, OUT_DIR, "results.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        f"{path} not found: evaluate the baseline first (`python -m freqrobust.evaluate "
+        f"--workdir={workdir}`, or train it with config.corruptions.evaluate=True).")
+  with open(path) as f:
+    return json.load(f)
+
+
+def accuracy_table(results: dict) -> dict[str, dict[int, float]]:
+  """The corruption -> severity -> accuracy table of a results.json."""
+  return {name: {int(s): float(a) for s, a in row.items()}
+          for name, row in results["accuracy"].items()}
+
+
+def _set_name(name: str, severity: int) -> str:
+  return f"{name}/{severity}"
+
+
+def _load_partial(path: str, meta: dict) -> dict:
+  if os.path.exists(path):
+    try:
+      with open(path) as f:
+        partial = json.load(f)
+      if partial.get("meta") == meta:
+        return partial
+    except (OSError, ValueError):
+      pass  # unreadable: start over
+  return {"meta": meta, "clean_accuracy": None, "sets": {}}
+
+
+def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
+                        baseline_workdir: Optional[str] = None, *,
+                        load_split: Optional[Callable] = None, progress: bool = True) -> dict:
+  """Evaluates `predict_fn` on the clean and corrupted test sets; writes and returns the report.
+
+  Args:
+    predict_fn: float32 NHWC images in [0, 1] -> logits (N, classes).
+    config: the run's config (fields: see `freqrobust.data.corrupted`; eval.batch_size).
+    workdir: the report goes to workdir/corruption_eval/.
+    baseline_workdir: a run evaluated before; gives the paper's relative mCE.
+    load_split: replaces `freqrobust.data.load_split` (tests).
+    progress: a tqdm bar over the sets.
+
+  Returns:
+    The contents of results.json.
+  """
+  settings = corrupted.CorruptionSettings.from_config(config)
+  baseline = None
+  if baseline_workdir:  # fail before the long evaluation, not after it
+    baseline = accuracy_table(read_results(baseline_workdir))
+  eval_cfg = config.get("eval", None) if hasattr(config, "get") else None
+  batch_size = int(corrupted._get(eval_cfg, "batch_size", 500))
+  out_dir = os.path.join(workdir, OUT_DIR)
+  os.makedirs(out_dir, exist_ok=True)
+  clean = corrupted.clean_test_set(config, load_split)
+  meta = {"dataset": settings.dataset, "source": settings.source,
+          "num_examples": int(len(clean[0])), "seed": settings.seed,
+          "recipe_version": corruptions.RECIPE_VERSION, "frost": settings.frost_source}
+  partial_path = os.path.join(out_dir, "partial.json")
+  partial = _load_partial(partial_path, meta)
+  if partial["clean_accuracy"] is None:
+    partial["clean_accuracy"] = accuracy(predict_fn, *clean, batch_size)
+    _write_json(partial_path, partial)
+  todo = [(n, s) for n in settings.names for s in corruptions.SEVERITIES
+          if _set_name(n, s) not in partial["sets"]]
+
+  def load(name_severity):
+    return corrupted.load_corrupted(config, *name_severity, clean=clean, load_split=load_split)
+
+  bar = None
+  if progress:
+    import tqdm  # only for the interactive bar
+    bar = tqdm.tqdm(total=len(settings.names) * len(corruptions.SEVERITIES),
+                    initial=len(settings.names) * len(corruptions.SEVERITIES) - len(todo),
+                    desc="corrupted sets", unit="set")
+  # The next set is read (or generated) on a worker thread while the current one is predicted.
+  with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+    upcoming = pool.submit(load, todo[0]) if todo else None
+    for i, (name, severity) in enumerate(todo):
+      images, labels = upcoming.result()
+      upcoming = pool.submit(load, todo[i + 1]) if i + 1 < len(todo) else None
+      partial["sets"][_set_name(name, severity)] = {
+          "accuracy": accuracy(predict_fn, images, labels, batch_size),
+          "examples": int(len(images))}
+      _write_json(partial_path, partial)
+      if bar is not None:
+        bar.set_postfix_str(_set_name(name, severity))
+        bar.update()
+  if bar is not None:
+    bar.close()
+
+  table = {n: {s: partial["sets"][_set_name(n, s)]["accuracy"] for s in corruptions.SEVERITIES}
+           for n in settings.names}
+  results = build_results(table, partial["clean_accuracy"], settings, meta, baseline,
+                          baseline_workdir)
+  write_report(results, out_dir)
+  return results
+
+
+def build_results(table: dict[str, dict[int, float]], clean_accuracy: float,
+                  settings: corrupted.CorruptionSettings, meta: dict,
+                  baseline: Optional[dict] = None,
+                  baseline_workdir: Optional[str] = None) -> dict:
+  """The report's figures, each named with its convention."""
+  benchmark = [n for n in corruptions.CORRUPTIONS if n in table]
+  summary = {"robust_accuracy": None, "mce_unnormalized": None, "mce_relative": None,
+             "accuracy_by_severity": None}
+  if benchmark:
+    summary = metrics.summarize(table, clean_accuracy, benchmark, baseline)
+  return {
+      "conventions": dict(metrics.CONVENTIONS, note=(
+          "all figures in percent; summary figures use the benchmark corruptions evaluated "
+          f"({len(benchmark)} of 15)")),
+      "dataset": settings.dataset,
+      "source": settings.source,
+      "frost": settings.frost_source,
+      "frost_note": ("frost uses a procedural frost texture, not the benchmark's photographs"
+                     if settings.frost_source == "procedural" and "frost" in table else ""),
+      "num_examples": meta["num_examples"],
+      "seed": settings.seed,
+      "recipe_version": corruptions.RECIPE_VERSION,
+      "benchmark_corruptions": benchmark,
+      "extra_corruptions": [n for n in table if n not in corruptions.CORRUPTIONS],
+      "clean_accuracy": clean_accuracy,
+      "robust_accuracy": summary["robust_accuracy"],
+      "mce_unnormalized": summary["mce_unnormalized"],
+      "mce_relative": summary["mce_relative"],
+      "baseline_workdir": baseline_workdir or None,
+      "accuracy_by_severity": ({str(s): a for s, a in summary["accuracy_by_severity"].items()}
+                               if summary["accuracy_by_severity"] else None),
+      "corruption_error": metrics.corruption_errors(table, list(table)),
+      "baseline_corruption_error": (metrics.corruption_errors(baseline, benchmark)
+                                    if baseline is not None else None),
+      "accuracy": {n: {str(s): a for s, a in row.items()} for n, row in table.items()},
+  }
+
+
+def _fmt(value: Optional[float]) -> str:
+  return "n/a" if value is None else f"{value:.2f}"
+
+
+def markdown_report(results: dict) -> str:
+  lines = [f"# Corruption robustness ({results['dataset']}, source: {results['source']})", ""]
+  conv = results["conventions"]
+  lines += [
+      f"- Clean accuracy: **{_fmt(results['clean_accuracy'])}** ({conv['clean_accuracy']})",
+      f"- Robust.: **{_fmt(results['robust_accuracy'])}** ({conv['robust_accuracy']})",
+      f"- Unnormalised mCE: **{_fmt(results['mce_unnormalized'])}** "
+      f"({conv['mce_unnormalized']})",
+      f"- Relative mCE: **{_fmt(results['mce_relative'])}** ({conv['mce_relative']}; baseline: "
+      f"{results['baseline_workdir'] or 'none given'})",
+      f"- Examples per set: {results['num_examples']}; generation seed {results['seed']}; "
+      f"recipe version {results['recipe_version']}; frost: {results['frost']}",
+      f"- {conv['note']}.", ""]
+  if results["frost_note"]:
+    lines += [f"Frost (marked *) {results['frost_note']}.", ""]
+  lines += ["Accuracy (%) per corruption and severity; CE = 100 - mean accuracy.", "",
+            "| corruption | s1 | s2 | s3 | s4 | s5 | mean | CE |",
+            "|---|---|---|---|---|---|---|---|"]
+  for name, row in results["accuracy"].items():
+    accs = [row[str(s)] for s in corruptions.SEVERITIES]
+    label = name + (" *" if name == "frost" and results["frost_note"] else "")
+    label += "" if name in corruptions.CORRUPTIONS else " (extra)"
+    lines.append(f"| {label} | " + " | ".join(f"{a:.2f}" for a in accs) +
+                 f" | {np.mean(accs):.2f} | {results['corruption_error'][name]:.2f} |")
+  if results["accuracy_by_severity"]:
+    by_sev = results["accuracy_by_severity"]
+    lines.append("| **mean (benchmark)** | " + " | ".join(
+        f"{by_sev[str(s)]:.2f}" for s in corruptions.SEVERITIES) +
+                 f" | {results['robust_accuracy']:.2f} | {results['mce_unnormalized']:.2f} |")
+  return "\n".join(lines) + "\n"
+
+
+def write_report(results: dict, out_dir: str) -> None:
+  """results.json, accuracy.csv, report.md, heatmap.png and per_corruption.png in `out_dir`."""
+  _write_json(os.path.join(out_dir, "results.json"), results)
+
+  def write_csv(f):
+    writer = csv.writer(f)
+    writer.writerow(["corruption", "severity", "accuracy_percent", "error_percent", "benchmark"])
+    writer.writerow(["clean", 0, f"{results['clean_accuracy']:.4f}",
+                     f"{100 - results['clean_accuracy']:.4f}", ""])
+    for name, row in results["accuracy"].items():
+      for s in corruptions.SEVERITIES:
+        writer.writerow([name, s, f"{row[str(s)]:.4f}", f"{100 - row[str(s)]:.4f}",
+                         int(name in corruptions.CORRUPTIONS)])
+  _atomic_write(os.path.join(out_dir, "accuracy.csv"), write_csv)
+  _atomic_write(os.path.join(out_dir, "report.md"), lambda f: f.write(markdown_report(results)))
+  plot_heatmap(results, os.path.join(out_dir, "heatmap.png"))
+  plot_corruption_errors(results, os.path.join(out_dir, "per_corruption.png"))
+
+
+def _pyplot():
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  return plt
+
+
+def _labels(results: dict) -> list[str]:
+  return [n + (" *" if n == "frost" and results["frost_note"] else "")
+          for n in results["accuracy"]]
+
+
+def plot_heatmap(results: dict, path: str) -> None:
+  """Corruption x severity accuracy heat map."""
+  plt = _pyplot()
+  names = list(results["accuracy"])
+  grid = np.array([[results["accuracy"][n][str(s)] for s in corruptions.SEVERITIES]
+                   for n in names])
+  fig, ax = plt.subplots(figsize=(5.5, 0.32 * len(names) + 1.6))
+  im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+  ax.set_xticks(range(len(corruptions.SEVERITIES)), [str(s) for s in corruptions.SEVERITIES])
+  ax.set_yticks(range(len(names)), _labels(results), fontsize=8)
+  ax.set_xlabel("severity")
+  for i in range(grid.shape[0]):
+    for j in range(grid.shape[1]):
+      ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=7,
+              color="white" if grid[i, j] < 60 else "black")
+  fig.colorbar(im, ax=ax, label="accuracy (%)")
+  ax.set_title(f"Accuracy (%), clean {results['clean_accuracy']:.1f}", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def plot_corruption_errors(results: dict, path: str) -> None:
+  """Per-corruption error CE_c (and the baseline's, when given) as bars."""
+  plt = _pyplot()
+  names = list(results["corruption_error"])
+  errors = [results["corruption_error"][n] for n in names]
+  fig, ax = plt.subplots(figsize=(max(5., 0.45 * len(names) + 2), 3.8))
+  positions = np.arange(len(names))
+  baseline = results.get("baseline_corruption_error")
+  width = 0.4 if baseline else 0.8
+  ax.bar(positions - (width / 2 if baseline else 0), errors, width, label="model")
+  if baseline:
+    ax.bar(positions + width / 2, [baseline.get(n, np.nan) for n in names], width,
+           label="baseline")
+    ax.legend(fontsize=8)
+  ax.set_xticks(positions, _labels(results), rotation=60, ha="right", fontsize=8)
+  ax.set_ylabel("CE = 100 - mean accuracy (%)")
+  ax.set_title(f"Corruption error CE_c\nunnormalised mCE {_fmt(results['mce_unnormalized'])}, "
+               f"relative mCE {_fmt(results['mce_relative'])}", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+# Alias named in docs/ARCHITECTURE.md.
+evaluate_corruptions = run_corruption_eval
+
+
+def main(argv):
+  del argv
+  from absl import flags
+  from freqrobust import checkpoint
+  FLAGS = flags.FLAGS
+  trained = checkpoint.load_trained(FLAGS.workdir)
+  config = trained.config
+  if "corruptions" not in config:
+    import ml_collections
+    config.corruptions = ml_collections.ConfigDict()
+  overrides = {"num_examples": FLAGS.num_examples, "source": FLAGS.source,
+               "cache_dir": FLAGS.cache_dir, "frost_dir": FLAGS.frost_dir}
+  for field, value in overrides.items():
+    if value is not None:
+      config.corruptions[field] = value
+  if FLAGS.include_extra is not None:
+    config.corruptions.include_extra = FLAGS.include_extra
+  baseline = FLAGS.baseline or config.corruptions.get("baseline_workdir", "") or None
+  results = run_corruption_eval(trained.predict, config, FLAGS.workdir, baseline)
+  print(markdown_report(results))
+  print(f"Report written to {os.path.join(FLAGS.workdir, OUT_DIR)}")
+
+
+def _define_flags():
+  from absl import flags
+  flags.DEFINE_string("workdir", None, "Workdir of a trained run (holds config.json and "
+                      "checkpoints); the report goes to WORKDIR/corruption_eval/.")
+  flags.DEFINE_string("baseline", None, "Workdir of an evaluated baseline run, for the "
+                      "relative mCE (default: config.corruptions.baseline_workdir).")
+  flags.DEFINE_integer("num_examples", None, "Override config.corruptions.num_examples "
+                       "(0 = whole test set).")
+  flags.DEFINE_enum("source", None, list(corrupted.SOURCES),
+                    "Override config.corruptions.source.")
+  flags.DEFINE_string("cache_dir", None, "Override config.corruptions.cache_dir.")
+  flags.DEFINE_string("frost_dir", None, "Override config.corruptions.frost_dir.")
+  flags.DEFINE_bool("include_extra", None, "Override config.corruptions.include_extra.")
+  flags.mark_flag_as_required("workdir")
+
+
+if __name__ == "__main__":
+  from absl import app
+  _define_flags()
+  app.run(main)

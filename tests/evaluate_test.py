@@ -1,0 +1,127 @@
+"""Corruption evaluation with a hand-made classifier on hand-made data (generated source)."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from freqrobust import evaluate
+from freqrobust import metrics
+
+# Cheap-to-compile corruptions keep this file fast; the report logic does not depend on which.
+NAMES = ("brightness", "contrast", "pixelate")
+
+
+def _load_split(data_cfg, split):
+  """Dark images are class 0, bright ones class 1 (20 test images, 12 x 12 grey)."""
+  assert split == "test"
+  levels = np.linspace(0.1, 0.9, 20)
+  images = (levels[:, None, None, None] * 255 * np.ones((20, 12, 12, 1))).astype(np.uint8)
+  return images, (levels > 0.5).astype(np.int32)
+
+
+@jax.jit
+def _predict(images):
+  """A linear classifier on the mean brightness: logits (1 - 2m, 2m - 1)."""
+  m = images.mean(axis=(1, 2, 3))
+  return jnp.stack([1 - 2 * m, 2 * m - 1], -1)
+
+
+def _config(tmp_path, **corruption_fields):
+  config = ml_collections.ConfigDict()
+  config.data = ml_collections.ConfigDict({"dataset": "toy"})
+  config.eval = ml_collections.ConfigDict({"batch_size": 8})
+  config.corruptions = ml_collections.ConfigDict(dict(
+      source="generated", cache_dir=str(tmp_path / "cache"), names=NAMES, seed=0))
+  config.corruptions.update(corruption_fields)
+  return config
+
+
+def test_accuracy_batches_agree_with_one_pass():
+  images, labels = _load_split(None, "test")
+  labels = labels.copy()
+  labels[:3] = 1 - labels[:3]  # three mistakes
+  for batch_size in (1, 7, 20, 64):
+    assert evaluate.accuracy(_predict, images, labels, batch_size) == pytest.approx(85.)
+
+
+def test_report_files_and_figures_follow_the_metrics(tmp_path):
+  config = _config(tmp_path)
+  results = evaluate.run_corruption_eval(_predict, config, str(tmp_path / "run"),
+                                         load_split=_load_split, progress=False)
+  out = tmp_path / "run" / "corruption_eval"
+  for name in ("results.json", "accuracy.csv", "report.md", "heatmap.png", "per_corruption.png"):
+    assert (out / name).stat().st_size > 0, name
+  assert results["clean_accuracy"] == 100.
+  table = evaluate.accuracy_table(results)
+  assert set(table) == set(NAMES)
+  assert results["robust_accuracy"] == pytest.approx(metrics.robust_accuracy(table, NAMES))
+  assert results["mce_unnormalized"] == pytest.approx(metrics.mce_unnormalized(table, NAMES))
+  assert results["mce_relative"] is None
+  # Strong contrast loss pulls every image to its own mean: the brightness rule survives it.
+  assert table["contrast"][5] == 100.
+  # Brightness pushes dark images over the threshold at high severity.
+  assert table["brightness"][5] < table["brightness"][1]
+  assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
+  report = (out / "report.md").read_text()
+  assert "Robust." in report and "AugMix" in report and "| contrast |" in report
+  rows = (out / "accuracy.csv").read_text().splitlines()
+  assert len(rows) == 1 + 1 + len(NAMES) * 5
+
+
+def test_relative_mce_against_itself_is_100(tmp_path):
+  config = _config(tmp_path)
+  first = str(tmp_path / "a")
+  evaluate.run_corruption_eval(_predict, config, first, load_split=_load_split, progress=False)
+  results = evaluate.run_corruption_eval(_predict, config, str(tmp_path / "b"), first,
+                                         load_split=_load_split, progress=False)
+  assert results["mce_relative"] == pytest.approx(100.)
+  with pytest.raises(FileNotFoundError, match="evaluate the baseline first"):
+    evaluate.run_corruption_eval(_predict, config, str(tmp_path / "c"), str(tmp_path / "none"),
+                                 load_split=_load_split, progress=False)
+
+
+def test_interrupted_evaluation_resumes_and_equals_an_uninterrupted_one(tmp_path):
+  config = _config(tmp_path)
+  full = evaluate.run_corruption_eval(_predict, config, str(tmp_path / "full"),
+                                      load_split=_load_split, progress=False)
+  calls = {"n": 0}
+
+  def flaky(images):
+    calls["n"] += 1
+    if calls["n"] > 3 * 3:  # clean set and two corrupted sets, 3 batches of 8 each
+      raise KeyboardInterrupt
+    return _predict(images)
+
+  workdir = str(tmp_path / "resumed")
+  with pytest.raises(KeyboardInterrupt):
+    evaluate.run_corruption_eval(flaky, config, workdir, load_split=_load_split, progress=False)
+  partial = json.loads(open(os.path.join(workdir, "corruption_eval", "partial.json")).read())
+  done = len(partial["sets"])
+  assert 0 < done < len(NAMES) * 5
+
+  counted = {"n": 0}
+
+  def counting(images):
+    counted["n"] += 1
+    return _predict(images)
+
+  resumed = evaluate.run_corruption_eval(counting, config, workdir, load_split=_load_split,
+                                         progress=False)
+  assert counted["n"] == 3 * (len(NAMES) * 5 - done)  # only the missing sets, 3 batches each
+  assert resumed["accuracy"] == full["accuracy"]
+  assert resumed["clean_accuracy"] == full["clean_accuracy"]
+
+
+def test_changed_settings_start_over(tmp_path):
+  workdir = str(tmp_path / "run")
+  evaluate.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",)), workdir,
+                               load_split=_load_split, progress=False)
+  results = evaluate.run_corruption_eval(
+      _predict, _config(tmp_path, names=("contrast",), num_examples=10), workdir,
+      load_split=_load_split, progress=False)
+  assert results["num_examples"] == 10
+
