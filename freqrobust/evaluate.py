@@ -305,46 +305,59 @@ def plot_corruption_errors(results: dict, path: str) -> None:
 evaluate_corruptions = run_corruption_eval
 
 
-def main(argv):
+def main(argv, flag_values=None):
+  """CLI entry: evaluates the run in --workdir (see `define_flags`)."""
   del argv
-  from absl import flags
   from freqrobust import checkpoint
-  FLAGS = flags.FLAGS
-  trained = checkpoint.load_trained(FLAGS.workdir)
+  if flag_values is None:
+    from absl import flags
+    flag_values = flags.FLAGS
+  trained = checkpoint.load_trained(flag_values.workdir)
   config = trained.config
   if "corruptions" not in config:
     import ml_collections
     config.corruptions = ml_collections.ConfigDict()
-  overrides = {"num_examples": FLAGS.num_examples, "source": FLAGS.source,
-               "cache_dir": FLAGS.cache_dir, "frost_dir": FLAGS.frost_dir}
+  overrides = {"num_examples": flag_values.num_examples, "source": flag_values.source,
+               "cache_dir": flag_values.cache_dir, "frost_dir": flag_values.frost_dir,
+               "include_extra": flag_values.include_extra,
+               "names": tuple(flag_values.names) if flag_values.names else None}
   for field, value in overrides.items():
     if value is not None:
       config.corruptions[field] = value
-  if FLAGS.include_extra is not None:
-    config.corruptions.include_extra = FLAGS.include_extra
-  baseline = FLAGS.baseline or config.corruptions.get("baseline_workdir", "") or None
-  results = run_corruption_eval(trained.predict, config, FLAGS.workdir, baseline)
+  baseline = flag_values.baseline or config.corruptions.get("baseline_workdir", "") or None
+  results = run_corruption_eval(trained.predict, config, flag_values.workdir, baseline,
+                                progress=flag_values.progress)
   print(markdown_report(results))
-  print(f"Report written to {os.path.join(FLAGS.workdir, OUT_DIR)}")
+  print(f"Report written to {os.path.join(flag_values.workdir, OUT_DIR)}")
 
 
-def _define_flags():
+def define_flags(flag_values=None) -> None:
+  """Defines the CLI flags (on absl's global FLAGS unless `flag_values` is given)."""
   from absl import flags
+  fv = flags.FLAGS if flag_values is None else flag_values
   flags.DEFINE_string("workdir", None, "Workdir of a trained run (holds config.json and "
-                      "checkpoints); the report goes to WORKDIR/corruption_eval/.")
+                      "checkpoints); the report goes to WORKDIR/corruption_eval/.", flag_values=fv)
   flags.DEFINE_string("baseline", None, "Workdir of an evaluated baseline run, for the "
-                      "relative mCE (default: config.corruptions.baseline_workdir).")
+                      "relative mCE (default: config.corruptions.baseline_workdir).",
+                      flag_values=fv)
   flags.DEFINE_integer("num_examples", None, "Override config.corruptions.num_examples "
-                       "(0 = whole test set).")
+                       "(0 = whole test set).", flag_values=fv)
   flags.DEFINE_enum("source", None, list(corrupted.SOURCES),
-                    "Override config.corruptions.source.")
-  flags.DEFINE_string("cache_dir", None, "Override config.corruptions.cache_dir.")
-  flags.DEFINE_string("frost_dir", None, "Override config.corruptions.frost_dir.")
-  flags.DEFINE_bool("include_extra", None, "Override config.corruptions.include_extra.")
-  flags.mark_flag_as_required("workdir")
+                    "Override config.corruptions.source.", flag_values=fv)
+  flags.DEFINE_string("cache_dir", None, "Override config.corruptions.cache_dir.",
+                      flag_values=fv)
+  flags.DEFINE_string("frost_dir", None, "Override config.corruptions.frost_dir.",
+                      flag_values=fv)
+  flags.DEFINE_bool("include_extra", None, "Override config.corruptions.include_extra.",
+                    flag_values=fv)
+  flags.DEFINE_list("names", None, "Override config.corruptions.names (comma-separated).",
+                    flag_values=fv)
+  flags.DEFINE_bool("progress", True, "Show a progress bar over the corrupted sets.",
+                    flag_values=fv)
+  flags.mark_flag_as_required("workdir", flag_values=fv)
 
 
 if __name__ == "__main__":
   from absl import app
-  _define_flags()
+  define_flags()
   app.run(main)
