@@ -46,7 +46,8 @@ flags.DEFINE_string("baseline", None, "spectra: the workdir (of --workdirs) accu
                     "measured against; default the first.")
 flags.DEFINE_integer("num_images", 0, "Test images used (0 = tool default: "
                      + ", ".join(f"{k} {v}" for k, v in DEFAULT_NUM_IMAGES.items()) + ").")
-flags.DEFINE_integer("batch_size", 256, "Images per device call.")
+flags.DEFINE_integer("batch_size", 0, "Images per device call (0 = the run's eval.batch_size, "
+                     "which its predict function is compiled for; 256 for pdm and spectra).")
 flags.DEFINE_integer("seed", 0, "Seed of random signs (heatmap) and corruptions (spectra).")
 flags.DEFINE_bool("progress", True, "Show tqdm progress bars.")
 flags.DEFINE_float("pdm_strength", analysis.PAPER_STRENGTH, "pdm: L2 norm t of the point "
@@ -92,9 +93,12 @@ def run_pdm(out_dir: str, layer_fn: Callable, image_shape: Sequence[int],
   figures = [plots.plot_spectra_row(os.path.join(out_dir, "histogram.png"), panels, titles,
                                     "PDM response histogram (DC centred)")]
   per_channel = normalized.sum(axis=1)[:64]
+  peaks = responses.reshape(responses.shape[0], -1).max(axis=1)
+  summary["peak_response"] = peaks.tolist()
   figures.append(plots.plot_spectra_grid(
       os.path.join(out_dir, "response_maps.png"), list(per_channel),
-      [f"ch {k}" for k in range(len(per_channel))], "normalised response map per output channel"))
+      [f"ch {k} (peak {peaks[k]:.2g})" for k in range(len(per_channel))],
+      "normalised response map per output channel (peak = largest raw response)"))
   examples, example_titles = _cpdm_examples(h, w, channels, t)
   figures.append(plots.plot_images(os.path.join(out_dir, "cpdm_examples.png"), examples,
                                    example_titles, f"cPDM examples, t = {t:.3g}"))
@@ -134,7 +138,7 @@ def run_heatmap(out_dir: str, predict_fn: Callable, images: np.ndarray, labels: 
                                     progress)
   path = plots.plot_spectra_row(
       os.path.join(out_dir, "heatmap.png"), [100 * result["error"], result["logit_change"]],
-      ["error rate (%)", "mean |logit change|"],
+      ["error rate (%)", "mean L2 norm of the logit change"],
       f"Fourier heat map, eps = {eps:g}, {len(labels)} images, clean error "
       f"{100 * float(result['clean_error']):.1f}%")
   records.save_arrays(out_dir, "heatmap", result)
@@ -289,7 +293,7 @@ def main(argv):
   if workdir is None:
     raise app.UsageError("pass --workdir=DIR (or --workdirs=A,B,... for spectra and compare)")
   n = FLAGS.num_images or DEFAULT_NUM_IMAGES.get(tool, 0)
-  common = dict(batch_size=FLAGS.batch_size, progress=FLAGS.progress)
+  common = dict(batch_size=FLAGS.batch_size or 256, progress=FLAGS.progress)
   key = jax.random.key(FLAGS.seed)
   pdm_options = dict(t=FLAGS.pdm_strength, ignore_fraction=FLAGS.ignore_fraction, **common)
   if tool == "compare":
@@ -309,6 +313,7 @@ def main(argv):
     trained = load_run(workdir)
     images, labels = load_test_images(trained.config, n)
     out_dir = records.tool_dir(workdir, tool)
+    common["batch_size"] = FLAGS.batch_size or trained.config.eval.batch_size
     if tool == "heatmap":
       summary = run_heatmap(out_dir, trained.predict, images, labels, FLAGS.eps, key, FLAGS.clip,
                             **common)
