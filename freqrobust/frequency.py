@@ -400,17 +400,6 @@ def fast_standard_normal(key: Array, shape: Sequence[int], dtype=jnp.float32) ->
   return (np.sqrt(2.0) * jax.lax.erf_inv(2.0 * uniform - 1.0)).astype(dtype)
 
 
-@functools.lru_cache(maxsize=None)
-def _half_plane_layout(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-  """Row mirror index (-i mod h) and the rfft2 columns that hold their own mirrors (0, w/2)."""
-  mirror_rows = (-np.arange(h)) % h
-  self_mirrored_columns = np.zeros(w // 2 + 1, bool)
-  self_mirrored_columns[0] = True
-  if w % 2 == 0:
-    self_mirrored_columns[w // 2] = True
-  return _read_only(mirror_rows), _read_only(self_mirrored_columns)
-
-
 def nfd_half_spectrum(key: Array, half_spectrum: Array, control: ArrayLike,
                       sigma: ArrayLike, fast_noise: bool = True) -> Array:
   """`nfd` on the rfft2 half-spectrum (h, w // 2 + 1[, C]) of an HW/HWC image; w from `control`.
@@ -426,16 +415,27 @@ def nfd_half_spectrum(key: Array, half_spectrum: Array, control: ArrayLike,
   if half_spectrum.shape[:2] != (h, w // 2 + 1):
     raise ValueError(f"Half-spectrum of shape {half_spectrum.shape} does not match the rfft2 of "
                      f"an image of spatial shape {(h, w)}.")
-  mirror_rows, self_mirrored_columns = _half_plane_layout(h, w)
   dtype = jnp.real(half_spectrum).dtype
   draw = fast_standard_normal if fast_noise else jax.random.normal
-  standard = draw(key, half_spectrum.shape, dtype)
-  symmetric = jnp.where(_expand_to(self_mirrored_columns[None, :], standard),
-                        (standard + standard[mirror_rows]) / 2.0,  # equal on +-i, var 1/2 or 1
-                        standard * np.sqrt(0.5).astype(dtype))
-  variance = jnp.asarray(sigma, dtype) * jnp.maximum(1.0 - control[:, :w // 2 + 1], 0.0)
+  key_interior, key_mirrored = jax.random.split(key)
+  width = w // 2 + 1
+  # Columns 0 (and w/2 for even w) hold both [i, j] and [-i, j] = [-i, -j]: their noise must be
+  # equal on +-i; (n[i] + n[-i]) / 2 has variance 1/2, and 1 where i = -i. The other columns hold
+  # one coefficient of each mirrored pair: variance 1/2. (Drawn as two arrays: reusing one noise
+  # array in several places makes XLA recompute it in each fused consumer.)
+  mirrored_columns = [0] + ([w // 2] if w % 2 == 0 and w > 1 else [])
+  extra = half_spectrum.shape[2:]
+  standard = draw(key_interior, (h, width) + extra, dtype) * np.sqrt(0.5).astype(dtype)
+  columns = draw(key_mirrored, (h, len(mirrored_columns)) + extra, dtype)
+  columns = (columns + jnp.roll(jnp.flip(columns, axis=0), 1, axis=0)) / 2.0  # n[-i mod h]
+  symmetric = standard.at[:, np.asarray(mirrored_columns)].set(columns)
+  variance = jnp.asarray(sigma, dtype) * jnp.maximum(1.0 - control[:, :width], 0.0)
   noise = symmetric * jnp.sqrt(_expand_to(variance, standard))
-  return half_spectrum + noise * direction(half_spectrum)
+  # F + noise * Dir F with real arithmetic: F * (1 + noise / |F|), or F + noise where F = 0.
+  magnitude = jnp.abs(half_spectrum)
+  nonzero = magnitude > 0
+  scale = 1.0 + noise / jnp.where(nonzero, magnitude, 1.0)
+  return jnp.where(nonzero, half_spectrum * scale, half_spectrum + noise)
 
 
 def _expand_to(array: ArrayLike, like: Array) -> Array:
