@@ -184,7 +184,8 @@ def run_spectra(out_dir: str, key: jax.Array, images: np.ndarray, names: Sequenc
   hf = {n: float(analysis.high_frequency_fraction(s, radius)) for n, s in spectra.items()}
   figures = [plots.plot_spectra_grid(
       os.path.join(out_dir, "spectra.png"), [spectra[n] for n in names], list(names),
-      f"E|DFT(C(X) - X)|, severity {severity}, DC centred", cols=5)]
+      f"E|DFT(C(X) - X)|, severity {severity}, DC centred (colour scale without DC)", cols=5,
+      scale_without_dc=True)]
   summary: dict[str, Any] = {"severity": severity, "radius": radius,
                              "num_images": int(len(images)), "corruptions": list(names),
                              "high_frequency_fraction": hf}

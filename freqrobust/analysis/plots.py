@@ -24,9 +24,16 @@ def _extent(h: int, w: int) -> tuple[float, float, float, float]:
 
 
 def _show_spectrum(ax, spectrum: np.ndarray, title: str, cmap: str = "inferno",
-                   colorbar: bool = True, ticks: bool = True) -> None:
+                   colorbar: bool = True, ticks: bool = True, scale_without_dc: bool = False
+                   ) -> None:
   h, w = spectrum.shape[-2:]
-  im = ax.imshow(shifted(spectrum), cmap=cmap, extent=_extent(h, w), interpolation="nearest")
+  vmax = None
+  if scale_without_dc and spectrum.size > 1:  # A large DC term would hide everything else.
+    rest = np.asarray(spectrum, np.float64).copy()
+    rest[0, 0] = rest.min()
+    vmax = rest.max() if rest.max() > rest.min() else None
+  im = ax.imshow(shifted(spectrum), cmap=cmap, extent=_extent(h, w), interpolation="nearest",
+                 vmax=vmax)
   ax.set_title(title, fontsize=8)
   if ticks:
     ax.tick_params(labelsize=6)
@@ -58,8 +65,12 @@ def plot_spectra_row(path: str, spectra: Sequence[np.ndarray], titles: Sequence[
 
 
 def plot_spectra_grid(path: str, spectra: Sequence[np.ndarray], titles: Sequence[str],
-                      suptitle: str = "", cols: int = 8, cmap: str = "inferno") -> str:
-  """A grid of small spectra, each on its own colour scale, without ticks."""
+                      suptitle: str = "", cols: int = 8, cmap: str = "inferno",
+                      scale_without_dc: bool = False) -> str:
+  """A grid of small spectra, each on its own colour scale, without ticks.
+
+  `scale_without_dc`: the colour scale ends at the largest non-DC value (DC saturates).
+  """
   if len(spectra) != len(titles) or not spectra:
     raise ValueError("need one title per spectrum and at least one spectrum")
   cols = min(cols, len(spectra))
@@ -69,7 +80,8 @@ def plot_spectra_grid(path: str, spectra: Sequence[np.ndarray], titles: Sequence
     ax.axis("off")
   for ax, spectrum, title in zip(axes.ravel(), spectra, titles):
     ax.axis("on")
-    _show_spectrum(ax, np.asarray(spectrum), title, cmap, colorbar=False, ticks=False)
+    _show_spectrum(ax, np.asarray(spectrum), title, cmap, colorbar=False, ticks=False,
+                   scale_without_dc=scale_without_dc)
   if suptitle:
     fig.suptitle(suptitle, fontsize=9)
   fig.tight_layout()
