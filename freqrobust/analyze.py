@@ -334,6 +334,12 @@ def _spectra_main(out_dir: str, key: jax.Array, images: np.ndarray, workdirs: li
                   common: dict[str, Any]) -> dict[str, Any]:
   from freqrobust import corruptions
   names = list(FLAGS.corruptions) or list(corruptions.CORRUPTIONS)
+  unknown = [n for n in names if n not in corruptions.ALL_CORRUPTIONS]
+  if unknown:
+    raise app.UsageError(f"unknown corruptions {unknown}; valid: "
+                         f"{', '.join(corruptions.ALL_CORRUPTIONS)}")
+  if FLAGS.severity not in corruptions.SEVERITIES:
+    raise app.UsageError(f"--severity={FLAGS.severity}; valid: {corruptions.SEVERITIES}")
   accuracies = {}
   labels = analysis.run_labels(workdirs, FLAGS.labels or None) if workdirs else []
   for label, d in zip(labels, workdirs):
