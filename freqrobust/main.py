@@ -21,6 +21,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  from absl import logging
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO; the progress line is ours.
   import jax
   from freqrobust import train
   config = FLAGS.config

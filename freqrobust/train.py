@@ -350,10 +350,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   manager.wait_until_finished()
   if nonfinite:
     log.close()
+    kept = (f"The last good checkpoint (step {last_good}) is kept in {manager.directory}; "
+            "rerun to resume from it" if last_good else "No checkpoint had been saved yet")
     raise FloatingPointError(
-        f"The loss or the parameters became NaN/Inf by step {nonfinite}; training stopped. The last good "
-        f"checkpoint (step {last_good}) is kept in {manager.directory}. Lower "
-        "config.train.learning_rate or config.aps.aux_weight, then rerun to resume from it.")
+        f"The loss or the parameters became NaN/Inf by step {nonfinite}; training stopped. {kept}. "
+        "Lower config.train.learning_rate or config.aps.aux_weight.")
   if status == "preempted":
     log.close()
     return {"status": status, "step": step}

@@ -1,0 +1,151 @@
+"""Aggregates a sweep into the paper's table layout.
+
+  python -m freqrobust.report --root=runs/table3_cpu [--baseline=nat] [--out=DIR]
+
+Runs are grouped by name without the seed (`table3_nfd_seed-1` -> `table3_nfd`). The baseline group
+(the one whose name contains `--baseline`, default `nat`) is shown in absolute values, every other
+group as differences to it (as Tables 1-4 do), each cell mean +- standard deviation over seeds. mCE is
+the paper's relative convention: 100 * sum_c CE_c(model) / sum_c CE_c(baseline), per seed against the
+baseline's mean CE. Writes table.md, table.csv and a Figure 1(e)-style bar chart (robustness).
+"""
+import argparse
+import csv
+import json
+import os
+import re
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from freqrobust import metrics
+from freqrobust.corruptions import CORRUPTIONS
+
+
+def load_run(workdir: str) -> Optional[Dict]:
+  """Clean accuracy and the corruption -> severity -> accuracy table of a finished run."""
+  path = os.path.join(workdir, "results.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    results = json.load(f)
+  if results.get("status") != "finished":
+    return None
+  table = None
+  eval_path = os.path.join(workdir, "corruption_eval", "results.json")
+  if os.path.exists(eval_path):
+    with open(eval_path) as f:
+      table = {name: {int(s): float(a) for s, a in row.items()}
+               for name, row in json.load(f)["accuracy"].items()}
+    if not all(c in table for c in CORRUPTIONS):
+      table = None  # Robust. and mCE are defined over the 15 benchmark corruptions only.
+  return {"clean": results["clean"]["accuracy"], "table": table, "b(M)": results.get("b(M)")}
+
+
+def group_name(run: str) -> str:
+  return re.sub(r"_seed-\d+", "", run)
+
+
+def aggregate(root: str, baseline: str = "nat") -> Dict:
+  groups: Dict[str, List[Dict]] = {}
+  for run in sorted(os.listdir(root)):
+    loaded = load_run(os.path.join(root, run))
+    if loaded is not None:
+      groups.setdefault(group_name(run), []).append(loaded)
+  if not groups:
+    raise FileNotFoundError(f"No finished runs under {root} (each needs results.json).")
+  base_names = [g for g in groups if re.search(rf"(^|_){re.escape(baseline)}($|_)", g)]
+  if not base_names:
+    raise ValueError(f"No baseline group matching {baseline!r} among: {', '.join(groups)}.")
+  base = groups[base_names[0]]
+  base_clean = float(np.mean([r["clean"] for r in base]))
+  with_c = [r for r in base if r["table"]]
+  base_rob = (float(np.mean([metrics.robust_accuracy(r["table"], CORRUPTIONS) for r in with_c]))
+              if with_c else None)
+  # The baseline's seed-mean accuracy table: each run's relative mCE is taken against it.
+  base_table = ({c: {s: float(np.mean([r["table"][c][s] for r in with_c])) for s in metrics.SEVERITIES}
+                 for c in CORRUPTIONS} if with_c else None)
+  rows = []
+  for name, runs in groups.items():
+    is_base = name == base_names[0]
+    clean = np.array([r["clean"] for r in runs])
+    row = {"name": name, "seeds": len(runs), "baseline": is_base,
+           "clean_mean": float(clean.mean()), "clean_std": float(clean.std())}
+    row["clean_delta"] = row["clean_mean"] - base_clean
+    tabled = [r for r in runs if r["table"]]
+    if tabled and base_rob is not None:
+      rob = np.array([metrics.robust_accuracy(r["table"], CORRUPTIONS) for r in tabled])
+      mce = np.array([metrics.mce_relative(r["table"], base_table, CORRUPTIONS) for r in tabled])
+      row.update(robust_mean=float(rob.mean()), robust_std=float(rob.std()),
+                 robust_delta=float(rob.mean()) - base_rob, mce_mean=float(mce.mean()),
+                 mce_std=float(mce.std()))
+    rows.append(row)
+  rows.sort(key=lambda r: (not r["baseline"], r["name"]))
+  return {"baseline": base_names[0], "rows": rows}
+
+
+def _cell(mean, std, delta, is_base):
+  if mean is None:
+    return "n/a"
+  if is_base:
+    return f"({mean:.2f} ± {std:.2f})"
+  return f"{delta:+.2f} ± {std:.2f}"
+
+
+def write(summary: Dict, out: str) -> None:
+  os.makedirs(out, exist_ok=True)
+  rows = summary["rows"]
+  lines = ["| run | seeds | Acc. (%) | Robust. (%) | mCE (rel., %) |", "|---|---|---|---|---|"]
+  for r in rows:
+    acc = _cell(r["clean_mean"], r["clean_std"], r["clean_delta"], r["baseline"])
+    rob = _cell(r.get("robust_mean"), r.get("robust_std"), r.get("robust_delta"), r["baseline"])
+    mce = f"{r['mce_mean']:.0f} ± {r['mce_std']:.0f}" if "mce_mean" in r else "n/a"
+    lines.append(f"| {r['name']} | {r['seeds']} | {acc} | {rob} | {mce} |")
+  lines += ["", "Baseline in absolute values (parentheses), the rest as differences to it; "
+            "mean ± standard deviation over seeds. Robust. = mean accuracy over the 15 corruptions x "
+            "5 severities; mCE = 100 * sum_c CE_c / sum_c CE_c(baseline) (the paper's convention)."]
+  with open(os.path.join(out, "table.md"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+  keys = ["name", "seeds", "baseline", "clean_mean", "clean_std", "clean_delta", "robust_mean",
+          "robust_std", "robust_delta", "mce_mean", "mce_std"]
+  with open(os.path.join(out, "table.csv"), "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=keys)
+    w.writeheader()
+    for r in rows:
+      w.writerow({k: r.get(k, "") for k in keys})
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(rows), 3.4))
+  names = [r["name"] for r in rows]
+  x = np.arange(len(rows))
+  ax.bar(x - 0.2, [r["clean_mean"] for r in rows], 0.4, yerr=[r["clean_std"] for r in rows],
+         label="clean accuracy", color="#4c72b0")
+  ax.bar(x + 0.2, [r.get("robust_mean", 0) for r in rows], 0.4,
+         yerr=[r.get("robust_std", 0) for r in rows], label="Robust. (mean corrupted accuracy)",
+         color="#dd8452")
+  ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+  ax.set_ylabel("%")
+  lo = min([r["clean_mean"] for r in rows] + [r.get("robust_mean", 100) for r in rows])
+  ax.set_ylim(max(0, lo - 10), 100)
+  ax.legend(fontsize=8, loc="lower right")
+  ax.set_title("Accuracy and robustness (mean ± std over seeds)", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(os.path.join(out, "robustness.png"), dpi=120)
+  plt.close(fig)
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--root", required=True)
+  p.add_argument("--baseline", default="nat")
+  p.add_argument("--out", default="")
+  args = p.parse_args()
+  summary = aggregate(args.root, args.baseline)
+  out = args.out or os.path.join(args.root, "report")
+  write(summary, out)
+  print(open(os.path.join(out, "table.md")).read())
+  print(f"Written to {out}/ (table.md, table.csv, robustness.png)")
+
+
+if __name__ == "__main__":
+  main()
