@@ -54,6 +54,8 @@ flags.DEFINE_float("pdm_strength", analysis.PAPER_STRENGTH, "pdm: L2 norm t of t
                    "perturbation (paper 4*sqrt(2)).")
 flags.DEFINE_float("ignore_fraction", 0.01, "pdm: fraction of extreme values ignored when a "
                    "response map is normalised to [0, 1].")
+flags.DEFINE_float("min_peak_fraction", 0.0, "pdm: only channels whose largest response off DC "
+                   "is at least this fraction of the strongest channel's vote (0 = all, SPEC 5).")
 flags.DEFINE_float("eps", 4.0, "heatmap: L2 norm v of the Fourier basis perturbation.")
 flags.DEFINE_bool("clip", True, "heatmap: clip perturbed images to [0, 1].")
 flags.DEFINE_list("bandwidths", [], "bandpass: bandwidths B (default 1, 3, ..., max(H, W) + 1).")
@@ -70,35 +72,41 @@ flags.DEFINE_integer("num_bands", 8, "occlusion: number of equal-width radial ba
 def run_pdm(out_dir: str, layer_fn: Callable, image_shape: Sequence[int],
             kernel: np.ndarray | None = None, open_ratio: np.ndarray | None = None,
             t: float = analysis.PAPER_STRENGTH, ignore_fraction: float = 0.01,
-            batch_size: int = 256, progress: bool = True) -> dict[str, Any]:
+            min_peak_fraction: float = 0.0, batch_size: int = 256,
+            progress: bool = True) -> dict[str, Any]:
   """PDM tool: cPDM examples, response maps, histogram (open-ratio weighted too), kernel DFT."""
   h, w, channels = image_shape
   responses = analysis.pdm_response(layer_fn, h, w, channels, t, batch_size, progress)
   normalized = analysis.normalize_response_maps(responses, ignore_fraction)
-  histogram = analysis.response_histogram(normalized)
-  arrays = {"responses": responses, "normalized": normalized, "histogram": histogram}
+  votes = analysis.voting_channels(responses, min_peak_fraction)
+  histogram = analysis.response_histogram(normalized, votes)
+  arrays = {"responses": responses, "normalized": normalized, "histogram": histogram,
+            "votes": votes}
   panels, titles = [histogram], ["response histogram"]
   if open_ratio is not None:
     arrays["open_ratio"] = np.asarray(open_ratio)
-    arrays["weighted_histogram"] = analysis.response_histogram(normalized, open_ratio)
+    arrays["weighted_histogram"] = analysis.response_histogram(normalized, votes * open_ratio)
     panels.append(arrays["weighted_histogram"])
     titles.append("weighted by mean open ratio")
   radius = min(h, w) / 4
+  peaks = analysis.peak_response_without_dc(responses)
   summary = {"t": t, "ignore_fraction": ignore_fraction, "image_shape": list(image_shape),
              "num_output_channels": int(responses.shape[0]), "radius": radius,
+             "min_peak_fraction": min_peak_fraction,
+             "voting_channels": [int(k) for k in np.flatnonzero(votes)],
+             "peak_response_without_dc": peaks.tolist(),
              "histogram_high_frequency_fraction":
                  float(analysis.high_frequency_fraction(histogram, radius)),
              "area_high_frequency_fraction":
                  float(analysis.high_frequency_fraction(np.ones((h, w)), radius))}
+  voted = f", {int(votes.sum())} of {len(votes)} channels" if votes.sum() < len(votes) else ""
   figures = [plots.plot_spectra_row(os.path.join(out_dir, "histogram.png"), panels, titles,
-                                    "PDM response histogram (DC centred)")]
+                                    f"PDM response histogram (DC centred{voted})")]
   per_channel = normalized.sum(axis=1)[:64]
-  peaks = responses.reshape(responses.shape[0], -1).max(axis=1)
-  summary["peak_response"] = peaks.tolist()
   figures.append(plots.plot_spectra_grid(
       os.path.join(out_dir, "response_maps.png"), list(per_channel),
       [f"ch {k} (peak {peaks[k]:.2g})" for k in range(len(per_channel))],
-      "normalised response map per output channel (peak = largest raw response)"))
+      "normalised response map per output channel (peak = largest raw response off DC)"))
   examples, example_titles = _cpdm_examples(h, w, channels, t)
   figures.append(plots.plot_images(os.path.join(out_dir, "cpdm_examples.png"), examples,
                                    example_titles, f"cPDM examples, t = {t:.3g}"))
@@ -296,7 +304,8 @@ def main(argv):
   n = FLAGS.num_images or DEFAULT_NUM_IMAGES.get(tool, 0)
   common = dict(batch_size=FLAGS.batch_size or 256, progress=FLAGS.progress)
   key = jax.random.key(FLAGS.seed)
-  pdm_options = dict(t=FLAGS.pdm_strength, ignore_fraction=FLAGS.ignore_fraction, **common)
+  pdm_options = dict(t=FLAGS.pdm_strength, ignore_fraction=FLAGS.ignore_fraction,
+                     min_peak_fraction=FLAGS.min_peak_fraction, **common)
   if tool == "compare":
     if not workdirs:
       raise app.UsageError("compare needs --workdirs=A,B,... (shown in that order)")

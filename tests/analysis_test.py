@@ -124,6 +124,19 @@ def test_pdm_response_independent_of_batch_size():
   chex.assert_trees_all_close(a, b, atol=1e-6)
 
 
+def test_linear_regime_channel_has_no_peak_off_dc_and_can_be_left_out_of_the_vote():
+  selective, _ = first_layer(LAPLACIAN, cin=1, cout=1)
+  always_on, _ = first_layer(LAPLACIAN, cin=1, cout=1, bias=5.0)  # ReLU never clips: linear
+  responses = np.concatenate([analysis.pdm_response(fn, H, W, 1, progress=False)
+                              for fn in (selective, always_on)])
+  peaks = analysis.peak_response_without_dc(responses)
+  assert peaks[1] < 0.05 * peaks[0]
+  np.testing.assert_array_equal(analysis.voting_channels(responses, 0.1), [1.0, 0.0])
+  np.testing.assert_array_equal(analysis.voting_channels(responses, 0.0), [1.0, 1.0])
+  with pytest.raises(ValueError, match="min_peak_fraction"):
+    analysis.voting_channels(responses, 2.0)
+
+
 def test_normalize_response_maps_range_order_and_constant():
   maps = np.stack([np.arange(100.0).reshape(1, 10, 10), np.full((1, 10, 10), 3.0)])
   out = analysis.normalize_response_maps(maps, ignore_fraction=0.0)

@@ -17,7 +17,9 @@ from freqrobust.analysis.pdm import cpdm_batch
 from freqrobust.analysis.pdm import kernel_spectrum
 from freqrobust.analysis.pdm import normalize_response_maps
 from freqrobust.analysis.pdm import pdm_response
+from freqrobust.analysis.pdm import peak_response_without_dc
 from freqrobust.analysis.pdm import response_histogram
+from freqrobust.analysis.pdm import voting_channels
 from freqrobust.analysis.spectra import accuracy_changes
 from freqrobust.analysis.spectra import corruption_accuracies
 from freqrobust.analysis.spectra import corruption_spectra

@@ -96,6 +96,29 @@ def normalize_response_maps(maps: np.ndarray, ignore_fraction: float = 0.01) -> 
   return np.asarray(jax.vmap(_normalize_one, in_axes=(0, None))(maps, ignore_fraction))
 
 
+def peak_response_without_dc(responses: np.ndarray) -> np.ndarray:
+  """Each output channel's largest response `(K,)` over all `<c, i, j>` except DC.
+
+  A DC cPDM is a brightness shift, to which even a channel in its linear regime responds; off DC
+  such a channel's response is about zero, so a tiny peak marks a channel without frequency
+  selectivity (its normalised map is mostly border effects).
+  """
+  off_dc = np.array(responses, np.float64)
+  off_dc[..., 0, 0] = -np.inf
+  return off_dc.reshape(off_dc.shape[0], -1).max(axis=1)
+
+
+def voting_channels(responses: np.ndarray, min_peak_fraction: float) -> np.ndarray:
+  """0/1 weights `(K,)`: channels whose off-DC peak is >= `min_peak_fraction` x the largest.
+
+  `min_peak_fraction = 0` lets every channel vote (SPEC 5 as written).
+  """
+  if not 0.0 <= min_peak_fraction <= 1.0:
+    raise ValueError(f"min_peak_fraction must lie in [0, 1], got {min_peak_fraction}")
+  peaks = peak_response_without_dc(responses)
+  return (peaks >= min_peak_fraction * peaks.max()).astype(np.float64)
+
+
 def response_histogram(normalized_maps: np.ndarray,
                        weights: np.ndarray | None = None) -> np.ndarray:
   """Votes normalised maps `(K, ..., H, W)` into one `(H, W)` histogram.
