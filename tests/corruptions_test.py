@@ -130,6 +130,17 @@ def test_shot_and_speckle_noise_are_unbiased_with_their_variance():
   np.testing.assert_allclose(speckle.std(), 0.5 * c, rtol=0.05)
 
 
+def test_shot_noise_follows_the_poisson_law():
+  from scipy import stats
+  rate = corruptions.PARAMS["shot_noise"][4]
+  for level in (100 / 255., 0.3):  # a tabulated grey level; one between two levels
+    grey = np.full((4, *SIZE, 3), level, np.float32)
+    counts = np.round(corruptions.corrupt(jax.random.key(0), grey, "shot_noise", 5) * rate)
+    ks = np.arange(0, 40)
+    empirical = np.array([(counts == k).mean() for k in ks])
+    np.testing.assert_allclose(empirical, stats.poisson.pmf(ks, level * rate), atol=0.015)
+
+
 def test_impulse_noise_flips_the_requested_fraction_to_black_or_white():
   grey = np.full((4, *SIZE, 3), 0.5, np.float32)
   amount = corruptions.PARAMS["impulse_noise"][4]
