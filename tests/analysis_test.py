@@ -172,11 +172,14 @@ def test_kernel_spectrum_laws():
 # --- Fourier heat map (Yin et al.) ---------------------------------------------------------------
 
 
-def test_mirror_pairs_partition_the_grid():
-  i, j, index_map = analysis.mirror_pairs(H, W)
-  assert len(i) == H * W // 2 + 2  # two self-mirrored pairs per even axis -> (HW + 4) / 2
+@pytest.mark.parametrize("h,w", [(12, 12), (7, 5), (6, 5)])
+def test_mirror_pairs_partition_the_grid(h, w):
+  i, j, index_map = analysis.mirror_pairs(h, w)
+  self_mirrored = (2 - h % 2) * (2 - w % 2)  # [0 or h/2] x [0 or w/2]
+  assert len(i) == (h * w + self_mirrored) // 2
   assert set(np.unique(index_map)) == set(range(len(i)))
   np.testing.assert_array_equal(index_map, np.roll(index_map[::-1, ::-1], (1, 1), (0, 1)))
+  np.testing.assert_array_equal(index_map[i, j], np.arange(len(i)))
 
 
 def test_heatmap_of_lowpass_classifier_is_blind_to_high_frequencies():
@@ -198,6 +201,29 @@ def test_heatmap_of_lowpass_classifier_is_blind_to_high_frequencies():
   other = analysis.fourier_heatmap(predict, images, labels, eps=1.0, key=jax.random.key(1),
                                    batch_size=1000, progress=False)
   assert not np.allclose(other["logit_change"], result["logit_change"])
+
+
+def test_heatmap_logit_change_of_a_linear_model_is_its_gain_on_the_basis():
+  # One channel, no clipping: logits(x + s eps U) - logits(x) = s eps W^T U, whatever the sign s.
+  predict = linear_classifier(c=1)
+  weights = np.asarray(jax.random.normal(jax.random.key(3), (H * W, 4)))
+  images, labels = grey_images(n=3, c=1)
+  result = analysis.fourier_heatmap(predict, images, labels, 2.0, jax.random.key(0), clip=False,
+                                    progress=False)
+  expected = np.zeros((H, W))
+  for i in range(H):
+    for j in range(W):
+      basis = np.asarray(frequency.fourier_basis(H, W, i, j)).ravel()
+      expected[i, j] = 2.0 * np.linalg.norm(basis @ weights)
+  np.testing.assert_allclose(result["logit_change"], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_cpdm_batch_equals_a_loop():
+  c, i, j = (np.array(v) for v in ([0, 1, 1], [0, 3, 5], [2, 0, 5]))
+  batch = analysis.cpdm_batch(8, 8, 2, c, i, j, 3.0)
+  for n in range(3):
+    np.testing.assert_allclose(batch[n], frequency.cpdm(8, 8, 2, c[n], i[n], j[n], 3.0),
+                               atol=1e-6)
 
 
 def test_heatmap_error_grows_with_eps():
