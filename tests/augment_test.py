@@ -80,16 +80,12 @@ class AugmentTest(chex.TestCase):
       expected = suppress(padded, frequency.aps_mask("LMH"[int(m)], 20, 20), k)
       chex.assert_trees_all_close(result, expected[4:16, 4:16], atol=1e-5)
 
-  def test_nfd_sigma_zero_is_identity_and_damage_grows_with_sigma(self):
+  def test_nfd_with_zero_sigma_is_identity(self):
+    params = AugmentParams(pad=4, suppress_prob=0.0, nfd=True, nfd_sigma=0.0, crop=False,
+                           flip=False, clip=False)
     images = _images(9, (4, 12, 12, 3))
-    errors = []
-    for sigma in (0.0, 2.0):
-      params = AugmentParams(pad=4, suppress_prob=0.0, nfd=True, nfd_sigma=sigma, crop=False,
-                             flip=False, clip=False)
-      out, _ = _run(params, jax.random.key(10), images)
-      errors.append(float(jnp.mean((out - images) ** 2)))
-    self.assertLess(errors[0], 1e-10)
-    self.assertGreater(errors[1], 1e-4)
+    out, _ = _run(params, jax.random.key(10), images)
+    chex.assert_trees_all_close(out, images, atol=1e-5)
 
   def test_crop_and_flip(self):
     image = _images(13, (8, 8, 1))
@@ -108,11 +104,16 @@ class AugmentTest(chex.TestCase):
     self.assertLen(seen, 25)  # every offset in [0, 2 * pad] is reachable
     self.assertBetween(flips / 200, 0.35, 0.65)
 
-  def test_deterministic_for_a_key(self):
+  def test_deterministic_for_a_key_and_no_retrace(self):
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def step(key, images):
+      return augment.augment_batch(key, images, FULL)
+
     images = _images(15, (4, 12, 12, 3))
-    a, aux_a = _run(FULL, jax.random.key(16), images)
-    b, aux_b = _run(FULL, jax.random.key(16), images)
-    c, _ = _run(FULL, jax.random.key(17), images)
+    a, aux_a = step(jax.random.key(16), images)
+    b, aux_b = step(jax.random.key(16), images)
+    c, _ = step(jax.random.key(17), _images(16, (4, 12, 12, 3)))
     chex.assert_trees_all_equal((a, aux_a), (b, aux_b))
     self.assertGreater(float(jnp.abs(a - c).max()), 1e-3)
 
@@ -125,15 +126,6 @@ class AugmentTest(chex.TestCase):
     chex.assert_trees_all_close(out, jnp.stack([o for o, _ in loop]), atol=1e-5)
     for name in ("suppressed", "mask", "keep"):
       chex.assert_trees_all_close(aux[name], jnp.stack([a[name] for _, a in loop]))
-
-  def test_no_retrace(self):
-    @jax.jit
-    @chex.assert_max_traces(n=1)
-    def step(key, images):
-      return augment.augment_batch(key, images, FULL)
-
-    for seed in range(3):
-      step(jax.random.key(seed), _images(seed, (4, 12, 12, 3)))
 
   def test_bad_inputs_raise(self):
     with pytest.raises(ValueError, match="NHWC"):

@@ -95,7 +95,7 @@ class PowerSuppressionTest(chex.TestCase):
     chex.assert_trees_all_close(suppress(image, np.zeros((h, w), np.float32), 0.25),
                                 0.25 * image, atol=1e-5)
 
-  @parameterized.parameters(*SIZES)
+  @parameterized.parameters((40, 40), (33, 27))
   def test_full_low_pass_removes_energy_above_cutoff(self, h, w):
     image = _image(1, (h, w, 3))
     out = frequency.power_suppress(image, frequency.aps_mask("L", h, w), 0.0)
@@ -239,14 +239,14 @@ class NfdTest(chex.TestCase):
     self.assertGreater((~binary).sum(), 380)  # a U(0, 1) draw is almost never exactly 0 or 1
 
   @chex.variants(with_jit=True, without_jit=True)
-  @parameterized.parameters(((40, 40, 3),), ((33, 27),))
+  @parameterized.parameters(((33, 27, 2),))
   def test_sigma_zero_is_identity(self, shape):
     image = _image(4, shape)
     control = frequency.nfd_control(jax.random.key(1), frequency.nfd_band_masks(*shape[:2]))
     out = self.variant(frequency.nfd)(jax.random.key(2), image, control, 0.0)
     chex.assert_trees_all_close(out, image, atol=1e-5)
 
-  @parameterized.parameters(((40, 40, 3),), ((33, 27),), ((36, 36, 1),))
+  @parameterized.parameters(((40, 40, 3),), ((33, 27),))
   def test_phase_is_kept(self, shape):
     image = _image(5, shape)
     h, w = shape[:2]
@@ -270,7 +270,7 @@ class NfdTest(chex.TestCase):
       np.testing.assert_allclose(variance[core].mean(), expected[core].mean(), rtol=0.05,
                                  atol=1e-6)
 
-  @parameterized.named_parameters(("nfd", "nfd"), ("half_fast", True), ("half_threefry", False))
+  @parameterized.named_parameters(("nfd", "nfd"), ("half_fast", True))
   def test_output_noise_variance_per_band(self, path):
     """Real part of the IDFT: variance sigma (1 - M) / 2, or sigma (1 - M) where self-mirrored."""
     sigma, h, w = 2.0, 40, 40
@@ -302,9 +302,11 @@ class NfdTest(chex.TestCase):
   def test_half_spectrum_sigma_zero_is_identity(self):
     image = _image(13, (15, 20, 3))
     control = frequency.nfd_band_masks(15, 20)[0]
-    half = frequency.nfd_half_spectrum(jax.random.key(0), jnp.fft.rfft2(image, axes=(0, 1)),
-                                       control, 0.0)
-    chex.assert_trees_all_close(jnp.fft.irfft2(half, s=(15, 20), axes=(0, 1)), image, atol=1e-5)
+    for fast_noise in (True, False):
+      half = jax.jit(frequency.nfd_half_spectrum, static_argnums=4)(
+          jax.random.key(0), jnp.fft.rfft2(image, axes=(0, 1)), control, 0.0, fast_noise)
+      chex.assert_trees_all_close(jnp.fft.irfft2(half, s=(15, 20), axes=(0, 1)), image,
+                                  atol=1e-5)
 
   def test_fast_standard_normal(self):
     draw = jax.jit(frequency.fast_standard_normal, static_argnums=1)
@@ -322,8 +324,8 @@ class NfdTest(chex.TestCase):
     chex.assert_trees_all_close(batched[2], draw(keys[2], (5, 4)))
 
   def test_vmap_equals_loop_and_deterministic(self):
-    images = _image(8, (3, 36, 36, 3))
-    keys = jax.random.split(jax.random.key(9), 3)
+    images = _image(8, (2, 36, 36, 3))
+    keys = jax.random.split(jax.random.key(9), 2)
     control = frequency.nfd_band_masks(36, 36)[2]
     batched = jax.jit(jax.vmap(frequency.nfd, in_axes=(0, 0, None, None)))(
         keys, images, control, 1.0)
