@@ -158,9 +158,10 @@ def plot_occlusion(path: str, result: Mapping[str, np.ndarray],
   left.set_xlabel("removed radial band [r_lo, r_hi)")
   left.set_ylabel("drop of true-class probability")
   left.axhline(0.0, color="gray", lw=0.8)
-  limit = float(np.nanmax(np.abs(per_class))) if np.isfinite(per_class).any() else 1.0
-  im = right.imshow(per_class.T, cmap="RdBu_r", vmin=-limit or -1, vmax=limit or 1,
-                    aspect="auto", interpolation="nearest")
+  limit = float(np.nanmax(np.abs(per_class))) if np.isfinite(per_class).any() else 0.0
+  limit = limit or 1.0  # symmetric colour scale around "no change"
+  im = right.imshow(per_class.T, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto",
+                    interpolation="nearest")
   right.set_xticks(np.arange(len(labels)), labels, rotation=60, fontsize=6)
   names = class_names or [str(k) for k in range(per_class.shape[1])]
   right.set_yticks(np.arange(len(names)), names, fontsize=6)
