@@ -20,6 +20,7 @@ from PIL import Image
 from freqrobust import corruptions
 from freqrobust.corruptions import filters
 from freqrobust.corruptions import ops
+from freqrobust.corruptions import textures
 
 FASHION_TEST_IMAGES = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
 SIZE = (28, 20)
@@ -209,6 +210,42 @@ def test_filters_match_their_reference_implementations(astronaut):
                         for c in range(3)], -1)
   ours = np.asarray(filters.correlate2d(jax.numpy.asarray(image), kernel, "mirror"))
   chex.assert_trees_all_close(ours, reference, atol=1e-5)
+
+
+def test_zoom_taps_equal_the_zoom_matrix():
+  for size, zoom in ((20, 1.06), (28, 1.25), (7, 1.11)):
+    i0, i1, w1 = filters.zoom_taps(size, zoom)
+    matrix = np.zeros((size, size))
+    np.add.at(matrix, (np.arange(size), i0), 1 - w1)
+    np.add.at(matrix, (np.arange(size), i1), w1)
+    np.testing.assert_allclose(matrix, filters.zoom_matrix(size, zoom), atol=1e-6)
+
+
+def _recipe_plasma(noise, mapsize, decay):
+  """make_cifar_c.py's plasma_fractal (strided writes into the full map), fed `noise`."""
+  grid = np.zeros((mapsize, mapsize))
+  step, wibble, level = mapsize, 100., 0
+  while step >= 2:
+    half, n = step // 2, mapsize // step
+    corner = grid[0::step, 0::step]
+    square = corner + np.roll(corner, -1, 0)
+    square += np.roll(square, -1, 1)
+    grid[half::step, half::step] = square / 4 + wibble ** 2 * noise[level, 0, :n, :n]
+    dr, ul = grid[half::step, half::step], grid[0::step, 0::step]
+    grid[0::step, half::step] = (dr + np.roll(dr, 1, 0) + ul + np.roll(ul, -1, 1)) / 4 + (
+        wibble ** 2 * noise[level, 1, :n, :n])
+    grid[half::step, 0::step] = (dr + np.roll(dr, 1, 1) + ul + np.roll(ul, -1, 0)) / 4 + (
+        wibble ** 2 * noise[level, 2, :n, :n])
+    step, wibble, level = step // 2, wibble / decay, level + 1
+  grid -= grid.min()
+  return grid / grid.max()
+
+
+def test_plasma_fractal_equals_the_recipe_diamond_square():
+  key = jax.random.key(4)
+  noise = np.asarray(jax.random.uniform(key, (5, 3, 32, 32), minval=-1., maxval=1.), np.float64)
+  ours = np.asarray(textures.plasma_fractal(key, 32, 2.5))
+  np.testing.assert_allclose(ours, _recipe_plasma(noise, 32, 2.5), atol=1e-4)
 
 
 def test_jpeg_round_trips_through_pillow_at_the_recipe_quality(astronaut):

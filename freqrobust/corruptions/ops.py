@@ -173,24 +173,29 @@ def glass_blur(key, image, t, *, delta: int, max_iterations: int):
   """
   height, width = image.shape[:2]
   x = jnp.floor(filters.separable(image, t["kernel"], "edge") * 255.)  # np.uint8(gaussian*255)
-  hs = np.arange(height - delta, delta, -1)
+  hs = np.arange(height - delta, delta, -1)  # the recipe's loops: bottom-right to top-left
   ws = np.arange(width - delta, delta, -1)
   if hs.size and ws.size:
-    grid_h, grid_w = np.meshgrid(hs, ws, indexing="ij")
-    pos_h, pos_w = grid_h.reshape(-1), grid_w.reshape(-1)
-    offsets = jax.random.randint(key, (max_iterations, pos_h.size, 2), -delta, delta)
-    for it in range(max_iterations):
-      src_h, src_w = pos_h + offsets[it, :, 1], pos_w + offsets[it, :, 0]
-      if delta == 1:
-        # Offsets are in {-1, 0} and positions run from the bottom-right, so every source pixel
-        # is still unmodified when read: one parallel gather equals the sequential loop.
-        moved = x.at[pos_h, pos_w].set(x[src_h, src_w])
-      else:
-        ph, pw = jnp.asarray(pos_h), jnp.asarray(pos_w)
-        def body(i, img, sh=src_h, sw=src_w, ph=ph, pw=pw):
-          return img.at[ph[i], pw[i]].set(img[sh[i], sw[i]])
-        moved = jax.lax.fori_loop(0, pos_h.size, body, x)
-      x = jnp.where(it < t["iterations"], moved, x)
+    if delta == 1:
+      # Offsets are in {-1, 0} and positions run from the bottom-right, so every source pixel
+      # is still unmodified when read: one dense gather per iteration equals the loop.
+      rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+      inside = np.zeros((height, width), bool)
+      inside[hs.min():hs.max() + 1, ws.min():ws.max() + 1] = True
+      offsets = jax.random.randint(key, (max_iterations, height, width, 2), -delta, delta)
+      for it in range(max_iterations):
+        src_h = rows + jnp.where(inside, offsets[it, ..., 1], 0)
+        src_w = cols + jnp.where(inside, offsets[it, ..., 0], 0)
+        x = jnp.where(it < t["iterations"], x[src_h, src_w], x)
+    else:
+      grid_h, grid_w = np.meshgrid(hs, ws, indexing="ij")
+      pos_h, pos_w = jnp.asarray(grid_h.reshape(-1)), jnp.asarray(grid_w.reshape(-1))
+      offsets = jax.random.randint(key, (max_iterations, pos_h.size, 2), -delta, delta)
+      for it in range(max_iterations):
+        src_h, src_w = pos_h + offsets[it, :, 1], pos_w + offsets[it, :, 0]
+        def body(i, img, sh=src_h, sw=src_w):
+          return img.at[pos_h[i], pos_w[i]].set(img[sh[i], sw[i]])
+        x = jnp.where(it < t["iterations"], jax.lax.fori_loop(0, pos_h.size, body, x), x)
   return filters.separable(x / 255., t["kernel"], "edge")
 
 
@@ -208,23 +213,38 @@ def zoom_factors(c: float) -> np.ndarray:
 
 
 def zoom_blur_tables(height, width, size_scale):
+  """Per severity and zoom slot, the two taps of `clipped_zoom` along each axis.
+
+  Unused slots (severities with fewer factors) have zero weight in `use`.
+  """
   del size_scale  # zoom factors are relative to the image size
   most = max(len(zoom_factors(c)) for c in PARAMS["zoom_blur"])
-  rows = np.zeros((len(SEVERITIES), most, height, height), np.float32)
-  cols = np.zeros((len(SEVERITIES), most, width, width), np.float32)
+  shape = (len(SEVERITIES), most)
+  tables = {f"{axis}{part}": np.zeros(shape + (size,), dtype)
+            for axis, size in (("rows", height), ("cols", width))
+            for part, dtype in (("_i0", np.int32), ("_i1", np.int32), ("_w1", np.float32))}
+  tables["use"] = np.zeros(shape, np.float32)
   for s, c in enumerate(PARAMS["zoom_blur"]):
     for z, zoom in enumerate(zoom_factors(c)):
-      rows[s, z] = filters.zoom_matrix(height, zoom)
-      cols[s, z] = filters.zoom_matrix(width, zoom)
-  counts = np.asarray([len(zoom_factors(c)) for c in PARAMS["zoom_blur"]], np.float32)
-  return {"rows": rows, "cols": cols, "count": counts}
+      for axis, size in (("rows", height), ("cols", width)):
+        i0, i1, w1 = filters.zoom_taps(size, zoom)
+        tables[f"{axis}_i0"][s, z], tables[f"{axis}_i1"][s, z] = i0, i1
+        tables[f"{axis}_w1"][s, z] = w1
+      tables["use"][s, z] = 1.
+  tables["count"] = tables["use"].sum(1)
+  return tables
 
 
 def zoom_blur(key, image, t):
+  """(x + sum_z clipped_zoom(x, z)) / (count + 1), each zoom as two-tap bilinear gathers."""
   del key
-  # Unused zoom slots hold zero matrices; sum of clipped_zoom(x, z) over the recipe's factors.
-  out = jnp.einsum("zoh,hwc,zpw->opc", t["rows"], image, t["cols"],
-                   precision=jax.lax.Precision.HIGHEST)
+  out = jnp.zeros_like(image)
+  for z in range(t["use"].shape[0]):
+    w = t["rows_w1"][z][:, None, None]
+    rows = image[t["rows_i0"][z]] * (1 - w) + image[t["rows_i1"][z]] * w
+    w = t["cols_w1"][z][None, :, None]
+    zoomed = rows[:, t["cols_i0"][z]] * (1 - w) + rows[:, t["cols_i1"][z]] * w
+    out = out + t["use"][z] * zoomed
   return (image + out) / (t["count"] + 1)
 
 

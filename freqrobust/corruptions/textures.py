@@ -21,23 +21,22 @@ def plasma_fractal(key: jax.Array, mapsize: int, decay: float | jax.Array) -> ja
   levels = max(int(mapsize).bit_length() - 1, 0)
   # One draw for all levels (fewer PRNG call sites compile faster); level l uses a corner.
   noise = jax.random.uniform(key, (max(levels, 1), 3, mapsize, mapsize), minval=-1., maxval=1.)
-  grid = jnp.zeros((mapsize, mapsize), jnp.float32)
-  step, wibble = mapsize, 100.
+  # `grid` holds the known points, every `step`-th of the map; each level adds the squares'
+  # centres (S), then the diamonds' (L between columns, T between rows), and interleaves
+  # them, which equals the recipe's strided writes into the full map.
+  grid = jnp.zeros((1, 1), jnp.float32)
+  wibble = 100.
   for level in range(levels):
-    half = step // 2
-    cells = mapsize // step
+    cells = grid.shape[0]
     noisy = lambda a, j, w=wibble, l=level, n=cells: a / 4 + w * w * noise[l, j, :n, :n]
-    corner = grid[0::step, 0::step]
-    square = corner + jnp.roll(corner, -1, 0)
+    square = grid + jnp.roll(grid, -1, 0)
     square = square + jnp.roll(square, -1, 1)
-    grid = grid.at[half::step, half::step].set(noisy(square, 0))
-    down_right = grid[half::step, half::step]
-    up_left = grid[0::step, 0::step]
-    left = down_right + jnp.roll(down_right, 1, 0) + up_left + jnp.roll(up_left, -1, 1)
-    grid = grid.at[0::step, half::step].set(noisy(left, 1))
-    top = down_right + jnp.roll(down_right, 1, 1) + up_left + jnp.roll(up_left, -1, 0)
-    grid = grid.at[half::step, 0::step].set(noisy(top, 2))
-    step //= 2
+    centres = noisy(square, 0)
+    left = noisy(centres + jnp.roll(centres, 1, 0) + grid + jnp.roll(grid, -1, 1), 1)
+    top = noisy(centres + jnp.roll(centres, 1, 1) + grid + jnp.roll(grid, -1, 0), 2)
+    even_rows = jnp.stack([grid, left], -1).reshape(cells, 2 * cells)
+    odd_rows = jnp.stack([top, centres], -1).reshape(cells, 2 * cells)
+    grid = jnp.stack([even_rows, odd_rows], 1).reshape(2 * cells, 2 * cells)
     wibble = wibble / decay
   grid = grid - grid.min()
   return grid / jnp.maximum(grid.max(), 1e-12)
