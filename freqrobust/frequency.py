@@ -440,11 +440,12 @@ def nfd_half_spectrum(key: Array, half_spectrum: Array, control: ArrayLike,
   symmetric = standard.at[:, np.asarray(mirrored_columns)].set(columns)
   variance = jnp.asarray(sigma, dtype) * jnp.maximum(1.0 - control[:, :width], 0.0)
   noise = symmetric * jnp.sqrt(_expand_to(variance, standard))
-  # F + noise * Dir F with real arithmetic: F * (1 + noise / |F|), or F + noise where F = 0.
+  # F + noise * Dir F, Dir F = F * (1 / |F|) (a real scale: cheaper than a complex division, and
+  # bounded even for the tiniest |F|), Dir 0 = 1.
   magnitude = jnp.abs(half_spectrum)
   nonzero = magnitude > 0
-  scale = 1.0 + noise / jnp.where(nonzero, magnitude, 1.0)
-  return jnp.where(nonzero, half_spectrum * scale, half_spectrum + noise)
+  unit = half_spectrum * (1.0 / jnp.where(nonzero, magnitude, 1.0))
+  return half_spectrum + noise * jnp.where(nonzero, unit, 1.0 + 0.0j)
 
 
 def _expand_to(array: ArrayLike, like: Array) -> Array:

@@ -308,6 +308,15 @@ class NfdTest(chex.TestCase):
       chex.assert_trees_all_close(jnp.fft.irfft2(half, s=(15, 20), axes=(0, 1)), image,
                                   atol=1e-5)
 
+  def test_half_spectrum_zero_and_tiny_coefficients(self):
+    half = jnp.asarray([[0.0, 1.2e-38, 1e-30j, 3.0 + 4.0j]] * 4, jnp.complex64)  # (4, 4)
+    out = jax.jit(frequency.nfd_half_spectrum)(jax.random.key(3), half, jnp.zeros((4, 6)), 1.0)
+    self.assertTrue(bool(jnp.all(jnp.isfinite(out))))
+    np.testing.assert_allclose(np.imag(out[:, 0]), 0.0)  # Dir 0 = 1: real noise on F = 0
+    self.assertGreater(float(jnp.abs(out[:, 0]).max()), 1e-3)
+    np.testing.assert_allclose(np.imag(out[:, 1]), 0.0)  # direction kept even when tiny
+    np.testing.assert_allclose(np.real(out[:, 2]), 0.0, atol=1e-30)
+
   def test_fast_standard_normal(self):
     draw = jax.jit(frequency.fast_standard_normal, static_argnums=1)
     z = np.asarray(draw(jax.random.key(0), (400, 500)), np.float64)
