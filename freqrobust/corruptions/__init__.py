@@ -118,9 +118,11 @@ def corrupt(key: jax.Array, images: Any, name: str, severity: int, *,
   num, height, width, channels = images.shape
   if num == 0:
     return images
+  c = PARAMS[name][severity - 1]
+  if name == "jpeg_compression" and is_numpy and dtype == np.uint8:
+    return host.jpeg_compression(images, c)  # host-side: Pillow, no device round trip
   as_float = (jnp.asarray(images, jnp.float32) / 255. if dtype == np.uint8
               else jnp.asarray(images, jnp.float32))
-  c = PARAMS[name][severity - 1]
   if name == "jpeg_compression":
     as_uint8 = np.asarray(jnp.round(jnp.clip(as_float, 0., 1.) * 255.), np.uint8)
     out = jnp.asarray(host.jpeg_compression(as_uint8, c), jnp.float32) / 255.

@@ -10,25 +10,37 @@ def next_power_of_2(n: int) -> int:
   return 1 if n <= 1 else 2 ** (n - 1).bit_length()
 
 
+def plasma_noise(key: jax.Array, mapsize: int) -> list[jax.Array]:
+  """The uniform(-1, 1) draws of `plasma_fractal`: per level, (3, n, n) with n = 1, 2, 4, ...
+
+  One draw of exactly the numbers used (fewer PRNG call sites also compile faster).
+  """
+  if mapsize < 1 or mapsize & (mapsize - 1):
+    raise ValueError(f"mapsize must be a power of two, got {mapsize}.")
+  sizes = [2 ** level for level in range(int(mapsize).bit_length() - 1)]
+  flat = jax.random.uniform(key, (3 * sum(n * n for n in sizes),), minval=-1., maxval=1.)
+  out, start = [], 0
+  for n in sizes:
+    out.append(flat[start:start + 3 * n * n].reshape(3, n, n))
+    start += 3 * n * n
+  return out
+
+
 def plasma_fractal(key: jax.Array, mapsize: int, decay: float | jax.Array) -> jax.Array:
   """Diamond-square height map in [0, 1], (mapsize, mapsize); the recipe's `plasma_fractal`.
 
   `mapsize` must be a power of two. Each level adds uniform noise of amplitude wibble^2 (as the
   recipe's `wibbledmean` does) and divides wibble by `decay`.
   """
-  if mapsize & (mapsize - 1):
-    raise ValueError(f"mapsize must be a power of two, got {mapsize}.")
-  levels = max(int(mapsize).bit_length() - 1, 0)
-  # One draw for all levels (fewer PRNG call sites compile faster); level l uses a corner.
-  noise = jax.random.uniform(key, (max(levels, 1), 3, mapsize, mapsize), minval=-1., maxval=1.)
+  noise = plasma_noise(key, mapsize)
   # `grid` holds the known points, every `step`-th of the map; each level adds the squares'
   # centres (S), then the diamonds' (L between columns, T between rows), and interleaves
   # them, which equals the recipe's strided writes into the full map.
   grid = jnp.zeros((1, 1), jnp.float32)
   wibble = 100.
-  for level in range(levels):
+  for level in range(len(noise)):
     cells = grid.shape[0]
-    noisy = lambda a, j, w=wibble, l=level, n=cells: a / 4 + w * w * noise[l, j, :n, :n]
+    noisy = lambda a, j, w=wibble, l=level: a / 4 + w * w * noise[l][j]
     square = grid + jnp.roll(grid, -1, 0)
     square = square + jnp.roll(square, -1, 1)
     centres = noisy(square, 0)
