@@ -248,6 +248,19 @@ def test_plasma_fractal_equals_the_recipe_diamond_square():
   np.testing.assert_allclose(ours, _recipe_plasma(noise, 32, 2.5), atol=1e-4)
 
 
+def test_elastic_smoothing_matrix_equals_scipy_and_zero_distortion_is_identity(astronaut):
+  noise = np.random.default_rng(0).random((28, 20))
+  for sigma in (0.6, 6.4):
+    ours = ops._smoothing_matrix(28, sigma) @ noise @ ops._smoothing_matrix(20, sigma).T
+    np.testing.assert_allclose(
+        ours, scipy.ndimage.gaussian_filter(noise, sigma, mode="reflect", truncate=3.),
+        atol=1e-12)
+  tables = {k: jax.numpy.asarray(v[0]) for k, v in ops.elastic_transform_tables(28, 20, 1.).items()}
+  tables["c"] = jax.numpy.zeros(3)  # no affine jitter, no displacement
+  out = ops.elastic_transform(jax.random.key(0), jax.numpy.asarray(astronaut[0]), tables)
+  np.testing.assert_allclose(out, astronaut[0], atol=1e-5)
+
+
 def test_jpeg_round_trips_through_pillow_at_the_recipe_quality(astronaut):
   image = np.round(astronaut * 255).astype(np.uint8)
   out = corruptions.corrupt(jax.random.key(0), image, "jpeg_compression", 5)

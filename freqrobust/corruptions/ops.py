@@ -363,11 +363,37 @@ def contrast(key, image, t):
   return (image - means) * t["c"] + means
 
 
+def _smoothing_matrix(size: int, sigma: float, truncate: float = 3.) -> np.ndarray:
+  """scipy gaussian_filter1d (mode 'reflect', i.e. symmetric) as a (size, size) matrix."""
+  kernel = filters.gaussian_kernel1d(sigma, truncate)
+  radius = (len(kernel) - 1) // 2
+  out = np.zeros((size, size))
+  for o in range(size):
+    for tap, weight in enumerate(kernel):
+      i = o + tap - radius
+      i = np.mod(i, 2 * size)
+      i = 2 * size - 1 - i if i >= size else i
+      out[o, i] += weight
+  return out
+
+
+def _affine_points(height: int, width: int) -> np.ndarray:
+  """The recipe's three reference points (cv2 (x, y) order, as it passes them)."""
+  center = np.array([height // 2, width // 2], np.float64)
+  square = min(height, width) // 3
+  return np.array([center + square, [center[0] + square, center[1] - square],
+                   center - square])
+
+
 def elastic_transform_tables(height, width, size_scale):
   del size_scale  # the recipe gives these as fractions of the image size
   size = min(height, width)
-  rows = np.asarray(PARAMS["elastic_transform"], np.float32) * size
-  return {"c": rows, "kernel": _gaussian_stack([s for _, s, _ in rows], truncate=3.)}
+  rows = np.asarray(PARAMS["elastic_transform"], np.float64) * size
+  src = np.concatenate([_affine_points(height, width), np.ones((3, 1))], axis=1)
+  return {"c": rows.astype(np.float32),
+          "smooth_rows": np.stack([_smoothing_matrix(height, s) for _, s, _ in rows]),
+          "smooth_cols": np.stack([_smoothing_matrix(width, s) for _, s, _ in rows]),
+          "points_solve": np.broadcast_to(np.linalg.inv(src), (len(SEVERITIES), 3, 3))}
 
 
 def elastic_transform(key, image, t):
@@ -376,22 +402,21 @@ def elastic_transform(key, image, t):
   alpha, affine = t["c"][0], t["c"][2]
   height, width = image.shape[:2]
   k_affine, k_field = jax.random.split(key)
-  center = np.array([height // 2, width // 2], np.float32)
-  square = min(height, width) // 3
-  pts1 = np.array([center + square, [center[0] + square, center[1] - square],
-                   center - square], np.float32)
+  pts1 = jnp.asarray(_affine_points(height, width), jnp.float32)
   pts2 = pts1 + jax.random.uniform(k_affine, (3, 2), minval=-1., maxval=1.) * affine
-  src = jnp.concatenate([jnp.asarray(pts1), jnp.ones((3, 1))], axis=1)
-  forward = jnp.linalg.solve(src, pts2).T  # cv2.getAffineTransform: dst = M @ [x, y, 1]
-  inverse = jnp.linalg.inv(jnp.concatenate([forward, jnp.array([[0., 0., 1.]])], axis=0))
+  forward = (t["points_solve"] @ pts2).T  # cv2.getAffineTransform: dst = M @ [x, y, 1]
+  (a, b, tx), (c, d, ty) = forward[0], forward[1]
+  det = a * d - b * c  # warpAffine samples the source at the inverse map
+  ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
   ys, xs = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32),
                         jnp.arange(width, dtype=jnp.float32), indexing="ij")
-  src_x = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
-  src_y = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
+  src_x = ia * (xs - tx) + ib * (ys - ty)
+  src_y = ic * (xs - tx) + id_ * (ys - ty)
   image = filters.bilinear_sample(image, src_y, src_x, "mirror")
-  noise = jax.random.uniform(k_field, (height, width, 2), minval=-1., maxval=1.)
-  field = filters.separable(noise, t["kernel"], "symmetric") * alpha  # scipy mode 'reflect'
-  return filters.bilinear_sample(image, ys + field[..., 1], xs + field[..., 0], "symmetric")
+  noise = jax.random.uniform(k_field, (2, height, width), minval=-1., maxval=1.)
+  field = jnp.einsum("oh,khw,pw->kop", t["smooth_rows"], noise, t["smooth_cols"],
+                     precision=jax.lax.Precision.HIGHEST) * alpha
+  return filters.bilinear_sample(image, ys + field[1], xs + field[0], "symmetric")
 
 
 def pixelate_matrix(size: int, factor: float) -> np.ndarray:

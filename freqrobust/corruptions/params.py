@@ -7,7 +7,7 @@ Parameters given in pixels are defined for 32 px images and scaled by `size_scal
 """
 
 # Bumped whenever a change alters generated pixels; part of the generated-data cache key.
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 
 CORRUPTIONS = (
     "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur",
