@@ -89,7 +89,8 @@ class CorruptionSettings:
 def tfds_config_name(name: str, severity: int) -> str:
   """TFDS builder config of CIFAR-10-C for a corruption and severity."""
   if name not in corruptions.ALL_CORRUPTIONS:
-    raise ValueError(f"Unknown corruption {name!r}; valid: {', '.join(corruptions.ALL_CORRUPTIONS)}.")
+    raise ValueError(f"Unknown corruption {name!r}; valid: "
+                     f"{', '.join(corruptions.ALL_CORRUPTIONS)}.")
   return f"{TFDS_NAMES.get(name, name)}_{severity}"
 
 
