@@ -65,7 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.max_steps = 0  # Stop after N steps (0 = num_epochs); for smoke tests.
 
   config.eval = ml_collections.ConfigDict()
-  config.eval.batch_size = 500  # Evaluation batch (padded and masked: no example is dropped).
+  config.eval.batch_size = 512  # Evaluation batch (padded and masked: no example is dropped).
 
   config.corruptions = ml_collections.ConfigDict()
   config.corruptions.evaluate = False  # Evaluate on corrupted test sets at the end of training.

@@ -24,5 +24,4 @@ def get_config():
   config.train.warmup_epochs = 0.2
   config.train.eval_every_epochs = 2
   config.train.checkpoint_every_steps = 500
-  config.eval.batch_size = 500
   return config
