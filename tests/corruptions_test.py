@@ -112,6 +112,17 @@ def test_shape_dtype_range_determinism_and_damage(name, astronaut, fashion):
       assert all(b >= a - 0.003 for a, b in zip(damage, damage[1:])), damage
 
 
+@pytest.mark.parametrize("name", ["gaussian_noise", "zoom_blur"])
+def test_jitted_batch_equals_the_eager_op_per_image(name, astronaut):
+  key = jax.random.key(0)
+  batch = corruptions.corrupt(key, astronaut, name, 4)
+  corruption = ops.device_corruption(name, *SIZE, 1.)
+  tables = {k: jax.numpy.asarray(v[3]) for k, v in corruption.tables(*SIZE, 1.).items()}
+  for i, image_key in enumerate(jax.random.split(key, len(astronaut))):
+    single = np.clip(corruption.op(image_key, jax.numpy.asarray(astronaut[i]), tables), 0, 1)
+    np.testing.assert_allclose(batch[i], single, atol=1e-5)
+
+
 def test_gaussian_noise_has_the_requested_std_before_clipping():
   grey = np.full((4, *SIZE, 3), 0.5, np.float32)  # 5 sigma from both bounds
   for severity, sigma in zip(corruptions.SEVERITIES, corruptions.PARAMS["gaussian_noise"]):
