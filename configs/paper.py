@@ -70,12 +70,12 @@ def _cpu_scale(config: ml_collections.ConfigDict) -> None:
   config.data.dataset = "fashion_mnist"
   config.model.name = "small_resnet"
   config.model.attention_hidden = 64
-  config.data.train_examples = 30000  # Half the training set: ten runs fit in one CPU session.
-  config.train.num_epochs = 3
+  config.data.train_examples = 20000  # A third of the training set: ten runs fit in one session.
+  config.train.num_epochs = 2
   config.train.learning_rate = 0.1
   config.train.schedule = "cosine"
   config.train.warmup_epochs = 0.2
-  config.train.eval_every_epochs = 3
+  config.train.eval_every_epochs = 2
   config.train.checkpoint_every_steps = 500
   config.corruptions.evaluate = True
   config.corruptions.num_examples = 1000  # Per corrupted set, to fit a CPU session.
