@@ -169,6 +169,14 @@ def test_contrast_scales_deviations_from_the_mean(astronaut):
     np.testing.assert_allclose(out - mean, factor * (astronaut - mean), atol=1e-5)
 
 
+def test_brightness_adds_to_the_value_of_grey_pixels(fashion):
+  # A grey pixel has saturation 0 and HSV value equal to its level: brightness adds c to it.
+  grey = fashion.astype(np.float32) / 255.
+  for severity, c in zip(corruptions.SEVERITIES, corruptions.PARAMS["brightness"]):
+    out = corruptions.corrupt(jax.random.key(0), grey, "brightness", severity)
+    np.testing.assert_allclose(out, np.clip(grey + c, 0, 1), atol=1e-5)
+
+
 def test_blurs_keep_constant_images(astronaut):
   grey = np.full(astronaut.shape, 0.5, np.float32)
   for name in ("gaussian_blur", "defocus_blur", "motion_blur", "zoom_blur", "pixelate"):
