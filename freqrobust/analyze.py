@@ -14,7 +14,6 @@ Outputs go to DIR/analysis/TOOL/: PNG figures, TOOL.npz (arrays, FFT layout) and
 For `spectra` and `compare` with --workdirs, DIR defaults to the first of them.
 """
 from collections.abc import Callable, Mapping, Sequence
-import math
 import os
 from typing import Any
 
