@@ -14,6 +14,7 @@ Outputs go to DIR/analysis/TOOL/: PNG figures, TOOL.npz (arrays, FFT layout) and
 For `spectra` and `compare` with --workdirs, DIR defaults to the first of them.
 """
 from collections.abc import Callable, Mapping, Sequence
+import json
 import os
 from typing import Any
 
@@ -237,12 +238,27 @@ def run_compare(out_dir: str, workdirs: Sequence[str], load_histogram: Callable[
   records.save_arrays(out_dir, "compare", {"histograms": np.stack(histograms)})
   h, w = histograms[0].shape
   radius = min(h, w) / 4
+  settings = [_pdm_settings(d) for d in workdirs]
+  if len({json.dumps(x, sort_keys=True) for x in settings if x is not None}) > 1:
+    print("compare: the runs' PDMs were computed with different settings "
+          f"{settings}; delete DIR/analysis/pdm of the odd ones to recompute them")
   summary = {"labels": names, "workdirs": list(workdirs), "radius": radius,
+             "pdm_settings": settings,
              "histogram_high_frequency_fraction":
                  [float(analysis.high_frequency_fraction(x, radius)) for x in histograms],
              "figures": [os.path.basename(path)]}
   records.save_json(out_dir, "compare", summary)
   return summary
+
+
+def _pdm_settings(workdir: str) -> dict[str, Any] | None:
+  """t, ignore_fraction and min_peak_fraction of a run's saved PDM (None when not recorded)."""
+  path = os.path.join(workdir, "analysis", "pdm", "pdm.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    saved = json.load(f)
+  return {k: saved.get(k) for k in ("t", "ignore_fraction", "min_peak_fraction")}
 
 
 # --- checkpoint glue ----------------------------------------------------------------------------

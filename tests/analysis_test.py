@@ -372,6 +372,7 @@ def test_compare_keeps_the_order_given(tmp_path):
   summary = analyze.run_compare(str(tmp_path), order, analyze.saved_histogram,
                                 ["C", "A", "B"])
   assert summary["labels"] == ["C", "A", "B"]
+  assert summary["pdm_settings"] == [None, None, None]  # no pdm.json written here
   saved = np.load(tmp_path / "compare.npz")["histograms"]
   assert [float(h[0, 0]) for h in saved] == [2.0, 0.0, 1.0]
   assert_nonblank_png(str(tmp_path / "compare.png"))
@@ -506,6 +507,8 @@ def test_cli_pdm_then_compare_on_a_checkpoint(tmp_path, cli_flags):
   analyze.main(["analyze", "compare"])
   summary = json.loads((tmp_path / "analysis" / "compare" / "compare.json").read_text())
   assert summary["labels"] == ["second", "first"]
+  assert summary["pdm_settings"][0] == summary["pdm_settings"][1]
+  assert summary["pdm_settings"][0]["t"] == pytest.approx(4 * np.sqrt(2))
   np.testing.assert_allclose(np.load(tmp_path / "analysis" / "compare" / "compare.npz")
                              ["histograms"][0], saved["histogram"])
   with pytest.raises(analyze.app.UsageError, match="TOOL"):
