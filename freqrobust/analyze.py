@@ -38,33 +38,6 @@ CLASS_NAMES = {
                 "truck"),
 }
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Trained run to analyse; outputs go to DIR/analysis/TOOL/.")
-flags.DEFINE_list("workdirs", [], "spectra/compare: several runs, in the order to show them.")
-flags.DEFINE_list("labels", [], "compare/spectra: one display label per --workdirs entry.")
-flags.DEFINE_string("baseline", None, "spectra: the workdir (of --workdirs) accuracy changes are "
-                    "measured against; default the first.")
-flags.DEFINE_integer("num_images", 0, "Test images used (0 = tool default: "
-                     + ", ".join(f"{k} {v}" for k, v in DEFAULT_NUM_IMAGES.items()) + ").")
-flags.DEFINE_integer("batch_size", 0, "Images per device call (0 = the run's eval.batch_size, "
-                     "which its predict function is compiled for; 256 for pdm and spectra).")
-flags.DEFINE_integer("seed", 0, "Seed of random signs (heatmap) and corruptions (spectra).")
-flags.DEFINE_bool("progress", True, "Show tqdm progress bars.")
-flags.DEFINE_float("pdm_strength", analysis.PAPER_STRENGTH, "pdm: L2 norm t of the point "
-                   "perturbation (paper 4*sqrt(2)).")
-flags.DEFINE_float("ignore_fraction", 0.01, "pdm: fraction of extreme values ignored when a "
-                   "response map is normalised to [0, 1].")
-flags.DEFINE_float("min_peak_fraction", 0.0, "pdm: only channels whose largest response off DC "
-                   "is at least this fraction of the strongest channel's vote (0 = all, SPEC 5).")
-flags.DEFINE_float("eps", 4.0, "heatmap: L2 norm v of the Fourier basis perturbation.")
-flags.DEFINE_bool("clip", True, "heatmap: clip perturbed images to [0, 1].")
-flags.DEFINE_list("bandwidths", [], "bandpass: bandwidths B (default 1, 3, ..., max(H, W) + 1).")
-flags.DEFINE_list("corruptions", [], "spectra: corruption names (default the 15 benchmark ones).")
-flags.DEFINE_integer("severity", 3, "spectra: corruption severity 1..5.")
-flags.DEFINE_float("radius", 0.0, "spectra: radius above which energy counts as high frequency "
-                   "(0 = min(H, W) / 4).")
-flags.DEFINE_integer("num_bands", 8, "occlusion: number of equal-width radial bands.")
-
 
 # --- tool runners: arrays and callables in, files out (tested without checkpoints) ------------
 
@@ -307,46 +280,86 @@ def saved_histogram(workdir: str, compute: Callable[[str], Any] | None = None) -
   return records.load_arrays(path)["histogram"]
 
 
-def main(argv):
+def define_flags(flag_values: flags.FlagValues | None = None) -> None:
+  """Defines the CLI flags (on absl's global FLAGS unless `flag_values` is given)."""
+  fv = flags.FLAGS if flag_values is None else flag_values
+  string, integer, real, boolean, names = (flags.DEFINE_string, flags.DEFINE_integer,
+                                           flags.DEFINE_float, flags.DEFINE_bool,
+                                           flags.DEFINE_list)
+  default_images = ", ".join(f"{k} {v}" for k, v in DEFAULT_NUM_IMAGES.items())
+  string("workdir", None, "Trained run to analyse; outputs go to DIR/analysis/TOOL/.",
+         flag_values=fv)
+  names("workdirs", [], "spectra/compare: several runs, in the order to show them.",
+        flag_values=fv)
+  names("labels", [], "compare/spectra: one display label per --workdirs entry.", flag_values=fv)
+  string("baseline", None, "spectra: the workdir (of --workdirs) accuracy changes are measured "
+         "against; default the first.", flag_values=fv)
+  integer("num_images", 0, f"Test images used (0 = tool default: {default_images}).",
+          flag_values=fv)
+  integer("batch_size", 0, "Images per device call (0 = the run's eval.batch_size, which its "
+          "predict function is compiled for; 256 for pdm and spectra).", flag_values=fv)
+  integer("seed", 0, "Seed of random signs (heatmap) and corruptions (spectra).", flag_values=fv)
+  boolean("progress", True, "Show tqdm progress bars.", flag_values=fv)
+  real("pdm_strength", analysis.PAPER_STRENGTH, "pdm: L2 norm t of the point perturbation "
+       "(paper 4*sqrt(2)).", flag_values=fv)
+  real("ignore_fraction", 0.01, "pdm: fraction of extreme values ignored when a response map is "
+       "normalised to [0, 1].", flag_values=fv)
+  real("min_peak_fraction", 0.0, "pdm: only channels whose largest response off DC is at least "
+       "this fraction of the strongest channel's vote (0 = all, SPEC 5).", flag_values=fv)
+  real("eps", 4.0, "heatmap: L2 norm v of the Fourier basis perturbation.", flag_values=fv)
+  boolean("clip", True, "heatmap: clip perturbed images to [0, 1].", flag_values=fv)
+  names("bandwidths", [], "bandpass: bandwidths B (default 1, 3, ..., max(H, W) + 1).",
+        flag_values=fv)
+  names("corruptions", [], "spectra: corruption names (default the 15 benchmark ones).",
+        flag_values=fv)
+  integer("severity", 3, "spectra: corruption severity 1..5.", flag_values=fv)
+  real("radius", 0.0, "spectra: radius above which energy counts as high frequency "
+       "(0 = min(H, W) / 4).", flag_values=fv)
+  integer("num_bands", 8, "occlusion: number of equal-width radial bands.", flag_values=fv)
+
+
+def main(argv, flag_values: flags.FlagValues | None = None):
   if len(argv) != 2 or argv[1] not in TOOLS:
     raise app.UsageError(f"usage: python -m freqrobust.analyze TOOL --workdir=DIR; TOOL is one "
                          f"of {', '.join(TOOLS)}")
+  values = flags.FLAGS if flag_values is None else flag_values
   tool = argv[1]
-  workdirs = list(FLAGS.workdirs)
-  workdir = FLAGS.workdir or (workdirs[0] if workdirs else None)
+  workdirs = list(values.workdirs)
+  workdir = values.workdir or (workdirs[0] if workdirs else None)
   if workdir is None:
     raise app.UsageError("pass --workdir=DIR (or --workdirs=A,B,... for spectra and compare)")
-  n = FLAGS.num_images or DEFAULT_NUM_IMAGES.get(tool, 0)
-  common = dict(batch_size=FLAGS.batch_size or 256, progress=FLAGS.progress)
-  key = jax.random.key(FLAGS.seed)
-  pdm_options = dict(t=FLAGS.pdm_strength, ignore_fraction=FLAGS.ignore_fraction,
-                     min_peak_fraction=FLAGS.min_peak_fraction, **common)
+  n = values.num_images or DEFAULT_NUM_IMAGES.get(tool, 0)
+  common = dict(batch_size=values.batch_size or 256, progress=values.progress)
+  key = jax.random.key(values.seed)
+  pdm_options = dict(t=values.pdm_strength, ignore_fraction=values.ignore_fraction,
+                     min_peak_fraction=values.min_peak_fraction, **common)
   if tool == "compare":
     if not workdirs:
       raise app.UsageError("compare needs --workdirs=A,B,... (shown in that order)")
     summary = run_compare(records.tool_dir(workdir, "compare"), workdirs,
                           lambda d: saved_histogram(
                               d, lambda dd: pdm_for_workdir(dd, n or 1000, **pdm_options)),
-                          FLAGS.labels or None)
+                          values.labels or None)
   elif tool == "pdm":
     summary = pdm_for_workdir(workdir, n, **pdm_options)
   elif tool == "spectra":  # Needs the run's data only, not its model.
     from freqrobust import checkpoint
     images, _ = load_test_images(checkpoint.load_config(workdir), n)
-    summary = _spectra_main(records.tool_dir(workdir, tool), key, images, workdirs, common)
+    summary = _spectra_main(records.tool_dir(workdir, tool), key, images, workdirs, common,
+                            values)
   else:
     trained = load_run(workdir)
     images, labels = load_test_images(trained.config, n)
     out_dir = records.tool_dir(workdir, tool)
-    common["batch_size"] = FLAGS.batch_size or trained.config.eval.batch_size
+    common["batch_size"] = values.batch_size or trained.config.eval.batch_size
     if tool == "heatmap":
-      summary = run_heatmap(out_dir, trained.predict, images, labels, FLAGS.eps, key, FLAGS.clip,
+      summary = run_heatmap(out_dir, trained.predict, images, labels, values.eps, key, values.clip,
                             **common)
     elif tool == "bandpass":
       summary = run_bandpass(out_dir, trained.predict, images, labels,
-                             [int(b) for b in FLAGS.bandwidths], **common)
+                             [int(b) for b in values.bandwidths], **common)
     elif tool == "occlusion":
-      summary = run_occlusion(out_dir, trained.predict, images, labels, FLAGS.num_bands,
+      summary = run_occlusion(out_dir, trained.predict, images, labels, values.num_bands,
                               CLASS_NAMES.get(trained.config.data.dataset), **common)
     else:
       raise AssertionError(tool)
@@ -355,17 +368,17 @@ def main(argv):
 
 
 def _spectra_main(out_dir: str, key: jax.Array, images: np.ndarray, workdirs: list[str],
-                  common: dict[str, Any]) -> dict[str, Any]:
+                  common: dict[str, Any], values: flags.FlagValues) -> dict[str, Any]:
   from freqrobust import corruptions
-  names = list(FLAGS.corruptions) or list(corruptions.CORRUPTIONS)
+  names = list(values.corruptions) or list(corruptions.CORRUPTIONS)
   unknown = [n for n in names if n not in corruptions.ALL_CORRUPTIONS]
   if unknown:
     raise app.UsageError(f"unknown corruptions {unknown}; valid: "
                          f"{', '.join(corruptions.ALL_CORRUPTIONS)}")
-  if FLAGS.severity not in corruptions.SEVERITIES:
-    raise app.UsageError(f"--severity={FLAGS.severity}; valid: {corruptions.SEVERITIES}")
+  if values.severity not in corruptions.SEVERITIES:
+    raise app.UsageError(f"--severity={values.severity}; valid: {corruptions.SEVERITIES}")
   accuracies = {}
-  labels = analysis.run_labels(workdirs, FLAGS.labels or None) if workdirs else []
+  labels = analysis.run_labels(workdirs, values.labels or None) if workdirs else []
   for label, d in zip(labels, workdirs):
     results = analysis.read_corruption_results(d)
     if results is None:
@@ -374,15 +387,16 @@ def _spectra_main(out_dir: str, key: jax.Array, images: np.ndarray, workdirs: li
       continue
     accuracies[label] = analysis.corruption_accuracies(results)
   baseline = None
-  if FLAGS.baseline:
-    if FLAGS.baseline not in workdirs:
-      raise app.UsageError(f"--baseline={FLAGS.baseline} must be one of --workdirs")
-    baseline = labels[workdirs.index(FLAGS.baseline)]
+  if values.baseline:
+    if values.baseline not in workdirs:
+      raise app.UsageError(f"--baseline={values.baseline} must be one of --workdirs")
+    baseline = labels[workdirs.index(values.baseline)]
     if baseline not in accuracies:
-      raise app.UsageError(f"--baseline={FLAGS.baseline} has no corruption_eval/results.json")
-  return run_spectra(out_dir, key, images, names, FLAGS.severity, FLAGS.radius,
+      raise app.UsageError(f"--baseline={values.baseline} has no corruption_eval/results.json")
+  return run_spectra(out_dir, key, images, names, values.severity, values.radius,
                      accuracies=accuracies, baseline=baseline, **common)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

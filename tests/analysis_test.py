@@ -2,6 +2,7 @@
 import json
 import os
 
+from absl import flags
 import chex
 import jax
 import jax.numpy as jnp
@@ -432,7 +433,7 @@ def test_run_heatmap_bandpass_occlusion_spectra_write_outputs(tmp_path):
   assert "hf_vs_accuracy.png" in spectra["figures"]
 
 
-# --- the command line on a tiny checkpoint with random weights -------------------------------------------
+# --- the command line on a tiny checkpoint with random weights ---------------------------
 
 
 def tiny_config():
@@ -483,17 +484,18 @@ def random_workdir(workdir: str) -> str:
 
 @pytest.fixture
 def cli_flags():
+  """Parses command-line flags into a fresh FlagValues (absl's global FLAGS stay untouched)."""
   def parse(*args):
-    analyze.FLAGS.unparse_flags()
-    analyze.FLAGS(["analyze", "--progress=false", *args])
-  yield parse
-  analyze.FLAGS.unparse_flags()
+    values = flags.FlagValues()
+    analyze.define_flags(values)
+    values(["analyze", "--progress=false", *args])
+    return values
+  return parse
 
 
 def test_cli_pdm_then_compare_on_a_checkpoint(tmp_path, cli_flags):
   workdir = random_workdir(str(tmp_path / "run"))
-  cli_flags(f"--workdir={workdir}", "--num_images=16")
-  analyze.main(["analyze", "pdm"])
+  analyze.main(["analyze", "pdm"], cli_flags(f"--workdir={workdir}", "--num_images=16"))
   out = tmp_path / "run" / "analysis" / "pdm"
   saved = np.load(out / "pdm.npz")
   assert saved["responses"].shape == (8, 1, 12, 12)  # 8 stem channels, 1 input channel
@@ -502,9 +504,8 @@ def test_cli_pdm_then_compare_on_a_checkpoint(tmp_path, cli_flags):
   for name in json.loads((out / "pdm.json").read_text())["figures"]:
     assert_nonblank_png(str(out / name))
   # compare reads the saved numbers (no recomputation) and keeps the order and labels given.
-  cli_flags(f"--workdirs={workdir},{workdir}", "--labels=second,first",
-            f"--workdir={tmp_path}")
-  analyze.main(["analyze", "compare"])
+  analyze.main(["analyze", "compare"], cli_flags(f"--workdirs={workdir},{workdir}",
+                                                 "--labels=second,first", f"--workdir={tmp_path}"))
   summary = json.loads((tmp_path / "analysis" / "compare" / "compare.json").read_text())
   assert summary["labels"] == ["second", "first"]
   assert summary["pdm_settings"][0] == summary["pdm_settings"][1]
@@ -512,7 +513,7 @@ def test_cli_pdm_then_compare_on_a_checkpoint(tmp_path, cli_flags):
   np.testing.assert_allclose(np.load(tmp_path / "analysis" / "compare" / "compare.npz")
                              ["histograms"][0], saved["histogram"])
   with pytest.raises(analyze.app.UsageError, match="TOOL"):
-    analyze.main(["analyze", "nonsense"])
+    analyze.main(["analyze", "nonsense"], cli_flags())
 
 
 def test_cli_spectra_with_real_corruptions_and_results_files(tmp_path, cli_flags):
@@ -523,8 +524,8 @@ def test_cli_spectra_with_real_corruptions_and_results_files(tmp_path, cli_flags
         {"accuracy": {"gaussian_noise": {"3": acc[0]}, "contrast": {"3": acc[1]}}}))
     (tmp_path / name / "config.json").write_text(tiny_config().to_json_best_effort())
     runs.append(str(tmp_path / name))
-  cli_flags(f"--workdirs={','.join(runs)}", f"--baseline={runs[0]}",
-            "--corruptions=gaussian_noise,contrast", "--severity=3")
+  values = cli_flags(f"--workdirs={','.join(runs)}", f"--baseline={runs[0]}",
+                     "--corruptions=gaussian_noise,contrast", "--severity=3")
   # Smooth images (one low-frequency cosine each): contrast, which scales an image around its
   # mean, changes only that frequency; Gaussian noise is white and fills the whole grid.
   amplitude = np.linspace(0.1, 0.3, 4)[:, None, None, None]
@@ -533,7 +534,7 @@ def test_cli_spectra_with_real_corruptions_and_results_files(tmp_path, cli_flags
   out = str(tmp_path / "out")
   os.makedirs(out)
   summary = analyze._spectra_main(out, jax.random.key(0), images, runs,
-                                  dict(batch_size=8, progress=False))
+                                  dict(batch_size=8, progress=False), values)
   hf = summary["high_frequency_fraction"]
   assert hf["contrast"] < 0.01 and hf["gaussian_noise"] > 0.5
   assert summary["accuracy_change"]["aps"] == pytest.approx({"gaussian_noise": 10.0,
@@ -541,7 +542,7 @@ def test_cli_spectra_with_real_corruptions_and_results_files(tmp_path, cli_flags
   for name in summary["figures"]:
     assert_nonblank_png(os.path.join(out, name))
   # The same through the command line, on the runs' own (synthetic) test images.
-  analyze.main(["analyze", "spectra"])
+  analyze.main(["analyze", "spectra"], values)
   saved = json.loads((tmp_path / "nat" / "analysis" / "spectra" / "spectra.json").read_text())
   assert saved["corruptions"] == ["gaussian_noise", "contrast"] and saved["baseline"] == "nat"
   assert saved["num_images"] == 64  # the whole synthetic test split (fewer than the default 200)
