@@ -320,6 +320,10 @@ def test_high_frequency_fraction_limits():
     {"corruptions": {"fog": {"1": 90.0, "2": 80.0, "3": 70.0, "4": 60.0, "5": 50.0}}},
     {"fog_1": 0.9, "fog_2": 0.8, "fog_3": 0.7, "fog_4": 0.6, "fog_5": 0.5, "mce": 30.0},
     {"per_corruption": {"fog": {"accuracy": {"1": 90, "2": 80, "3": 70, "4": 60, "5": 50}}}},
+    # freqrobust.evaluate's DIR/corruption_eval/results.json (percent, severities as strings).
+    {"clean_accuracy": 91.0, "robust_accuracy": 70.0, "mce_unnormalized": 30.0,
+     "accuracy_by_severity": {"1": 85.0, "2": 75.0}, "corruption_error": {"fog": 30.0},
+     "accuracy": {"fog": {"1": 90.0, "2": 80.0, "3": 70.0, "4": 60.0, "5": 50.0}}},
     {"corruptions": {"fog": {str(s): {"accuracy": 100 - 10 * s, "error": 10 * s}
                              for s in range(1, 6)}}, "mce": 30.0},
 ])
