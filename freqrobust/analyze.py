@@ -11,7 +11,8 @@ Tools (docs/ANALYSIS.md explains each figure):
   compare    PDM histograms of --workdirs side by side, in the order given
 
 Outputs go to DIR/analysis/TOOL/: PNG figures, TOOL.npz (arrays, FFT layout) and TOOL.json.
-For `spectra` and `compare` with --workdirs, DIR defaults to the first of them.
+For `spectra` and `compare` with --workdirs, DIR (where outputs go) defaults to the first of
+them; `spectra` takes its test images from the first of --workdirs.
 """
 from collections.abc import Callable, Mapping, Sequence
 import json
@@ -342,9 +343,9 @@ def main(argv, flag_values: flags.FlagValues | None = None):
                           values.labels or None)
   elif tool == "pdm":
     summary = pdm_for_workdir(workdir, n, **pdm_options)
-  elif tool == "spectra":  # Needs the run's data only, not its model.
+  elif tool == "spectra":  # Needs a run's data only (the first of --workdirs), not its model.
     from freqrobust import checkpoint
-    images, _ = load_test_images(checkpoint.load_config(workdir), n)
+    images, _ = load_test_images(checkpoint.load_config(workdirs[0] if workdirs else workdir), n)
     summary = _spectra_main(records.tool_dir(workdir, tool), key, images, workdirs, common,
                             values)
   else:

@@ -545,8 +545,11 @@ def test_cli_spectra_with_real_corruptions_and_results_files(tmp_path, cli_flags
                                                              "contrast": -10.0})
   for name in summary["figures"]:
     assert_nonblank_png(os.path.join(out, name))
-  # The same through the command line, on the runs' own (synthetic) test images.
-  analyze.main(["analyze", "spectra"], values)
-  saved = json.loads((tmp_path / "nat" / "analysis" / "spectra" / "spectra.json").read_text())
+  # The same through the command line, on the first run's (synthetic) test images, writing into
+  # a folder that is not a run.
+  analyze.main(["analyze", "spectra"], cli_flags(
+      f"--workdirs={','.join(runs)}", f"--baseline={runs[0]}", f"--workdir={tmp_path / 'cmp'}",
+      "--corruptions=gaussian_noise,contrast", "--severity=3"))
+  saved = json.loads((tmp_path / "cmp" / "analysis" / "spectra" / "spectra.json").read_text())
   assert saved["corruptions"] == ["gaussian_noise", "contrast"] and saved["baseline"] == "nat"
   assert saved["num_images"] == 64  # the whole synthetic test split (fewer than the default 200)
