@@ -22,6 +22,7 @@ import jax
 import numpy as np
 
 from freqrobust import corruptions
+from freqrobust.data import cifar10
 
 TFDS_NAMES = {"glass_blur": "frosted_glass_blur", "elastic_transform": "elastic"}
 DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "freqrobust", "corrupted")
@@ -97,22 +98,13 @@ def tfds_config_name(name: str, severity: int) -> str:
 def load_tfds(name: str, severity: int, num_examples: int = 0,
               data_dir: str = "") -> tuple[np.ndarray, np.ndarray]:
   """CIFAR-10-C test images (uint8 N, 32, 32, 3) and labels (int32) through TFDS."""
-  import tensorflow_datasets as tfds  # Imported lazily: TFDS pulls in TensorFlow.
   split = f"test[:{num_examples}]" if num_examples else "test"
   dataset = f"cifar10_corrupted/{tfds_config_name(name, severity)}"
-  try:
-    # Batches rather than batch_size=-1: TF 2.21 aborts on the latter under mock_data.
-    data = tfds.load(dataset, split=split, batch_size=1000, as_supervised=True,
-                     data_dir=data_dir or None, shuffle_files=False)
-  except Exception as e:  # TFDS raises many kinds; all mean "not available here".
-    raise RuntimeError(
-        f"{dataset} could not be loaded through TFDS ({type(e).__name__}: {e}). Prepare it on a "
-        "machine with a network (`tfds.builder('cifar10_corrupted/<config>')."
-        "download_and_prepare()`, set config.data.tfds_data_dir), or generate the sets with "
-        "config.corruptions.source='generated'.") from e
-  batches = list(tfds.as_numpy(data))
-  images = np.concatenate([b[0] for b in batches]).astype(np.uint8)
-  labels = np.concatenate([b[1] for b in batches]).astype(np.int32)
+  images, labels = cifar10.load_tfds_numpy(
+      dataset, split, data_dir,
+      hint="Prepare it on a machine with a network (`tfds.builder('cifar10_corrupted/<config>')."
+      "download_and_prepare()`, set config.data.tfds_data_dir), or generate the sets with "
+      "config.corruptions.source='generated'.")
   if num_examples:  # the split slice already did it, except under tfds.testing.mock_data
     images, labels = images[:num_examples], labels[:num_examples]
   return images, labels
