@@ -1,10 +1,17 @@
 """Train-step throughput (images/s) and compile time, with and without the augmentation.
 
   python bench/bench_train.py --models=small_resnet,resnet18 --steps=10
+  python bench/bench_train.py --models=resnet18 --xla_flags=none   # jaxlib's own CPU defaults
   python bench/bench_train.py --models=resnet18 --dtype=bfloat16   # on a GPU
 
 Each row: model, input, augmentation on/off, compile seconds, steady-state images/s (median of
---repeats timings of --steps steps each, after one warm-up call).
+--repeats timings of --steps steps each, after one warm-up call), and the process CPU seconds per
+step (all threads; on a busy shared machine CPU time is steadier than wall time, and on an idle
+machine with N cores the best wall time is about CPU time / N).
+
+--xla_flags=auto (default) applies freqrobust.platform.configure_xla_for_cpu() as the CLI does;
+none leaves XLA_FLAGS alone; anything else is used as XLA_FLAGS. An XLA_FLAGS already in the
+environment always wins over auto.
 """
 import argparse
 import functools
@@ -14,14 +21,12 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from configs import default  # noqa: E402
-from freqrobust import train  # noqa: E402
+from freqrobust import platform  # noqa: E402  (imports no JAX)
 
 
 def bench_config(model: str, augment_on: bool, dtype: str, size: int, channels: int, attention: str):
+  from configs import default
+  from freqrobust import train
   config = default.get_config()
   config.data.dataset = "synthetic"
   config.data.synthetic_size, config.data.synthetic_channels = size, channels
@@ -38,6 +43,9 @@ def bench_config(model: str, augment_on: bool, dtype: str, size: int, channels: 
 
 
 def run(model: str, augment_on: bool, args) -> dict:
+  import jax
+  import numpy as np
+  from freqrobust import train
   config = bench_config(model, augment_on, args.dtype, args.size, args.channels, args.attention)
   m, tx, schedule, aug_params, _ = train.build(config, 50000)
   sharder = train.Sharder()
@@ -58,14 +66,16 @@ def run(model: str, augment_on: bool, args) -> dict:
   compile_s = time.perf_counter() - t0
   state, metrics = compiled(state, batch, key)
   jax.block_until_ready(metrics)
-  rates = []
+  rates, cpu = [], []
   for _ in range(args.repeats):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(args.steps):
       state, metrics = compiled(state, batch, key)
     jax.block_until_ready((state, metrics))
     rates.append(args.steps * args.batch / (time.perf_counter() - t0))
-  return dict(model=model, augment=augment_on, compile_s=compile_s, images_per_s=float(np.median(rates)))
+    cpu.append((time.process_time() - c0) / args.steps)
+  return dict(model=model, augment=augment_on, compile_s=compile_s, images_per_s=float(np.median(rates)),
+              cpu_s_per_step=float(np.median(cpu)))
 
 
 def main():
@@ -79,11 +89,18 @@ def main():
   p.add_argument("--steps", type=int, default=5)
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--augment", default="off,on", help="off, on or off,on")
+  p.add_argument("--xla_flags", default="auto", help="auto, none, or an XLA_FLAGS string")
   args = p.parse_args()
+  if args.xla_flags == "auto":
+    platform.configure_xla_for_cpu()
+  elif args.xla_flags != "none":
+    os.environ["XLA_FLAGS"] = args.xla_flags
+  import jax  # After XLA_FLAGS is final.
   print(f"# {jax.devices()[0].device_kind} x{jax.device_count()}, jax {jax.__version__}, "
         f"batch {args.batch}, {args.size}x{args.size}x{args.channels}, dtype {args.dtype}, "
-        f"attention {args.attention}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
-  print(f"{'model':14s} {'augment':8s} {'compile s':>10s} {'images/s':>10s}")
+        f"attention {args.attention}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, "
+        f"load {os.getloadavg()[0]:.1f}")
+  print(f"{'model':14s} {'augment':8s} {'compile s':>10s} {'images/s':>10s} {'cpu s/step':>11s}")
   for model in args.models.split(","):
     base = None
     for mode in args.augment.split(","):
@@ -93,7 +110,8 @@ def main():
         base = r["images_per_s"]
       elif base:
         extra = f"  (augmentation costs {100 * (base / r['images_per_s'] - 1):.1f}% of the step)"
-      print(f"{model:14s} {mode:8s} {r['compile_s']:10.1f} {r['images_per_s']:10.1f}{extra}", flush=True)
+      print(f"{model:14s} {mode:8s} {r['compile_s']:10.1f} {r['images_per_s']:10.1f} "
+            f"{r['cpu_s_per_step']:11.2f}{extra}", flush=True)
 
 
 if __name__ == "__main__":
