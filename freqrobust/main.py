@@ -23,6 +23,8 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   from absl import logging
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO; the progress line is ours.
+  from freqrobust import platform
+  platform.configure_xla_for_cpu()  # Before the JAX backend starts; a user's XLA_FLAGS wins.
   import jax
   from freqrobust import train
   config = FLAGS.config
