@@ -18,7 +18,7 @@ def get_config():
   config.aps.configuration = "learnable"
   config.aps.aux_weight = 50.0
   config.train.batch_size = 128
-  config.train.num_epochs = 4
+  config.train.num_epochs = 5
   config.train.learning_rate = 0.1
   config.train.schedule = "cosine"
   config.train.warmup_epochs = 0.2

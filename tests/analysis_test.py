@@ -15,6 +15,7 @@ from freqrobust import analyze
 from freqrobust import frequency
 from freqrobust.analysis import _batching
 from freqrobust.analysis import examples
+from workdirs import random_workdir, tiny_config
 
 H = W = 12
 BOX = examples.BOX_BLUR
@@ -438,52 +439,6 @@ def test_run_heatmap_bandpass_occlusion_spectra_write_outputs(tmp_path):
 
 
 # --- the command line on a tiny checkpoint with random weights ---------------------------
-
-
-def tiny_config():
-  from configs import default  # pylint: disable=g-import-not-at-top
-  config = default.get_config()
-  config.data.dataset = "synthetic"
-  config.data.synthetic_size = 12
-  config.data.synthetic_channels = 1
-  config.data.synthetic_examples = 64
-  config.model.small_widths = (8, 8, 8)
-  config.model.attention = "extended"
-  config.model.attention_hidden = 8
-  config.train.batch_size = 16
-  config.eval.batch_size = 40
-  return config
-
-
-def random_workdir(workdir: str) -> str:
-  """A workdir as `train_and_evaluate` leaves it (config.json + checkpoint), with random weights.
-
-  The state's structure comes from `jax.eval_shape` (no compilation); batch-norm variances are 1.
-  """
-  import functools  # pylint: disable=g-import-not-at-top
-  from freqrobust import checkpoint, train  # pylint: disable=g-import-not-at-top
-  config = train.resolve_config(tiny_config())
-  os.makedirs(workdir)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  model, tx, _, _, _ = train.build(config, 64)
-  shapes = jax.eval_shape(functools.partial(train.create_train_state, model=model, tx=tx,
-                                            config=config, image_shape=(12, 12, 1)),
-                          jax.random.key(0))
-  rng = np.random.default_rng(0)
-
-  def fill(path, leaf):
-    if not jnp.issubdtype(leaf.dtype, jnp.floating):
-      return np.zeros(leaf.shape, leaf.dtype)
-    if "var" in jax.tree_util.keystr(path):
-      return np.ones(leaf.shape, leaf.dtype)
-    return (0.3 * rng.standard_normal(leaf.shape)).astype(leaf.dtype)
-
-  state = jax.tree_util.tree_map_with_path(fill, shapes)
-  manager = checkpoint.make_manager(workdir, 1)
-  checkpoint.save(manager, 1, state)
-  manager.wait_until_finished()
-  return workdir
 
 
 @pytest.fixture

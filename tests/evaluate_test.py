@@ -10,6 +10,7 @@ import pytest
 
 from freqrobust import evaluate
 from freqrobust import metrics
+from workdirs import random_workdir
 
 # Cheap-to-compile corruptions keep this file fast; the report logic does not depend on which.
 NAMES = ("brightness", "contrast", "pixelate")
@@ -127,45 +128,9 @@ def test_changed_settings_start_over(tmp_path):
 
 
 
-def _random_workdir(workdir: str) -> str:
-  """A run as training leaves it (config.json + checkpoint), random weights, tiny synthetic data."""
-  import functools
-  from configs import default
-  from freqrobust import checkpoint, train
-  config = default.get_config()
-  config.data.dataset = "synthetic"
-  config.data.synthetic_size = 12
-  config.data.synthetic_channels = 1
-  config.data.synthetic_examples = 64
-  config.model.small_widths = (8, 8, 8)
-  config.train.batch_size = 16
-  config.eval.batch_size = 40
-  config = train.resolve_config(config)
-  os.makedirs(workdir)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  model, tx, _, _, _ = train.build(config, 64)
-  shapes = jax.eval_shape(functools.partial(train.create_train_state, model=model, tx=tx,
-                                            config=config, image_shape=(12, 12, 1)),
-                          jax.random.key(0))
-  rng = np.random.default_rng(0)
-
-  def fill(path, leaf):
-    if not jnp.issubdtype(leaf.dtype, jnp.floating):
-      return np.zeros(leaf.shape, leaf.dtype)
-    if "var" in jax.tree_util.keystr(path):
-      return np.ones(leaf.shape, leaf.dtype)
-    return (0.3 * rng.standard_normal(leaf.shape)).astype(leaf.dtype)
-
-  manager = checkpoint.make_manager(workdir, 1)
-  checkpoint.save(manager, 1, jax.tree_util.tree_map_with_path(fill, shapes))
-  manager.wait_until_finished()
-  return workdir
-
-
 def test_cli_evaluates_a_checkpoint(tmp_path):
   from absl import flags
-  workdir = _random_workdir(str(tmp_path / "run"))
+  workdir = random_workdir(str(tmp_path / "run"))
   flag_values = flags.FlagValues()
   evaluate.define_flags(flag_values)
   flag_values(["evaluate", f"--workdir={workdir}", "--num_examples=16", "--names=contrast",

@@ -11,29 +11,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import default
-from freqrobust import augment, checkpoint, train
+from freqrobust import checkpoint, train
+
+import workdirs
 
 
 def tiny_config(**train_overrides):
-  config = default.get_config()
-  config.data.dataset = "synthetic"
-  config.data.synthetic_size = 12
-  config.data.synthetic_channels = 1
-  config.data.synthetic_examples = 64
-  config.model.small_widths = (8, 8, 8)
-  config.model.attention = "extended"
-  config.model.attention_hidden = 8
+  config = workdirs.tiny_config()
   config.augment.pad = 2
   config.augment.suppress_prob = 0.5
   config.augment.nfd = True
   config.aps.configuration = "learnable"
-  config.train.batch_size = 16
   config.train.num_epochs = 2
   config.train.learning_rate = 0.05
   config.train.log_every_steps = 2
   config.train.checkpoint_every_steps = 2
-  config.eval.batch_size = 40
   for k, v in train_overrides.items():
     config.train[k] = v
   return config

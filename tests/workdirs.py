@@ -1,0 +1,53 @@
+"""Shared test fixtures: a tiny synthetic-data config and a workdir as training leaves it."""
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs import default
+
+
+def tiny_config():
+  """Small ResNet (8 channels, extended attention) on 12x12x1 synthetic data, batch 16."""
+  config = default.get_config()
+  config.data.dataset = "synthetic"
+  config.data.synthetic_size = 12
+  config.data.synthetic_channels = 1
+  config.data.synthetic_examples = 64
+  config.model.small_widths = (8, 8, 8)
+  config.model.attention = "extended"
+  config.model.attention_hidden = 8
+  config.train.batch_size = 16
+  config.eval.batch_size = 40
+  return config
+
+
+def random_workdir(workdir: str) -> str:
+  """A workdir as `train_and_evaluate` leaves it (config.json + checkpoint), with random weights.
+
+  The state's structure comes from `jax.eval_shape` (no compilation); batch-norm variances are 1.
+  """
+  from freqrobust import checkpoint, train
+  config = train.resolve_config(tiny_config())
+  os.makedirs(workdir)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  model, tx, _, _, _ = train.build(config, 64)
+  shapes = jax.eval_shape(functools.partial(train.create_train_state, model=model, tx=tx,
+                                            config=config, image_shape=(12, 12, 1)),
+                          jax.random.key(0))
+  rng = np.random.default_rng(0)
+
+  def fill(path, leaf):
+    if not jnp.issubdtype(leaf.dtype, jnp.floating):
+      return np.zeros(leaf.shape, leaf.dtype)
+    if "var" in jax.tree_util.keystr(path):
+      return np.ones(leaf.shape, leaf.dtype)
+    return (0.3 * rng.standard_normal(leaf.shape)).astype(leaf.dtype)
+
+  manager = checkpoint.make_manager(workdir, 1)
+  checkpoint.save(manager, 1, jax.tree_util.tree_map_with_path(fill, shapes))
+  manager.wait_until_finished()
+  return workdir
