@@ -31,6 +31,27 @@ def _jsonable(x):
   return x
 
 
+def _flatten(d, prefix=""):
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def config_changes(workdir: str, config) -> List[str]:
+  """Fields whose value differs from the config.json a previous run left in `workdir`."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    old = _flatten(json.load(f))
+  new = _flatten(json.loads(config.to_json_best_effort()))
+  return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
 class RunLog:
   """Writes the run's files; only process 0 writes (the others get a disabled instance)."""
 

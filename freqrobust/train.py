@@ -273,6 +273,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   config = resolve_config(config)
   os.makedirs(workdir, exist_ok=True)
   log = run_log.RunLog(workdir, enabled=jax.process_index() == 0)
+  changed = run_log.config_changes(workdir, config)
+  if changed:
+    log.info("WARNING: this workdir was started with another config; resuming with the new values "
+             f"of: {', '.join(changed)}. Use a fresh --workdir to start over.")
   log.write_config(config)
 
   train_images, train_labels = data_lib.load_split(config.data, "train")

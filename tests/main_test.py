@@ -26,6 +26,7 @@ def test_cli_trains_resumes_and_reports(tmp_path):
   second = run_main(*args)
   assert second.returncode == 0, second.stderr[-2000:]
   assert "Resumed from the checkpoint of step 2" in second.stdout
+  assert "train.max_steps" in second.stdout  # Warned: the config differs from the first run's.
   with open(tmp_path / "results.json") as f:
     results = json.load(f)
   assert results["status"] == "finished" and results["step"] == 4
