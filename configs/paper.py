@@ -16,9 +16,15 @@ Readings of the paper where it is silent (docs/RESULTS.md discusses them):
 - Table 2 uses the basic attention (hidden 512) with power suppression and lambda = 100.
 - Tables 3-4 (ResNet-18) use the extended attention with suppression + NFD (section 4.2).
 """
+import os
+import sys
+
 import ml_collections
 
-from configs import default
+if __name__ == "__main__":  # `python configs/paper.py TABLE`: make the repository importable.
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from configs import default  # noqa: E402
 
 TABLES = {
     "table1": {"models": ("vgg16", "vgg16_bn"), "columns": ("nat", "aug", "att", "aug_att")},
@@ -141,6 +147,5 @@ def runs(table: str, cpu: bool = False, seeds=(0,)):
 
 
 if __name__ == "__main__":
-  import sys
   for t in (sys.argv[1:] or list(TABLES)):
     print("\n".join(runs(t)))

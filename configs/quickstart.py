@@ -18,10 +18,10 @@ def get_config():
   config.aps.configuration = "learnable"
   config.aps.aux_weight = 50.0
   config.train.batch_size = 128
-  config.train.num_epochs = 5
+  config.train.num_epochs = 6
   config.train.learning_rate = 0.1
   config.train.schedule = "cosine"
   config.train.warmup_epochs = 0.2
-  config.train.eval_every_epochs = 2
+  config.train.eval_every_epochs = 3
   config.train.checkpoint_every_steps = 500
   return config

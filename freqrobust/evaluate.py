@@ -84,7 +84,8 @@ def _load_partial(path: str, meta: dict) -> dict:
 
 def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
                         baseline_workdir: Optional[str] = None, *,
-                        load_split: Optional[Callable] = None, progress: bool = True) -> dict:
+                        load_split: Optional[Callable] = None, progress: bool = True,
+                        step: Optional[int] = None) -> dict:
   """Evaluates `predict_fn` on the clean and corrupted test sets; writes and returns the report.
 
   Args:
@@ -94,14 +95,16 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
     baseline_workdir: a run evaluated before; gives the paper's relative mCE.
     load_split: replaces `freqrobust.data.load_split` (tests).
     progress: a tqdm bar over the sets.
+    step: the checkpoint step evaluated; part of the resume key, so results of an older
+      checkpoint are never reused for a newer one.
 
   Returns:
     The contents of results.json.
   """
   settings = corrupted.CorruptionSettings.from_config(config)
-  baseline = None
+  baseline_results = None
   if baseline_workdir:  # fail before the long evaluation, not after it
-    baseline = accuracy_table(read_results(baseline_workdir))
+    baseline_results = read_results(baseline_workdir)
   eval_cfg = config.get("eval", None) if hasattr(config, "get") else None
   batch_size = int(corrupted._get(eval_cfg, "batch_size", 500))
   out_dir = os.path.join(workdir, OUT_DIR)
@@ -109,7 +112,19 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
   clean = corrupted.clean_test_set(config, load_split)
   meta = {"dataset": settings.dataset, "source": settings.source,
           "num_examples": int(len(clean[0])), "seed": settings.seed,
-          "recipe_version": corruptions.RECIPE_VERSION, "frost": settings.frost_source}
+          "recipe_version": corruptions.RECIPE_VERSION, "frost": settings.frost_source,
+          "step": step}
+  baseline = None
+  if baseline_results is not None:
+    # The relative mCE only means something when both runs saw the same corrupted sets.
+    differ = [k for k in ("dataset", "source", "num_examples", "seed", "recipe_version")
+              if baseline_results.get(k) != meta[k]]
+    if differ:
+      raise ValueError(
+          f"The baseline {baseline_workdir} was evaluated on other corrupted sets ("
+          + ", ".join(f"{k}: {baseline_results.get(k)!r} vs {meta[k]!r}" for k in differ)
+          + "); re-evaluate it with the same settings.")
+    baseline = accuracy_table(baseline_results)
   partial_path = os.path.join(out_dir, "partial.json")
   partial = _load_partial(partial_path, meta)
   if partial["clean_accuracy"] is None:
@@ -326,7 +341,7 @@ def main(argv, flag_values=None):
       config.corruptions[field] = value
   baseline = flag_values.baseline or config.corruptions.get("baseline_workdir", "") or None
   results = run_corruption_eval(trained.predict, config, flag_values.workdir, baseline,
-                                progress=flag_values.progress)
+                                progress=flag_values.progress, step=trained.step)
   print(markdown_report(results))
   print(f"Report written to {os.path.join(flag_values.workdir, OUT_DIR)}")
 

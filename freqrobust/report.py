@@ -3,8 +3,9 @@
   python -m freqrobust.report --root=runs/table3_cpu [--baseline=nat] [--out=DIR]
 
 Runs are grouped by name without the seed (`table3_nfd_seed-1` -> `table3_nfd`). The baseline group
-(the one whose name contains `--baseline`, default `nat`) is shown in absolute values, every other
-group as differences to it (as Tables 1-4 do), each cell mean +- standard deviation over seeds. mCE is
+of each backbone (the one whose name contains `--baseline`, default `nat`; Tables 1-2 have two
+backbones) is shown in absolute values, every other group of that backbone as differences to it (as
+Tables 1-4 do), each cell mean +- sample standard deviation (ddof = 1) over seeds. mCE is
 the paper's relative convention: 100 * sum_c CE_c(model) / sum_c CE_c(baseline), per seed against the
 baseline's mean CE. Writes table.md, table.csv and a Figure 1(e)-style bar chart (robustness).
 """
@@ -17,7 +18,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from freqrobust import metrics
+from freqrobust import evaluate, metrics
 from freqrobust.corruptions import CORRUPTIONS
 
 
@@ -31,21 +32,36 @@ def load_run(workdir: str) -> Optional[Dict]:
   if results.get("status") != "finished":
     return None
   table = None
-  eval_path = os.path.join(workdir, "corruption_eval", "results.json")
-  if os.path.exists(eval_path):
-    with open(eval_path) as f:
-      table = {name: {int(s): float(a) for s, a in row.items()}
-               for name, row in json.load(f)["accuracy"].items()}
+  if os.path.exists(os.path.join(workdir, evaluate.OUT_DIR, "results.json")):
+    table = evaluate.accuracy_table(evaluate.read_results(workdir))
     if not all(c in table for c in CORRUPTIONS):
       table = None  # Robust. and mCE are defined over the 15 benchmark corruptions only.
   return {"clean": results["clean"]["accuracy"], "table": table, "b(M)": results.get("b(M)")}
+
+
+# Longest first: "vgg16_bn" must win over "vgg16".
+MODEL_TOKENS = ("small_resnet", "resnet18", "vgg16_bn", "vgg16")
+
+
+def model_of(group: str) -> str:
+  """The backbone named in a run name (Tables 1-2 hold two), or "" when it names none."""
+  for m in MODEL_TOKENS:
+    if f"_{m}_" in f"_{group}_":
+      return m
+  return ""
 
 
 def group_name(run: str) -> str:
   return re.sub(r"_seed-\d+", "", run)
 
 
+def _std(values) -> float:
+  """Sample standard deviation over seeds (ddof = 1); 0 for a single seed."""
+  return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
 def aggregate(root: str, baseline: str = "nat") -> Dict:
+  """Rows of the table; each run is compared with the baseline group of its own backbone."""
   groups: Dict[str, List[Dict]] = {}
   for run in sorted(os.listdir(root)):
     loaded = load_run(os.path.join(root, run))
@@ -53,34 +69,45 @@ def aggregate(root: str, baseline: str = "nat") -> Dict:
       groups.setdefault(group_name(run), []).append(loaded)
   if not groups:
     raise FileNotFoundError(f"No finished runs under {root} (each needs results.json).")
-  base_names = [g for g in groups if re.search(rf"(^|_){re.escape(baseline)}($|_)", g)]
-  if not base_names:
+  base_of_model = {}
+  for g in groups:
+    if re.search(rf"(^|_){re.escape(baseline)}($|_)", g):
+      base_of_model.setdefault(model_of(g), g)
+  if not base_of_model:
     raise ValueError(f"No baseline group matching {baseline!r} among: {', '.join(groups)}.")
-  base = groups[base_names[0]]
-  base_clean = float(np.mean([r["clean"] for r in base]))
-  with_c = [r for r in base if r["table"]]
-  base_rob = (float(np.mean([metrics.robust_accuracy(r["table"], CORRUPTIONS) for r in with_c]))
-              if with_c else None)
-  # The baseline's seed-mean accuracy table: each run's relative mCE is taken against it.
-  base_table = ({c: {s: float(np.mean([r["table"][c][s] for r in with_c])) for s in metrics.SEVERITIES}
-                 for c in CORRUPTIONS} if with_c else None)
+  stats = {}
+  for model, name in base_of_model.items():
+    base = groups[name]
+    with_c = [r for r in base if r["table"]]
+    stats[model] = dict(
+        name=name, clean=float(np.mean([r["clean"] for r in base])),
+        robust=(float(np.mean([metrics.robust_accuracy(r["table"], CORRUPTIONS) for r in with_c]))
+                if with_c else None),
+        # The baseline's seed-mean accuracy table: each run's relative mCE is taken against it.
+        table=({c: {s: float(np.mean([r["table"][c][s] for r in with_c]))
+                    for s in metrics.SEVERITIES} for c in CORRUPTIONS} if with_c else None))
   rows = []
   for name, runs in groups.items():
-    is_base = name == base_names[0]
+    model = model_of(name)
+    if model not in stats:
+      if len(stats) != 1:
+        raise ValueError(f"No baseline for {name}: baselines are {sorted(stats)}.")
+      model = next(iter(stats))
+    base = stats[model]
     clean = np.array([r["clean"] for r in runs])
-    row = {"name": name, "seeds": len(runs), "baseline": is_base,
-           "clean_mean": float(clean.mean()), "clean_std": float(clean.std())}
-    row["clean_delta"] = row["clean_mean"] - base_clean
+    row = {"name": name, "seeds": len(runs), "baseline": name == base["name"],
+           "baseline_of": base["name"], "clean_mean": float(clean.mean()), "clean_std": _std(clean)}
+    row["clean_delta"] = row["clean_mean"] - base["clean"]
     tabled = [r for r in runs if r["table"]]
-    if tabled and base_rob is not None:
+    if tabled and base["robust"] is not None:
       rob = np.array([metrics.robust_accuracy(r["table"], CORRUPTIONS) for r in tabled])
-      mce = np.array([metrics.mce_relative(r["table"], base_table, CORRUPTIONS) for r in tabled])
-      row.update(robust_mean=float(rob.mean()), robust_std=float(rob.std()),
-                 robust_delta=float(rob.mean()) - base_rob, mce_mean=float(mce.mean()),
-                 mce_std=float(mce.std()))
+      mce = np.array([metrics.mce_relative(r["table"], base["table"], CORRUPTIONS) for r in tabled])
+      row.update(robust_mean=float(rob.mean()), robust_std=_std(rob),
+                 robust_delta=float(rob.mean()) - base["robust"], mce_mean=float(mce.mean()),
+                 mce_std=_std(mce))
     rows.append(row)
-  rows.sort(key=lambda r: (not r["baseline"], r["name"]))
-  return {"baseline": base_names[0], "rows": rows}
+  rows.sort(key=lambda r: (r["baseline_of"], not r["baseline"], r["name"]))
+  return {"baselines": sorted(b["name"] for b in stats.values()), "rows": rows}
 
 
 def _cell(mean, std, delta, is_base):
@@ -101,7 +128,7 @@ def write(summary: Dict, out: str) -> None:
     mce = f"{r['mce_mean']:.0f} ± {r['mce_std']:.0f}" if "mce_mean" in r else "n/a"
     lines.append(f"| {r['name']} | {r['seeds']} | {acc} | {rob} | {mce} |")
   lines += ["", "Baseline in absolute values (parentheses), the rest as differences to it; "
-            "mean ± standard deviation over seeds. Robust. = mean accuracy over the 15 corruptions x "
+            "mean ± sample standard deviation over seeds. Robust. = mean accuracy over the 15 corruptions x "
             "5 severities; mCE = 100 * sum_c CE_c / sum_c CE_c(baseline) (the paper's convention)."]
   with open(os.path.join(out, "table.md"), "w") as f:
     f.write("\n".join(lines) + "\n")

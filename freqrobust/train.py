@@ -46,6 +46,15 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   if not config.model.input_std:
     config.model.input_std = tuple(info["std"])
   frequency.parse_aps_configuration(config.aps.configuration)
+  augment.AugmentParams.from_config(config.augment)  # Bad augmentation fields fail here, early.
+  models.build_model(config.model, info["num_classes"])  # So do bad model fields.
+  for field in ("train.log_every_steps", "train.checkpoint_every_steps", "train.decay_epochs",
+                "train.keep_checkpoints", "train.batch_size", "eval.batch_size"):
+    section, name = field.split(".")
+    if config[section][name] <= 0:
+      raise ValueError(f"config.{field}={config[section][name]} must be positive.")
+  if config.train.eval_every_epochs < 0:
+    raise ValueError("config.train.eval_every_epochs must be >= 0 (0 = only at the end).")
   if config.aps.aux_average not in ("batch", "labelled"):
     raise ValueError(f"config.aps.aux_average={config.aps.aux_average!r}; valid: batch, labelled.")
   if config.train.schedule not in ("step", "cosine"):
@@ -60,7 +69,8 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
 
 
 def is_learnable(config) -> bool:
-  return config.model.attention != "none" and config.aps.configuration == "learnable"
+  return (config.model.attention != "none"
+          and frequency.parse_aps_configuration(config.aps.configuration).learnable)
 
 
 def make_optimizer(config, steps_per_epoch: int) -> Tuple[optax.GradientTransformation, Callable]:
@@ -309,7 +319,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       in_shardings=(sharder.replicated, sharder.data, sharder.replicated),
       out_shardings=(sharder.replicated, sharder.replicated), donate_argnums=(0,))
   evaluate = make_eval_fn(model, sharder, config.eval.batch_size)
-  eval_every = max(1, config.train.eval_every_epochs * steps_per_epoch)
+  eval_every = config.train.eval_every_epochs * steps_per_epoch  # 0: only at the end.
   last_good = start_step
 
   log.info(f"Training {config.model.name} (attention={config.model.attention}) on "
@@ -339,7 +349,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           break
         log.metrics(step, summary)
         progress.update(step, summary)
-      if step % eval_every == 0 and step != total_steps:
+      if eval_every and step % eval_every == 0 and step != total_steps:
         log.metrics(step, {f"test_{k}": v for k, v in evaluate(state, test_images, test_labels).items()})
       if save_now or preemption.requested:
         if not bool(all_finite(state.params)):  # Never overwrite good weights with bad ones.
@@ -379,7 +389,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                            "batch_stats": state.batch_stats}, sharder,
                                    config.eval.batch_size)
     results["corruptions"] = evaluate_lib.run_corruption_eval(
-        predict, config, workdir, baseline_workdir=config.corruptions.baseline_workdir or None)
+        predict, config, workdir, baseline_workdir=config.corruptions.baseline_workdir or None,
+        step=step)
     log.write_results(results)
   log.close()
   return results

@@ -3,6 +3,7 @@
   python launch/sweep.py --table=table3 --seeds=0,1 --cpu --root=runs/table3_cpu
   python launch/sweep.py --table=table2 --seeds=0,1,2,3 --root=/shared/runs/t2 --submit=slurm
   python launch/sweep.py --runs="table3,nat;table3,nfd" --seeds=0 --root=runs/x --dry-run
+  python launch/sweep.py --table=table3 --root=runs/short --config.train.num_epochs=10
 
 Each run trains into ROOT/<run name>. A run whose results.json says "finished" (and, when the config
 asks for it, holds corruption results) is skipped; an unfinished one is started again with the same
@@ -59,8 +60,12 @@ def main():
   p.add_argument("--root", required=True, help="folder holding one workdir per run")
   p.add_argument("--submit", default="", choices=["", "slurm"], help="submit jobs instead of running")
   p.add_argument("--dry-run", action="store_true", help="print what would run")
-  p.add_argument("overrides", nargs="*", help="extra --config.x=y flags for every run")
-  args = p.parse_args()
+  args, overrides = p.parse_known_args()
+  unknown = [o for o in overrides if not o.startswith("--config.")]
+  if unknown:
+    p.error(f"unrecognized arguments: {' '.join(unknown)} (extra flags must be --config.x=y)")
+  args.overrides = overrides  # Extra --config.x=y flags, passed to every run.
+  args.root = os.path.abspath(args.root)  # Runs execute in the repository root.
   seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
   if args.table:
     runs = paper.runs(args.table, cpu=args.cpu, seeds=seeds)

@@ -316,22 +316,16 @@ def test_high_frequency_fraction_limits():
   assert np.all(low < high)
 
 
-@pytest.mark.parametrize("results", [
-    {"accuracy": {"fog": [0.9, 0.8, 0.7, 0.6, 0.5]}, "clean_accuracy": 0.95},
-    {"corruptions": {"fog": {"1": 90.0, "2": 80.0, "3": 70.0, "4": 60.0, "5": 50.0}}},
-    {"fog_1": 0.9, "fog_2": 0.8, "fog_3": 0.7, "fog_4": 0.6, "fog_5": 0.5, "mce": 30.0},
-    {"per_corruption": {"fog": {"accuracy": {"1": 90, "2": 80, "3": 70, "4": 60, "5": 50}}}},
-    # freqrobust.evaluate's DIR/corruption_eval/results.json (percent, severities as strings).
-    {"clean_accuracy": 91.0, "robust_accuracy": 70.0, "mce_unnormalized": 30.0,
-     "accuracy_by_severity": {"1": 85.0, "2": 75.0}, "corruption_error": {"fog": 30.0},
-     "accuracy": {"fog": {"1": 90.0, "2": 80.0, "3": 70.0, "4": 60.0, "5": 50.0}}},
-    {"corruptions": {"fog": {str(s): {"accuracy": 100 - 10 * s, "error": 10 * s}
-                             for s in range(1, 6)}}, "mce": 30.0},
-])
-def test_corruption_accuracies_layouts(results):
+def test_corruption_accuracies_reads_the_evaluation_layout():
+  # freqrobust.evaluate's DIR/corruption_eval/results.json (percent, severities as strings).
+  results = {"clean_accuracy": 91.0, "robust_accuracy": 70.0,
+             "accuracy": {"fog": {"1": 90.0, "2": 80.0, "3": 70.0, "4": 60.0, "5": 0.5}}}
   table = analysis.corruption_accuracies(results)
   assert list(table) == ["fog"]
-  np.testing.assert_allclose([table["fog"][s] for s in range(1, 6)], [90, 80, 70, 60, 50])
+  # Percent stays percent, even a collapsed set's 0.5 %.
+  np.testing.assert_allclose([table["fog"][s] for s in range(1, 6)], [90, 80, 70, 60, 0.5])
+  with pytest.raises(ValueError, match="accuracy"):
+    analysis.corruption_accuracies({"mce": 30.0})
 
 
 def test_accuracy_changes():
@@ -477,7 +471,7 @@ def test_cli_pdm_then_compare_on_a_checkpoint(tmp_path, cli_flags):
 
 def test_cli_spectra_with_real_corruptions_and_results_files(tmp_path, cli_flags):
   runs = []
-  for name, acc in [("nat", [0.5, 0.4]), ("aps", [0.6, 0.3])]:
+  for name, acc in [("nat", [50.0, 40.0]), ("aps", [60.0, 30.0])]:  # Percent, as evaluate writes.
     os.makedirs(tmp_path / name / "corruption_eval")
     (tmp_path / name / "corruption_eval" / "results.json").write_text(json.dumps(
         {"accuracy": {"gaussian_noise": {"3": acc[0]}, "contrast": {"3": acc[1]}}}))

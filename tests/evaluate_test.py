@@ -117,14 +117,36 @@ def test_interrupted_evaluation_resumes_and_equals_an_uninterrupted_one(tmp_path
   assert resumed["clean_accuracy"] == full["clean_accuracy"]
 
 
-def test_changed_settings_start_over(tmp_path):
+def test_changed_settings_or_checkpoint_start_over(tmp_path):
+  """Nothing evaluated under other settings, or for another checkpoint step, is reused."""
   workdir = str(tmp_path / "run")
-  evaluate.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",)), workdir,
+  calls = {"n": 0}
+
+  def counting(images):
+    calls["n"] += 1
+    return _predict(images)
+
+  def run(step, **fields):
+    calls["n"] = 0
+    evaluate.run_corruption_eval(counting, _config(tmp_path, names=("contrast",), **fields),
+                                 workdir, load_split=_load_split, progress=False, step=step)
+    return calls["n"]
+
+  first = run(step=10)
+  assert first > 0
+  assert run(step=10) == 0  # Same settings and checkpoint: everything reused.
+  assert run(step=20) == first  # A newer checkpoint: evaluated again.
+  assert 0 < run(step=20, num_examples=10) < first  # Other settings: evaluated again.
+
+
+def test_baseline_on_other_sets_is_refused(tmp_path):
+  base = str(tmp_path / "base")
+  evaluate.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",)), base,
                                load_split=_load_split, progress=False)
-  results = evaluate.run_corruption_eval(
-      _predict, _config(tmp_path, names=("contrast",), num_examples=10), workdir,
-      load_split=_load_split, progress=False)
-  assert results["num_examples"] == 10
+  with pytest.raises(ValueError, match="num_examples"):
+    evaluate.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",), num_examples=10),
+                                 str(tmp_path / "model"), base, load_split=_load_split,
+                                 progress=False)
 
 
 

@@ -79,15 +79,30 @@ def test_report_shows_baseline_absolute_and_the_rest_as_differences(tmp_path):
   rows = {r["name"]: r for r in summary["rows"]}
   assert set(rows) == {"table3_nat", "table3_nfd"} and summary["rows"][0]["name"] == "table3_nat"
   nat, nfd = rows["table3_nat"], rows["table3_nfd"]
-  assert nat["clean_mean"] == pytest.approx(91.0) and nat["clean_std"] == pytest.approx(1.0)
+  assert nat["clean_mean"] == pytest.approx(91.0) and nat["clean_std"] == pytest.approx(2 ** 0.5)
   assert nfd["clean_delta"] == pytest.approx(89.5 - 91.0)
-  assert nfd["robust_delta"] == pytest.approx(75.0 - 60.0) and nfd["robust_std"] == pytest.approx(5.0)
+  assert nfd["robust_delta"] == pytest.approx(75.0 - 60.0)
+  assert nfd["robust_std"] == pytest.approx(50 ** 0.5)  # Sample std of 70 and 80.
   # mCE relative to the baseline: CE 30 and 20 against the baseline's 40 -> 75 and 50, mean 62.5.
   assert nfd["mce_mean"] == pytest.approx(62.5) and nat["mce_mean"] == pytest.approx(100.0)
   report.write(summary, str(tmp_path / "out"))
   table = (tmp_path / "out" / "table.md").read_text()
-  assert "(91.00 ± 1.00)" in table and "-1.50 ± 0.50" in table and "+15.00 ± 5.00" in table
+  assert "(91.00 ± 1.41)" in table and "-1.50 ± 0.71" in table and "+15.00 ± 7.07" in table
   assert (tmp_path / "out" / "robustness.png").stat().st_size > 1000
+
+
+def test_report_compares_each_backbone_with_its_own_baseline(tmp_path):
+  root = str(tmp_path)
+  fake_run(root, "table2_vgg16_nat_seed-0", 90.0, 60.0)
+  fake_run(root, "table2_vgg16_bn_nat_seed-0", 92.0, 70.0)
+  fake_run(root, "table2_vgg16_lmh-011_seed-0", 89.0, 65.0)
+  fake_run(root, "table2_vgg16_bn_lmh-011_seed-0", 91.0, 72.0)
+  rows = {r["name"]: r for r in report.aggregate(root, "nat")["rows"]}
+  assert rows["table2_vgg16_nat"]["baseline"] and rows["table2_vgg16_bn_nat"]["baseline"]
+  assert rows["table2_vgg16_lmh-011"]["clean_delta"] == pytest.approx(-1.0)
+  assert rows["table2_vgg16_lmh-011"]["robust_delta"] == pytest.approx(5.0)
+  assert rows["table2_vgg16_bn_lmh-011"]["clean_delta"] == pytest.approx(-1.0)
+  assert rows["table2_vgg16_bn_lmh-011"]["robust_delta"] == pytest.approx(2.0)
 
 
 def test_sweep_skips_finished_runs_and_reruns_unfinished(tmp_path):

@@ -7,9 +7,7 @@ room), read defensively by `corruption_accuracies`.
 """
 from collections.abc import Callable, Mapping, Sequence
 import json
-import math
 import os
-import re
 from typing import Any
 
 import jax
@@ -84,11 +82,6 @@ def high_frequency_fraction(spectrum: np.ndarray, radius: float) -> np.ndarray:
 
 # --- corruption_eval/results.json -------------------------------------------------------------
 
-_CONTAINER_KEYS = ("accuracy", "accuracies", "per_corruption", "corruption_accuracy",
-                   "corruptions", "results")
-_NAME_SEVERITY = re.compile(r"^(?P<name>[a-z_]+?)[_/-](?P<severity>[1-5])$")
-
-
 def read_corruption_results(workdir: str) -> dict[str, Any] | None:
   """Corruption results of a run, or None when it has none.
 
@@ -118,49 +111,12 @@ def _read_json(path: str) -> dict[str, Any]:
 
 
 def corruption_accuracies(results: Mapping[str, Any]) -> dict[str, dict[int, float]]:
-  """Per-corruption, per-severity accuracy in percent from a results mapping.
-
-  Accepted layouts (first match wins): a container under one of the keys `accuracy`,
-  `accuracies`, `per_corruption`, `corruption_accuracy`, `corruptions`, `results` (or the top
-  level itself) mapping each corruption name to a list of 5 accuracies (severity 1..5), to a
-  mapping `{"1": acc, ...}` (optionally nested under `"accuracy"`; a severity's value may itself
-  be a record `{"accuracy": acc, ...}`), or flat keys
-  `"<name>_<severity>"` / `"<name>/<severity>"`. Values <= 1 everywhere are taken as fractions
-  and scaled to percent. Non-numeric entries are skipped.
-  """
-  container = results
-  for key in _CONTAINER_KEYS:
-    if isinstance(results.get(key), Mapping):
-      container = results[key]
-      break
-  table: dict[str, dict[int, float]] = {}
-  for name, value in container.items():
-    flat = _NAME_SEVERITY.match(str(name))
-    if flat and _is_number(value):
-      table.setdefault(flat["name"], {})[int(flat["severity"])] = float(value)
-      continue
-    if isinstance(value, Mapping) and isinstance(value.get("accuracy"), (Mapping, list)):
-      value = value["accuracy"]
-    if isinstance(value, list) and value and all(_is_number(v) for v in value):
-      table[str(name)] = {s + 1: float(v) for s, v in enumerate(value)}
-    elif isinstance(value, Mapping):
-      by_severity = {int(s): float(_accuracy_of(v)) for s, v in value.items()
-                     if str(s).isdigit() and _is_number(_accuracy_of(v))}
-      if by_severity:
-        table[str(name)] = by_severity
-  values = [v for sev in table.values() for v in sev.values()]
-  if values and max(values) <= 1.0:
-    table = {n: {s: 100.0 * v for s, v in sev.items()} for n, sev in table.items()}
-  return table
-
-
-def _accuracy_of(value: Any) -> Any:
-  """A number, or the `"accuracy"` entry of a per-severity record."""
-  return value.get("accuracy") if isinstance(value, Mapping) else value
-
-
-def _is_number(value: Any) -> bool:
-  return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+  """corruption -> severity -> accuracy (percent) of a `freqrobust.evaluate` results mapping."""
+  from freqrobust import evaluate  # The one writer of this layout reads it too.
+  if not isinstance(results.get("accuracy"), Mapping):
+    raise ValueError("corruption results without an 'accuracy' table (corruption -> severity -> "
+                     "percent); re-run `python -m freqrobust.evaluate --workdir=DIR`.")
+  return evaluate.accuracy_table(results)
 
 
 def accuracy_changes(accuracies: Mapping[str, Mapping[str, Mapping[int, float]]], baseline: str,

@@ -8,10 +8,10 @@ from freqrobust.data.fashion_mnist import DatasetError
 
 # Per-dataset facts the rest of the system needs; mean/std are the usual per-channel statistics.
 DATASETS: Dict[str, Dict[str, Any]] = {
-    "fashion_mnist": dict(num_classes=10, shape=(28, 28, 1), mean=(0.2860,), std=(0.3530,), pad=4),
+    "fashion_mnist": dict(num_classes=10, shape=(28, 28, 1), mean=(0.2860,), std=(0.3530,)),
     "cifar10": dict(num_classes=10, shape=(32, 32, 3), mean=(0.4914, 0.4822, 0.4465),
-                    std=(0.2470, 0.2435, 0.2616), pad=4),
-    "synthetic": dict(num_classes=10, shape=None, mean=(0.5,), std=(0.3,), pad=4),
+                    std=(0.2470, 0.2435, 0.2616)),
+    "synthetic": dict(num_classes=10, shape=None, mean=(0.5,), std=(0.3,)),
 }
 
 
