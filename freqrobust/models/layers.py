@@ -30,7 +30,7 @@ class ChannelAttention(nn.Module):
   """APS channel-wise attention (SPEC section 3, eq. 10): v in (0, 1)^C gates the feature map.
 
   basic:    global average pool -> Dense(hidden) -> ReLU -> Dense(C) -> sigmoid.
-  extended: a 3x3 conv + BN (+ ReLU) in front of the pooling (section 3.3, used with NFD).
+  extended: a 3x3 conv + BN in front of the pooling (section 3.3, used with NFD).
   The gate multiplies the original feature map; `v` is returned for the auxiliary loss.
   """
   hidden: int = 512
@@ -45,8 +45,7 @@ class ChannelAttention(nn.Module):
     if self.extended:
       y = nn.Conv(channels, (3, 3), padding="SAME", use_bias=False, kernel_init=conv_init,
                   dtype=self.dtype, name="conv")(y)
-      y = self.norm(name="bn")(y)
-      y = nn.relu(y)
+      y = self.norm(name="bn")(y)  # No ReLU here: SPEC 3 and the paper give conv + BN only.
     y = jnp.mean(y, axis=(1, 2))
     y = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name="fc1")(y))
     y = nn.Dense(channels, dtype=self.dtype, name="fc2")(y)
