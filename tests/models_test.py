@@ -67,6 +67,23 @@ def test_attention_gates_channels_by_v():
     assert ("conv" in variables["params"]) == extended
 
 
+def test_extended_attention_sees_more_than_the_pooled_input():
+  """Two maps with equal per-channel means (a spatial shuffle inside a zero border) get the same
+  gate from the basic module, which sees only the pooled input, but not from the extended one:
+  its conv + BN + ReLU before the pooling is what makes it "extended" (without the ReLU, pooling
+  would commute with conv and BN and the two gates would be equal too)."""
+  rng = np.random.default_rng(0)
+  inner = rng.normal(size=(1, 6, 6, 4)).astype(np.float32)
+  shuffled = inner.reshape(1, 36, 4)[:, rng.permutation(36)].reshape(1, 6, 6, 4)
+  x = jnp.asarray(np.pad(np.concatenate([inner, shuffled]), ((0, 0), (1, 1), (1, 1), (0, 0))))
+  for extended in (False, True):
+    att = ChannelAttention(hidden=5, extended=extended,
+                           norm=lambda **kw: nn.BatchNorm(use_running_average=True, **kw))
+    _, v = att.apply(att.init(jax.random.key(1), x), x)
+    gap = float(jnp.max(jnp.abs(v[0] - v[1])))
+    assert (gap > 1e-3) if extended else (gap < 1e-6), (extended, gap)
+
+
 def test_input_normalisation_is_inside_the_model():
   """Shifting input_mean by d is the same as shifting the image by -d."""
   m1 = models.build_model(model_cfg(input_mean=(0.5,)), 10)
