@@ -22,13 +22,18 @@ def save(manager: ocp.CheckpointManager, step: int, state) -> None:
   manager.save(step, args=ocp.args.StandardSave(state), force=True)
 
 
+def restore(manager: ocp.CheckpointManager, state, step: int):
+  """Restores checkpoint `step` into `state`'s structure and sharding."""
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+  return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+
 def restore_latest(manager: ocp.CheckpointManager, state) -> Tuple[Any, int]:
   """Restores the newest checkpoint into `state`'s structure and sharding; (state, step)."""
   step = manager.latest_step()
   if step is None:
     return state, 0
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-  return manager.restore(step, args=ocp.args.StandardRestore(abstract)), int(step)
+  return restore(manager, state, step), int(step)
 
 
 def make_predict_fn(model, variables, sharder, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -84,8 +89,8 @@ def load_trained(workdir: str, step: Optional[int] = None) -> TrainedModel:
   """Loads the latest (or the given) checkpoint of a run for evaluation or analysis."""
   from freqrobust import train  # The state layout lives with the train step.
   config = train.resolve_config(load_config(workdir))
-  info_n = max(1, config.train.batch_size)  # steps/epoch only shape the schedule, not the state.
-  model, tx, _, _, _ = train.build(config, info_n)
+  # The number of training examples only shapes the LR schedule, not the state's structure.
+  model, tx, _, _, _ = train.build(config, num_train=config.train.batch_size)
   from freqrobust import data as data_lib
   shape = data_lib.dataset_info(config.data)["shape"]
   sharder = train.Sharder()
@@ -97,8 +102,7 @@ def load_trained(workdir: str, step: Optional[int] = None) -> TrainedModel:
     step = manager.latest_step()
   if step is None:
     raise FileNotFoundError(f"No checkpoint in {manager.directory}: the run has not saved yet.")
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-  state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  state = restore(manager, state, step)
   variables = {"params": state.params["model"], "batch_stats": state.batch_stats}
   theta = np.asarray(state.params["aps"]["theta_b"]) if "aps" in state.params else None
   predict = make_predict_fn(model, variables, sharder, config.eval.batch_size)

@@ -11,25 +11,20 @@ baseline's mean CE. Writes table.md, table.csv and a Figure 1(e)-style bar chart
 """
 import argparse
 import csv
-import json
 import os
 import re
 from typing import Dict, List, Optional
 
 import numpy as np
 
-from freqrobust import evaluate, metrics
+from freqrobust import evaluate, metrics, run_log
 from freqrobust.corruptions import CORRUPTIONS
 
 
 def load_run(workdir: str) -> Optional[Dict]:
   """Clean accuracy and the corruption -> severity -> accuracy table of a finished run."""
-  path = os.path.join(workdir, "results.json")
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    results = json.load(f)
-  if results.get("status") != "finished":
+  results = run_log.read_finished_results(workdir)
+  if results is None:
     return None
   table = None
   if os.path.exists(os.path.join(workdir, evaluate.OUT_DIR, "results.json")):

@@ -5,7 +5,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import jax
 import numpy as np
@@ -99,6 +99,16 @@ class RunLog:
       self._metrics.close()
     if self._tb is not None:
       self._tb.close()
+
+
+def read_finished_results(workdir: str) -> Optional[Dict[str, Any]]:
+  """The results.json of a run that finished (status "finished"), or None."""
+  path = os.path.join(workdir, "results.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    results = json.load(f)
+  return results if results.get("status") == "finished" else None
 
 
 def _duration(seconds: float) -> str:

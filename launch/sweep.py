@@ -23,6 +23,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
 from configs import paper  # noqa: E402
+from freqrobust import run_log  # noqa: E402
 
 
 def run_name(arg: str) -> str:
@@ -30,12 +31,8 @@ def run_name(arg: str) -> str:
 
 
 def is_finished(workdir: str) -> bool:
-  path = os.path.join(workdir, "results.json")
-  if not os.path.exists(path):
-    return False
-  with open(path) as f:
-    results = json.load(f)
-  if results.get("status") != "finished":
+  results = run_log.read_finished_results(workdir)
+  if results is None:
     return False
   config_path = os.path.join(workdir, "config.json")
   if os.path.exists(config_path):
