@@ -176,10 +176,13 @@ def build_results(table: dict[str, dict[int, float]], clean_accuracy: float,
              "accuracy_by_severity": None}
   if benchmark:
     summary = metrics.summarize(table, clean_accuracy, benchmark, baseline)
+  extras = [n for n in table if n not in corruptions.CORRUPTIONS]
   return {
       "conventions": dict(metrics.CONVENTIONS, note=(
-          "all figures in percent; summary figures use the benchmark corruptions evaluated "
-          f"({len(benchmark)} of 15)")),
+          f"all figures in percent; {metrics.averaged_note(len(benchmark))}"
+          + (f"; the extras ({', '.join(extras)}) are reported per corruption, not averaged"
+             if extras else ""))),
+      "corruptions_averaged": len(benchmark),
       "dataset": settings.dataset,
       "source": settings.source,
       "frost": settings.frost_source,
@@ -189,11 +192,13 @@ def build_results(table: dict[str, dict[int, float]], clean_accuracy: float,
       "seed": settings.seed,
       "recipe_version": corruptions.RECIPE_VERSION,
       "benchmark_corruptions": benchmark,
-      "extra_corruptions": [n for n in table if n not in corruptions.CORRUPTIONS],
+      "extra_corruptions": extras,
       "clean_accuracy": clean_accuracy,
       "robust_accuracy": summary["robust_accuracy"],
       "mce_unnormalized": summary["mce_unnormalized"],
       "mce_relative": summary["mce_relative"],
+      "mce_relative_undefined_on": (metrics.baseline_without_error(baseline, benchmark)
+                                    if baseline is not None and benchmark else []),
       "baseline_workdir": baseline_workdir or None,
       "accuracy_by_severity": ({str(s): a for s, a in summary["accuracy_by_severity"].items()}
                                if summary["accuracy_by_severity"] else None),
@@ -211,13 +216,20 @@ def _fmt(value: Optional[float]) -> str:
 def markdown_report(results: dict) -> str:
   lines = [f"# Corruption robustness ({results['dataset']}, source: {results['source']})", ""]
   conv = results["conventions"]
+  # results.json files written before the field: count the benchmark corruptions.
+  averaged = (f"{results.get('corruptions_averaged', len(results['benchmark_corruptions']))} "
+              "corruptions averaged")
   lines += [
       f"- Clean accuracy: **{_fmt(results['clean_accuracy'])}** ({conv['clean_accuracy']})",
-      f"- Robust.: **{_fmt(results['robust_accuracy'])}** ({conv['robust_accuracy']})",
+      f"- Robust.: **{_fmt(results['robust_accuracy'])}** ({conv['robust_accuracy']}; "
+      f"{averaged})",
       f"- Unnormalised mCE: **{_fmt(results['mce_unnormalized'])}** "
-      f"({conv['mce_unnormalized']})",
-      f"- Relative mCE: **{_fmt(results['mce_relative'])}** ({conv['mce_relative']}; baseline: "
-      f"{results['baseline_workdir'] or 'none given'})",
+      f"({conv['mce_unnormalized']}; {averaged})",
+      f"- Relative mCE: **{_fmt(results['mce_relative'])}** ({conv['mce_relative']}; "
+      f"{averaged}; baseline: {results['baseline_workdir'] or 'none given'}"
+      + (f"; undefined: the baseline makes no error on "
+         f"{', '.join(results['mce_relative_undefined_on'])}"
+         if results.get("mce_relative_undefined_on") else "") + ")",
       f"- Examples per set: {results['num_examples']}; generation seed {results['seed']}; "
       f"recipe version {results['recipe_version']}; frost: {results['frost']}",
       f"- {conv['note']}.", ""]
@@ -309,8 +321,10 @@ def plot_corruption_errors(results: dict, path: str) -> None:
     ax.legend(fontsize=8)
   ax.set_xticks(positions, _labels(results), rotation=60, ha="right", fontsize=8)
   ax.set_ylabel("CE = 100 - mean accuracy (%)")
-  ax.set_title(f"Corruption error CE_c\nunnormalised mCE {_fmt(results['mce_unnormalized'])}, "
-               f"relative mCE {_fmt(results['mce_relative'])}", fontsize=9)
+  averaged = results.get("corruptions_averaged", len(results["benchmark_corruptions"]))
+  ax.set_title(f"Corruption error CE_c ({averaged} corruptions averaged)\nunnormalised mCE "
+               f"{_fmt(results['mce_unnormalized'])}, relative mCE (mean of per-corruption "
+               f"ratios) {_fmt(results['mce_relative'])}", fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)

@@ -4,7 +4,11 @@ An accuracy table maps corruption name -> {severity (1..5): accuracy in percent}
 - "Robust." (the paper): mean accuracy over the corruptions x severities.
 - Corruption error: CE_c = 100 - mean_s acc(c, s).
 - Unnormalised mCE (AugMix, PRIME): mean_c CE_c.
-- Relative mCE (the paper): 100 * sum_c CE_c(model) / sum_c CE_c(baseline).
+- Relative mCE (the paper, after Hendrycks & Dietterich 2019): per corruption
+  CE_c^rel = sum_s E(c, s) / sum_s E_baseline(c, s), then mCE = 100 * mean_c CE_c^rel (a mean of
+  ratios, not the ratio of the sums: a model that trades errors between corruptions changes it).
+Every summary figure averages over the corruptions it is given: the 15 benchmark corruptions, or
+19 when the 4 extras are included; reports state that number beside the convention.
 """
 from typing import Mapping, Sequence
 
@@ -12,17 +16,30 @@ AccuracyTable = Mapping[str, Mapping[int, float]]
 
 SEVERITIES = (1, 2, 3, 4, 5)
 
+NUM_BENCHMARK = 15  # corruptions of the benchmark; 19 with the 4 extras
+
 CONVENTIONS = {
     "clean_accuracy": "accuracy (%) on the clean test set",
-    "robust_accuracy": "'Robust.' of the paper: mean accuracy (%) over the 15 benchmark "
-                       "corruptions x 5 severities",
+    "robust_accuracy": "'Robust.' of the paper: mean accuracy (%) over the corruptions averaged "
+                       "x 5 severities",
     "corruption_error": "CE_c = 100 - mean over severities of accuracy (%) on corruption c",
-    "mce_unnormalized": "unnormalised mCE (AugMix / PRIME convention): mean_c CE_c over the 15 "
-                        "benchmark corruptions",
-    "mce_relative": "mCE relative to a baseline run (the paper): 100 * sum_c CE_c(model) / "
-                    "sum_c CE_c(baseline), over the 15 benchmark corruptions",
-    "accuracy_by_severity": "mean accuracy (%) over the 15 benchmark corruptions, per severity",
+    "mce_unnormalized": "unnormalised mCE (AugMix / PRIME convention): mean_c CE_c over the "
+                        "corruptions averaged",
+    "mce_relative": "mCE relative to a baseline run (the paper, Hendrycks & Dietterich): "
+                    "100 * mean_c [sum_s E(c, s) / sum_s E_baseline(c, s)], the mean over the "
+                    "corruptions averaged of per-corruption error ratios",
+    "accuracy_by_severity": "mean accuracy (%) over the corruptions averaged, per severity",
+    "corruptions_averaged": "number of corruptions the summary figures average over (15 "
+                            "benchmark corruptions; 19 with the 4 extras)",
 }
+
+
+def averaged_note(num_corruptions: int) -> str:
+  """How many corruptions the summary figures average over, for every report."""
+  kind = {NUM_BENCHMARK: "the 15 benchmark corruptions",
+          NUM_BENCHMARK + 4: "the 15 benchmark corruptions and the 4 extras"}.get(
+              num_corruptions, f"{num_corruptions} of the 15 benchmark corruptions")
+  return f"summary figures average over {num_corruptions} corruptions ({kind})"
 
 
 def _row(table: AccuracyTable, name: str, severities: Sequence[int]) -> list[float]:
@@ -66,13 +83,29 @@ def mce_unnormalized(table: AccuracyTable, names: Sequence[str],
 
 def mce_relative(table: AccuracyTable, baseline: AccuracyTable, names: Sequence[str],
                  severities: Sequence[int] = SEVERITIES) -> float:
-  """100 * sum_c CE_c(model) / sum_c CE_c(baseline) (the paper's mCE against a baseline run)."""
-  model_sum = sum(corruption_errors(table, names, severities).values())
-  baseline_sum = sum(corruption_errors(baseline, names, severities).values())
-  if baseline_sum <= 0:
-    raise ValueError("The baseline makes no error on these corruptions; the relative mCE is "
-                     "undefined.")
-  return 100. * model_sum / baseline_sum
+  """The paper's mCE against a baseline run (Hendrycks & Dietterich), in percent.
+
+  CE_c^rel = sum_s E(c, s) / sum_s E_baseline(c, s) per corruption, mCE = 100 * mean_c CE_c^rel:
+  the mean of per-corruption ratios, not the ratio of the summed errors.
+  """
+  if not names:
+    raise ValueError("mce_relative needs at least one corruption.")
+  model = corruption_errors(table, names, severities)
+  base = corruption_errors(baseline, names, severities)
+  undefined = baseline_without_error(baseline, names, severities)
+  if undefined:
+    raise ValueError(f"The baseline makes no error on {undefined}; the relative mCE is "
+                     "undefined there.")
+  # CE_c is the mean error over the same severities for both runs: CE_c / CE_c(baseline) equals
+  # the ratio of the summed errors.
+  return 100. * sum(model[name] / base[name] for name in names) / len(names)
+
+
+def baseline_without_error(baseline: AccuracyTable, names: Sequence[str],
+                           severities: Sequence[int] = SEVERITIES) -> list[str]:
+  """The corruptions on which the baseline makes no error: their CE_c^rel, and so the relative
+  mCE, is undefined."""
+  return [name for name, ce in corruption_errors(baseline, names, severities).items() if ce <= 0]
 
 
 def accuracy_by_severity(table: AccuracyTable, names: Sequence[str],
@@ -90,6 +123,10 @@ def summarize(table: AccuracyTable, clean_accuracy: float, names: Sequence[str],
       "corruption_error": corruption_errors(table, names),
       "mce_unnormalized": mce_unnormalized(table, names),
       "accuracy_by_severity": accuracy_by_severity(table, names),
-      "mce_relative": mce_relative(table, baseline, names) if baseline is not None else None,
+      # None without a baseline, or where it is undefined (see `baseline_without_error`).
+      "mce_relative": (mce_relative(table, baseline, names)
+                       if baseline is not None and not baseline_without_error(baseline, names)
+                       else None),
+      "corruptions_averaged": len(names),
   }
   return summary

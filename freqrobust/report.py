@@ -6,8 +6,10 @@ Runs are grouped by name without the seed (`table3_nfd_seed-1` -> `table3_nfd`).
 of each backbone (the one whose name contains `--baseline`, default `nat`; Tables 1-2 have two
 backbones) is shown in absolute values, every other group of that backbone as differences to it (as
 Tables 1-4 do), each cell mean +- sample standard deviation (ddof = 1) over seeds. mCE is
-the paper's relative convention: 100 * sum_c CE_c(model) / sum_c CE_c(baseline), per seed against the
-baseline's mean CE. Writes table.md, table.csv and a Figure 1(e)-style bar chart (robustness).
+the paper's relative convention (Hendrycks & Dietterich, `metrics.mce_relative`): per corruption
+CE_c^rel = sum_s E(c, s) / sum_s E_baseline(c, s), mCE = 100 * mean_c CE_c^rel over the 15
+benchmark corruptions, per seed against the baseline's seed-mean accuracy table. Writes table.md,
+table.csv and a Figure 1(e)-style bar chart (robustness).
 """
 import argparse
 import csv
@@ -17,18 +19,19 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from freqrobust import evaluate, metrics, run_log
+from freqrobust import metrics
+from freqrobust import workdir as workdir_lib
 from freqrobust.corruptions import CORRUPTIONS
 
 
 def load_run(workdir: str) -> Optional[Dict]:
   """Clean accuracy and the corruption -> severity -> accuracy table of a finished run."""
-  results = run_log.read_finished_results(workdir)
+  results = workdir_lib.read_finished_results(workdir)
   if results is None:
     return None
   table = None
-  if os.path.exists(os.path.join(workdir, evaluate.OUT_DIR, "results.json")):
-    table = evaluate.accuracy_table(evaluate.read_results(workdir))
+  if os.path.exists(workdir_lib.path(workdir, workdir_lib.CORRUPTION_EVAL, workdir_lib.RESULTS)):
+    table = workdir_lib.accuracy_table(workdir_lib.read_corruption_results(workdir))
     if not all(c in table for c in CORRUPTIONS):
       table = None  # Robust. and mCE are defined over the 15 benchmark corruptions only.
   return {"clean": results["clean"]["accuracy"], "table": table, "b(M)": results.get("b(M)")}
@@ -96,10 +99,14 @@ def aggregate(root: str, baseline: str = "nat") -> Dict:
     tabled = [r for r in runs if r["table"]]
     if tabled and base["robust"] is not None:
       rob = np.array([metrics.robust_accuracy(r["table"], CORRUPTIONS) for r in tabled])
-      mce = np.array([metrics.mce_relative(r["table"], base["table"], CORRUPTIONS) for r in tabled])
       row.update(robust_mean=float(rob.mean()), robust_std=_std(rob),
-                 robust_delta=float(rob.mean()) - base["robust"], mce_mean=float(mce.mean()),
-                 mce_std=_std(mce))
+                 robust_delta=float(rob.mean()) - base["robust"])
+      # Per-corruption ratios (metrics.mce_relative); undefined (n/a) where the baseline makes
+      # no error on a corruption.
+      if not metrics.baseline_without_error(base["table"], CORRUPTIONS):
+        mce = np.array([metrics.mce_relative(r["table"], base["table"], CORRUPTIONS)
+                        for r in tabled])
+        row.update(mce_mean=float(mce.mean()), mce_std=_std(mce))
     rows.append(row)
   rows.sort(key=lambda r: (r["baseline_of"], not r["baseline"], r["name"]))
   return {"baselines": sorted(b["name"] for b in stats.values()), "rows": rows}
@@ -123,8 +130,12 @@ def write(summary: Dict, out: str) -> None:
     mce = f"{r['mce_mean']:.0f} ± {r['mce_std']:.0f}" if "mce_mean" in r else "n/a"
     lines.append(f"| {r['name']} | {r['seeds']} | {acc} | {rob} | {mce} |")
   lines += ["", "Baseline in absolute values (parentheses), the rest as differences to it; "
-            "mean ± sample standard deviation over seeds. Robust. = mean accuracy over the 15 corruptions x "
-            "5 severities; mCE = 100 * sum_c CE_c / sum_c CE_c(baseline) (the paper's convention)."]
+            "mean ± sample standard deviation over seeds. Robust. = mean accuracy over the "
+            f"{len(CORRUPTIONS)} benchmark corruptions x 5 severities; mCE (rel.) = 100 * mean_c "
+            "[sum_s E(c, s) / sum_s E_baseline(c, s)], the mean over the "
+            f"{len(CORRUPTIONS)} benchmark corruptions of per-corruption error ratios against "
+            "the baseline of the same backbone (Hendrycks & Dietterich; the paper's convention). "
+            f"{len(CORRUPTIONS)} corruptions averaged; the extras are not."]
   with open(os.path.join(out, "table.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
   keys = ["name", "seeds", "baseline", "clean_mean", "clean_std", "clean_delta", "robust_mean",

@@ -69,6 +69,9 @@ def test_report_files_and_figures_follow_the_metrics(tmp_path):
   assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(results))
   report = (out / "report.md").read_text()
   assert "Robust." in report and "AugMix" in report and "| contrast |" in report
+  # Every report names its convention and how many corruptions its summary figures average.
+  assert results["corruptions_averaged"] == len(NAMES)
+  assert f"{len(NAMES)} corruptions averaged" in report and "Hendrycks & Dietterich" in report
   rows = (out / "accuracy.csv").read_text().splitlines()
   assert len(rows) == 1 + 1 + len(NAMES) * 5
 
@@ -78,6 +81,17 @@ def test_relative_mce_against_itself_is_100(tmp_path):
   first = str(tmp_path / "a")
   evaluate.run_corruption_eval(_predict, config, first, load_split=_load_split, progress=False)
   results = evaluate.run_corruption_eval(_predict, config, str(tmp_path / "b"), first,
+                                         load_split=_load_split, progress=False)
+  # The baseline (this classifier) is perfect on contrast and pixelate: their error ratios, and
+  # so the mean over corruptions, are undefined; the report says why instead of failing.
+  assert results["mce_relative"] is None
+  assert results["mce_relative_undefined_on"] == ["contrast", "pixelate"]
+  assert "no error on contrast, pixelate" in (tmp_path / "b" / "corruption_eval" /
+                                              "report.md").read_text()
+  config = _config(tmp_path, names=("brightness",))  # errs at every severity > 1
+  first = str(tmp_path / "a1")
+  evaluate.run_corruption_eval(_predict, config, first, load_split=_load_split, progress=False)
+  results = evaluate.run_corruption_eval(_predict, config, str(tmp_path / "b1"), first,
                                          load_split=_load_split, progress=False)
   assert results["mce_relative"] == pytest.approx(100.)
   with pytest.raises(FileNotFoundError, match="evaluate the baseline first"):

@@ -30,9 +30,22 @@ def test_relative_mce_is_100_for_the_baseline_itself_and_scales_with_errors():
   better = _table({"a": [95, 90, 85, 80, 75], "b": [100, 95, 95, 95, 90]})  # CE 15, 5
   assert metrics.mce_relative(baseline, baseline, NAMES) == pytest.approx(100.)
   assert metrics.mce_relative(better, baseline, NAMES) == pytest.approx(50.)
-  # A sum ratio, not a mean of ratios: (30 + 0) / (30 + 10), not mean(30/30, 0/10).
+  # A mean of per-corruption ratios, mean(30/30, 0/10), not the pooled (30 + 0) / (30 + 10).
   mixed = _table({"a": [90, 80, 70, 60, 50], "b": [100] * 5})
-  assert metrics.mce_relative(mixed, baseline, NAMES) == pytest.approx(75.)
+  assert metrics.mce_relative(mixed, baseline, NAMES) == pytest.approx(50.)
+
+
+def test_relative_mce_is_the_mean_of_per_corruption_ratios_by_hand():
+  # Hendrycks & Dietterich: CE_c^rel = sum_s E(c, s) / sum_s E_base(c, s), mCE = 100 mean_c.
+  model = _table({"a": [80, 70, 60, 50, 40], "b": [95, 95, 90, 90, 80]})  # errors 200, 50
+  base = _table({"a": [70, 60, 50, 40, 30], "b": [95] * 5})  # errors 250, 25
+  by_hand = 100 * (200 / 250 + 50 / 25) / 2  # = 140
+  pooled = 100 * (200 + 50) / (250 + 25)  # = 90.9: the old convention, below 100 here
+  assert by_hand == pytest.approx(140.)
+  assert metrics.mce_relative(model, base, NAMES) == pytest.approx(by_hand)
+  assert abs(metrics.mce_relative(model, base, NAMES) - pooled) > 40
+  # Only corruption "b" (where the baseline is nearly perfect) pushes the model above 100.
+  assert metrics.mce_relative(model, base, ["a"]) == pytest.approx(80.)
 
 
 def test_accuracy_by_severity_and_summary():
@@ -41,6 +54,7 @@ def test_accuracy_by_severity_and_summary():
       {1: 95., 2: 85., 3: 80., 4: 75., 5: 65.})
   summary = metrics.summarize(table, 99., NAMES)
   assert summary["mce_relative"] is None and summary["clean_accuracy"] == 99.
+  assert summary["corruptions_averaged"] == 2
   assert set(metrics.CONVENTIONS) >= set(summary)
 
 
@@ -53,3 +67,7 @@ def test_missing_entries_say_what_is_missing():
   perfect = _table({"a": [100] * 5})
   with pytest.raises(ValueError, match="undefined"):
     metrics.mce_relative(perfect, perfect, ["a"])
+  # Undefined as soon as one corruption has no baseline error (its ratio has no denominator).
+  with pytest.raises(ValueError, match=r"no error on \['a'\]"):
+    metrics.mce_relative(_table({"a": [90] * 5, "b": [90] * 5}),
+                         _table({"a": [100] * 5, "b": [50] * 5}), NAMES)
