@@ -26,7 +26,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from freqrobust import analysis  # noqa: E402
+from freqrobust import analysis, data, models, trained  # noqa: E402
+from freqrobust import workdir as workdir_lib  # noqa: E402
 from freqrobust.analysis import plots, records  # noqa: E402
 
 TOOLS = ("pdm", "heatmap", "bandpass", "spectra", "occlusion", "compare")
@@ -227,7 +228,7 @@ def run_compare(out_dir: str, workdirs: Sequence[str], load_histogram: Callable[
 
 def _pdm_settings(workdir: str) -> dict[str, Any] | None:
   """t, ignore_fraction and min_peak_fraction of a run's saved PDM (None when not recorded)."""
-  path = os.path.join(workdir, "analysis", "pdm", "pdm.json")
+  path = os.path.join(workdir_lib.path(workdir, workdir_lib.ANALYSIS, "pdm"), "pdm.json")
   if not os.path.exists(path):
     return None
   with open(path) as f:
@@ -238,14 +239,8 @@ def _pdm_settings(workdir: str) -> dict[str, Any] | None:
 # --- checkpoint glue ----------------------------------------------------------------------------
 
 
-def load_run(workdir: str):
-  from freqrobust import checkpoint  # The lead's loader; imported only by the CLI glue.
-  return checkpoint.load_trained(workdir)
-
-
 def load_test_images(config, num_images: int) -> tuple[np.ndarray, np.ndarray]:
   """The first `num_images` test images of a run's dataset (`config.data`), float32 in [0, 1]."""
-  from freqrobust import data
   if num_images <= 0:
     raise ValueError(f"--num_images must be positive, got {num_images}")
   images, labels = data.load_split(config.data, "test")
@@ -254,7 +249,6 @@ def load_test_images(config, num_images: int) -> tuple[np.ndarray, np.ndarray]:
 
 def pdm_inputs(trained, images: np.ndarray):
   """`(layer_fn, kernel, mean open ratio or None)` of a trained run."""
-  from freqrobust import models
   layer_fn = jax.jit(lambda x: models.first_layer(trained.model, trained.variables, x))
   kernel = np.asarray(models.first_layer_kernel(trained.variables))
   ratios = trained.open_ratios(images)
@@ -263,16 +257,16 @@ def pdm_inputs(trained, images: np.ndarray):
 
 
 def pdm_for_workdir(workdir: str, num_images: int, **kwargs) -> dict[str, Any]:
-  trained = load_run(workdir)
-  images, _ = load_test_images(trained.config, num_images)
-  layer_fn, kernel, open_ratio = pdm_inputs(trained, images)
-  return run_pdm(records.tool_dir(workdir, "pdm"), layer_fn, images.shape[1:], kernel,
+  run = trained.load_trained(workdir)
+  images, _ = load_test_images(run.config, num_images)
+  layer_fn, kernel, open_ratio = pdm_inputs(run, images)
+  return run_pdm(workdir_lib.tool_dir(workdir, "pdm"), layer_fn, images.shape[1:], kernel,
                  open_ratio, **kwargs)
 
 
 def saved_histogram(workdir: str, compute: Callable[[str], Any] | None = None) -> np.ndarray:
   """`DIR/analysis/pdm/pdm.npz`'s histogram, computed first with `compute(workdir)` if missing."""
-  path = os.path.join(workdir, "analysis", "pdm", "pdm.npz")
+  path = os.path.join(workdir_lib.path(workdir, workdir_lib.ANALYSIS, "pdm"), "pdm.npz")
   if not os.path.exists(path):
     if compute is None:
       raise FileNotFoundError(f"{path} not found: run `python -m freqrobust.analyze pdm "
@@ -337,35 +331,34 @@ def main(argv, flag_values: flags.FlagValues | None = None):
   if tool == "compare":
     if not workdirs:
       raise app.UsageError("compare needs --workdirs=A,B,... (shown in that order)")
-    summary = run_compare(records.tool_dir(workdir, "compare"), workdirs,
+    summary = run_compare(workdir_lib.tool_dir(workdir, "compare"), workdirs,
                           lambda d: saved_histogram(
                               d, lambda dd: pdm_for_workdir(dd, n or 1000, **pdm_options)),
                           values.labels or None)
   elif tool == "pdm":
     summary = pdm_for_workdir(workdir, n, **pdm_options)
   elif tool == "spectra":  # Needs a run's data only (the first of --workdirs), not its model.
-    from freqrobust import checkpoint
-    images, _ = load_test_images(checkpoint.load_config(workdirs[0] if workdirs else workdir), n)
-    summary = _spectra_main(records.tool_dir(workdir, tool), key, images, workdirs, common,
+    images, _ = load_test_images(workdir_lib.read_config(workdirs[0] if workdirs else workdir), n)
+    summary = _spectra_main(workdir_lib.tool_dir(workdir, tool), key, images, workdirs, common,
                             values)
   else:
-    trained = load_run(workdir)
-    images, labels = load_test_images(trained.config, n)
-    out_dir = records.tool_dir(workdir, tool)
-    common["batch_size"] = values.batch_size or trained.config.eval.batch_size
+    run = trained.load_trained(workdir)
+    images, labels = load_test_images(run.config, n)
+    out_dir = workdir_lib.tool_dir(workdir, tool)
+    common["batch_size"] = values.batch_size or run.config.eval.batch_size
     if tool == "heatmap":
-      summary = run_heatmap(out_dir, trained.predict, images, labels, values.eps, key, values.clip,
+      summary = run_heatmap(out_dir, run.predict, images, labels, values.eps, key, values.clip,
                             **common)
     elif tool == "bandpass":
-      summary = run_bandpass(out_dir, trained.predict, images, labels,
+      summary = run_bandpass(out_dir, run.predict, images, labels,
                              [int(b) for b in values.bandwidths], **common)
     elif tool == "occlusion":
-      summary = run_occlusion(out_dir, trained.predict, images, labels, values.num_bands,
-                              CLASS_NAMES.get(trained.config.data.dataset), **common)
+      summary = run_occlusion(out_dir, run.predict, images, labels, values.num_bands,
+                              CLASS_NAMES.get(run.config.data.dataset), **common)
     else:
       raise AssertionError(tool)
   print(f"{tool}: wrote {', '.join(summary['figures'])} and {tool}.npz / {tool}.json to "
-        f"{os.path.join(workdir, 'analysis', tool)}")
+        f"{workdir_lib.path(workdir, workdir_lib.ANALYSIS, tool)}")
 
 
 def _spectra_main(out_dir: str, key: jax.Array, images: np.ndarray, workdirs: list[str],

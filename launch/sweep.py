@@ -23,7 +23,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
 from configs import paper  # noqa: E402
-from freqrobust import run_log  # noqa: E402
+from freqrobust import workdir as workdir_lib  # noqa: E402
 
 
 def run_name(arg: str) -> str:
@@ -31,7 +31,7 @@ def run_name(arg: str) -> str:
 
 
 def is_finished(workdir: str) -> bool:
-  results = run_log.read_finished_results(workdir)
+  results = workdir_lib.read_finished_results(workdir)
   if results is None:
     return False
   config_path = os.path.join(workdir, "config.json")

@@ -1,5 +1,4 @@
 """Shared test fixtures: a tiny synthetic-data config and a workdir as training leaves it."""
-import functools
 import os
 
 import jax
@@ -29,15 +28,12 @@ def random_workdir(workdir: str) -> str:
 
   The state's structure comes from `jax.eval_shape` (no compilation); batch-norm variances are 1.
   """
-  from freqrobust import checkpoint, train
-  config = train.resolve_config(tiny_config())
+  from freqrobust import checkpoint, experiment
+  from freqrobust import workdir as workdir_lib
+  config = experiment.resolve_config(tiny_config())
   os.makedirs(workdir)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  model, tx, _, _, _ = train.build(config, 64)
-  shapes = jax.eval_shape(functools.partial(train.create_train_state, model=model, tx=tx,
-                                            config=config, image_shape=(12, 12, 1)),
-                          jax.random.key(0))
+  workdir_lib.write_config(workdir, config)
+  shapes = experiment.build(config, 64).abstract_state()
   rng = np.random.default_rng(0)
 
   def fill(path, leaf):

@@ -14,7 +14,6 @@ import numpy as np
 
 from freqrobust import frequency
 from freqrobust.analysis import _batching
-from freqrobust.analysis.heatmap import predict_batched
 
 PredictFn = Callable[[jax.Array], jax.Array]
 
@@ -46,7 +45,7 @@ def bandlimited_accuracy(predict_fn: PredictFn, images: np.ndarray, labels: np.n
 
   low, high = _batching.map_chunks(run, bands.size * n, batch_size, desc="bandpass",
                                    progress=progress)
-  clean_logits = predict_batched(predict_fn, images, batch_size)
+  clean_logits = np.asarray(predict_fn(images), np.float32)
   clean = float(np.mean(np.argmax(clean_logits, -1) == np.asarray(labels)))
   return {"bandwidths": bands, "lowpass_accuracy": low.reshape(bands.size, n).mean(axis=1),
           "highpass_accuracy": high.reshape(bands.size, n).mean(axis=1),

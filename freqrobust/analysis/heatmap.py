@@ -39,14 +39,6 @@ def basis_stack(h: int, w: int, i: np.ndarray, j: np.ndarray) -> jax.Array:
   return jnp.asarray(build(jnp.asarray(i), jnp.asarray(j)), jnp.float32)
 
 
-def predict_batched(predict_fn: PredictFn, images: jax.Array, batch_size: int,
-                    progress: bool = False, desc: str = "clean") -> np.ndarray:
-  """`predict_fn` over `images` in fixed-size chunks; returns float32 logits `(N, K)`."""
-  images = jnp.asarray(images, jnp.float32)
-  return _batching.map_chunks(lambda idx: np.asarray(predict_fn(images[idx]), np.float32),
-                              images.shape[0], batch_size, desc=desc, progress=progress)
-
-
 def fourier_heatmap(predict_fn: PredictFn, images: np.ndarray, labels: np.ndarray, eps: float,
                     key: jax.Array, batch_size: int = 512, clip: bool = True,
                     progress: bool = True) -> dict[str, np.ndarray]:
@@ -72,7 +64,7 @@ def fourier_heatmap(predict_fn: PredictFn, images: np.ndarray, labels: np.ndarra
     raise ValueError(f"labels must have shape ({n},), got {labels.shape}")
   fi, fj, index_map = mirror_pairs(h, w)
   bases = basis_stack(h, w, fi, fj)
-  clean_logits = jnp.asarray(predict_batched(predict_fn, images, batch_size))
+  clean_logits = jnp.asarray(np.asarray(predict_fn(images), np.float32))
 
   def run(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pair = jnp.asarray(idx, jnp.int32)

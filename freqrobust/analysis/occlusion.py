@@ -13,7 +13,6 @@ import numpy as np
 
 from freqrobust import frequency
 from freqrobust.analysis import _batching
-from freqrobust.analysis.heatmap import predict_batched
 
 PredictFn = Callable[[jax.Array], jax.Array]
 
@@ -54,7 +53,7 @@ def occlusion_attribution(predict_fn: PredictFn, images: np.ndarray, labels: np.
     raise ValueError("bands is empty: pass at least one (r_lo, r_hi) pair")
   lo, hi = jnp.asarray(band_array[:, 0]), jnp.asarray(band_array[:, 1])
 
-  clean_logits = predict_batched(predict_fn, images, batch_size)
+  clean_logits = np.asarray(predict_fn(images), np.float32)
   num_classes = num_classes or clean_logits.shape[-1]
   clean_prob = np.asarray(_true_probability(jnp.asarray(clean_logits), labels))
 

@@ -6,7 +6,6 @@ Accuracies come from each workdir's `corruption_eval/results.json` (written by t
 room), read defensively by `corruption_accuracies`.
 """
 from collections.abc import Callable, Mapping, Sequence
-import json
 import os
 from typing import Any
 
@@ -15,10 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from freqrobust import frequency
+from freqrobust import workdir as workdir_lib
 from freqrobust.analysis import _batching
 
 CorruptFn = Callable[[jax.Array, np.ndarray, str, int], Any]
-RESULTS_PATH = os.path.join("corruption_eval", "results.json")
 
 
 @jax.jit
@@ -88,23 +87,17 @@ def read_corruption_results(workdir: str) -> dict[str, Any] | None:
   Reads `DIR/corruption_eval/results.json`; failing that, the `"corruptions"` entry of the run's
   `DIR/results.json` (where training puts the evaluation when `config.corruptions.evaluate`).
   """
-  path = os.path.join(workdir, RESULTS_PATH)
+  path = workdir_lib.path(workdir, workdir_lib.CORRUPTION_EVAL, workdir_lib.RESULTS)
   if os.path.exists(path):
     return _read_json(path)
-  path = os.path.join(workdir, "results.json")
-  if os.path.exists(path):
-    corruptions = _read_json(path).get("corruptions")
-    if isinstance(corruptions, Mapping):
-      return dict(corruptions)
+  results = workdir_lib.read_results(workdir)
+  if results is not None and isinstance(results.get("corruptions"), Mapping):
+    return dict(results["corruptions"])
   return None
 
 
 def _read_json(path: str) -> dict[str, Any]:
-  with open(path) as f:
-    try:
-      content = json.load(f)
-    except json.JSONDecodeError as e:
-      raise ValueError(f"{path} is not valid JSON ({e}); re-run the corruption evaluation") from e
+  content = workdir_lib.read_json(path)
   if not isinstance(content, Mapping):
     raise ValueError(f"{path} holds a {type(content).__name__}, expected a JSON object")
   return content

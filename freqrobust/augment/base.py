@@ -25,6 +25,8 @@ Conventions:
 - `loss_terms` returns named scalar terms already multiplied by their weights; they are added to
   the loss and logged under their names.
 - Every random choice comes from `key`; the same key gives the same views.
+- Optional: `step_metrics` (scalars to log) and `init_params` (extra trainable parameters beside
+  the model's, passed back to `loss_terms` as `params`).
 """
 from __future__ import annotations
 
@@ -54,6 +56,17 @@ class Method:
                  aux: Mapping[str, Array], params: Any) -> dict[str, Array]:
     """Extra loss terms. `logits` (V, N, K); `open_ratios` (V, N, C1) or None."""
     del logits, open_ratios, labels, aux, params
+    return {}
+
+  def step_metrics(self, open_ratios: Optional[Array], aux: Mapping[str, Array],
+                   params: Any) -> dict[str, Array]:
+    """Scalars logged per step besides the loss terms (e.g. APS's mean open ratio)."""
+    del open_ratios, aux, params
+    return {}
+
+  def init_params(self) -> dict:
+    """Trainable parameters the method adds beside the model's {"model": ...} (e.g. APS's
+    theta_b under "aps"); they get no weight decay."""
     return {}
 
   @classmethod

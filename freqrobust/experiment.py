@@ -1,0 +1,231 @@
+"""Building an experiment from a config: validation, model, augmentation method, optimizer, state.
+
+`resolve_config(config)` checks every field before any work (naming the field and its valid
+range) and fills the dataset-derived ones; `build(config, num_train)` returns an `Experiment`, the
+named set-up that training, evaluation and analysis share; `Experiment.init_state(key, sharder)`
+creates the `TrainState` directly replicated over the mesh.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Any, Callable, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax.training import train_state
+
+from freqrobust import augment, data as data_lib, frequency, models
+from freqrobust.augment import aps as aps_lib
+from freqrobust.augment import base as method_base
+from freqrobust.sharding import Sharder
+from freqrobust.workdir import UserError
+
+Method = method_base.Method
+
+
+class TrainState(train_state.TrainState):
+  """Flax's train state (step, apply_fn, params, tx, opt_state) plus BatchNorm statistics.
+
+  params = {"model": the backbone's parameters, **method.init_params()} (APS: "aps": theta_b).
+  """
+  batch_stats: Any = None
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _require(ok: bool, field: str, value: Any, valid: str) -> None:
+  if not ok:
+    raise UserError(f"config.{field}={value!r} is invalid: {valid}.")
+
+
+def _number(x) -> bool:
+  return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks every field a user may set; raises `UserError` naming the field and what is valid."""
+  t, a, m, e = config.train, config.aps, config.model, config.eval
+  _require(isinstance(t.num_epochs, int) and t.num_epochs >= 1, "train.num_epochs",
+           t.num_epochs, "an integer >= 1")
+  _require(isinstance(t.max_steps, int) and t.max_steps >= 0, "train.max_steps", t.max_steps,
+           "0 (= num_epochs) or a positive integer")
+  _require(_number(t.learning_rate) and t.learning_rate > 0, "train.learning_rate",
+           t.learning_rate, "a finite number > 0")
+  _require(_number(t.momentum) and 0 <= t.momentum < 1, "train.momentum", t.momentum,
+           "a number in [0, 1)")
+  _require(_number(t.weight_decay) and t.weight_decay >= 0, "train.weight_decay",
+           t.weight_decay, "a number >= 0")
+  _require(_number(t.warmup_epochs) and 0 <= t.warmup_epochs <= t.num_epochs,
+           "train.warmup_epochs", t.warmup_epochs, f"a number in [0, num_epochs={t.num_epochs}]")
+  _require(_number(t.decay_factor) and 0 < t.decay_factor <= 1, "train.decay_factor",
+           t.decay_factor, "a number in (0, 1]")
+  _require(t.schedule in ("step", "cosine"), "train.schedule", t.schedule, "step or cosine")
+  for field in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "batch_size"):
+    _require(isinstance(t[field], int) and t[field] >= 1, f"train.{field}", t[field],
+             "an integer >= 1")
+  _require(_number(t.decay_epochs) and t.decay_epochs > 0, "train.decay_epochs",
+           t.decay_epochs, "a number > 0")
+  _require(_number(t.eval_every_epochs) and t.eval_every_epochs >= 0, "train.eval_every_epochs",
+           t.eval_every_epochs, "a number >= 0 (0 = only at the end)")
+  _require(isinstance(e.batch_size, int) and e.batch_size >= 1, "eval.batch_size",
+           e.batch_size, "an integer >= 1")
+  _require(isinstance(config.data.train_examples, int) and config.data.train_examples >= 0,
+           "data.train_examples", config.data.train_examples, "0 (= all) or a positive integer")
+  if config.data.dataset == "synthetic":
+    for field in ("synthetic_size", "synthetic_channels", "synthetic_examples"):
+      _require(isinstance(config.data[field], int) and config.data[field] >= 1,
+               f"data.{field}", config.data[field], "an integer >= 1")
+  # APS.
+  try:
+    parsed = frequency.parse_aps_configuration(a.configuration)
+  except ValueError as err:
+    raise UserError(f"config.aps.configuration: {err}") from None
+  _require(_number(a.aux_weight) and a.aux_weight >= 0, "aps.aux_weight", a.aux_weight,
+           "a number >= 0")
+  _require(a.aux_average in aps_lib.AUX_AVERAGES, "aps.aux_average", a.aux_average,
+           " or ".join(aps_lib.AUX_AVERAGES))
+  theta = tuple(a.theta_init) if isinstance(a.theta_init, (tuple, list)) else ()
+  _require(len(theta) == 3 and all(_number(x) for x in theta), "aps.theta_init", a.theta_init,
+           "3 finite numbers, one per mask (L, M, H)")
+  if parsed.learnable and m.attention == "none":
+    raise UserError("config.aps.configuration='learnable' needs an attention module to learn "
+                    "through, but config.model.attention='none'; set config.model.attention to "
+                    "basic or extended (or use the configuration LMH=abc without attention).")
+  # Model.
+  _require(isinstance(m.attention_hidden, int) and m.attention_hidden >= 1,
+           "model.attention_hidden", m.attention_hidden, "an integer >= 1 (paper: 512)")
+  if m.name == "small_resnet":
+    _require(len(m.small_stage_sizes) == len(m.small_widths) and len(m.small_widths) >= 1,
+             "model.small_stage_sizes", tuple(m.small_stage_sizes),
+             f"one block count per stage width (model.small_widths has {len(m.small_widths)})")
+    _require(all(isinstance(w, int) and w >= 1 for w in m.small_widths), "model.small_widths",
+             tuple(m.small_widths), "positive integers")
+    _require(all(isinstance(s, int) and s >= 1 for s in m.small_stage_sizes),
+             "model.small_stage_sizes", tuple(m.small_stage_sizes), "positive integers")
+  n_dev = jax.device_count()
+  for field, value in (("train.batch_size", t.batch_size), ("eval.batch_size", e.batch_size)):
+    _require(value % n_dev == 0, field, value,
+             f"must be divisible by the number of devices ({n_dev})")
+
+
+def check_corruption_settings(config: ml_collections.ConfigDict) -> None:
+  """The corruption fields, checked at start-up rather than after training."""
+  if not config.corruptions.evaluate:
+    return
+  from freqrobust.data import corrupted
+  from freqrobust import workdir as workdir_lib
+  try:
+    corrupted.CorruptionSettings.from_config(config)
+  except ValueError as err:
+    raise UserError(str(err)) from None
+  baseline = config.corruptions.baseline_workdir
+  if baseline:
+    workdir_lib.read_corruption_results(baseline)  # Raises UserError naming the missing file.
+
+
+def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A validated copy of `config` with the dataset-derived fields (input statistics) filled."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  try:
+    info = data_lib.dataset_info(config.data)
+  except ValueError as err:
+    raise UserError(str(err)) from None
+  if not config.model.input_mean:
+    config.model.input_mean = tuple(info["mean"])
+  if not config.model.input_std:
+    config.model.input_std = tuple(info["std"])
+  validate(config)
+  try:
+    build_method(config)  # Bad augmentation fields fail here, early.
+    models.build_model(config.model, info["num_classes"])  # So do bad model fields.
+  except ValueError as err:
+    raise UserError(str(err)) from None
+  check_corruption_settings(config)
+  return config
+
+
+# ----------------------------------------------------------------------------- the parts
+
+
+def build_method(config: ml_collections.ConfigDict) -> Method:
+  """The augmentation method of the config (the paper's: `config.augment` + `config.aps`)."""
+  name = config.get("method", "paper")
+  if name != "paper":
+    raise UserError(f"config.method={name!r}; valid: paper.")
+  return aps_lib.PaperMethod(
+      augment=augment.AugmentParams.from_config(config.augment),
+      aps=aps_lib.APSParams.from_config(config.aps, config.model.attention))
+
+
+def make_optimizer(train_cfg, steps_per_epoch: int) -> Tuple[optax.GradientTransformation,
+                                                              Callable]:
+  """SGD with momentum and weight decay (model parameters only), step or cosine schedule."""
+  lr = train_cfg.learning_rate
+  total = max(1, train_cfg.num_epochs * steps_per_epoch)
+  if train_cfg.schedule == "step":
+    boundaries = {int(k * train_cfg.decay_epochs * steps_per_epoch): train_cfg.decay_factor
+                  for k in range(1, int(math.ceil(train_cfg.num_epochs / train_cfg.decay_epochs)))}
+    schedule = optax.piecewise_constant_schedule(lr, boundaries)
+  else:
+    schedule = optax.cosine_decay_schedule(lr, total)
+  warmup = int(train_cfg.warmup_epochs * steps_per_epoch)
+  if warmup:
+    schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), schedule], [warmup])
+  model_only = lambda params: {k: jax.tree.map(lambda _: k == "model", v) for k, v in params.items()}
+  tx = optax.chain(
+      optax.add_decayed_weights(train_cfg.weight_decay, mask=model_only),
+      optax.sgd(schedule, momentum=train_cfg.momentum, nesterov=train_cfg.nesterov))
+  return tx, schedule
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """Everything a run is built from, named (what `build` returns)."""
+  config: ml_collections.ConfigDict
+  model: Any
+  method: Method
+  tx: optax.GradientTransformation
+  schedule: Callable
+  steps_per_epoch: int
+  image_shape: Tuple[int, ...]
+  num_classes: int
+
+  def create_state(self, key: jax.Array) -> TrainState:
+    variables = self.model.init(key, jnp.zeros((1,) + tuple(self.image_shape), jnp.float32),
+                                train=False)
+    params = {"model": variables["params"], **self.method.init_params()}
+    return TrainState.create(apply_fn=self.model.apply, params=params, tx=self.tx,
+                             batch_stats=variables.get("batch_stats", {}))
+
+  def init_state(self, key: jax.Array, sharder: Sharder) -> TrainState:
+    """The initial state, created directly replicated over the mesh."""
+    return jax.jit(self.create_state, out_shardings=sharder.replicated)(key)
+
+  def abstract_state(self) -> TrainState:
+    """Shapes and dtypes of the state (no computation)."""
+    return jax.eval_shape(self.create_state, jax.random.key(0))
+
+
+def build(config: ml_collections.ConfigDict, num_train: int) -> Experiment:
+  """The experiment of a resolved config whose training set has `num_train` images."""
+  info = data_lib.dataset_info(config.data)
+  steps_per_epoch = max(1, num_train // config.train.batch_size)
+  tx, schedule = make_optimizer(config.train, steps_per_epoch)
+  return Experiment(config=config, model=models.build_model(config.model, info["num_classes"]),
+                    method=build_method(config), tx=tx, schedule=schedule,
+                    steps_per_epoch=steps_per_epoch, image_shape=tuple(info["shape"]),
+                    num_classes=info["num_classes"])
+
+
+def method_choices(config: ml_collections.ConfigDict) -> dict:
+  """The method choices the paper leaves open, as this run made them (recorded in results.json;
+  docs/METHOD.md §8 explains each)."""
+  return {"method": config.get("method", "paper"),
+          "aux_average": config.aps.aux_average if config.model.attention != "none" else None,
+          "nfd_noise": "hermitian" if config.augment.nfd else None,
+          "keep_range": list(config.augment.keep_range)}

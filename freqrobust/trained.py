@@ -1,0 +1,76 @@
+"""A trained run loaded for evaluation and analysis: `load_trained(workdir) -> TrainedModel`."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any, Callable, Optional
+
+import jax
+import ml_collections
+import numpy as np
+
+from freqrobust import checkpoint, experiment, sharding
+from freqrobust import workdir as workdir_lib
+
+
+def fingerprint(tree: Any) -> str:
+  """A content hash of a pytree of arrays (paths, shapes, dtypes and bytes): two models with the
+  same fingerprint make the same predictions."""
+  digest = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]:
+    array = np.ascontiguousarray(np.asarray(leaf))
+    digest.update(f"{jax.tree_util.keystr(path)}|{array.shape}|{array.dtype}|".encode())
+    digest.update(array.tobytes())
+  return digest.hexdigest()[:16]
+
+
+@dataclasses.dataclass
+class TrainedModel:
+  """A trained run: config, Flax module and variables, with batched prediction helpers."""
+  config: ml_collections.ConfigDict
+  model: Any
+  variables: Any
+  theta_b: Optional[np.ndarray]
+  step: int
+  predict: Callable[[np.ndarray], np.ndarray]  # float32 NHWC in [0, 1] -> logits
+
+  @property
+  def fingerprint(self) -> str:
+    return fingerprint(self.variables)
+
+  def open_ratios(self, images) -> Optional[np.ndarray]:
+    """The attention's open-ratio vectors v (N, C1), or None when the model has no attention."""
+    if self.config.model.attention == "none":
+      return None
+    fn = sharding.batched_predict(lambda v, x: self.model.apply(v, x, train=False)[1],
+                                  self.variables, self.config.eval.batch_size)
+    return fn(images)
+
+
+def predict_fn(model, variables, batch_size: int,
+               sharder: Optional[sharding.Sharder] = None) -> Callable[[np.ndarray], np.ndarray]:
+  """Batched `images float32 NHWC in [0, 1] -> logits` of a model in inference mode."""
+  return sharding.batched_predict(lambda v, x: model.apply(v, x, train=False)[0], variables,
+                                  batch_size, sharder)
+
+
+def load_trained(workdir: str, step: Optional[int] = None) -> TrainedModel:
+  """Loads the newest intact (or the given) checkpoint of a run."""
+  config = experiment.resolve_config(workdir_lib.read_config(workdir))
+  # The number of training examples only shapes the LR schedule, not the state's structure.
+  exp = experiment.build(config, num_train=config.train.batch_size)
+  sharder = sharding.Sharder()
+  state = exp.init_state(jax.random.key(0), sharder)
+  manager = checkpoint.make_manager(workdir, config.train.keep_checkpoints)
+  if step is None:
+    state, step, manager = checkpoint.restore_latest(manager, state)
+    if step == 0:
+      raise workdir_lib.UserError(f"No checkpoint in {manager.directory}: the run has not saved "
+                                  "yet (train it first).")
+  else:
+    state = checkpoint.restore(manager, state, step)
+  manager.close()
+  variables = {"params": state.params["model"], "batch_stats": state.batch_stats}
+  theta = np.asarray(state.params["aps"]["theta_b"]) if "aps" in state.params else None
+  predict = predict_fn(exp.model, variables, config.eval.batch_size, sharder)
+  return TrainedModel(config, exp.model, variables, theta, int(step), predict)
