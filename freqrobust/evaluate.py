@@ -7,11 +7,13 @@ report.md, heatmap.png and per_corruption.png. Finished sets are kept in partial
 interrupted evaluation continues where it stopped.
 
 CLI: `python -m freqrobust.evaluate --workdir=DIR [--baseline=OTHER_WORKDIR]` loads the run with
-`freqrobust.checkpoint.load_trained` and evaluates it with the run's config.
+`freqrobust.trained.load_trained` and evaluates it with the run's config.
+
+Resuming is keyed on the model's identity (a content hash of its variables) and every evaluation
+setting, so results of another model (a retrained run at the same step) are never reused.
 """
 import concurrent.futures
 import csv
-import json
 import os
 from typing import Any, Callable, Optional
 
@@ -19,51 +21,27 @@ import numpy as np
 
 from freqrobust import corruptions
 from freqrobust import metrics
+from freqrobust import workdir as workdir_lib
 from freqrobust.data import corrupted
 
-OUT_DIR = "corruption_eval"
+OUT_DIR = workdir_lib.CORRUPTION_EVAL
 PredictFn = Callable[[np.ndarray], Any]
 
 
-def accuracy(predict_fn: PredictFn, images: np.ndarray, labels: np.ndarray,
-             batch_size: int) -> float:
-  """Top-1 accuracy (%) of `predict_fn` on uint8 `images`, fed in batches of `batch_size`."""
+def accuracy(predict_fn: PredictFn, images: np.ndarray, labels: np.ndarray) -> float:
+  """Top-1 accuracy (%) of `predict_fn` (float32 [0, 1] -> logits, batching itself: see
+  `freqrobust.sharding.BatchedPredict`) on uint8 `images`."""
   if len(images) == 0:
     raise ValueError("Cannot evaluate on an empty set; check config.corruptions.num_examples.")
-  correct = 0
-  for start in range(0, len(images), batch_size):
-    batch = np.asarray(images[start:start + batch_size], np.float32) / 255.
-    logits = np.asarray(predict_fn(batch))
-    correct += int((logits.argmax(-1) == labels[start:start + batch_size]).sum())
-  return 100. * correct / len(images)
+  logits = np.asarray(predict_fn(np.asarray(images, np.float32) / 255.))
+  return 100. * float(np.mean(logits.argmax(-1) == np.asarray(labels)))
 
 
-def _atomic_write(path: str, write: Callable[[Any], None], mode: str = "w") -> None:
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, mode) as f:
-    write(f)
-  os.replace(tmp, path)
+_atomic_write = workdir_lib.atomic_write
 
 
 def _write_json(path: str, content: Any) -> None:
-  _atomic_write(path, lambda f: json.dump(content, f, indent=1, sort_keys=False))
-
-
-def read_results(workdir: str) -> dict:
-  """DIR/corruption_eval/results.json of a finished evaluation."""
-  path = os.path.join(workdir, OUT_DIR, "results.json")
-  if not os.path.exists(path):
-    raise FileNotFoundError(
-        f"{path} not found: evaluate the baseline first (`python -m freqrobust.evaluate "
-        f"--workdir={workdir}`, or train it with config.corruptions.evaluate=True).")
-  with open(path) as f:
-    return json.load(f)
-
-
-def accuracy_table(results: dict) -> dict[str, dict[int, float]]:
-  """The corruption -> severity -> accuracy table of a results.json."""
-  return {name: {int(s): float(a) for s, a in row.items()}
-          for name, row in results["accuracy"].items()}
+  workdir_lib.write_json(path, content, indent=1)
 
 
 def _set_name(name: str, severity: int) -> str:
@@ -71,21 +49,24 @@ def _set_name(name: str, severity: int) -> str:
 
 
 def _load_partial(path: str, meta: dict) -> dict:
+  """The finished sets of an interrupted evaluation of the same model with the same settings."""
   if os.path.exists(path):
     try:
-      with open(path) as f:
-        partial = json.load(f)
+      partial = workdir_lib.read_json(path)
       if partial.get("meta") == meta:
         return partial
+      print(f"{path}: an evaluation of another model or with other settings; starting over.",
+            flush=True)
     except (OSError, ValueError):
-      pass  # unreadable: start over
+      print(f"{path} is unreadable; starting the evaluation over.", flush=True)
   return {"meta": meta, "clean_accuracy": None, "sets": {}}
 
 
 def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
                         baseline_workdir: Optional[str] = None, *,
                         load_split: Optional[Callable] = None, progress: bool = True,
-                        step: Optional[int] = None) -> dict:
+                        step: Optional[int] = None,
+                        model_fingerprint: Optional[str] = None) -> dict:
   """Evaluates `predict_fn` on the clean and corrupted test sets; writes and returns the report.
 
   Args:
@@ -95,8 +76,9 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
     baseline_workdir: a run evaluated before; gives the paper's relative mCE.
     load_split: replaces `freqrobust.data.load_split` (tests).
     progress: a tqdm bar over the sets.
-    step: the checkpoint step evaluated; part of the resume key, so results of an older
-      checkpoint are never reused for a newer one.
+    step: the checkpoint step evaluated (recorded; part of the resume key).
+    model_fingerprint: a content hash of the model's variables (`trained.fingerprint`): the
+      resume key, so results of another model are never reused. None: the step alone keys it.
 
   Returns:
     The contents of results.json.
@@ -104,16 +86,14 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
   settings = corrupted.CorruptionSettings.from_config(config)
   baseline_results = None
   if baseline_workdir:  # fail before the long evaluation, not after it
-    baseline_results = read_results(baseline_workdir)
-  eval_cfg = config.get("eval", None) if hasattr(config, "get") else None
-  batch_size = int(corrupted._get(eval_cfg, "batch_size", 500))
+    baseline_results = workdir_lib.read_corruption_results(baseline_workdir)
   out_dir = os.path.join(workdir, OUT_DIR)
   os.makedirs(out_dir, exist_ok=True)
   clean = corrupted.clean_test_set(config, load_split)
   meta = {"dataset": settings.dataset, "source": settings.source,
           "num_examples": int(len(clean[0])), "seed": settings.seed,
           "recipe_version": corruptions.RECIPE_VERSION, "frost": settings.frost_source,
-          "step": step}
+          "step": step, "model": model_fingerprint}
   baseline = None
   if baseline_results is not None:
     # The relative mCE only means something when both runs saw the same corrupted sets.
@@ -124,11 +104,11 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
           f"The baseline {baseline_workdir} was evaluated on other corrupted sets ("
           + ", ".join(f"{k}: {baseline_results.get(k)!r} vs {meta[k]!r}" for k in differ)
           + "); re-evaluate it with the same settings.")
-    baseline = accuracy_table(baseline_results)
+    baseline = workdir_lib.accuracy_table(baseline_results)
   partial_path = os.path.join(out_dir, "partial.json")
   partial = _load_partial(partial_path, meta)
   if partial["clean_accuracy"] is None:
-    partial["clean_accuracy"] = accuracy(predict_fn, *clean, batch_size)
+    partial["clean_accuracy"] = accuracy(predict_fn, *clean)
     _write_json(partial_path, partial)
   todo = [(n, s) for n in settings.names for s in corruptions.SEVERITIES
           if _set_name(n, s) not in partial["sets"]]
@@ -149,7 +129,7 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
       images, labels = upcoming.result()
       upcoming = pool.submit(load, todo[i + 1]) if i + 1 < len(todo) else None
       partial["sets"][_set_name(name, severity)] = {
-          "accuracy": accuracy(predict_fn, images, labels, batch_size),
+          "accuracy": accuracy(predict_fn, images, labels),
           "examples": int(len(images))}
       _write_json(partial_path, partial)
       if bar is not None:
@@ -330,18 +310,14 @@ def plot_corruption_errors(results: dict, path: str) -> None:
   plt.close(fig)
 
 
-# Alias named in docs/ARCHITECTURE.md.
-evaluate_corruptions = run_corruption_eval
-
-
 def main(argv, flag_values=None):
   """CLI entry: evaluates the run in --workdir (see `define_flags`)."""
   del argv
-  from freqrobust import checkpoint
+  from freqrobust import trained as trained_lib
   if flag_values is None:
     from absl import flags
     flag_values = flags.FLAGS
-  trained = checkpoint.load_trained(flag_values.workdir)
+  trained = trained_lib.load_trained(flag_values.workdir)
   config = trained.config
   if "corruptions" not in config:
     import ml_collections
@@ -355,7 +331,8 @@ def main(argv, flag_values=None):
       config.corruptions[field] = value
   baseline = flag_values.baseline or config.corruptions.get("baseline_workdir", "") or None
   results = run_corruption_eval(trained.predict, config, flag_values.workdir, baseline,
-                                progress=flag_values.progress, step=trained.step)
+                                progress=flag_values.progress, step=trained.step,
+                                model_fingerprint=trained.fingerprint)
   print(markdown_report(results))
   print(f"Report written to {os.path.join(flag_values.workdir, OUT_DIR)}")
 

@@ -10,6 +10,7 @@ import pytest
 
 from freqrobust import evaluate
 from freqrobust import metrics
+from freqrobust import workdir as workdir_lib
 from workdirs import random_workdir
 
 # Cheap-to-compile corruptions keep this file fast; the report logic does not depend on which.
@@ -41,12 +42,15 @@ def _config(tmp_path, **corruption_fields):
   return config
 
 
-def test_accuracy_batches_agree_with_one_pass():
+def test_accuracy_counts_every_image_through_the_batched_predictor():
+  from freqrobust import sharding
   images, labels = _load_split(None, "test")
   labels = labels.copy()
   labels[:3] = 1 - labels[:3]  # three mistakes
-  for batch_size in (1, 7, 20, 64):
-    assert evaluate.accuracy(_predict, images, labels, batch_size) == pytest.approx(85.)
+  assert evaluate.accuracy(_predict, images, labels) == pytest.approx(85.)
+  for batch_size in (1, 7, 20, 64):  # Padded, sharded over 8 devices, unpadded: same answer.
+    batched = sharding.batched_predict(lambda v, x: _predict(x), {}, batch_size)
+    assert evaluate.accuracy(batched, images, labels) == pytest.approx(85.)
 
 
 def test_report_files_and_figures_follow_the_metrics(tmp_path):
@@ -57,7 +61,7 @@ def test_report_files_and_figures_follow_the_metrics(tmp_path):
   for name in ("results.json", "accuracy.csv", "report.md", "heatmap.png", "per_corruption.png"):
     assert (out / name).stat().st_size > 0, name
   assert results["clean_accuracy"] == 100.
-  table = evaluate.accuracy_table(results)
+  table = workdir_lib.accuracy_table(results)
   assert set(table) == set(NAMES)
   assert results["robust_accuracy"] == pytest.approx(metrics.robust_accuracy(table, NAMES))
   assert results["mce_unnormalized"] == pytest.approx(metrics.mce_unnormalized(table, NAMES))
@@ -94,7 +98,7 @@ def test_relative_mce_against_itself_is_100(tmp_path):
   results = evaluate.run_corruption_eval(_predict, config, str(tmp_path / "b1"), first,
                                          load_split=_load_split, progress=False)
   assert results["mce_relative"] == pytest.approx(100.)
-  with pytest.raises(FileNotFoundError, match="evaluate the baseline first"):
+  with pytest.raises(ValueError, match="evaluate that run first"):
     evaluate.run_corruption_eval(_predict, config, str(tmp_path / "c"), str(tmp_path / "none"),
                                  load_split=_load_split, progress=False)
 
@@ -107,7 +111,7 @@ def test_interrupted_evaluation_resumes_and_equals_an_uninterrupted_one(tmp_path
 
   def flaky(images):
     calls["n"] += 1
-    if calls["n"] > 3 * 3:  # clean set and two corrupted sets, 3 batches of 8 each
+    if calls["n"] > 3:  # the clean set and two corrupted sets
       raise KeyboardInterrupt
     return _predict(images)
 
@@ -126,13 +130,13 @@ def test_interrupted_evaluation_resumes_and_equals_an_uninterrupted_one(tmp_path
 
   resumed = evaluate.run_corruption_eval(counting, config, workdir, load_split=_load_split,
                                          progress=False)
-  assert counted["n"] == 3 * (len(NAMES) * 5 - done)  # only the missing sets, 3 batches each
+  assert counted["n"] == len(NAMES) * 5 - done  # only the missing sets
   assert resumed["accuracy"] == full["accuracy"]
   assert resumed["clean_accuracy"] == full["clean_accuracy"]
 
 
-def test_changed_settings_or_checkpoint_start_over(tmp_path):
-  """Nothing evaluated under other settings, or for another checkpoint step, is reused."""
+def test_changed_settings_or_model_start_over(tmp_path):
+  """Nothing evaluated under other settings, or for another model, is reused."""
   workdir = str(tmp_path / "run")
   calls = {"n": 0}
 
@@ -140,17 +144,20 @@ def test_changed_settings_or_checkpoint_start_over(tmp_path):
     calls["n"] += 1
     return _predict(images)
 
-  def run(step, **fields):
+  def run(step, model="a", **fields):
     calls["n"] = 0
     evaluate.run_corruption_eval(counting, _config(tmp_path, names=("contrast",), **fields),
-                                 workdir, load_split=_load_split, progress=False, step=step)
+                                 workdir, load_split=_load_split, progress=False, step=step,
+                                 model_fingerprint=model)
     return calls["n"]
 
   first = run(step=10)
   assert first > 0
-  assert run(step=10) == 0  # Same settings and checkpoint: everything reused.
+  assert run(step=10) == 0  # Same settings and model: everything reused.
   assert run(step=20) == first  # A newer checkpoint: evaluated again.
-  assert 0 < run(step=20, num_examples=10) < first  # Other settings: evaluated again.
+  # A retrained model that reached the same step (another seed): evaluated again.
+  assert run(step=20, model="b") == first
+  assert run(step=20, model="b", num_examples=10) == first  # Other settings: evaluated again.
 
 
 def test_baseline_on_other_sets_is_refused(tmp_path):
@@ -172,7 +179,7 @@ def test_cli_evaluates_a_checkpoint(tmp_path):
   flag_values(["evaluate", f"--workdir={workdir}", "--num_examples=16", "--names=contrast",
                f"--cache_dir={tmp_path / 'cache'}", "--progress=false"])
   evaluate.main([], flag_values)
-  results = evaluate.read_results(workdir)
+  results = workdir_lib.read_corruption_results(workdir)
   assert results["dataset"] == "synthetic" and results["num_examples"] == 16
   assert list(results["accuracy"]) == ["contrast"]
   assert 0. <= results["clean_accuracy"] <= 100.
