@@ -52,6 +52,32 @@ def test_damaged_files_are_rejected(tmp_path):
     fashion_mnist.load("test", str(tmp_path))
 
 
+def test_every_damage_names_the_file_and_the_fix(tmp_path):
+  """Each way a gzipped IDX file can be damaged gives a DatasetError naming it, never a bare
+  zlib.error / EOFError / BadGzipFile."""
+  path = tmp_path / "t10k-images-idx3-ubyte.gz"
+  write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros((10000,)))
+  good = gzip.compress(bytes([0, 0, 8, 3]) + b"".join(int(d).to_bytes(4, "big")
+                       for d in (10000, 28, 28)) + (np.arange(10000 * 28 * 28) % 97).astype(
+                           np.uint8).tobytes())
+  flipped = bytearray(good)
+  flipped[60] ^= 0xFF  # corrupt deflate data: zlib.error inside gzip
+  damages = {"truncated gzip": good[:len(good) // 2], "corrupt deflate": bytes(flipped),
+             "not gzip": b"\x00" * 50, "empty": b"",
+             "bad magic": gzip.compress(b"\x00\x00\x0d\x03" + bytes(100)),
+             "short header": gzip.compress(b"\x00\x00\x08\x03\x00")}
+  for damage, data in damages.items():
+    path.write_bytes(data)
+    with pytest.raises(data_lib.DatasetError, match="damaged") as error:
+      fashion_mnist.load("test", str(tmp_path))
+    assert str(path) in str(error.value), damage
+    assert "apt-get install --reinstall dataset-fashion-mnist" in str(error.value), damage
+  path.unlink()
+  path.mkdir()
+  with pytest.raises(data_lib.DatasetError, match="cannot be read"):
+    fashion_mnist.load("test", str(tmp_path))
+
+
 def test_cifar10_through_tfds_mock_data():
   tfds = pytest.importorskip("tensorflow_datasets")
   cfg = default.get_config().data
@@ -78,10 +104,11 @@ def test_epoch_order_is_a_function_of_step_and_covers_each_epoch():
   assert not np.array_equal(order.indices(0), order.indices(6))  # Reshuffled per epoch.
 
 
-def test_eval_batches_pad_and_mask_without_dropping():
-  images = np.arange(10)[:, None, None, None].astype(np.uint8)
-  labels = np.arange(10).astype(np.int32)
-  batches = list(train.eval_batches(images, labels, 4, slice(0, 4)))
-  assert [len(b["image"]) for b in batches] == [4, 4, 4]
-  seen = np.concatenate([b["label"][b["mask"] == 1] for b in batches])
-  np.testing.assert_array_equal(seen, labels)
+def test_batched_prediction_pads_the_last_batch_without_dropping():
+  # Ported from train.eval_batches (removed in 779d0d6) to its successor sharding.BatchedPredict.
+  from freqrobust import sharding
+  images = np.arange(10)[:, None, None, None].astype(np.float32)
+  predict = sharding.BatchedPredict(lambda v, x: x[:, 0, 0, 0] * 2, 4)
+  out = predict({}, images)
+  np.testing.assert_array_equal(out, np.arange(10) * 2)  # every image once, in order
+  assert predict.batch_size % predict.sharder.num_devices == 0

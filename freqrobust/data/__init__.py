@@ -4,7 +4,7 @@ from typing import Any, Dict, Tuple
 import numpy as np
 
 from freqrobust.data import cifar10, fashion_mnist, synthetic
-from freqrobust.data.fashion_mnist import DatasetError
+from freqrobust.data.errors import DatasetError
 
 # Per-dataset facts the rest of the system needs; mean/std are the usual per-channel statistics.
 DATASETS: Dict[str, Dict[str, Any]] = {

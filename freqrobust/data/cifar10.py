@@ -1,24 +1,85 @@
-"""CIFAR-10 (and CIFAR-10-C) through TensorFlow Datasets (needs a prepared TFDS data dir or a network)."""
-from typing import Tuple
+"""CIFAR-10 (and CIFAR-10-C) through TensorFlow Datasets (needs a prepared TFDS data dir or a network).
+
+TFDS prepares a dataset once (download, then conversion to its own files under
+<tfds_data_dir>/<name>/<config>/<version>/) and reads the prepared files afterwards. Without a
+network it can prepare from the original archive placed by hand in
+<tfds_data_dir>/downloads/manual/ (checked against TFDS's registered checksum).
+"""
+from typing import Any, Tuple
 
 import numpy as np
+
+from freqrobust.data.errors import DatasetError
+
+
+def _summary(error: BaseException, limit: int = 400) -> str:
+  text = " ".join(str(error).split())
+  return f"{type(error).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
+
+
+def _archives(builder: Any) -> str:
+  """'name (from url)' of each original archive TFDS downloads for `builder`."""
+  try:
+    infos = builder.url_infos or {}
+  except Exception:  # only for the message; never hide the real error behind this one
+    infos = {}
+  return ", ".join(f"{info.filename or url.rsplit('/', 1)[-1]} (from {url})"
+                   for url, info in sorted(infos.items())) or "its original archive"
+
+
+def not_available_message(dataset: str, data_root: str, cause: str, archives: str,
+                          hint: str = "") -> str:
+  """The one error for a TFDS dataset that is neither prepared nor preparable here."""
+  return (
+      f"{dataset} is not prepared in the TFDS data dir {data_root} (config.data.tfds_data_dir; "
+      f"'' means TFDS's default, $TFDS_DATA_DIR or ~/tensorflow_datasets), and TFDS could not "
+      f"download and prepare it here ({cause}). Fix, one of: (1) on a machine with a network run "
+      f"once `python -c \"import tensorflow_datasets as tfds; tfds.builder('{dataset}', "
+      f"data_dir='DIR').download_and_prepare()\"`, copy DIR to this machine and pass "
+      f"--config.data.tfds_data_dir=DIR; (2) copy an already prepared TFDS folder (one holding "
+      f"{dataset.split('/')[0]}/) here and pass --config.data.tfds_data_dir to it; (3) put the "
+      f"original archive {archives} into {data_root}/downloads/manual/ and rerun (TFDS prepares "
+      f"it offline after checking its checksum). {hint}").strip()
 
 
 def load_tfds_numpy(dataset: str, split: str, data_dir: str = "", download: bool = True,
                     hint: str = "") -> Tuple[np.ndarray, np.ndarray]:
   """(uint8 images, int32 labels) of a supervised TFDS split, read in batches of 1000.
 
+  Prepares the dataset first when `download` and it is not prepared in `data_dir` ('' = TFDS's
+  default). Raises DatasetError, naming the dataset, the data dir and the fixes, when it is
+  neither prepared nor preparable (no network), or when the prepared files cannot be read.
   Batches rather than batch_size=-1 (one tensor): TF 2.21 aborts on the latter under
-  tfds.testing.mock_data, and the result is the same. `hint` says how to make the data available.
+  tfds.testing.mock_data, and the result is the same. `hint` adds a dataset-specific fix.
   """
   import tensorflow_datasets as tfds  # Imported lazily: TFDS pulls in TensorFlow.
   try:
-    data = tfds.load(dataset, split=split, batch_size=1000, as_supervised=True,
-                     data_dir=data_dir or None, download=download, shuffle_files=False)
-  except Exception as e:  # TFDS raises many kinds; all mean "not available here".
-    raise RuntimeError(f"{dataset} could not be loaded through TFDS ({type(e).__name__}: {e}). "
-                       f"{hint}") from e
-  batches = list(tfds.as_numpy(data))
+    builder = tfds.builder(dataset, data_dir=data_dir or None)
+  except Exception as e:  # unknown name or config
+    raise DatasetError(f"TFDS does not know {dataset!r} ({_summary(e)}). {hint}".strip()) from e
+  data_root = str(builder.data_dir_root)
+  if not builder.is_prepared():
+    if not download:
+      raise DatasetError(not_available_message(
+          dataset, data_root, "downloading is off", _archives(builder), hint))
+    try:
+      builder.download_and_prepare()
+    except Exception as e:  # TFDS raises many kinds (no network, bad checksum, ...)
+      # One clear error rather than TFDS's deep traceback; the cause is summarised in it.
+      raise DatasetError(not_available_message(
+          dataset, data_root, _summary(e), _archives(builder), hint)) from None
+  try:
+    data = builder.as_dataset(split=split, batch_size=1000, as_supervised=True,
+                              shuffle_files=False)
+    batches = list(tfds.as_numpy(data))
+  except Exception as e:
+    raise DatasetError(
+        f"{dataset} split {split!r} could not be read from the prepared TFDS folder "
+        f"{builder.data_dir} ({_summary(e)}). If that folder is damaged, move it aside and rerun "
+        f"to prepare it again (needs a network, or the original archive "
+        f"{_archives(builder)} in {data_root}/downloads/manual/). {hint}".strip()) from e
+  if not batches:
+    raise DatasetError(f"{dataset} split {split!r} in {builder.data_dir} holds no examples.")
   images = np.concatenate([b[0] for b in batches]).astype(np.uint8)
   labels = np.concatenate([b[1] for b in batches]).astype(np.int32)
   return images, labels
@@ -28,8 +89,5 @@ def load(split: str, tfds_data_dir: str = "", download: bool = True) -> Tuple[np
   """Returns (images uint8 (N, 32, 32, 3), labels int32 (N,)) for split 'train' or 'test'."""
   if split not in ("train", "test"):
     raise ValueError(f"CIFAR-10 split {split!r}; valid: train, test.")
-  return load_tfds_numpy(
-      "cifar10", split, tfds_data_dir, download,
-      hint="On a machine with a network run `python -c \"import tensorflow_datasets as tfds; "
-      "tfds.builder('cifar10').download_and_prepare()\"` (or set config.data.tfds_data_dir to a "
-      "prepared TFDS folder); offline, use config.data.dataset='fashion_mnist'.")
+  return load_tfds_numpy("cifar10", split, tfds_data_dir, download,
+                         hint="Offline, config.data.dataset='fashion_mnist' needs no download.")
