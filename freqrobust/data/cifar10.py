@@ -64,6 +64,11 @@ def load_tfds_numpy(dataset: str, split: str, data_dir: str = "", download: bool
           dataset, data_root, "downloading is off", _archives(builder), hint))
     try:
       builder.download_and_prepare()
+    except ImportError as e:  # e.g. importlib_resources, which TFDS 4.9.10 needs to prepare
+      raise DatasetError(
+          f"Preparing {dataset} in the TFDS data dir {data_root} needs the Python package "
+          f"{e.name or e}, which is not installed: `pip install -r requirements.txt` (or "
+          f"`pip install {e.name or '<package>'}`).") from e
     except Exception as e:  # TFDS raises many kinds (no network, bad checksum, ...)
       # One clear error rather than TFDS's deep traceback; the cause is summarised in it.
       raise DatasetError(not_available_message(
