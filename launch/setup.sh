@@ -9,3 +9,8 @@ if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist
 fi
 python -m pip install -q --disable-pip-version-check -r requirements.txt
+# The benchmark's six frost photographs, shipped as package data of imagecorruptions: freqrobust
+# reads them from the installed folder (corruption `frost`) and never imports the package (its
+# import needs OpenCV and pkg_resources, and breaks with NumPy 2). --no-deps: only the photos are
+# wanted, so its requirements (opencv-python above all) stay out of the environment.
+python -m pip install -q --disable-pip-version-check --no-deps imagecorruptions

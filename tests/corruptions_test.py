@@ -19,6 +19,7 @@ from PIL import Image
 
 from freqrobust import corruptions
 from freqrobust.corruptions import filters
+from freqrobust.corruptions import host
 from freqrobust.corruptions import ops
 from freqrobust.corruptions import textures
 
@@ -316,6 +317,61 @@ def test_frost_photographs_from_frost_dir(tmp_path, astronaut):
   np.testing.assert_allclose(out, expected, atol=1e-5)
   with pytest.raises(ValueError, match="not a directory"):
     corruptions.corrupt(jax.random.key(0), astronaut, "frost", 1, frost_dir=str(tmp_path / "x"))
+
+
+def test_frost_source_resolution(tmp_path, monkeypatch):
+  """frost_dir > the photographs of an installed imagecorruptions package > procedural; the
+  package is located without being imported (its import fails under NumPy 2)."""
+  import importlib.machinery
+  import importlib.util
+  import sys
+  assert corruptions.frost_source("/my/frost") == "photographs (/my/frost)"
+  assert corruptions.resolve_frost("/my/frost")[0] == "/my/frost"
+  assert corruptions.resolve_frost(corruptions.PROCEDURAL_FROST) == ("", "procedural")
+  package = tmp_path / "imagecorruptions"
+  (package / "frost").mkdir(parents=True)
+  (package / "__init__.py").write_text("raise ImportError('must not be imported')\n")
+  for name in ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg",
+               "frost6.jpg"):
+    (package / "frost" / name).write_bytes(b"")
+  monkeypatch.syspath_prepend(str(tmp_path))
+  monkeypatch.delitem(sys.modules, "imagecorruptions", raising=False)
+  importlib.invalidate_caches()
+  assert corruptions.resolve_frost("") == (str(package / "frost"),
+                                           "photographs (imagecorruptions)")
+  assert "imagecorruptions" not in sys.modules  # found, not executed
+  assert corruptions.frost_source("/my/frost") == "photographs (/my/frost)"  # explicit wins
+  (package / "frost" / "frost6.jpg").unlink()  # an incomplete copy is not used
+  assert corruptions.resolve_frost("") == ("", "procedural")
+  monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # not installed
+  assert corruptions.frost_source("") == "procedural"
+
+
+def test_frost_photo_resize_is_the_recipe_opencv_bilinear():
+  """make_cifar_c.py: cv2.resize(frost, (0, 0), fx=0.2, fy=0.2), INTER_LINEAR: output pixel d
+  samples (d + 0.5) / 0.2 - 0.5 = 5 d + 2, an integer: a subsampling, no averaging."""
+  photo = np.random.default_rng(0).integers(0, 256, (63, 47, 3)).astype(np.uint8)
+  small = host.resize_linear(photo, 0.2)
+  assert small.shape == (13, 9, 3)  # round(12.6), round(9.4), as OpenCV rounds the size
+  np.testing.assert_array_equal(small, photo[2::5, 2::5][:13, :9])
+  # At 0.4 (size_scale 2) output (0, 3) samples y = 0.5 * 2.5 - 0.5 = 0.75, x = 3.5 * 2.5 - 0.5
+  # = 8.25: bilinear between rows 0, 1 and columns 8, 9.
+  big = host.resize_linear(photo, 0.4).astype(np.float64)
+  p = photo.astype(np.float64)
+  expected = (0.25 * (0.75 * p[0, 8] + 0.25 * p[0, 9]) + 0.75 * (0.75 * p[1, 8] + 0.25 * p[1, 9]))
+  np.testing.assert_allclose(big[0, 3], expected, atol=0.5)
+
+
+@pytest.mark.skipif(not corruptions.resolve_frost("")[0],
+                    reason="imagecorruptions (pip install --no-deps imagecorruptions) absent")
+def test_frost_uses_the_installed_benchmark_photographs(astronaut):
+  assert corruptions.frost_source("") == "photographs (imagecorruptions)"
+  photos = host.load_frost_images(corruptions.resolve_frost("")[0], *SIZE, 1.0)
+  assert len(photos) == 6 and photos[0].shape == (120, 180, 3)  # frost1.png, 900 x 600, x 0.2
+  out = corruptions.corrupt(jax.random.key(0), astronaut, "frost", 5)
+  procedural = corruptions.corrupt(jax.random.key(0), astronaut, "frost", 5,
+                                   frost_dir=corruptions.PROCEDURAL_FROST)
+  assert out.shape == astronaut.shape and np.abs(out - procedural).mean() > 0.01
 
 
 def test_size_scale_only_grows_pixel_parameters():

@@ -18,14 +18,20 @@ Rules beyond the 32 px recipe:
   the luma (0.299 R + 0.587 G + 0.114 B) of the corrupted RGB, which equals the common channel
   when the operation keeps colours neutral; every other corruption acts on each channel alike
   and returns channel 0, which is exactly the grey image corrupted on its own.
-- Frost: the benchmark's frost photographs are not shipped; a procedural frost texture stands
-  in unless `frost_dir` points at photographs. Reports must mark frost as procedural then.
+- Frost: the recipe blends crops of six frost photographs. Their source (`resolve_frost`):
+  an explicit `frost_dir`; else the copies shipped as package data of an installed
+  `imagecorruptions` package (found without importing it: its import needs OpenCV and breaks
+  with NumPy 2);
+  else a procedural frost texture stands in. Reports and cache keys record the source
+  (`frost_source`): "photographs (DIR)", "photographs (imagecorruptions)" or "procedural".
 - Randomness: one key per image (`jax.random.split(key, N)`), so a batch is deterministic for a
   key; results depend on the batch split, not on the device.
 - uint8 output is rounded (the recipe truncates with np.uint8, which shifts means by half a
   grey level).
 """
 import functools
+import importlib.util
+import os
 from typing import Any
 
 import jax
@@ -43,7 +49,8 @@ from freqrobust.corruptions.params import RECIPE_VERSION
 from freqrobust.corruptions.params import SEVERITIES
 
 __all__ = ["CORRUPTIONS", "EXTRA_CORRUPTIONS", "ALL_CORRUPTIONS", "SEVERITIES", "PARAMS",
-           "RECIPE_VERSION", "corrupt", "frost_source", "size_scale"]
+           "RECIPE_VERSION", "corrupt", "frost_source", "resolve_frost", "PROCEDURAL_FROST",
+           "size_scale"]
 
 
 # Corruptions that mix channels; grey images take the luma of their result.
@@ -59,9 +66,48 @@ def size_scale(height: int, width: int) -> float:
   return max(1., min(height, width) / 32.)
 
 
+# `frost_dir` value that forces the procedural texture even when photographs are installed.
+PROCEDURAL_FROST = "procedural"
+FROST_PACKAGE = "imagecorruptions"
+FROST_PHOTOS = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg",
+                "frost6.jpg")
+
+
+def packaged_frost_dir() -> str:
+  """The `frost` folder of an installed imagecorruptions package holding the six recipe photos,
+  or ''. Found with importlib.util.find_spec, which locates a top-level package without
+  executing it (importing imagecorruptions needs OpenCV and breaks with NumPy 2)."""
+  try:
+    spec = importlib.util.find_spec(FROST_PACKAGE)
+  except (ImportError, ValueError):
+    return ""
+  for location in (spec.submodule_search_locations or []) if spec else []:
+    folder = os.path.join(location, "frost")
+    if all(os.path.isfile(os.path.join(folder, name)) for name in FROST_PHOTOS):
+      return folder
+  return ""
+
+
+def resolve_frost(frost_dir: str = "") -> tuple[str, str]:
+  """(folder of the frost photographs, or '' for the procedural texture; its source label).
+
+  An explicit `frost_dir` wins; '' takes the photographs of an installed imagecorruptions
+  package, else the procedural texture; PROCEDURAL_FROST forces the texture.
+  """
+  if frost_dir == PROCEDURAL_FROST:
+    return "", "procedural"
+  if frost_dir:
+    return frost_dir, f"photographs ({frost_dir})"
+  packaged = packaged_frost_dir()
+  if packaged:
+    return packaged, f"photographs ({FROST_PACKAGE})"
+  return "", "procedural"
+
+
 def frost_source(frost_dir: str = "") -> str:
-  """How frost is made: 'procedural' or 'photos:<dir>' (goes into reports and cache keys)."""
-  return f"photos:{frost_dir}" if frost_dir else "procedural"
+  """How frost is made (goes into reports and cache keys): "photographs (DIR)",
+  "photographs (imagecorruptions)" or "procedural"."""
+  return resolve_frost(frost_dir)[1]
 
 
 def _check(images: Any, name: str, severity: int) -> None:
@@ -107,7 +153,8 @@ def corrupt(key: jax.Array, images: Any, name: str, severity: int, *,
     images: uint8 in [0, 255] or float in [0, 1], C = 1 or 3; NumPy or JAX.
     name: one of CORRUPTIONS or EXTRA_CORRUPTIONS.
     severity: 1..5.
-    frost_dir: directory of frost photographs; '' uses the procedural frost texture.
+    frost_dir: directory of frost photographs; '' uses those of an installed imagecorruptions
+      package, else the procedural texture; PROCEDURAL_FROST forces the texture.
 
   Returns:
     The corrupted batch, same shape, dtype and array type as `images`.
@@ -126,8 +173,9 @@ def corrupt(key: jax.Array, images: Any, name: str, severity: int, *,
   if name == "jpeg_compression":
     as_uint8 = np.asarray(jnp.round(jnp.clip(as_float, 0., 1.) * 255.), np.uint8)
     out = jnp.asarray(host.jpeg_compression(as_uint8, c), jnp.float32) / 255.
-  elif name == "frost" and frost_dir:
-    crops = host.frost_crops(key, frost_dir, num, height, width, size_scale(height, width))
+  elif name == "frost" and resolve_frost(frost_dir)[0]:
+    crops = host.frost_crops(key, resolve_frost(frost_dir)[0], num, height, width,
+                             size_scale(height, width))
     out = _frost_blend_batch(as_float, jnp.asarray(crops), jnp.asarray(c, jnp.float32))
   else:
     keys = jax.random.split(key, num)
