@@ -392,5 +392,6 @@ def _spectra_main(out_dir: str, key: jax.Array, images: np.ndarray, workdirs: li
 
 
 if __name__ == "__main__":
+  from freqrobust import cli
   define_flags()
-  app.run(main)
+  cli.run(main)

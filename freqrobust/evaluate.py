@@ -364,6 +364,6 @@ def define_flags(flag_values=None) -> None:
 
 
 if __name__ == "__main__":
-  from absl import app
+  from freqrobust import cli
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -156,4 +156,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from freqrobust import cli
+  cli.run(main)

@@ -1,7 +1,7 @@
 """Command line: `python -m freqrobust.main --config=configs/resnet18_nfd.py --workdir=DIR`.
 
 Fields are overridden with `--config.section.field=value`. Rerunning the same command resumes
-from the newest checkpoint in DIR.
+from the newest intact checkpoint in DIR.
 """
 import os
 import sys
@@ -10,6 +10,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
+
+from freqrobust import cli, platform  # noqa: E402  (neither starts JAX)
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training configuration file (configs/*.py[:args]).",
@@ -23,7 +25,6 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   from absl import logging
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO; the progress line is ours.
-  from freqrobust import platform
   platform.configure_xla_for_cpu()  # Before the JAX backend starts; a user's XLA_FLAGS wins.
   import jax
   from freqrobust import train
@@ -63,11 +64,11 @@ def unknown_field_message(argv) -> str:
 
 def run():
   try:
-    app.run(main)
-  except (KeyError, AttributeError) as e:
+    cli.run(main)
+  except (KeyError, AttributeError):
     # ml_collections reports an unknown --config.x=y override as a bare KeyError.
     message = unknown_field_message(sys.argv)
-    if not message:
+    if not message or "--debug" in sys.argv:
       raise
     print(message, file=sys.stderr)
     sys.exit(2)

@@ -11,17 +11,29 @@ CE_c^rel = sum_s E(c, s) / sum_s E_baseline(c, s), mCE = 100 * mean_c CE_c^rel o
 benchmark corruptions, per seed against the baseline's seed-mean accuracy table. Writes table.md,
 table.csv and a Figure 1(e)-style bar chart (robustness).
 """
-import argparse
 import csv
 import os
 import re
 from typing import Dict, List, Optional
 
 import numpy as np
+from absl import app, flags
 
 from freqrobust import metrics
 from freqrobust import workdir as workdir_lib
 from freqrobust.corruptions import CORRUPTIONS
+
+
+
+def define_flags(flag_values: Optional[flags.FlagValues] = None) -> None:
+  """Defines the CLI flags (on absl's global FLAGS unless `flag_values` is given)."""
+  fv = flags.FLAGS if flag_values is None else flag_values
+  flags.DEFINE_string("root", None, "Folder holding one workdir per run (a sweep's --root).",
+                      flag_values=fv)
+  flags.DEFINE_string("baseline", "nat", "Runs whose name contains this token are the baseline "
+                      "of their backbone.", flag_values=fv)
+  flags.DEFINE_string("out", "", "Output folder (default ROOT/report).", flag_values=fv)
+  flags.mark_flag_as_required("root", flag_values=fv)
 
 
 def load_run(workdir: str) -> Optional[Dict]:
@@ -167,18 +179,19 @@ def write(summary: Dict, out: str) -> None:
   plt.close(fig)
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--root", required=True)
-  p.add_argument("--baseline", default="nat")
-  p.add_argument("--out", default="")
-  args = p.parse_args()
-  summary = aggregate(args.root, args.baseline)
-  out = args.out or os.path.join(args.root, "report")
+def main(argv, flag_values: Optional[flags.FlagValues] = None):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  values = flags.FLAGS if flag_values is None else flag_values
+  summary = aggregate(values.root, values.baseline)
+  out = values.out or os.path.join(values.root, "report")
   write(summary, out)
-  print(open(os.path.join(out, "table.md")).read())
+  with open(os.path.join(out, "table.md")) as f:
+    print(f.read())
   print(f"Written to {out}/ (table.md, table.csv, robustness.png)")
 
 
 if __name__ == "__main__":
-  main()
+  from freqrobust import cli
+  define_flags()
+  cli.run(main)

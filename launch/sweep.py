@@ -2,7 +2,7 @@
 
   python launch/sweep.py --table=table3 --seeds=0,1 --cpu --root=runs/table3_cpu
   python launch/sweep.py --table=table2 --seeds=0,1,2,3 --root=/shared/runs/t2 --submit=slurm
-  python launch/sweep.py --runs="table3,nat;table3,nfd" --seeds=0 --root=runs/x --dry-run
+  python launch/sweep.py --runs="table3,nat;table3,nfd" --seeds=0 --root=runs/x --dry_run
   python launch/sweep.py --table=table3 --root=runs/short --config.train.num_epochs=10
 
 Each run trains into ROOT/<run name>. A run whose results.json says "finished" (and, when the config
@@ -10,7 +10,6 @@ asks for it, holds corruption results) is skipped; an unfinished one is started 
 command, which resumes from its newest checkpoint. Aggregate afterwards with
 `python -m freqrobust.report --root=ROOT`.
 """
-import argparse
 import json
 import os
 import shlex
@@ -21,6 +20,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
+
+from absl import app, flags  # noqa: E402
 
 from configs import paper  # noqa: E402
 from freqrobust import workdir as workdir_lib  # noqa: E402
@@ -48,45 +49,58 @@ def command(arg: str, workdir: str, overrides) -> list:
           f"--workdir={workdir}"] + list(overrides)
 
 
-def main():
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--table", default="", help="table1..table4: every run of that table")
-  p.add_argument("--runs", default="", help="explicit config arguments separated by ';' (no seed)")
-  p.add_argument("--seeds", default="0", help="comma-separated seeds")
-  p.add_argument("--cpu", action="store_true", help="CPU-scale variant (small ResNet, Fashion-MNIST)")
-  p.add_argument("--root", required=True, help="folder holding one workdir per run")
-  p.add_argument("--submit", default="", choices=["", "slurm"], help="submit jobs instead of running")
-  p.add_argument("--dry-run", action="store_true", help="print what would run")
-  args, overrides = p.parse_known_args()
-  unknown = [o for o in overrides if not o.startswith("--config.")]
-  if unknown:
-    p.error(f"unrecognized arguments: {' '.join(unknown)} (extra flags must be --config.x=y)")
-  args.overrides = overrides  # Extra --config.x=y flags, passed to every run.
-  args.root = os.path.abspath(args.root)  # Runs execute in the repository root.
-  seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-  if args.table:
-    runs = paper.runs(args.table, cpu=args.cpu, seeds=seeds)
-  elif args.runs:
-    runs = [f"{r},seed={s}" + (",cpu" if args.cpu else "")
-            for r in args.runs.split(";") if r.strip() for s in seeds]
+FLAGS = flags.FLAGS
+flags.DEFINE_string("table", "", "table1..table4: every run of that table.")
+flags.DEFINE_string("runs", "", "Explicit config arguments separated by ';' (no seed).")
+flags.DEFINE_list("seeds", ["0"], "Comma-separated seeds.")
+flags.DEFINE_bool("cpu", False, "CPU-scale variant (small ResNet, Fashion-MNIST).")
+flags.DEFINE_string("root", None, "Folder holding one workdir per run.")
+flags.DEFINE_enum("submit", "", ["", "slurm"], "Submit cluster jobs instead of running here.")
+flags.DEFINE_bool("dry_run", False, "Print what would run.")
+flags.mark_flag_as_required("root")
+
+
+def split_overrides(argv):
+  """absl parses the sweep's own flags; `--config.x=y` flags are passed to every run as they are."""
+  overrides = [a for a in argv[1:] if a.startswith("--config.")]
+  rest = [argv[0]] + [a for a in argv[1:] if not a.startswith("--config.")]
+  _OVERRIDES[:] = overrides
+  return FLAGS(rest)
+
+
+_OVERRIDES: list = []  # The --config.x=y flags of this invocation.
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unrecognized arguments: {' '.join(argv[1:])} (extra flags must be "
+                         "--config.x=y)")
+  overrides = list(_OVERRIDES)
+  root = os.path.abspath(FLAGS.root)  # Runs execute in the repository root.
+  seeds = [int(s) for s in FLAGS.seeds if s.strip()]
+  if FLAGS.table:
+    runs = paper.runs(FLAGS.table, cpu=FLAGS.cpu, seeds=seeds)
+  elif FLAGS.runs:
+    runs = [f"{r},seed={s}" + (",cpu" if FLAGS.cpu else "")
+            for r in FLAGS.runs.split(";") if r.strip() for s in seeds]
   else:
-    p.error("give --table or --runs")
+    raise app.UsageError("give --table or --runs")
   for arg in runs:  # Fail on a bad argument before anything runs.
     paper.get_config(arg)
-  os.makedirs(args.root, exist_ok=True)
-  todo = [(a, os.path.join(args.root, run_name(a))) for a in runs]
-  print(f"{len(todo)} runs under {args.root}", flush=True)
+  os.makedirs(root, exist_ok=True)
+  todo = [(a, os.path.join(root, run_name(a))) for a in runs]
+  print(f"{len(todo)} runs under {root}", flush=True)
   failures = []
   for k, (arg, workdir) in enumerate(todo, 1):
     if is_finished(workdir):
       print(f"[{k}/{len(todo)}] {arg}: finished, skipped", flush=True)
       continue
-    cmd = command(arg, workdir, args.overrides)
-    if args.submit == "slurm":
+    cmd = command(arg, workdir, overrides)
+    if FLAGS.submit == "slurm":
       cmd = ["sbatch", os.path.join(HERE, "slurm_gpu.sh"), f"configs/paper.py:{arg}", workdir] + \
-          list(args.overrides)
+          list(overrides)
     print(f"[{k}/{len(todo)}] {arg}: {' '.join(shlex.quote(c) for c in cmd)}", flush=True)
-    if args.dry_run:
+    if FLAGS.dry_run:
       continue
     os.makedirs(workdir, exist_ok=True)
     start = time.time()
@@ -95,7 +109,7 @@ def main():
       for line in proc.stdout:
         log.write(line)
         log.flush()
-        if args.submit or "|" in line or "accuracy" in line or "Error" in line:
+        if FLAGS.submit or "|" in line or "accuracy" in line or "Error" in line:
           print(f"  {line.rstrip()}", flush=True)
       proc.wait()
     if proc.returncode:
@@ -109,4 +123,5 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  from freqrobust import cli
+  cli.run(main, flags_parser=split_overrides)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import paper
-from freqrobust import report, train
+from freqrobust import experiment, report
 from freqrobust.corruptions import CORRUPTIONS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,7 +20,7 @@ def test_every_paper_run_resolves_and_is_distinct():
   seen = set()
   for table in paper.TABLES:
     for arg in paper.runs(table, seeds=(0, 1)):
-      config = train.resolve_config(paper.get_config(arg))
+      config = experiment.resolve_config(paper.get_config(arg))
       key = config.to_json(sort_keys=True)
       assert key not in seen or arg.startswith("table3,nat"), arg  # Table 4 reuses Table 3's nat.
       seen.add(key)
@@ -110,7 +110,7 @@ def test_sweep_skips_finished_runs_and_reruns_unfinished(tmp_path):
   fake_run(root, sweep.run_name("table3,nat,seed=0,cpu"), 90.0, 60.0)
   fake_run(root, sweep.run_name("table3,sup,seed=0,cpu"), 90.0, 60.0, status="preempted")
   out = subprocess.run([sys.executable, os.path.join(REPO, "launch", "sweep.py"), "--table=table3",
-                        "--seeds=0", "--cpu", f"--root={root}", "--dry-run"],
+                        "--seeds=0", "--cpu", f"--root={root}", "--dry_run"],
                        capture_output=True, text=True, timeout=120)
   assert out.returncode == 0, out.stderr
   lines = [l for l in out.stdout.splitlines() if l.startswith("[")]

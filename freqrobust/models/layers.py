@@ -1,5 +1,5 @@
 """Building blocks shared by the backbones: the first semantic layer and the APS channel attention."""
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -62,7 +62,8 @@ class ChannelAttention(nn.Module):
 class Stem(nn.Module):
   """First semantic layer + optional attention + ReLU: the part every backbone shares.
 
-  Returns (activation, v, pre_gate_activation). The PDM analysis reads relu(pre-gate features).
+  Returns (activation, open_ratios or None, relu(pre-gate features)); point detection maps read
+  the last.
   """
   features: int
   use_bn: bool
@@ -74,12 +75,12 @@ class Stem(nn.Module):
   @nn.compact
   def __call__(self, x):
     h = SemanticLayer(self.features, self.use_bn, self.norm, self.dtype, name="semantic")(x)
-    v = None
-    pre = h
+    open_ratios = None
+    before_gate = h
     if self.attention != "none":
-      h, v = ChannelAttention(self.attention_hidden, self.attention == "extended", self.norm,
-                              self.dtype, name="attention")(h)
-    return nn.relu(h), v, nn.relu(pre)
+      h, open_ratios = ChannelAttention(self.attention_hidden, self.attention == "extended",
+                                        self.norm, self.dtype, name="attention")(h)
+    return nn.relu(h), open_ratios, nn.relu(before_gate)
 
 
 def normalise(x, mean, std):
@@ -100,5 +101,3 @@ def check_attention(attention: str) -> None:
   if attention not in ATTENTIONS:
     raise ValueError(f"config.model.attention={attention!r}; valid: {', '.join(ATTENTIONS)}.")
 
-
-Activation = Callable[[jnp.ndarray], jnp.ndarray]

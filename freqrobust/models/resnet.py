@@ -1,11 +1,11 @@
 """CIFAR-style ResNets (3x3 stem, no max-pool) with the APS stem: ResNet-18 and a small CPU ResNet."""
-import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from freqrobust.models.layers import Stem, check_attention, conv_init, normalise
+from freqrobust.models.backbone import Backbone
+from freqrobust.models.layers import conv_init
 
 
 class BasicBlock(nn.Module):
@@ -33,32 +33,19 @@ class BasicBlock(nn.Module):
     return nn.relu(residual + y)
 
 
-class ResNet(nn.Module):
-  """ResNet for small images. `first_layer_only=True` returns the stem's pre-gate activation."""
-  stage_sizes: Sequence[int]
-  widths: Sequence[int]
-  num_classes: int
-  attention: str = "none"
-  attention_hidden: int = 512
-  input_mean: Sequence[float] = (0.5,)
-  input_std: Sequence[float] = (0.25,)
-  bn_momentum: float = 0.9
-  dtype: Any = jnp.float32
+class ResNet(Backbone):
+  """ResNet for small images (3x3 stem, no max-pool); ResNet-18 by default."""
+  stage_sizes: Sequence[int] = (2, 2, 2, 2)
+  widths: Sequence[int] = (64, 128, 256, 512)
 
   @nn.compact
   def __call__(self, x, train: bool = False, first_layer_only: bool = False):
-    check_attention(self.attention)
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
-                             epsilon=1e-5, dtype=self.dtype)
-    x = normalise(x, self.input_mean, self.input_std).astype(self.dtype)
-    h, v, pre = Stem(self.widths[0], True, self.attention, self.attention_hidden, norm, self.dtype,
-                     name="stem")(x)
+    h, open_ratios, before_gate = self.stem(x, train, self.widths[0], use_bn=True)
     if first_layer_only:
-      return pre
+      return before_gate
+    norm = self.norm(train)
     for i, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths)):
       for j in range(blocks):
         strides = 2 if i > 0 and j == 0 else 1
         h = BasicBlock(width, strides, norm, self.dtype)(h)
-    h = jnp.mean(h, axis=(1, 2))
-    logits = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(h)
-    return logits.astype(jnp.float32), v
+    return self.head(h), open_ratios

@@ -1,0 +1,26 @@
+"""`python -m freqrobust`: the tools, each with `--help` for its options."""
+import sys
+
+TOOLS = (
+    ("python -m freqrobust.main --config=FILE[:args] --workdir=DIR",
+     "train (resumes from DIR's newest checkpoint; --config.a.b=v overrides any field)"),
+    ("python -m freqrobust.evaluate --workdir=DIR [--baseline=DIR]",
+     "corruption report of a trained run (15 or 19 corruptions x 5 severities)"),
+    ("python -m freqrobust.analyze TOOL --workdir=DIR",
+     "pdm, heatmap, bandpass, spectra, occlusion or compare"),
+    ("python -m freqrobust.report --root=ROOT", "a sweep's runs in the paper's table layout"),
+    ("python -m freqrobust.illustrate --out=DIR", "the paper's Figures 3 and 4 on real images"),
+    ("python launch/sweep.py --table=tableN --seeds=0,1 --root=ROOT",
+     "train a table's runs over seeds (skips finished, resumes unfinished)"),
+)
+
+
+def main() -> None:
+  print("freqrobust tools (each takes --help; all take --debug for full tracebacks):\n")
+  for command, what in TOOLS:
+    print(f"  {command}\n      {what}")
+  sys.exit(0)
+
+
+if __name__ == "__main__":
+  main()
