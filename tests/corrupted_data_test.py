@@ -64,20 +64,23 @@ def test_generated_set_is_written_once_and_reused(tmp_path, monkeypatch):
 
 
 def test_cache_key_covers_the_generation_parameters(tmp_path):
-  base = _config(tmp_path)
+  # Procedural frost unless a variant says otherwise ('' may find installed photographs).
+  config = lambda **fields: _config(tmp_path, **dict(dict(frost_dir=corruptions.PROCEDURAL_FROST),
+                                                     **fields))
+  base = config()
   path = lambda cfg, name="frost", sev=1, clean="c" * 64: corrupted.cache_path(
       corrupted.CorruptionSettings.from_config(cfg), name, sev, clean)
   variants = [path(base), path(base, sev=2), path(base, name="fog"),
-              path(_config(tmp_path, seed=1)), path(_config(tmp_path, num_examples=7)),
-              path(_config(tmp_path, frost_dir="/somewhere")),
-              path(_config(tmp_path, dataset="cifar10", source="generated")),
+              path(config(seed=1)), path(config(num_examples=7)),
+              path(config(frost_dir="/somewhere")),
+              path(config(dataset="cifar10", source="generated")),
               path(base, clean="d" * 64)]
   assert len(set(variants)) == len(variants)
   assert "procfrost" in variants[0] and "photofrost" in variants[5]
   assert "-cleancccccccc-" in variants[0] and "-cleandddddddd-" in variants[-1]
-  assert path(base) == path(_config(tmp_path))
+  assert path(base) == path(config())
   # The folder of the data is not part of the key; its content is.
-  moved = _config(tmp_path)
+  moved = config()
   moved.data.data_dir = "/elsewhere"
   assert path(moved) == path(base)
 

@@ -136,6 +136,14 @@ def test_cifar10_prepared_by_tfds_round_trips_through_load_split(tmp_path, offli
   assert tfds.builder("cifar10", data_dir=str(tmp_path)).is_prepared()
   # Label names come from batches.meta.txt, as in the real archive.
   assert tfds.builder("cifar10", data_dir=str(tmp_path)).info.features["label"].names == CLASSES
+  # A damaged prepared file: the error names the folder and the fix, not a bare DataLossError.
+  prepared = tmp_path / "cifar10" / "3.0.2"
+  (shard,) = [p for p in os.listdir(prepared) if p.startswith("cifar10-test.tfrecord")]
+  data = (prepared / shard).read_bytes()
+  (prepared / shard).write_bytes(data[:len(data) // 2])
+  with pytest.raises(data_lib.DatasetError, match=f"could not be read from the prepared TFDS "
+                     f"folder {prepared}.*move it aside"):
+    data_lib.load_split(cfg.data, "test")
 
 
 def test_cifar10_c_prepared_by_tfds_round_trips_through_load_corrupted(tmp_path, offline,
