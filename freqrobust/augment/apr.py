@@ -1,0 +1,158 @@
+"""Amplitude-Phase Recombination, APR (Chen, Peng, Ma, Li, Du, Tian, ICCV 2021).
+
+Official code: github.com/iCGY96/APR; datasets/APR.py (APR-S), core/train.py (APR-P and the
+loss), datasets/transforms.py (the CIFAR pipeline).
+
+Recombination: with F = DFT over the image's height, width AND channel axes (`np.fft.fftn` of the
+HWC array in APR.py:35-36, `torch.fft.fftn(x, dim=(1, 2, 3))` of NCHW in train.py:25-28),
+
+    APR(phase source a, amplitude source b) = Re IDFT( |F(b)| exp(i angle F(a)) ).
+
+APR-P (pairs within the batch, core/train.py:11-35): with probability 0.6 for the whole batch
+(`p = U(0, 1); if p > prob: return x`), one random permutation pi of the batch and
+x'_n = APR(x_n, x_pi(n)): the amplitude of the partner with the image's own phase; the label stays
+the image's (the phase carries it). Not clipped (the reference normalises and feeds it as is).
+
+APR-S (single image, datasets/APR.py:15-54, applied to the raw PIL image before the crop):
+x1 = op(x) with an AugMix op at severity 3; with probability 1/2 that is the output; else
+x2 = op'(x1) and the output is, with probability 1/2 each, APR(x2, x1) (x1's amplitude with x2's
+phase) or APR(x1, x2), cast to uint8.
+
+Loss (core/train.py:49-60): the batch and its APR-P counterpart both go through the network and
+loss = CE(clean views) + CE(APR-P views) (a sum, not a mean); with `--aug aprs` the "clean" batch
+is the APR-S-augmented one (APR-SP). Pipeline (datasets/transforms.py:11-27): APR-S ->
+RandomCrop(32, padding=4, fill=128) -> RandomHorizontalFlip -> ToTensor.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+
+from freqrobust.augment import base, ops
+
+Array = jax.Array
+_FFT_AXES_EXAMPLE = (0, 1, 2)  # H, W, C of one HWC image
+_FFT_AXES_BATCH = (1, 2, 3)  # H, W, C of an NHWC batch
+
+
+def recombine(phase_source: Array, amplitude_source: Array, axes=_FFT_AXES_EXAMPLE) -> Array:
+  """Re IDFT(|F(amplitude_source)| exp(i angle F(phase_source))) over `axes`."""
+  f_phase = jnp.fft.fftn(phase_source, axes=axes)
+  f_amplitude = jnp.fft.fftn(amplitude_source, axes=axes)
+  spectrum = jnp.abs(f_amplitude) * jnp.exp(1j * jnp.angle(f_phase))
+  return jnp.real(jnp.fft.ifftn(spectrum, axes=axes)).astype(phase_source.dtype)
+
+
+def apr_pair(key: Array, images: Array, prob: float = 0.6) -> tuple[Array, Array, Array]:
+  """APR-P of an NHWC batch (core/train.py `mix_data`).
+
+  Returns (mixed, applied (scalar bool), partner indices (N,)): mixed_n = APR(x_n, x_pi(n)) for
+  every n when `applied`, else the batch unchanged.
+  """
+  k_apply, k_perm = jax.random.split(key)
+  applied = jax.random.uniform(k_apply) <= prob
+  partner = jax.random.permutation(k_perm, images.shape[0])
+  mixed = recombine(images, images[partner], _FFT_AXES_BATCH)
+  return jnp.where(applied, mixed, images), applied, partner
+
+
+def apr_single(key: Array, image: Array, severity: float = 3.0, prob: float = 0.5) -> Array:
+  """APR-S of one HWC image in [0, 1] (datasets/APR.py `APRecombination.__call__`)."""
+  u = jax.random.uniform(key, (8,))
+  x1, x2 = ops.augmix_sequence(image, jnp.stack([u[0:3], u[4:7]]), severity)
+  # fft_1 = |F x1| exp(i angle F x2) if p > 0.5, else fft_2 = |F x2| exp(i angle F x1).
+  recombined = jnp.where(u[7] > 0.5, recombine(x2, x1), recombine(x1, x2))
+  recombined = ops.truncate_to_uint8(recombined)
+  # `if p > 0.5: return x` (after the first op): recombination with probability `prob`.
+  return jnp.where(u[3] > prob, x1, recombined)
+
+
+def paired_ce(logits: Array, labels: Array) -> dict[str, Array]:
+  """CE on view 1, added to the train step's CE on view 0: CE(view 0) + CE(view 1) as the
+  reference sums the two (core/train.py:60)."""
+  return {"ce_paired": ops.cross_entropy(logits[1], labels)}
+
+
+@dataclasses.dataclass(frozen=True)
+class _APRFields(base.Method):
+  """Fields shared by the APR variants (defaults from the official code).
+
+  Attributes:
+    severity: severity of the AugMix ops in APR-S (APR.py:22,30: `op(x, 3)`).
+    single_prob: probability that APR-S recombines after its first op (APR.py:24-26: 0.5).
+    pair_prob: probability that APR-P mixes the batch (core/train.py:11: prob=0.6).
+    pad, flip, crop_fill: RandomCrop(32, padding=4, fill=128) + flip (transforms.py:16-18).
+  """
+  ce_views: ClassVar[tuple[int, ...]] = (0,)
+
+  severity: float = 3.0
+  single_prob: float = 0.5
+  pair_prob: float = 0.6
+  pad: int = 4
+  flip: bool = True
+  crop_fill: float = 128.0 / 255.0
+
+  def __post_init__(self):
+    ops.set_float(self, "severity", 0.1, 10.0, lo_open=True)
+    ops.set_float(self, "single_prob", 0.0, 1.0)
+    ops.set_float(self, "pair_prob", 0.0, 1.0)
+    ops.set_crop_fields(self)
+
+  def _single(self, key: Array, images: Array) -> Array:
+    keys = jax.random.split(key, images.shape[0])
+    return jax.vmap(lambda k, x: apr_single(k, x, self.severity, self.single_prob))(keys, images)
+
+  def _crop(self, key: Array, images: Array) -> Array:
+    return ops.crop_flip_batch(key, images, self.pad, self.flip, self.crop_fill)
+
+
+@dataclasses.dataclass(frozen=True)
+class APRS(_APRFields):
+  """APR-S: one view, the APR-S image (then crop and flip), plain CE."""
+  name: ClassVar[str] = "apr_s"
+  num_views: ClassVar[int] = 1
+
+  def views(self, key, images, labels, forward=None):
+    del labels, forward
+    ops.check_batch(images, self)
+    k_single, k_crop = jax.random.split(key)
+    return self._crop(k_crop, self._single(k_single, images))[None], {}
+
+
+@dataclasses.dataclass(frozen=True)
+class APRP(_APRFields):
+  """APR-P: views (cropped batch, its APR-P); loss CE(view 0) + CE(view 1)."""
+  name: ClassVar[str] = "apr_p"
+  num_views: ClassVar[int] = 2
+
+  def views(self, key, images, labels, forward=None):
+    del labels, forward
+    ops.check_batch(images, self)
+    k_crop, k_pair = jax.random.split(key)
+    clean = self._crop(k_crop, images)
+    mixed, applied, partner = apr_pair(k_pair, clean, self.pair_prob)
+    return jnp.stack([clean, mixed]), {"partner": partner,
+                                       "pair_applied": jnp.broadcast_to(applied, partner.shape)}
+
+  def loss_terms(self, logits: Array, open_ratios: Optional[Array], labels: Array,
+                 aux: Mapping[str, Array], params: Any) -> dict[str, Array]:
+    del open_ratios, aux, params
+    return paired_ce(logits, labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class APRSP(APRP):
+  """APR-SP (the paper's full method): views (APR-S batch, its APR-P); CE(view 0) + CE(view 1)."""
+  name: ClassVar[str] = "apr_sp"
+
+  def views(self, key, images, labels, forward=None):
+    del labels, forward
+    ops.check_batch(images, self)
+    k_single, k_crop, k_pair = jax.random.split(key, 3)
+    single = self._crop(k_crop, self._single(k_single, images))
+    mixed, applied, partner = apr_pair(k_pair, single, self.pair_prob)
+    return jnp.stack([single, mixed]), {"partner": partner,
+                                        "pair_applied": jnp.broadcast_to(applied, partner.shape)}

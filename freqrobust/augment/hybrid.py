@@ -1,0 +1,194 @@
+"""HybridAugment and HybridAugment++ (Yucel, Cinbis, Duygulu, ICCV 2023).
+
+Official code: github.com/MKYucel/hybrid_augment; datasets/APR.py (single-image variants),
+core/train.py (paired variants and the loss), main.py (defaults), datasets/transforms.py
+(pipeline).
+
+Low/high split: LF(x) = G * x with torchvision's GaussianBlur(kernel_size=3, sigma=0.5) (a
+normalised 3x3 Gaussian, reflect padding), HF(x) = x - LF(x).
+
+HA-P (core/train.py:68-88, `hybrid_augment`): with probability 0.6 for the whole batch, one
+random permutation pi and x'_n = LF(x_n) + HF(x_pi(n)); the label stays x_n's (its low band).
+HA++-P (core/train.py:13-37, `hybrid_augment_p`): x'_n = APR-P(LF(x))_n + HF(x_pi(n)), the
+low-frequency parts amplitude-phase recombined across the batch by APR-P (`mix_data`, its own
+probability 0.6 and permutation). Not clipped, as in the reference.
+
+HA-S (datasets/APR.py:67-118): x1 = op(x) (AugMix op, severity 3); with probability 1 - 0.5 that
+is the output; else x2 = op'(x1) and the output is LF(x1) + HF(x2) or LF(x2) + HF(x1) with
+probability 1/2 each. HA++-S (datasets/APR.py:8-65) first replaces each low band by its APR-S
+(`APRecombination`, on the uint8 low band). The result is cast to uint8 (ToPILImage).
+
+Loss (core/train.py:121-134): CE(view 0) + CE(paired view) (a sum); view 0 is the single-image
+augmentation's output (or the plain batch), view 1 its paired augmentation. Pipeline
+(datasets/transforms.py:28-35): single augmentation -> RandomCrop(32, padding=4, fill=128) ->
+RandomHorizontalFlip. Defaults (main.py:57-75): single_mode = paired_mode = 'ha_p' (HA++ PS),
+kernel size 3, sigma 0.5, paired probability 0.6, single probability 0.5.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, ClassVar, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from freqrobust.augment import apr, base, ops
+from freqrobust.corruptions import filters
+
+Array = jax.Array
+
+
+@functools.lru_cache(maxsize=None)
+def gaussian_kernel1d(kernel_size: int, sigma: float) -> np.ndarray:
+  """torchvision `_get_gaussian_kernel1d`: exp(-x^2 / (2 sigma^2)) at x = linspace(-(k-1)/2,
+  (k-1)/2, k), normalised to sum 1."""
+  half = (kernel_size - 1) * 0.5
+  x = np.linspace(-half, half, kernel_size)
+  pdf = np.exp(-0.5 * (x / sigma) ** 2)
+  kernel = (pdf / pdf.sum()).astype(np.float32)
+  kernel.flags.writeable = False
+  return kernel
+
+
+def low_pass(image: Array, kernel_size: int = 3, sigma: float = 0.5) -> Array:
+  """torchvision GaussianBlur of an HWC image: separable kernel, 'reflect' padding (dcb|abcd)."""
+  return filters.separable(image, gaussian_kernel1d(kernel_size, sigma), "mirror")
+
+
+def hybrid_pair(key: Array, images: Array, plus: bool = True, prob: float = 0.6,
+                kernel_size: int = 3, sigma: float = 0.5,
+                apr_prob: float = 0.6) -> tuple[Array, Array, Array]:
+  """HA-P (plus=False) or HA++-P of an NHWC batch. Returns (mixed, applied, partner)."""
+  k_apply, k_perm, k_apr = jax.random.split(key, 3)
+  applied = jax.random.uniform(k_apply) <= prob
+  partner = jax.random.permutation(k_perm, images.shape[0])
+  low = jax.vmap(lambda x: low_pass(x, kernel_size, sigma))(images)
+  high = images - low
+  if plus:
+    low = apr.apr_pair(k_apr, low, apr_prob)[0]
+  mixed = low + high[partner]
+  return jnp.where(applied, mixed, images), applied, partner
+
+
+def hybrid_single(key: Array, image: Array, plus: bool = True, severity: float = 3.0,
+                  prob: float = 0.5, kernel_size: int = 3, sigma: float = 0.5) -> Array:
+  """HA-S (plus=False) or HA++-S of one HWC image in [0, 1] (datasets/APR.py)."""
+  k_u, k_apr = jax.random.split(key)
+  u = jax.random.uniform(k_u, (8,))
+  x1, x2 = ops.augmix_sequence(image, jnp.stack([u[0:3], u[4:7]]), severity)
+  low1 = low_pass(x1, kernel_size, sigma)
+  low2 = low_pass(x2, kernel_size, sigma)
+  high1, high2 = x1 - low1, x2 - low2
+  if plus:  # APR-S of the uint8 low bands (ToPILImage -> APRecombination -> ToTensor)
+    lows = jnp.stack([ops.truncate_to_uint8(low1), ops.truncate_to_uint8(low2)])
+    low1, low2 = jax.vmap(lambda k, x: apr.apr_single(k, x, severity))(
+        jax.random.split(k_apr), lows)
+  # `if p > self.prob: lfc_f + hfc_s else lfc_s + hfc_f`, then ToPILImage.
+  hybrid = ops.truncate_to_uint8(jnp.where(u[7] > prob, low1 + high2, low2 + high1))
+  # `if p > self.prob: return x` after the first op.
+  return jnp.where(u[3] > prob, x1, hybrid)
+
+
+@dataclasses.dataclass(frozen=True)
+class _HybridFields(base.Method):
+  """Fields shared by the HybridAugment variants (defaults: the official main.py).
+
+  Attributes:
+    plus: HybridAugment++ (amplitude-phase recombination of the low bands) instead of
+      HybridAugment (main.py: --single_mode/--paired_mode default 'ha_p' = HA++).
+    severity: severity of the AugMix ops of the single-image variant (APR.py: `op(x, 3)`).
+    single_prob: probability of the single-image hybrid (--prob_single 0.5).
+    pair_prob: probability of the paired hybrid for a batch (--prob 0.6).
+    apr_prob: probability of APR-P inside HA++-P (`mix_data(lfc)`, default prob=0.6).
+    kernel_size, sigma: the Gaussian low-pass (--kernel_size 3, --sigma 0.5; the single-image
+      --kernel_size_single 3 and --sigma_single 0.5 are the same).
+    pad, flip, crop_fill: RandomCrop(32, padding=4, fill=128) + flip (transforms.py:28-35).
+  """
+  ce_views: ClassVar[tuple[int, ...]] = (0,)
+
+  plus: bool = True
+  severity: float = 3.0
+  single_prob: float = 0.5
+  pair_prob: float = 0.6
+  apr_prob: float = 0.6
+  kernel_size: int = 3
+  sigma: float = 0.5
+  pad: int = 4
+  flip: bool = True
+  crop_fill: float = 128.0 / 255.0
+
+  def __post_init__(self):
+    ops.set_bool(self, "plus")
+    ops.set_float(self, "severity", 0.1, 10.0, lo_open=True)
+    ops.set_float(self, "single_prob", 0.0, 1.0)
+    ops.set_float(self, "pair_prob", 0.0, 1.0)
+    ops.set_float(self, "apr_prob", 0.0, 1.0)
+    ops.set_int(self, "kernel_size", 1)
+    if self.kernel_size % 2 == 0:
+      raise ValueError(f"{type(self).__name__}.kernel_size must be an odd int >= 1 (torchvision "
+                       f"GaussianBlur), got {self.kernel_size!r}.")
+    ops.set_float(self, "sigma", 0.0, lo_open=True)
+    ops.set_crop_fields(self)
+
+  def _single(self, key: Array, images: Array) -> Array:
+    keys = jax.random.split(key, images.shape[0])
+    return jax.vmap(lambda k, x: hybrid_single(k, x, self.plus, self.severity, self.single_prob,
+                                               self.kernel_size, self.sigma))(keys, images)
+
+  def _pair(self, key: Array, images: Array) -> tuple[Array, dict]:
+    mixed, applied, partner = hybrid_pair(key, images, self.plus, self.pair_prob,
+                                          self.kernel_size, self.sigma, self.apr_prob)
+    return mixed, {"partner": partner, "pair_applied": jnp.broadcast_to(applied, partner.shape)}
+
+  def _crop(self, key: Array, images: Array) -> Array:
+    return ops.crop_flip_batch(key, images, self.pad, self.flip, self.crop_fill)
+
+
+@dataclasses.dataclass(frozen=True)
+class HybridAugmentS(_HybridFields):
+  """HA-S / HA++-S: one view, the single-image hybrid (then crop and flip), plain CE."""
+  name: ClassVar[str] = "hybrid_s"
+  num_views: ClassVar[int] = 1
+
+  def views(self, key, images, labels, forward=None):
+    del labels, forward
+    ops.check_batch(images, self)
+    k_single, k_crop = jax.random.split(key)
+    return self._crop(k_crop, self._single(k_single, images))[None], {}
+
+
+@dataclasses.dataclass(frozen=True)
+class HybridAugmentP(_HybridFields):
+  """HA-P / HA++-P: views (cropped batch, its paired hybrid); CE(view 0) + CE(view 1)."""
+  name: ClassVar[str] = "hybrid_p"
+  num_views: ClassVar[int] = 2
+
+  def views(self, key, images, labels, forward=None):
+    del labels, forward
+    ops.check_batch(images, self)
+    k_crop, k_pair = jax.random.split(key)
+    clean = self._crop(k_crop, images)
+    mixed, aux = self._pair(k_pair, clean)
+    return jnp.stack([clean, mixed]), aux
+
+  def loss_terms(self, logits: Array, open_ratios: Optional[Array], labels: Array,
+                 aux: Mapping[str, Array], params: Any) -> dict[str, Array]:
+    del open_ratios, aux, params
+    return apr.paired_ce(logits, labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class HybridAugmentPS(HybridAugmentP):
+  """HA-PS / HA++-PS (the paper's and the code's default): views (single-image hybrid batch, its
+  paired hybrid); CE(view 0) + CE(view 1)."""
+  name: ClassVar[str] = "hybrid_ps"
+
+  def views(self, key, images, labels, forward=None):
+    del labels, forward
+    ops.check_batch(images, self)
+    k_single, k_crop, k_pair = jax.random.split(key, 3)
+    single = self._crop(k_crop, self._single(k_single, images))
+    mixed, aux = self._pair(k_pair, single)
+    return jnp.stack([single, mixed]), aux
