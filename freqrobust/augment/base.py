@@ -24,6 +24,8 @@ Conventions:
   parameters held fixed (no gradient flows to them); for methods with an inner loop (AFA).
 - `loss_terms` returns named scalar terms already multiplied by their weights; they are added to
   the loss and logged under their names.
+- `aux_bn_views`: the views the original method normalises with auxiliary BatchNorm layers of
+  their own (AFA's DuBIN); a train step without auxiliary BN treats them as ordinary views.
 - Every random choice comes from `key`; the same key gives the same views.
 - Optional: `step_metrics` (scalars to log) and `init_params` (extra trainable parameters beside
   the model's, passed back to `loss_terms` as `params`).
@@ -46,6 +48,7 @@ class Method:
   name: ClassVar[str] = "none"
   num_views: ClassVar[int] = 1
   ce_views: ClassVar[tuple[int, ...]] = (0,)
+  aux_bn_views: ClassVar[tuple[int, ...]] = ()
 
   def views(self, key: Array, images: Array, labels: Array,
             forward: Optional[Forward] = None) -> tuple[Array, dict]:

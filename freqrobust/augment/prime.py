@@ -1,0 +1,270 @@
+"""PRIME: a few PRImitives with Maximum Entropy (Modas, Rade, Ortiz-Jimenez, Moosavi-Dezfooli,
+Frossard, ECCV 2022).
+
+Official code: github.com/amodas/PRIME-augmentations; utils/prime.py (mixing), utils/diffeomorphism.py,
+utils/color_jitter.py, utils/rand_filter.py (the three primitives), train.py:137-170 (how they are
+built), config/cifar10_cfg.py (CIFAR-10 hyperparameters), lightning/systems/augmentation.py:31-66
+(loss).
+
+Primitives on an image x in [0, 1] (each one draws its own parameters, `stochastic=True`):
+
+- Spatial, random diffeomorphism (diffeomorphism.py): cutmax' ~ U{cutmin+1, ..., cutmax},
+  cut = int(B_c (cutmax' + 1 - cutmin) + cutmin), B_c ~ Beta(scut - scut/(rcut+1), scut/(rcut+1));
+  T ~ T1 + B_T (T2 - T1), B_T ~ Beta(sT - sT/(rT+1), sT/(rT+1)), T1 = 1 / (pi n^2 log cut),
+  T2 = max(T1, alpha 4 / (pi^3 cut^2 log cut)); displacement fields
+  u(y, x) = sum_{i,j <= cut, i^2+j^2 < (cut+1/2)^2} c_ij / sqrt(i^2+j^2) sin(pi i x') sin(pi j y'),
+  c_ij ~ N(0, 1), x' = linspace(0, 1, n); dx = sqrt(T) n u, dy = sqrt(T) n v; the image is
+  resampled bilinearly at (x - dx, y - dy) clamped to the image.
+- Colour, random smooth colour map (color_jitter.py): cut ~ U{1, ..., cut_max}, T ~ U(0, T_max),
+  x_c <- clip(x_c + sum_{k <= cut} beta_ck sin(pi k x_c), 0, 1), beta_ck ~ N(0, T).
+- Spectral, random filter (rand_filter.py): sigma ~ U(0, sigma_max), w = delta + sigma N(0, 1)^(k x k),
+  x <- clip(w * x, 0, 1) (cross-correlation, zero 'same' padding, one kernel for all channels).
+
+Mixing (prime.py:134-165): like AugMix, w ~ Dirichlet(1, 1, 1) over 3 chains, m ~ Beta(1, 1);
+each chain has depth ~ U{1, 2, 3} and each step applies one primitive drawn uniformly;
+x_prime = (1 - m) x + m sum_i w_i chain_i. Views (clean, PRIME, PRIME); loss CE(clean) +
+12 JS(p_clean, p_1, p_2) (augmentation.py:55-66).
+
+CIFAR-10 hyperparameters (config/cifar10_cfg.py:49-72): diffeo sT = rT = scut = rcut = 1,
+cutmin 2, cutmax 100, alpha 1; colour cut 100, T 0.01; filter kernel 3, sigma 4; width 3,
+depth -1 (max 3); preprocessing RandomCrop(32, padding=4) + flip (train.py:94-97).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, ClassVar, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from freqrobust import frequency
+from freqrobust.augment import base, ops
+
+Array = jax.Array
+TRANSFORMS = ("diffeo", "color", "filter")  # the order of train.py:139-162
+_UNIFORMS_PER_STEP = 7  # choice; diffeo cutmax, B_cut, B_T; colour cut, T; filter sigma
+
+
+@functools.lru_cache(maxsize=None)
+def _modes(n: int, max_cut: int) -> tuple[np.ndarray, np.ndarray]:
+  """1/r on the (max_cut, max_cut) mode grid (r = sqrt(i^2 + j^2), i, j >= 1) and the sines
+  s[x, k] = sin(pi x'_x k) (n, max_cut), x' = linspace(0, 1, n) (diffeomorphism.py:49-59)."""
+  k = np.arange(1, max_cut + 1, dtype=np.float64)
+  r = np.sqrt(k[:, None] ** 2 + k[None, :] ** 2)
+  s = np.sin(np.pi * np.linspace(0, 1, n)[:, None] * k[None, :])
+  out = (r.astype(np.float32), s.astype(np.float32))
+  for a in out:
+    a.flags.writeable = False
+  return out
+
+
+def temperature_range(n: int, cut: Array) -> tuple[Array, Array]:
+  """diffeomorphism.py:136-150 (with its cut + 1e-6)."""
+  cut = cut.astype(jnp.float32) + 1e-6
+  log = jnp.log(cut)
+  return 1.0 / (math.pi * n ** 2 * log), 4.0 / (math.pi ** 3 * cut ** 2 * log)
+
+
+def scalar_field(key: Array, rows: int, cols: int, cut: Array, max_cut: int) -> Array:
+  """Random field (rows, cols) of the modes i, j <= cut with r < cut + 1/2, amplitude 1/r.
+
+  u[y, x] = sum_ij c_ij s_cols[x, i] s_rows[y, j] (`contract('ij,xi,yj->yx')`); a static grid of
+  max_cut^2 modes masked to the drawn cut gives the distribution of the reference's cut^2 grid.
+  """
+  r, s_cols = _modes(cols, max_cut)
+  _, s_rows = _modes(rows, max_cut)
+  amplitude = jnp.where(r < cut.astype(jnp.float32) + 0.5, 1.0 / r, 0.0)
+  c = frequency.fast_standard_normal(key, (max_cut, max_cut)) * amplitude
+  return jnp.asarray(s_rows) @ c.T @ jnp.asarray(s_cols).T
+
+
+def remap(image: Array, dx: Array, dy: Array) -> Array:
+  """Bilinear resampling at (x - dx, y - dy), clamped to the image (diffeomorphism.py:92-116)."""
+  h, w = image.shape[:2]
+  y = jnp.arange(h, dtype=jnp.float32)[:, None]
+  x = jnp.arange(w, dtype=jnp.float32)[None, :]
+  xn = jnp.clip(x - dx, 0, w - 1)
+  yn = jnp.clip(y - dy, 0, h - 1)
+  xf, yf = jnp.floor(xn), jnp.floor(yn)
+  xc, yc = jnp.ceil(xn).astype(jnp.int32), jnp.ceil(yn).astype(jnp.int32)
+  xv, yv = (xn - xf)[..., None], (yn - yf)[..., None]
+  xf, yf = xf.astype(jnp.int32), yf.astype(jnp.int32)
+  return ((1 - yv) * (1 - xv) * image[yf, xf] + (1 - yv) * xv * image[yf, xc]
+          + yv * (1 - xv) * image[yc, xf] + yv * xv * image[yc, xc])
+
+
+def _beta_from_uniform(u: Array, key: Array, s: float, r: float) -> Array:
+  """Beta(s - s/(r+1), s/(r+1)) (diffeomorphism.py:51-52); arcsine law for the default s = r = 1."""
+  a, b = s - s / (r + 1.0), s / (r + 1.0)
+  if a == b == 0.5:
+    return jnp.sin(0.5 * jnp.pi * u) ** 2
+  return jax.random.beta(key, a, b)
+
+
+@dataclasses.dataclass(frozen=True)
+class PRIME(base.Method):
+  """PRIME with the JSD consistency loss (views: clean, PRIME, PRIME).
+
+  Attributes (defaults: config/cifar10_cfg.py):
+    diffeo_s_t, diffeo_r_t, diffeo_s_cut, diffeo_r_cut, diffeo_cutmin, diffeo_cutmax,
+    diffeo_alpha: the diffeomorphism's sT, rT, scut, rcut, cutmin, cutmax, alpha (1, 1, 1, 1, 2,
+      100, 1).
+    color_cut, color_t: colour map's maximum cut (100) and maximum temperature T (0.01).
+    filter_size, filter_sigma: random filter kernel size (3) and maximum sigma (4).
+    transforms: the primitives in use, a subset of ("diffeo", "color", "filter") (config
+      enable_aug: all three).
+    width, depth: mixture width (3) and depth (-1: U{1, 2, 3} per chain; d > 0: exactly d).
+    jsd_weight: 12 (augmentation.py:64).
+    pad, flip, crop_fill: RandomCrop(32, padding=4) + flip before PRIME (train.py:94-97).
+  """
+  name: ClassVar[str] = "prime"
+  num_views: ClassVar[int] = 3
+  ce_views: ClassVar[tuple[int, ...]] = (0,)
+
+  diffeo_s_t: float = 1.0
+  diffeo_r_t: float = 1.0
+  diffeo_s_cut: float = 1.0
+  diffeo_r_cut: float = 1.0
+  diffeo_cutmin: int = 2
+  diffeo_cutmax: int = 100
+  diffeo_alpha: float = 1.0
+  color_cut: int = 100
+  color_t: float = 0.01
+  filter_size: int = 3
+  filter_sigma: float = 4.0
+  transforms: tuple[str, ...] = TRANSFORMS
+  width: int = 3
+  depth: int = -1
+  jsd_weight: float = 12.0
+  pad: int = 4
+  flip: bool = True
+  crop_fill: float = 0.0
+
+  def __post_init__(self):
+    for name in ("diffeo_s_t", "diffeo_r_t", "diffeo_s_cut", "diffeo_r_cut"):
+      ops.set_float(self, name, 0.0, lo_open=True)
+    ops.set_int(self, "diffeo_cutmin", 2)
+    ops.set_int(self, "diffeo_cutmax", self.diffeo_cutmin + 1)
+    ops.set_float(self, "diffeo_alpha", 0.0, lo_open=True)
+    ops.set_int(self, "color_cut", 1)
+    ops.set_float(self, "color_t", 0.0)
+    ops.set_int(self, "filter_size", 1)
+    if self.filter_size % 2 == 0:
+      raise ValueError(f"PRIME.filter_size must be an odd int >= 1, got {self.filter_size!r}.")
+    ops.set_float(self, "filter_sigma", 0.0)
+    transforms = self.transforms
+    if isinstance(transforms, str):
+      transforms = tuple(t.strip() for t in transforms.split(",") if t.strip())
+    transforms = tuple(transforms)
+    if (not transforms or len(set(transforms)) != len(transforms)
+        or any(t not in TRANSFORMS for t in transforms)):
+      raise ValueError(f"PRIME.transforms must be a non-empty subset of {TRANSFORMS} without "
+                       f"repeats, got {self.transforms!r}.")
+    object.__setattr__(self, "transforms", transforms)
+    ops.set_int(self, "width", 1)
+    ops.set_int(self, "depth", 1, extra=(-1,))
+    ops.set_float(self, "jsd_weight", 0.0)
+    ops.set_crop_fields(self)
+
+  # -- primitives ------------------------------------------------------------------------------
+
+  def diffeo(self, key: Array, image: Array, u: Array) -> Array:
+    """Random diffeomorphism; u: 3 uniforms (cutmax', B_cut, B_T)."""
+    h, w = image.shape[:2]
+    k_cut, k_t, k_u, k_v = jax.random.split(key, 4)
+    cutmin, cutmax = self.diffeo_cutmin, self.diffeo_cutmax
+    # torch.randint(cutmin + 1, cutmax + 1) (diffeomorphism.py:73-74).
+    cutmax_drawn = cutmin + 1 + jnp.minimum(jnp.floor(u[0] * (cutmax - cutmin)), cutmax - cutmin - 1)
+    b_cut = _beta_from_uniform(u[1], k_cut, self.diffeo_s_cut, self.diffeo_r_cut)
+    cut = jnp.clip(jnp.floor(b_cut * (cutmax_drawn + 1 - cutmin) + cutmin), cutmin, cutmax_drawn)
+    n = w  # the reference's n = img.shape[-1] (square images there)
+    t1, t2 = temperature_range(n, cut)
+    t2 = jnp.maximum(t1, self.diffeo_alpha * t2)
+    t = _beta_from_uniform(u[2], k_t, self.diffeo_s_t, self.diffeo_r_t) * (t2 - t1) + t1
+    dx = jnp.sqrt(t) * scalar_field(k_u, h, w, cut, cutmax) * n
+    dy = jnp.sqrt(t) * scalar_field(k_v, h, w, cut, cutmax) * n
+    return remap(image, dx, dy)
+
+  def smooth_color(self, key: Array, image: Array, u: Array) -> Array:
+    """Random smooth colour map; u: 2 uniforms (cut, T)."""
+    k = jnp.arange(1, self.color_cut + 1, dtype=jnp.float32)
+    cut = 1 + jnp.minimum(jnp.floor(u[0] * self.color_cut), self.color_cut - 1)
+    temperature = self.color_t * u[1]
+    coeff = frequency.fast_standard_normal(key, (image.shape[-1], self.color_cut))
+    coeff = coeff * jnp.sqrt(temperature) * (k <= cut)
+    waves = jnp.sin(image[..., None] * k * jnp.pi)  # (H, W, C, cut_max)
+    return jnp.clip(image + jnp.einsum("hwck,ck->hwc", waves, coeff), 0.0, 1.0)
+
+  def random_filter(self, key: Array, image: Array, u: Array) -> Array:
+    """Random filter; u: 1 uniform (sigma)."""
+    size = self.filter_size
+    sigma = self.filter_sigma * u[0]
+    # The reference puts the identity tap at [ceil(k/2), ceil(k/2)] (rand_filter.py:29-31):
+    # for k = 3 that is the corner (2, 2), a one-pixel shift, kept as is.
+    centre = int(math.ceil(size / 2))
+    delta = np.zeros((size, size), np.float32)
+    if centre < size:
+      delta[centre, centre] = 1.0
+    kernel = sigma * frequency.fast_standard_normal(key, (size, size)) + delta
+    half = size // 2
+    h, w = image.shape[:2]
+    padded = jnp.pad(image, ((half, half), (half, half), (0, 0)))
+    out = 0.0
+    for a in range(size):
+      for b in range(size):
+        out = out + kernel[a, b] * padded[a:a + h, b:b + w]
+    return jnp.clip(out, 0.0, 1.0)
+
+  # -- mixing ----------------------------------------------------------------------------------
+
+  def _chain(self, key: Array, image: Array) -> Array:
+    max_depth = self.depth if self.depth > 0 else 3
+    k_u, k_steps = jax.random.split(key)
+    u = jax.random.uniform(k_u, (1 + max_depth * _UNIFORMS_PER_STEP,))
+    # depth_combos = tril(ones(3, 3)) picked uniformly: depth U{1, 2, 3} (prime.py:148-149).
+    depth = (self.depth if self.depth > 0
+             else 1 + jnp.minimum(jnp.floor(u[0] * max_depth), max_depth - 1))
+    primitives = {"diffeo": lambda k, x, v: self.diffeo(k, x, v[1:4]),
+                  "color": lambda k, x, v: self.smooth_color(k, x, v[4:6]),
+                  "filter": lambda k, x, v: self.random_filter(k, x, v[6:7])}
+    chosen = [primitives[t] for t in self.transforms]
+
+    def step(x, inputs):
+      index, v, k = inputs
+      keys = jax.random.split(k, len(chosen))
+      which = jnp.minimum(jnp.floor(v[0] * len(chosen)).astype(jnp.int32), len(chosen) - 1)
+      candidates = jnp.stack([f(kk, x, v) for f, kk in zip(chosen, keys)])
+      return jnp.where(index < depth, candidates[which], x), None
+
+    steps = (jnp.arange(max_depth), u[1:].reshape(max_depth, _UNIFORMS_PER_STEP),
+             jax.random.split(k_steps, max_depth))
+    return jax.lax.scan(step, image, steps)[0]
+
+  def augment(self, key: Array, image: Array) -> tuple[Array, Array, Array, Array]:
+    """One PRIME draw of one HWC image: (mixed, chains (width, H, W, C), w (width,), m)."""
+    k_mix, k_chains = jax.random.split(key)
+    u = jax.random.uniform(k_mix, (self.width + 1,))
+    e = -jnp.log1p(-u[:self.width])  # Dirichlet(1, ..., 1) = normalised Exp(1)
+    w, m = e / jnp.sum(e), u[-1]  # Beta(1, 1) = U(0, 1)
+    chains = jax.vmap(lambda k: self._chain(k, image))(jax.random.split(k_chains, self.width))
+    mixed = (1.0 - m) * image + m * jnp.tensordot(w, chains, axes=1)
+    return mixed, chains, w, m
+
+  def views(self, key: Array, images: Array, labels: Array,
+            forward: Optional[base.Forward] = None) -> tuple[Array, dict]:
+    del labels, forward
+    ops.check_batch(images, self)
+    k_crop, k_aug = jax.random.split(key)
+    clean = ops.crop_flip_batch(k_crop, images, self.pad, self.flip, self.crop_fill)
+    n = images.shape[0]
+    keys = jax.random.split(k_aug, 2 * n)
+    augmented = jax.vmap(lambda k, x: self.augment(k, x)[0])(keys, jnp.concatenate([clean, clean]))
+    return jnp.concatenate([clean[None], augmented.reshape((2,) + clean.shape)]), {}
+
+  def loss_terms(self, logits: Array, open_ratios: Optional[Array], labels: Array,
+                 aux: Mapping[str, Array], params: Any) -> dict[str, Array]:
+    del open_ratios, labels, aux, params
+    return {"jsd": self.jsd_weight * ops.jsd_consistency(logits)}
