@@ -89,6 +89,9 @@ def normalize_response_maps(maps: np.ndarray, ignore_fraction: float = 0.01) -> 
 
   The lowest and highest `ignore_fraction / 2` of the map's values are ignored (clipped), as the
   paper does "to keep visual clarity" (section 4.1). A constant map becomes all zeros.
+  The clipped top values all become 1, so a map's (and the voted histogram's) maximum is a
+  plateau of several frequencies: which of them `argmax` picks depends on the last bits of the
+  float arithmetic (CPU model, XLA fusions); compare peaks on the raw responses instead.
   """
   if not 0.0 <= ignore_fraction < 1.0:
     raise ValueError(f"ignore_fraction must lie in [0, 1), got {ignore_fraction}")
