@@ -74,7 +74,8 @@ def restore_latest(manager: ocp.CheckpointManager, state,
       if _is_structure_mismatch(e) and _complete(manager, step):
         raise IncompatibleCheckpoint(
             f"The checkpoint of step {step} in {manager.directory} holds a state of another "
-            f"structure than this config builds ({type(e).__name__}: {str(e)[:300]}). The config "
+            f"structure than this config builds ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200]}). The config "
             "changed the model or the APS configuration; train into a fresh --workdir.") from e
       keep = manager._options.max_to_keep if hasattr(manager, "_options") else None
       moved = _move_aside(manager, step)

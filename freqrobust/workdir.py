@@ -182,7 +182,7 @@ def accuracy_table(results: Mapping[str, Any]) -> Dict[str, Dict[int, float]]:
 
 
 def read_metrics(workdir: str) -> List[Dict[str, Any]]:
-  """The lines of metrics.jsonl, one per (step, kind of line), the last written winning: a run
+  """The lines of metrics.jsonl, one per (step, train or test line), the last written winning: a run
   resumed from an older checkpoint logs those steps again. Sorted by step; unreadable lines (a
   kill in mid-write) are skipped."""
   source = path(workdir, METRICS)
@@ -195,7 +195,7 @@ def read_metrics(workdir: str) -> List[Dict[str, Any]]:
         entry = json.loads(line)
       except json.JSONDecodeError:
         continue
-      kind = tuple(sorted(k for k in entry if k not in ("step", "time")))
+      kind = "test" if any(k.startswith("test_") for k in entry) else "train"
       latest[(entry.get("step", 0), kind)] = entry
   return [latest[k] for k in sorted(latest, key=lambda k: k[0])]
 
