@@ -93,11 +93,13 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
   meta = {"dataset": settings.dataset, "source": settings.source,
           "num_examples": int(len(clean[0])), "seed": settings.seed,
           "recipe_version": corruptions.RECIPE_VERSION, "frost": settings.frost_source,
-          "step": step, "model": model_fingerprint}
+          "step": step, "model": model_fingerprint,
+          "clean_sha256": corrupted.content_digest(*clean)}
   baseline = None
   if baseline_results is not None:
     # The relative mCE only means something when both runs saw the same corrupted sets.
-    differ = [k for k in ("dataset", "source", "num_examples", "seed", "recipe_version")
+    differ = [k for k in ("dataset", "source", "num_examples", "seed", "recipe_version",
+                          "clean_sha256")
               if baseline_results.get(k) != meta[k]]
     if differ:
       raise ValueError(
@@ -169,6 +171,9 @@ def build_results(table: dict[str, dict[int, float]], clean_accuracy: float,
       "frost_note": ("frost uses a procedural frost texture, not the benchmark's photographs"
                      if settings.frost_source == "procedural" and "frost" in table else ""),
       "num_examples": meta["num_examples"],
+      "clean_sha256": meta.get("clean_sha256"),
+      "model": meta.get("model"),
+      "step": meta.get("step"),
       "seed": settings.seed,
       "recipe_version": corruptions.RECIPE_VERSION,
       "benchmark_corruptions": benchmark,

@@ -183,3 +183,18 @@ def test_cli_evaluates_a_checkpoint(tmp_path):
   assert results["dataset"] == "synthetic" and results["num_examples"] == 16
   assert list(results["accuracy"]) == ["contrast"]
   assert 0. <= results["clean_accuracy"] <= 100.
+
+
+def test_baseline_on_another_clean_test_set_is_refused(tmp_path):
+  base = str(tmp_path / "base")
+  evaluate.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",)), base,
+                               load_split=_load_split, progress=False)
+
+  def other_split(data_cfg, split):  # Same dataset name, other images.
+    images, labels = _load_split(data_cfg, split)
+    return images[::-1].copy(), labels[::-1].copy()
+
+  with pytest.raises(ValueError, match="clean_sha256"):
+    evaluate.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",)),
+                                 str(tmp_path / "model"), base, load_split=other_split,
+                                 progress=False)
