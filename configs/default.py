@@ -44,7 +44,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.aps = ml_collections.ConfigDict()
   config.aps.configuration = "LMH=000"  # Auxiliary labels: LMH=abc (a,b,c in {0,1}) or learnable.
   config.aps.aux_weight = 100.0  # lambda of eq. 10 (paper: 100); used only with attention.
-  config.aps.aux_average = "batch"  # Average L_aux over the whole batch or only the labelled images.
+  # "batch" (paper 4.1: "not all input samples have this additional loss term"): the batch mean of per-sample losses CE_i + [suppressed_i] * L_aux_i; "labelled": sum of L_aux / number of suppressed images.
+  config.aps.aux_average = "batch"
   config.aps.theta_init = (0.0, 0.0, 0.0)  # Initial theta_b of the learnable configuration (eq. 9).
 
   config.train = ml_collections.ConfigDict()

@@ -13,6 +13,16 @@ Readings of the paper where it is silent (docs/RESULTS.md discusses them):
 - Table 1 "att." and "aug.+att." and Table 3 "both+att." add the attention module without a stated
   APS configuration; they are run with the attention and no auxiliary loss (aux_weight = 0): with
   a label, they would coincide with a Table 2 / Table 4 column, whose numbers differ.
+- Table 3 "both+att." (`table3,both_att`): power suppression (p = 1/3) + NFD (sigma = 1) + the
+  EXTENDED attention (section 3.3: 3x3 conv + BN + ReLU before the global average pool, then
+  Dense(512) -> ReLU -> Dense(C) -> sigmoid, gating the first conv + BN), aux_weight = 0: no
+  auxiliary loss, so no LMH configuration acts (the config's LMH=000 is unused) and the
+  attention is trained by the cross-entropy alone.
+- Its variant WITH the auxiliary loss, `table3,both_att_aux` (an extra column, not in the paper):
+  the same plus L_aux with LMH=000 and lambda = 100 (section 4.1's lambda, "all the rest settings
+  are the same as Section 4.1"; `lambda=X` overrides it). It is the setting of Table 4's
+  `fixed,lambda=100`, run again in Table 3's sweep so that both readings of "both+att." sit
+  against the same baseline.
 - Table 2 uses the basic attention (hidden 512) with power suppression and lambda = 100.
 - Tables 3-4 (ResNet-18) use the extended attention with suppression + NFD (section 4.2).
 """
@@ -31,7 +41,8 @@ TABLES = {
     "table2": {"models": ("vgg16", "vgg16_bn"),
                "columns": ("nat",) + tuple(f"lmh={c}" for c in
                                            ("111", "011", "101", "110", "001", "010", "100", "000"))},
-    "table3": {"models": ("resnet18",), "columns": ("nat", "sup", "nfd", "both", "both_att")},
+    "table3": {"models": ("resnet18",),
+               "columns": ("nat", "sup", "nfd", "both", "both_att", "both_att_aux")},
     "table4": {"models": ("resnet18",),
                "columns": tuple(f"{c},lambda={lam}" for c in ("fixed", "learnable")
                                 for lam in (100, 50, 10, 2))},
@@ -113,10 +124,14 @@ def get_config(arg: str = "table3,nat") -> ml_collections.ConfigDict:
       suppress = attention = True
       configuration = "LMH=" + column.split("=")[1]
   elif table == "table3":
-    suppress = column in ("sup", "both", "both_att")
-    nfd = column in ("nfd", "both", "both_att")
-    attention = column == "both_att"
+    suppress = column in ("sup", "both", "both_att", "both_att_aux")
+    nfd = column in ("nfd", "both", "both_att", "both_att_aux")
+    attention = column in ("both_att", "both_att_aux")
+    # both_att: extended attention without auxiliary loss (the LMH configuration is unused);
+    # both_att_aux: with it, LMH=000 and lambda = 100 (module docstring).
     aux_weight = 0.0
+    if column == "both_att_aux":
+      aux_weight = opts["lambda"] if opts["lambda"] is not None else 100.0
   else:  # table4: suppression + NFD + extended attention, fixed LMH=000 or learnable.
     suppress = nfd = attention = True
     configuration = "learnable" if column == "learnable" else "LMH=000"
@@ -130,6 +145,28 @@ def get_config(arg: str = "table3,nat") -> ml_collections.ConfigDict:
   if opts["cpu"]:
     _cpu_scale(config)
   return config
+
+
+# What each Table 3 column runs (printed by `python configs/paper.py table3`).
+COLUMN_NOTES = {
+    "table3": {
+        "nat": "natural training",
+        "sup": "power suppression (p = 1/3)",
+        "nfd": "NFD (sigma = 1)",
+        "both": "suppression + NFD",
+        "both_att": "suppression + NFD + extended attention (conv + BN + ReLU before the pool, "
+                    "hidden 512), no auxiliary loss (aux_weight 0, LMH unused)",
+        "both_att_aux": "as both_att plus the auxiliary loss, LMH=000, lambda 100 (= table4 "
+                        "fixed,lambda=100)",
+    },
+}
+
+
+def describe(arg: str) -> str:
+  """A one-line description of a run argument ('' when the table has no notes)."""
+  opts, rest = _parse(arg)
+  notes = COLUMN_NOTES.get(opts["table"], {})
+  return next((notes[r] for r in rest if r in notes), "")
 
 
 def runs(table: str, cpu: bool = False, seeds=(0,)):
@@ -148,4 +185,5 @@ def runs(table: str, cpu: bool = False, seeds=(0,)):
 
 if __name__ == "__main__":
   for t in (sys.argv[1:] or list(TABLES)):
-    print("\n".join(runs(t)))
+    for arg in runs(t):
+      print(f"{arg}  # {describe(arg)}" if describe(arg) else arg)

@@ -22,10 +22,13 @@ def test_every_paper_run_resolves_and_is_distinct():
     for arg in paper.runs(table, seeds=(0, 1)):
       config = experiment.resolve_config(paper.get_config(arg))
       key = config.to_json(sort_keys=True)
-      assert key not in seen or arg.startswith("table3,nat"), arg  # Table 4 reuses Table 3's nat.
+      # Table 4 reuses Table 3's nat; its fixed,lambda=100 is Table 3's both_att_aux.
+      assert (key not in seen or arg.startswith("table3,nat")
+              or arg.startswith("table4,fixed,lambda=100")), arg
       seen.add(key)
-  # Tables 1 (2 x 4), 2 (2 x 9), 3 (5), 4 (8 + nat): 8 + 18 + 5 + 8 distinct settings x 2 seeds.
-  assert len(seen) == (8 + 18 + 5 + 8) * 2
+  # Tables 1 (2 x 4), 2 (2 x 9), 3 (6), 4 (8 + nat, one of them = both_att_aux): 8 + 18 + 6 + 7
+  # distinct settings x 2 seeds.
+  assert len(seen) == (8 + 18 + 6 + 7) * 2
 
 
 @pytest.mark.parametrize("arg,expect", [
@@ -33,7 +36,10 @@ def test_every_paper_run_resolves_and_is_distinct():
     ("table1,vgg16_bn,aug_att", dict(name="vgg16_bn", attention="basic", p=1 / 3, nfd=False)),
     ("table2,vgg16,lmh=100", dict(attention="basic", configuration="LMH=100", aux=100.0)),
     ("table3,nfd", dict(name="resnet18", attention="none", p=0.0, nfd=True, lr=0.1)),
-    ("table3,both_att", dict(attention="extended", p=1 / 3, nfd=True)),
+    ("table3,both_att", dict(attention="extended", p=1 / 3, nfd=True, aux=0.0)),
+    ("table3,both_att_aux", dict(attention="extended", p=1 / 3, nfd=True,
+                                 configuration="LMH=000", aux=100.0)),
+    ("table3,both_att_aux,lambda=10", dict(attention="extended", aux=10.0)),
     ("table4,learnable,lambda=50", dict(attention="extended", configuration="learnable", aux=50.0)),
     ("table4,fixed,lambda=2", dict(configuration="LMH=000", aux=2.0, nfd=True)),
 ])
@@ -45,6 +51,16 @@ def test_paper_columns_mean_what_the_paper_says(arg, expect):
   for k, v in expect.items():
     assert got[k] == pytest.approx(v) if isinstance(v, float) else got[k] == v, (k, got[k])
   assert c.train.num_epochs == 90 and c.train.batch_size == 128 and c.data.dataset == "cifar10"
+  # Section 4.1: the auxiliary term is per sample, averaged over the batch like the rest.
+  assert c.aps.aux_average == "batch" and c.model.attention_hidden == 512
+
+
+def test_both_att_aux_is_table4_fixed_lambda_100_and_the_listing_says_what_runs():
+  assert (paper.get_config("table3,both_att_aux,seed=2").to_json(sort_keys=True)
+          == paper.get_config("table4,fixed,lambda=100,seed=2").to_json(sort_keys=True))
+  assert "table3,both_att_aux,seed=0" in paper.runs("table3")
+  assert "no auxiliary loss" in paper.describe("table3,both_att,seed=0")
+  assert "LMH=000, lambda 100" in paper.describe("table3,both_att_aux,seed=0,cpu")
 
 
 def test_cpu_variant_and_bad_arguments():
@@ -56,16 +72,33 @@ def test_cpu_variant_and_bad_arguments():
     paper.get_config("table3,everything")
 
 
-def fake_run(root, name, clean, corrupted_acc, status="finished"):
+def fake_run(root, name, clean, corrupted_acc, status="finished", first_corruption_acc=None):
   workdir = os.path.join(root, name)
   os.makedirs(os.path.join(workdir, "corruption_eval"), exist_ok=True)
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump({"status": status, "clean": {"accuracy": clean}, "corruptions": {}}, f)
   with open(os.path.join(workdir, "config.json"), "w") as f:
     json.dump({"corruptions": {"evaluate": True}}, f)
+  accuracy = {c: {str(s): corrupted_acc for s in range(1, 6)} for c in CORRUPTIONS}
+  if first_corruption_acc is not None:
+    accuracy[CORRUPTIONS[0]] = {str(s): first_corruption_acc for s in range(1, 6)}
   with open(os.path.join(workdir, "corruption_eval", "results.json"), "w") as f:
-    json.dump({"accuracy": {c: {str(s): corrupted_acc for s in range(1, 6)} for c in CORRUPTIONS}}, f)
+    json.dump({"accuracy": accuracy}, f)
   return workdir
+
+
+def test_report_mce_is_the_mean_of_per_corruption_ratios(tmp_path):
+  root = str(tmp_path)
+  fake_run(root, "table3_nat_seed-0", 90.0, 60.0, first_corruption_acc=95.0)  # CE 40, one CE 5
+  fake_run(root, "table3_sup_seed-0", 90.0, 70.0, first_corruption_acc=90.0)  # CE 30, one CE 10
+  rows = {r["name"]: r for r in report.aggregate(root, "nat")["rows"]}
+  n = len(CORRUPTIONS)
+  per_corruption = 100 * ((n - 1) * 30 / 40 + 10 / 5) / n  # 83.3 (Hendrycks & Dietterich)
+  pooled = 100 * ((n - 1) * 30 + 10) / ((n - 1) * 40 + 5)  # 76.1, the old form
+  assert rows["table3_sup"]["mce_mean"] == pytest.approx(per_corruption)
+  assert abs(per_corruption - pooled) > 5
+  report.write({"baselines": ["table3_nat"], "rows": list(rows.values())}, str(tmp_path / "out"))
+  assert "per-corruption error ratios" in (tmp_path / "out" / "table.md").read_text()
 
 
 def test_report_shows_baseline_absolute_and_the_rest_as_differences(tmp_path):
@@ -114,6 +147,6 @@ def test_sweep_skips_finished_runs_and_reruns_unfinished(tmp_path):
                        capture_output=True, text=True, timeout=120)
   assert out.returncode == 0, out.stderr
   lines = [l for l in out.stdout.splitlines() if l.startswith("[")]
-  assert len(lines) == 5
+  assert len(lines) == len(paper.TABLES["table3"]["columns"]) == 6
   assert "finished, skipped" in lines[0] and "freqrobust.main" in lines[1]
   assert all("freqrobust.main" in l for l in lines[1:])
