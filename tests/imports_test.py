@@ -1,0 +1,92 @@
+"""The import graph of freqrobust runs one way: no cycle, deferred (function-level) imports
+included, so every module can be read and tested without the ones above it."""
+import ast
+import os
+
+PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "freqrobust")
+
+
+def module_name(path: str) -> str:
+  rel = os.path.relpath(path, os.path.dirname(PACKAGE))[:-3].replace(os.sep, ".")
+  return rel[:-len(".__init__")] if rel.endswith(".__init__") else rel
+
+
+def import_graph() -> dict[str, set[str]]:
+  modules = {}
+  for root, _, files in os.walk(PACKAGE):
+    for name in files:
+      if name.endswith(".py"):
+        path = os.path.join(root, name)
+        modules[module_name(path)] = path
+  graph = {}
+  for mod, path in modules.items():
+    with open(path) as f:
+      tree = ast.parse(f.read())
+    package = mod if path.endswith("__init__.py") else mod.rsplit(".", 1)[0]
+    targets = set()
+    for node in ast.walk(tree):  # Every import, at any depth.
+      if isinstance(node, ast.Import):
+        targets.update(a.name for a in node.names)
+      elif isinstance(node, ast.ImportFrom):
+        base = node.module or ""
+        if node.level:
+          base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] +
+                          ([base] if base else []))
+        submodules = {f"{base}.{a.name}" for a in node.names} & set(modules)
+        targets.update(submodules)
+        if len(submodules) < len(node.names):  # Names defined in `base` itself.
+          targets.add(base)
+    # A submodule reaching into its own package (`from freqrobust.analysis import _batching`
+    # inside freqrobust.analysis.bandpass) is not an edge upwards.
+    graph[mod] = {t for t in targets if t in modules and t != mod
+                  and not mod.startswith(t + ".")}
+  return graph
+
+
+def find_cycle(graph):
+  state, stack = {}, []
+
+  def visit(node):
+    state[node] = 1
+    stack.append(node)
+    for nxt in sorted(graph[node]):
+      if state.get(nxt) == 1:
+        return stack[stack.index(nxt):] + [nxt]
+      if nxt not in state:
+        found = visit(nxt)
+        if found:
+          return found
+    stack.pop()
+    state[node] = 2
+    return None
+
+  for node in sorted(graph):
+    if node not in state:
+      found = visit(node)
+      if found:
+        return found
+  return None
+
+
+def test_no_import_cycle_in_the_package():
+  graph = import_graph()
+  assert "freqrobust.train" in graph and "freqrobust.experiment" in graph["freqrobust.train"]
+  cycle = find_cycle(graph)
+  assert cycle is None, " -> ".join(cycle)
+
+
+def test_the_cycle_finder_finds_a_cycle():
+  assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+  assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_low_layers_import_nothing_above_them():
+  graph = import_graph()
+  for low in ("freqrobust.frequency", "freqrobust.metrics", "freqrobust.platform"):
+    assert not graph[low], (low, graph[low])
+  upper = {"freqrobust.train", "freqrobust.trained", "freqrobust.experiment",
+           "freqrobust.evaluate", "freqrobust.checkpoint", "freqrobust.main"}
+  for mod, targets in graph.items():
+    if mod.startswith(("freqrobust.models", "freqrobust.augment", "freqrobust.corruptions",
+                       "freqrobust.data")):
+      assert not targets & upper, (mod, targets & upper)
