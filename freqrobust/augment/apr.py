@@ -59,15 +59,21 @@ def apr_pair(key: Array, images: Array, prob: float = 0.6) -> tuple[Array, Array
   return jnp.where(applied, mixed, images), applied, partner
 
 
-def apr_single(key: Array, image: Array, severity: float = 3.0, prob: float = 0.5) -> Array:
-  """APR-S of one HWC image in [0, 1] (datasets/APR.py `APRecombination.__call__`)."""
+def apr_single(key: Array, image: Array, severity: float = 3.0, prob: float = 0.5,
+               return_intermediates: bool = False):
+  """APR-S of one HWC image in [0, 1] (datasets/APR.py `APRecombination.__call__`).
+
+  With `return_intermediates`, returns (output, x1, x2): the images after the first and the
+  second AugMix op.
+  """
   u = jax.random.uniform(key, (8,))
   x1, x2 = ops.augmix_sequence(image, jnp.stack([u[0:3], u[4:7]]), severity)
   # fft_1 = |F x1| exp(i angle F x2) if p > 0.5, else fft_2 = |F x2| exp(i angle F x1).
   recombined = jnp.where(u[7] > 0.5, recombine(x2, x1), recombine(x1, x2))
   recombined = ops.truncate_to_uint8(recombined)
   # `if p > 0.5: return x` (after the first op): recombination with probability `prob`.
-  return jnp.where(u[3] > prob, x1, recombined)
+  out = jnp.where(u[3] > prob, x1, recombined)
+  return (out, x1, x2) if return_intermediates else out
 
 
 def paired_ce(logits: Array, labels: Array) -> dict[str, Array]:

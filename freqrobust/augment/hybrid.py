@@ -73,8 +73,13 @@ def hybrid_pair(key: Array, images: Array, plus: bool = True, prob: float = 0.6,
 
 
 def hybrid_single(key: Array, image: Array, plus: bool = True, severity: float = 3.0,
-                  prob: float = 0.5, kernel_size: int = 3, sigma: float = 0.5) -> Array:
-  """HA-S (plus=False) or HA++-S of one HWC image in [0, 1] (datasets/APR.py)."""
+                  prob: float = 0.5, kernel_size: int = 3, sigma: float = 0.5,
+                  return_intermediates: bool = False):
+  """HA-S (plus=False) or HA++-S of one HWC image in [0, 1] (datasets/APR.py).
+
+  With `return_intermediates`, returns (output, x1, x2): the images after the first and the
+  second AugMix op.
+  """
   k_u, k_apr = jax.random.split(key)
   u = jax.random.uniform(k_u, (8,))
   x1, x2 = ops.augmix_sequence(image, jnp.stack([u[0:3], u[4:7]]), severity)
@@ -88,7 +93,8 @@ def hybrid_single(key: Array, image: Array, plus: bool = True, severity: float =
   # `if p > self.prob: lfc_f + hfc_s else lfc_s + hfc_f`, then ToPILImage.
   hybrid = ops.truncate_to_uint8(jnp.where(u[7] > prob, low1 + high2, low2 + high1))
   # `if p > self.prob: return x` after the first op.
-  return jnp.where(u[3] > prob, x1, hybrid)
+  out = jnp.where(u[3] > prob, x1, hybrid)
+  return (out, x1, x2) if return_intermediates else out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,113 @@
+"""The baseline augmentation methods' common contract (registry, validation, config) and the
+helpers the per-method files (tests/augment_<method>_test.py) use to check views.
+
+Each per-method file checks its method's laws; `assert_views_contract` checks what every method
+owes the train step: shape (num_views, N, H, W, C) float32 and finite, the same views for the same
+key, other views for another key, and the same views eagerly as under jit.
+"""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from freqrobust.augment import base, registry
+
+EXPECTED = {"gaussian", "augmix", "apr_s", "apr_p", "apr_sp", "prime", "afa", "hybrid_s",
+            "hybrid_p", "hybrid_ps", "fourier_basis"}
+
+
+def images(seed: int, shape=(4, 8, 8, 3)) -> jax.Array:
+  return jax.random.uniform(jax.random.key(seed), shape, jnp.float32)
+
+
+def _matching_images(a: np.ndarray, b: np.ndarray, atol: float) -> np.ndarray:
+  """(V, N) bool: which images agree to atol."""
+  return np.all(np.abs(a - b) <= atol, axis=(2, 3, 4))
+
+
+def assert_views_contract(method: base.Method, batch: jax.Array, labels: jax.Array,
+                          forward=None, eager: bool = True, atol: float = 1e-5):
+  """Checks the views' contract and returns (views, aux) of key 0 (jitted).
+
+  Eager and jitted runs may round differently (fused multiply-adds) and the Pillow-style ops floor
+  to uint8 levels, so a rounding tie can move one image; all but at most one image must agree.
+  """
+  fn = jax.jit(method.views, static_argnums=3)
+  key0, key1 = jax.random.key(0), jax.random.key(1)
+  views, aux = fn(key0, batch, labels, forward)
+  again, aux_again = fn(key0, batch, labels, forward)
+  other, _ = fn(key1, batch, labels, forward)
+  n = batch.shape[0]
+  assert views.shape == (method.num_views,) + batch.shape, views.shape
+  assert views.dtype == jnp.float32
+  assert bool(jnp.all(jnp.isfinite(views)))
+  np.testing.assert_array_equal(np.asarray(views), np.asarray(again))
+  for name, value in aux.items():
+    assert value.shape[:1] == (n,) or value.shape[:2] == (method.num_views, n), (name, value.shape)
+    np.testing.assert_array_equal(np.asarray(value), np.asarray(aux_again[name]))
+  assert float(jnp.max(jnp.abs(views - other))) > 1e-3, "another key gave the same views"
+  assert all(0 <= v < method.num_views for v in method.ce_views)
+  if eager:
+    eager_views, _ = method.views(key0, batch, labels, forward)
+    match = _matching_images(np.asarray(views), np.asarray(eager_views), atol)
+    assert match.sum() >= match.size - 1, f"eager and jit differ in {np.sum(~match)} images"
+  return views, aux
+
+
+def assert_vmaps(method: base.Method, batches: jax.Array, labels: jax.Array, atol: float = 1e-5):
+  """views vmapped over a leading axis of batches and keys = one call per batch."""
+  keys = jax.random.split(jax.random.key(3), batches.shape[0])
+  fn = lambda k, x, y: method.views(k, x, y)[0]
+  mapped = jax.jit(jax.vmap(fn))(keys, batches, labels)
+  single = jax.jit(fn)
+  for i in range(batches.shape[0]):
+    match = _matching_images(np.asarray(mapped[i]), np.asarray(single(keys[i], batches[i],
+                                                                       labels[i])), atol)
+    assert match.sum() >= match.size - 1
+
+
+def test_registry_names_and_classes():
+  assert set(registry.METHODS) == EXPECTED
+  for name, cls in registry.METHODS.items():
+    assert issubclass(cls, base.Method)
+    assert cls.name == name
+    assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen
+    method = cls()
+    hash(method)  # static under jit
+    assert method.num_views >= 1 and method.ce_views
+    assert all(v < method.num_views for v in method.aux_bn_views)
+    assert cls.__doc__ and len(cls.__doc__) > 40
+    assert cls.__module__ and len(__import__(cls.__module__, fromlist=["x"]).__doc__) > 300
+
+
+def test_from_config_round_trip_and_unknown_fields():
+  for cls in registry.METHODS.values():
+    method = cls()
+    values = {f.name: getattr(method, f.name) for f in dataclasses.fields(cls)}
+    assert cls.from_config(values) == method
+    with pytest.raises(ValueError, match="Unknown config fields"):
+      cls.from_config({"not_a_field": 1})
+
+
+@pytest.mark.parametrize("name, field, value", [
+    ("gaussian", "sigma", -0.1), ("gaussian", "clean_fraction", 1.5), ("gaussian", "sigmas", (-1,)),
+    ("augmix", "width", 0), ("augmix", "depth", 0), ("augmix", "severity", 11.0),
+    ("augmix", "alpha", 0.0), ("augmix", "pad", -1), ("augmix", "flip", 1),
+    ("apr_sp", "pair_prob", 1.2), ("apr_s", "crop_fill", 2.0),
+    ("prime", "diffeo_cutmax", 2), ("prime", "filter_size", 4), ("prime", "transforms", ("blur",)),
+    ("prime", "color_t", -1.0), ("afa", "mean_str", 0.0), ("afa", "max_str", -1.0),
+    ("afa", "ascent_steps", -1), ("hybrid_ps", "kernel_size", 4), ("hybrid_p", "sigma", 0.0),
+    ("hybrid_s", "plus", "yes"), ("fourier_basis", "granularity", 0),
+])
+def test_invalid_fields_name_the_field(name, field, value):
+  cls = registry.METHODS[name]
+  with pytest.raises(ValueError, match=f"{cls.__name__}.{field} must be"):
+    cls(**{field: value})
+
+
+def test_fields_are_coerced():
+  method = registry.METHODS["augmix"](width=np.int64(2), severity=3)
+  assert type(method.width) is int and type(method.severity) is float
+  assert registry.METHODS["prime"](transforms="diffeo, color").transforms == ("diffeo", "color")
