@@ -206,7 +206,7 @@ def test_interrupted_generation_leaves_no_file(tmp_path, monkeypatch):
   assert not os.listdir(tmp_path / "toy")
 
 
-def test_fashion_mnist_c_from_the_data_room(tmp_path):
+def test_fashion_mnist_c_from_the_data_package(tmp_path):
   config = _config(tmp_path, num_examples=4)
   images, labels = corrupted.load_corrupted(config, "contrast", 5)
   clean, clean_labels = corrupted.clean_test_set(config)

@@ -1,4 +1,4 @@
-"""The data room: Fashion-MNIST IDX validation, CIFAR-10 through TFDS (mocked), batching laws."""
+"""The data package: Fashion-MNIST IDX validation, CIFAR-10 through TFDS (mocked), batching laws."""
 import gzip
 import os
 

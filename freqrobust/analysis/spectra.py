@@ -2,8 +2,8 @@
 
 `E[|DFT(C(X) - X)|]` per corruption, averaged over test images and channels, and the fraction of
 that spectrum above a radius, set against each model's accuracy change relative to a baseline.
-Accuracies come from each workdir's `corruption_eval/results.json` (written by the evaluation
-room), read defensively by `corruption_accuracies`.
+Accuracies come from each workdir's `corruption_eval/results.json` (written by
+`freqrobust.evaluate`), read defensively by `corruption_accuracies`.
 """
 from collections.abc import Callable, Mapping, Sequence
 import os
@@ -49,7 +49,7 @@ def corruption_spectra(key: jax.Array, images: np.ndarray, names: Sequence[str],
       `freqrobust.corruptions.corrupt`.
   """
   if corrupt_fn is None:
-    from freqrobust import corruptions  # Only the default needs the corruption room.
+    from freqrobust import corruptions  # Only the default needs the corruptions.
     corrupt_fn = corruptions.corrupt
   images = np.asarray(images, np.float32)
   n = images.shape[0]

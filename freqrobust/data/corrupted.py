@@ -119,7 +119,7 @@ def clean_test_set(config: Any, load_split: Optional[Callable] = None
                    ) -> tuple[np.ndarray, np.ndarray]:
   """The clean test split of config.data, truncated to config.corruptions.num_examples."""
   if load_split is None:
-    from freqrobust.data import load_split  # the data room's entry point
+    from freqrobust.data import load_split  # the data package's entry point
   settings = CorruptionSettings.from_config(config)
   images, labels = load_split(config.data, "test")
   if settings.num_examples:

@@ -1,4 +1,4 @@
-"""The data room's one error type."""
+"""The one error type of the data package."""
 
 
 class DatasetError(RuntimeError):
