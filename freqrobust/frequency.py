@@ -353,17 +353,52 @@ def nfd_control(key: Array, band_masks: ArrayLike) -> Array:
   return jnp.tensordot(alpha, band_masks, axes=1)
 
 
+def _mirror(x: Array, axis: int) -> Array:
+  """x[..., -i mod n, ...] along `axis`."""
+  return jnp.roll(jnp.flip(x, axis=axis), 1, axis=axis)
+
+
+def _reshape_axis(v: np.ndarray, axis: int, ndim: int) -> np.ndarray:
+  return v.reshape([-1 if a == axis else 1 for a in range(ndim)])
+
+
+def _symmetrize(standard: Array, axes: Sequence[int]) -> Array:
+  """Hermitian-symmetric (real, even) standard normal noise from independent N(0, 1) draws.
+
+  z_s[k] = (z[k] + z[-k]) * s[k] over the frequency index k on `axes` (mirrored on all of them
+  at once), with s = 1/sqrt(2) where k != -k and 1/2 where k = -k (then z[k] + z[-k] = 2 z[k]):
+  z_s[k] = z_s[-k], and every element still has variance 1.
+  """
+  mirrored = standard
+  for axis in axes:
+    mirrored = _mirror(mirrored, axis)
+  self_mirrored = np.ones((), bool)
+  for axis in axes:
+    i = np.arange(standard.shape[axis])
+    self_mirrored = self_mirrored & _reshape_axis(i == (-i) % len(i), axis, standard.ndim)
+  scale = np.where(self_mirrored, 0.5, np.sqrt(0.5)).astype(np.float32)
+  return (standard + mirrored) * scale.astype(standard.dtype)
+
+
 def nfd_noise(key: Array, shape: Sequence[int], control: ArrayLike, sigma: ArrayLike,
               dtype=jnp.float32) -> Array:
-  """R_sigma(M): real Gaussian noise with variance sigma * (1 - M[i, j]) (eq. 11).
+  """R_sigma(M): real Gaussian noise with variance sigma * (1 - M[i, j]) per coefficient
+  (eq. 11), Hermitian-symmetric: R[i, j] = R[-i, -j].
 
-  `shape` is the image's shape (HW, HWC or NHWC); each channel draws its own noise.
+  `shape` is the image's shape (HW, HWC or NHWC); each channel draws its own noise. The
+  symmetry makes R * Dir DFT(I) Hermitian for a real image, so the inverse DFT of eq. 12 is
+  real and each coefficient keeps the full variance sigma (1 - M); independent draws at
+  [i, j] and [-i, -j] would be averaged by the real part, halving it.
   """
   control = jnp.asarray(control, dtype=dtype)
   # 1 - M can dip below 0 by rounding when the bands of the control sum to 1.
   variance = jnp.asarray(sigma, dtype=dtype) * jnp.maximum(1.0 - control, 0.0)
+  if len(shape) not in (2, 3, 4):
+    raise ValueError(f"Expected an HW, HWC or NHWC shape, got {tuple(shape)}.")
   standard = jax.random.normal(key, tuple(shape), dtype)
-  return standard * jnp.sqrt(_expand(variance, standard))
+  axes = (1, 2) if len(shape) == 4 else (0, 1)
+  symmetric = _symmetrize(standard, axes)
+  return symmetric * jnp.sqrt(_expand(variance, symmetric))
 
 
 def nfd_spectrum(key: Array, spectrum: Array, control: ArrayLike, sigma: ArrayLike) -> Array:
@@ -413,11 +448,13 @@ def nfd_half_spectrum(key: Array, half_spectrum: Array, control: ArrayLike,
                       sigma: ArrayLike, fast_noise: bool = True) -> Array:
   """`nfd` on the rfft2 half-spectrum (h, w // 2 + 1[, C]) of an HW/HWC image; w from `control`.
 
-  The real part of the IDFT in `nfd` sees only the symmetrised noise (R[i, j] + R[-i, -j]) / 2.
-  This draws that symmetric noise directly on the independent half of the spectrum: variance
-  sigma (1 - M) / 2, and sigma (1 - M) at self-mirrored frequencies. `irfft2` of the result has
-  the same distribution as `nfd` with half the noise draws and half the FFT work. With
-  `fast_noise` the draws come from `fast_standard_normal`, else from `jax.random.normal`.
+  `nfd`'s noise is Hermitian-symmetric, R[i, j] = R[-i, -j], variance sigma (1 - M) at every
+  coefficient; the half-spectrum holds one coefficient of each mirrored pair, so this draws
+  independent noise of variance sigma (1 - M) there, except on the self-conjugate columns (0,
+  and w/2 for even w), which hold both [i, j] and [-i, -j] and get the column-wise symmetric
+  noise. `irfft2` of the result has the same distribution as `nfd` with half the noise draws
+  and half the FFT work. With `fast_noise` the draws come from `fast_standard_normal`, else
+  from `jax.random.normal`.
   """
   control = jnp.asarray(control)
   h, w = control.shape
@@ -429,14 +466,15 @@ def nfd_half_spectrum(key: Array, half_spectrum: Array, control: ArrayLike,
   key_interior, key_mirrored = jax.random.split(key)
   width = w // 2 + 1
   # Columns 0 (and w/2 for even w) hold both [i, j] and [-i, j] = [-i, -j]: their noise must be
-  # equal on +-i; (n[i] + n[-i]) / 2 has variance 1/2, and 1 where i = -i. The other columns hold
-  # one coefficient of each mirrored pair: variance 1/2. (Drawn as two arrays: reusing one noise
-  # array in several places makes XLA recompute it in each fused consumer.)
+  # equal on +-i, (n[i] + n[-i]) / sqrt(2), or n[i] where i = -i (variance 1 either way). The
+  # other columns hold one coefficient of each mirrored pair: independent, variance 1. (Drawn as
+  # two arrays: reusing one noise array in several places makes XLA recompute it in each fused
+  # consumer.)
   mirrored_columns = [0] + ([w // 2] if w % 2 == 0 and w > 1 else [])
   extra = half_spectrum.shape[2:]
-  standard = draw(key_interior, (h, width) + extra, dtype) * np.sqrt(0.5).astype(dtype)
+  standard = draw(key_interior, (h, width) + extra, dtype)
   columns = draw(key_mirrored, (h, len(mirrored_columns)) + extra, dtype)
-  columns = (columns + jnp.roll(jnp.flip(columns, axis=0), 1, axis=0)) / 2.0  # n[-i mod h]
+  columns = _symmetrize(columns, (0,))
   symmetric = standard.at[:, np.asarray(mirrored_columns)].set(columns)
   variance = jnp.asarray(sigma, dtype) * jnp.maximum(1.0 - control[:, :width], 0.0)
   noise = symmetric * jnp.sqrt(_expand_to(variance, standard))
@@ -457,11 +495,11 @@ def _expand_to(array: ArrayLike, like: Array) -> Array:
 def nfd(key: Array, image: ArrayLike, control: ArrayLike, sigma: ArrayLike) -> Array:
   """N_sigma(I, M) = IDFT(DFT(I) + R_sigma(M) * Dir DFT(I)) (eq. 11-12), real part (SPEC 1).
 
-  Taking the real part symmetrises the noise: the returned image's spectrum is
-  F + (R[i, j] + R[-i, -j]) / 2 * Dir F, so each coefficient stays on the line of its original
-  phase (its phase is kept, or flipped by pi where the noise exceeds the amplitude), and the
-  effective noise variance is sigma (1 - M) / 2 except at self-mirrored frequencies (DC and
-  Nyquist), where it is sigma (1 - M).
+  R is Hermitian-symmetric (`nfd_noise`), so the perturbed spectrum stays that of a real image:
+  the returned image's spectrum is F + R * Dir F exactly (up to rounding), each coefficient
+  stays on the line of its original phase (kept, or flipped by pi where the noise exceeds the
+  amplitude), and the noise amplitude has the stated variance sigma (1 - M) at every
+  coefficient.
   """
   image = _as_float_image(image)
   return _idft_real(nfd_spectrum(key, _dft(image), control, sigma), image)

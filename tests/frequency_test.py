@@ -118,11 +118,12 @@ class PowerSuppressionTest(chex.TestCase):
     mask = frequency.aps_mask("M", 36, 36)
     batched = jax.vmap(frequency.power_suppress, in_axes=(0, None, 0))(images, mask, keeps)
     loop = jnp.stack([frequency.power_suppress(x, mask, k) for x, k in zip(images, keeps)])
-    chex.assert_trees_all_close(batched, loop, atol=1e-6)
+    # Batched and single FFTs are different XLA programs: equal up to float reordering.
+    chex.assert_trees_all_close(batched, loop, atol=1e-5)
     # NHWC input with one keep equals the per-image loop too.
     chex.assert_trees_all_close(frequency.power_suppress(images, mask, 0.2),
                                 jnp.stack([frequency.power_suppress(x, mask, 0.2)
-                                           for x in images]), atol=1e-6)
+                                           for x in images]), atol=1e-5)
 
   def test_no_retrace_for_same_shape(self):
     @jax.jit
@@ -144,15 +145,15 @@ class LabelTest(chex.TestCase):
   def test_beta_suppressed(self):
     keeps = jnp.linspace(0.0, 1.0, 11)
     beta = frequency.beta_suppressed(keeps)
-    np.testing.assert_allclose(beta[-1], 1.0, atol=1e-6)  # eq. 6: beta_0(1) = 1
+    np.testing.assert_allclose(beta[-1], 1.0, atol=1e-5)  # eq. 6: beta_0(1) = 1
     self.assertTrue(bool(jnp.all(jnp.diff(beta) > 0)))
-    self.assertTrue(bool(jnp.all((beta > 0) & (beta <= 1.0 + 1e-6))))
+    self.assertTrue(bool(jnp.all((beta > 0) & (beta <= 1.0 + 1e-5))))
 
   def test_beta_learnable_and_open_ratios(self):
     theta = jnp.array([0.3, -1.0, 2.0])
     b = frequency.basic_open_ratios(theta)
-    np.testing.assert_allclose(jnp.sum(b), 1.1, rtol=1e-6)  # eq. 9
-    np.testing.assert_allclose(frequency.basic_open_ratios(jnp.zeros(3)), [1.1 / 3] * 3, rtol=1e-6)
+    np.testing.assert_allclose(jnp.sum(b), 1.1, rtol=1e-5)  # eq. 9
+    np.testing.assert_allclose(frequency.basic_open_ratios(jnp.zeros(3)), [1.1 / 3] * 3, rtol=1e-5)
     np.testing.assert_allclose(frequency.beta_learnable(0.0, b), b)
     np.testing.assert_allclose(frequency.beta_learnable(1.0, b), 1.0)
 
@@ -166,7 +167,8 @@ class LabelTest(chex.TestCase):
       beta = label(masks, keeps)
       expected = [1.0 if digits[m] == "1" else float(frequency.beta_suppressed(k))
                   for m, k in zip(masks.tolist(), keeps.tolist())]
-      np.testing.assert_allclose(beta, expected, rtol=1e-6)
+      # Jitted against eager: the sigmoid may be fused (and approximated) differently.
+      np.testing.assert_allclose(beta, expected, rtol=1e-5)
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_learnable_configuration_is_differentiable_in_theta(self):
@@ -181,7 +183,7 @@ class LabelTest(chex.TestCase):
     self.assertGreater(float(jnp.abs(grad).sum()), 0.0)
     beta = frequency.aps_label(masks, keeps, "learnable", theta)
     b = frequency.basic_open_ratios(theta)
-    np.testing.assert_allclose(beta, (1 - keeps) * b[masks] + keeps, rtol=1e-6)
+    np.testing.assert_allclose(beta, (1 - keeps) * b[masks] + keeps, rtol=1e-5)
     chex.assert_trees_all_close(
         jax.vmap(lambda m, k: frequency.aps_label(m, k, "learnable", theta))(masks, keeps), beta)
 
@@ -263,6 +265,9 @@ class NfdTest(chex.TestCase):
     control = masks[1] + 0.5 * masks[3]
     keys = jax.random.split(jax.random.key(6), 256)
     noise = jax.jit(jax.vmap(lambda k: frequency.nfd_noise(k, (40, 40, 3), control, sigma)))(keys)
+    # Hermitian-symmetric: R[i, j] = R[-i, -j], so R * Dir F is the spectrum of a real image.
+    np.testing.assert_allclose(noise, np.roll(noise[:, ::-1, ::-1], (1, 1), axis=(1, 2)),
+                               rtol=1e-5, atol=1e-6)  # (fused arithmetic: not bit-equal)
     variance = np.asarray(noise).var(axis=(0, 3))
     expected = sigma * (1.0 - control)
     for k in range(5):
@@ -272,7 +277,8 @@ class NfdTest(chex.TestCase):
 
   @parameterized.named_parameters(("nfd", "nfd"), ("half_fast", True))
   def test_output_noise_variance_per_band(self, path):
-    """Real part of the IDFT: variance sigma (1 - M) / 2, or sigma (1 - M) where self-mirrored."""
+    """Hermitian noise: the output's spectrum carries variance sigma (1 - M) at every
+    coefficient, self-mirrored (DC, Nyquist) or not (tests/nfd_noise_test.py: per coefficient)."""
     sigma, h, w = 2.0, 40, 40
     masks = frequency.nfd_band_masks(h, w)
     control = masks[1] + 0.5 * masks[3]
@@ -294,7 +300,7 @@ class NfdTest(chex.TestCase):
     self_mirror[np.ix_([0, h // 2], [0, w // 2])] = True
     for k in range(5):
       core = (masks[k] == 1) & ~self_mirror
-      np.testing.assert_allclose(variance[core].mean(), expected[core].mean() / 2, rtol=0.06,
+      np.testing.assert_allclose(variance[core].mean(), expected[core].mean(), rtol=0.06,
                                  atol=1e-6)
     np.testing.assert_allclose(variance[self_mirror].mean(), expected[self_mirror].mean(),
                                rtol=0.12)
@@ -330,7 +336,8 @@ class NfdTest(chex.TestCase):
     np.testing.assert_array_equal(z, np.asarray(draw(jax.random.key(0), (400, 500))))
     keys = jax.random.split(jax.random.key(2), 3)
     batched = jax.vmap(lambda k: frequency.fast_standard_normal(k, (5, 4)))(keys)
-    chex.assert_trees_all_close(batched[2], draw(keys[2], (5, 4)))
+    # The same bits; erf_inv eager against jitted may differ in the last bits.
+    chex.assert_trees_all_close(batched[2], draw(keys[2], (5, 4)), rtol=1e-5, atol=1e-6)
 
   def test_vmap_equals_loop_and_deterministic(self):
     images = _image(8, (2, 36, 36, 3))
@@ -408,7 +415,7 @@ class BandLimitedTest(chex.TestCase):
     chex.assert_trees_all_close(frequency.lowpass_square(image, 33), image, atol=1e-5)
     # The bandwidth can be traced (a curve over B under vmap).
     curve = jax.vmap(frequency.lowpass_square, in_axes=(None, 0))(image, jnp.array([1, 7]))
-    chex.assert_trees_all_close(curve[1], frequency.lowpass_square(image, 7), atol=1e-6)
+    chex.assert_trees_all_close(curve[1], frequency.lowpass_square(image, 7), atol=1e-5)
 
   def test_remove_radial_band(self):
     image = _image(12, (36, 36, 3))
