@@ -28,11 +28,14 @@ def _matching_images(a: np.ndarray, b: np.ndarray, atol: float) -> np.ndarray:
 
 
 def assert_views_contract(method: base.Method, batch: jax.Array, labels: jax.Array,
-                          forward=None, eager: bool = True, atol: float = 1e-5):
+                          forward=None, eager: bool = True, atol: float = 1e-5,
+                          vmap_batches: jax.Array | None = None):
   """Checks the views' contract and returns (views, aux) of key 0 (jitted).
 
   Eager and jitted runs may round differently (fused multiply-adds) and the Pillow-style ops floor
   to uint8 levels, so a rounding tie can move one image; all but at most one image must agree.
+  With `vmap_batches` (B, N, H, W, C), also checks that views vmapped over batches and keys give
+  each batch's own views.
   """
   fn = jax.jit(method.views, static_argnums=3)
   key0, key1 = jax.random.key(0), jax.random.key(1)
@@ -53,19 +56,15 @@ def assert_views_contract(method: base.Method, batch: jax.Array, labels: jax.Arr
     eager_views, _ = method.views(key0, batch, labels, forward)
     match = _matching_images(np.asarray(views), np.asarray(eager_views), atol)
     assert match.sum() >= match.size - 1, f"eager and jit differ in {np.sum(~match)} images"
+  if vmap_batches is not None:
+    keys = jax.random.split(jax.random.key(3), vmap_batches.shape[0])
+    mapped = jax.jit(jax.vmap(lambda k, x: method.views(k, x, labels, forward)[0]))(
+        keys, vmap_batches)
+    for i in range(vmap_batches.shape[0]):
+      match = _matching_images(np.asarray(mapped[i]),
+                               np.asarray(fn(keys[i], vmap_batches[i], labels, forward)[0]), atol)
+      assert match.sum() >= match.size - 1, "vmapped views differ"
   return views, aux
-
-
-def assert_vmaps(method: base.Method, batches: jax.Array, labels: jax.Array, atol: float = 1e-5):
-  """views vmapped over a leading axis of batches and keys = one call per batch."""
-  keys = jax.random.split(jax.random.key(3), batches.shape[0])
-  fn = lambda k, x, y: method.views(k, x, y)[0]
-  mapped = jax.jit(jax.vmap(fn))(keys, batches, labels)
-  single = jax.jit(fn)
-  for i in range(batches.shape[0]):
-    match = _matching_images(np.asarray(mapped[i]), np.asarray(single(keys[i], batches[i],
-                                                                       labels[i])), atol)
-    assert match.sum() >= match.size - 1
 
 
 def test_registry_names_and_classes():

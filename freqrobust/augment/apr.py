@@ -26,6 +26,7 @@ RandomCrop(32, padding=4, fill=128) -> RandomHorizontalFlip -> ToTensor.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, ClassVar, Mapping, Optional
 
 import jax
@@ -59,6 +60,7 @@ def apr_pair(key: Array, images: Array, prob: float = 0.6) -> tuple[Array, Array
   return jnp.where(applied, mixed, images), applied, partner
 
 
+@functools.partial(jax.jit, static_argnames=("severity", "prob", "return_intermediates"))
 def apr_single(key: Array, image: Array, severity: float = 3.0, prob: float = 0.5,
                return_intermediates: bool = False):
   """APR-S of one HWC image in [0, 1] (datasets/APR.py `APRecombination.__call__`).

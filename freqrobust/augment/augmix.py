@@ -24,6 +24,7 @@ JSD weight 12; preprocessing RandomCrop(32, padding=4) with zero fill and horizo
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, ClassVar, Mapping, Optional
 
 import jax
@@ -34,6 +35,7 @@ from freqrobust.augment import base, ops
 Array = jax.Array
 
 
+@functools.partial(jax.jit, static_argnames=("severity", "width", "depth", "alpha"))
 def augment_and_mix(key: Array, image: Array, severity: float = 3.0, width: int = 3,
                     depth: int = -1, alpha: float = 1.0) -> tuple[Array, Array, Array, Array]:
   """One AugMix draw for one HWC image in [0, 1] (cifar.py `aug`).

@@ -72,6 +72,8 @@ def hybrid_pair(key: Array, images: Array, plus: bool = True, prob: float = 0.6,
   return jnp.where(applied, mixed, images), applied, partner
 
 
+@functools.partial(jax.jit, static_argnames=("plus", "severity", "prob", "kernel_size", "sigma",
+                                             "return_intermediates"))
 def hybrid_single(key: Array, image: Array, plus: bool = True, severity: float = 3.0,
                   prob: float = 0.5, kernel_size: int = 3, sigma: float = 0.5,
                   return_intermediates: bool = False):

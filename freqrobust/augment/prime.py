@@ -261,10 +261,16 @@ class PRIME(base.Method):
     clean = ops.crop_flip_batch(k_crop, images, self.pad, self.flip, self.crop_fill)
     n = images.shape[0]
     keys = jax.random.split(k_aug, 2 * n)
-    augmented = jax.vmap(lambda k, x: self.augment(k, x)[0])(keys, jnp.concatenate([clean, clean]))
+    augmented = jax.vmap(lambda k, x: _augment(self, k, x)[0])(keys, jnp.concatenate([clean, clean]))
     return jnp.concatenate([clean[None], augmented.reshape((2,) + clean.shape)]), {}
 
   def loss_terms(self, logits: Array, open_ratios: Optional[Array], labels: Array,
                  aux: Mapping[str, Array], params: Any) -> dict[str, Array]:
     del open_ratios, labels, aux, params
     return {"jsd": self.jsd_weight * ops.jsd_consistency(logits)}
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _augment(method: PRIME, key: Array, image: Array):
+  """PRIME.augment compiled once per method and shape (eager callers then make one call)."""
+  return method.augment(key, image)

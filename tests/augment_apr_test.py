@@ -1,0 +1,99 @@
+"""Laws of Amplitude-Phase Recombination (freqrobust/augment/apr.py)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from baselines_test import assert_views_contract, images
+from freqrobust.augment import apr, ops
+
+
+def _spectrum(x, axes):
+  return np.fft.fftn(np.asarray(x, np.float64), axes=axes)
+
+
+def _assert_amplitude_and_phase(out, phase_source, amplitude_source, axes):
+  """|F(out)| = |F(amplitude_source)| and angle F(out) = angle F(phase_source) (where both
+  spectra are clearly non-zero, so that the phase is defined)."""
+  f_out = _spectrum(out, axes)
+  f_amp = _spectrum(amplitude_source, axes)
+  f_phase = _spectrum(phase_source, axes)
+  scale = np.abs(f_amp).max()
+  np.testing.assert_allclose(np.abs(f_out), np.abs(f_amp), atol=1e-4 * scale)
+  defined = (np.abs(f_amp) > 1e-3 * scale) & (np.abs(f_phase) > 1e-3 * np.abs(f_phase).max())
+  phase_error = np.angle(f_out[defined] * np.conj(f_phase[defined]))
+  assert np.abs(phase_error).max() < 1e-3
+
+
+def test_recombine_has_amplitude_of_one_and_phase_of_the_other():
+  a, b = images(0, (2, 8, 8, 3))
+  out = jax.jit(apr.recombine)(a, b)
+  # The 3-D DFT over height, width and channels, as np.fft.fftn of the HWC array.
+  _assert_amplitude_and_phase(out, a, b, axes=(0, 1, 2))
+  # The recombined spectrum is Hermitian, so the image is real: no information was dropped.
+  spectrum = np.abs(_spectrum(b, (0, 1, 2))) * np.exp(1j * np.angle(_spectrum(a, (0, 1, 2))))
+  assert np.abs(np.fft.ifftn(spectrum).imag).max() < 1e-6
+
+
+_PAIR = jax.jit(apr.apr_pair)
+
+
+def test_apr_pair_recombines_with_a_permutation():
+  batch = images(1, (5, 8, 8, 3))
+  mixed, applied, partner = _PAIR(jax.random.key(0), batch, 1.0)
+  assert bool(applied)
+  assert sorted(np.asarray(partner).tolist()) == list(range(5))
+  for n in range(5):
+    _assert_amplitude_and_phase(mixed[n], batch[n], batch[int(partner[n])], axes=(0, 1, 2))
+  untouched, applied, _ = _PAIR(jax.random.key(0), batch, 0.0)
+  assert not bool(applied)
+  np.testing.assert_array_equal(untouched, batch)
+  # One coin for the whole batch, heads with probability 0.6 (core/train.py:14-17).
+  applied = [bool(_PAIR(jax.random.key(k), batch, 0.6)[1]) for k in range(300)]
+  np.testing.assert_allclose(np.mean(applied), 0.6, atol=0.12)  # 4.2 standard errors
+
+
+def test_apr_single_is_one_of_its_two_branches():
+  image = images(4, (1, 8, 8, 3))[0]
+  single = jax.jit(lambda k: apr.apr_single(k, image, 3.0, 0.5, return_intermediates=True))
+  kinds = set()
+  for seed in range(24):
+    out, x1, x2 = single(jax.random.key(seed))
+    if np.array_equal(out, x1):
+      kinds.add("op only")
+      continue
+    candidates = [ops.truncate_to_uint8(apr.recombine(x2, x1)),
+                  ops.truncate_to_uint8(apr.recombine(x1, x2))]
+    errors = [float(jnp.abs(out - c).max()) for c in candidates]
+    assert min(errors) < 1e-6, errors
+    kinds.add("x1 amplitude" if errors[0] < errors[1] else "x2 amplitude")
+    np.testing.assert_allclose(out * 255, jnp.round(out * 255), atol=1e-3)  # uint8, as the cast
+  assert kinds == {"op only", "x1 amplitude", "x2 amplitude"}
+
+
+def test_views_and_loss():
+  labels = jnp.arange(4, dtype=jnp.int32)
+  batch = images(5, (4, 8, 8, 3))
+  plain = dict(pad=0, flip=False)
+  views, aux = assert_views_contract(apr.APRP(pair_prob=1.0, **plain), batch, labels,
+                                     vmap_batches=images(6, (2, 4, 8, 8, 3)))
+  np.testing.assert_array_equal(views[0], batch)
+  for n in range(4):
+    _assert_amplitude_and_phase(views[1, n], batch[n], batch[int(aux["partner"][n])], (0, 1, 2))
+  assert bool(jnp.all(aux["pair_applied"]))
+
+  views, aux = assert_views_contract(apr.APRSP(pair_prob=1.0), batch, labels)
+  for n in range(4):  # APR-P on top of the APR-S view
+    _assert_amplitude_and_phase(views[1, n], views[0, n], views[0, int(aux["partner"][n])],
+                                (0, 1, 2))
+  assert float(views[0].min()) >= 0 and float(views[0].max()) <= 1
+  shape = jax.eval_shape(apr.APRS().views, jax.random.key(0), batch, labels)[0].shape
+  assert shape == (1, 4, 8, 8, 3)  # APR-S alone: its laws are test_apr_single_*
+
+  logits = jax.random.normal(jax.random.key(0), (2, 4, 10))
+  for method in (apr.APRP(), apr.APRSP()):
+    assert (method.num_views, method.ce_views) == (2, (0,))
+    terms = method.loss_terms(logits, None, labels, aux, None)
+    # The train step adds CE(view 0); the reference sums CE(view 0) + CE(view 1).
+    np.testing.assert_allclose(float(terms["ce_paired"]),
+                               float(ops.cross_entropy(logits[1], labels)), rtol=1e-6)
+  assert apr.APRS().loss_terms(logits[:1], None, labels, {}, None) == {}

@@ -1,0 +1,111 @@
+"""Laws of HybridAugment / HybridAugment++ (freqrobust/augment/hybrid.py)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from baselines_test import assert_views_contract, images
+from freqrobust.augment import apr, hybrid, ops
+
+
+def _torchvision_blur(image: np.ndarray, kernel_size: int = 3, sigma: float = 0.5) -> np.ndarray:
+  """torchvision.transforms.functional.gaussian_blur of an HWC image, in NumPy float64."""
+  half = (kernel_size - 1) / 2
+  x = np.linspace(-half, half, kernel_size)
+  k = np.exp(-0.5 * (x / sigma) ** 2)
+  k /= k.sum()
+  kernel = np.outer(k, k)
+  r = kernel_size // 2
+  padded = np.pad(np.asarray(image, np.float64), ((r, r), (r, r), (0, 0)), mode="reflect")
+  h, w = image.shape[:2]
+  out = np.zeros((h, w, image.shape[2]))
+  for a in range(kernel_size):
+    for b in range(kernel_size):
+      out += kernel[a, b] * padded[a:a + h, b:b + w]
+  return out
+
+
+def test_low_pass_is_torchvision_gaussian_blur():
+  image = np.asarray(images(0, (1, 9, 7, 3))[0])
+  np.testing.assert_allclose(hybrid.low_pass(jnp.asarray(image)), _torchvision_blur(image),
+                             atol=1e-6)
+  k = hybrid.gaussian_kernel1d(3, 0.5)
+  np.testing.assert_allclose(k, [0.10650698, 0.78698604, 0.10650698], atol=1e-7)
+
+
+def test_paired_hybrid_has_low_band_of_image_and_high_band_of_partner():
+  batch = images(1, (5, 8, 8, 3))
+  pair = jax.jit(hybrid.hybrid_pair, static_argnames="plus")
+  mixed, applied, partner = pair(jax.random.key(0), batch, plus=False, prob=1.0)
+  assert bool(applied) and sorted(np.asarray(partner).tolist()) == list(range(5))
+  low = jax.vmap(hybrid.low_pass)(batch)
+  high = batch - low
+  np.testing.assert_allclose(mixed, low + high[partner], atol=1e-6)
+  # So the output minus the partner is the low band of (image - partner): the partner's high
+  # frequencies pass untouched and only the image's low frequencies are added.
+  np.testing.assert_allclose(mixed - batch[partner],
+                             jax.vmap(hybrid.low_pass)(batch - batch[partner]), atol=1e-6)
+  untouched, applied, _ = pair(jax.random.key(0), batch, plus=False, prob=0.0)
+  assert not bool(applied)
+  np.testing.assert_array_equal(untouched, batch)
+
+
+def test_paired_hybrid_plus_recombines_the_low_bands():
+  batch = images(2, (4, 8, 8, 3))
+  mixed, _, partner = jax.jit(hybrid.hybrid_pair, static_argnames="plus")(
+      jax.random.key(3), batch, plus=True, prob=1.0, apr_prob=1.0)
+  low = jax.vmap(hybrid.low_pass)(batch)
+  recombined = np.asarray(mixed - (batch - low)[partner], np.float64)
+  f_low = np.fft.fftn(np.asarray(low, np.float64), axes=(1, 2, 3))
+  f_rec = np.fft.fftn(recombined, axes=(1, 2, 3))
+  for n in range(4):
+    # The phase of image n's own low band ...
+    defined = np.abs(f_rec[n]) > 1e-3 * np.abs(f_rec[n]).max()
+    phase_error = np.angle(f_rec[n][defined] * np.conj(f_low[n][defined]))
+    assert np.abs(phase_error).max() < 1e-3
+    # ... with the amplitude of some image's low band (APR-P's own permutation).
+    errors = [np.abs(np.abs(f_rec[n]) - np.abs(f_low[j])).max() for j in range(4)]
+    assert min(errors) < 1e-4 * np.abs(f_low).max()
+
+
+def test_single_hybrid_is_one_of_its_branches():
+  image = images(4, (1, 8, 8, 3))[0]
+  single = jax.jit(lambda k: hybrid.hybrid_single(k, image, plus=False,
+                                                  return_intermediates=True))
+  kinds = set()
+  for seed in range(24):
+    out, x1, x2 = single(jax.random.key(seed))
+    if np.array_equal(out, x1):
+      kinds.add("op only")
+      continue
+    lp = hybrid.low_pass
+    candidates = [ops.truncate_to_uint8(lp(x1) + x2 - lp(x2)),
+                  ops.truncate_to_uint8(lp(x2) + x1 - lp(x1))]
+    errors = [float(jnp.abs(out - c).max()) for c in candidates]
+    assert min(errors) < 1.5 / 255, errors  # a floor may fall on the other side of a level
+    kinds.add(("low x1, high x2", "low x2, high x1")[int(np.argmin(errors))])
+  assert kinds == {"op only", "low x1, high x2", "low x2, high x1"}
+
+
+def test_views_and_loss():
+  labels = jnp.arange(4, dtype=jnp.int32)
+  batch = images(5, (4, 8, 8, 3))
+  views, aux = assert_views_contract(hybrid.HybridAugmentPS(pair_prob=1.0), batch, labels)
+  assert float(views[0].min()) >= 0 and float(views[0].max()) <= 1
+  np.testing.assert_allclose(views[0] * 255, jnp.round(views[0] * 255), atol=1e-3)  # uint8
+  assert bool(jnp.all(aux["pair_applied"]))
+  method = hybrid.HybridAugmentP(plus=False, pair_prob=1.0, pad=0, flip=False)
+  views, aux = assert_views_contract(method, batch, labels, vmap_batches=images(6, (2, 4, 8, 8, 3)))
+  np.testing.assert_array_equal(views[0], batch)
+  low = jax.vmap(hybrid.low_pass)(batch)
+  np.testing.assert_allclose(views[1], low + (batch - low)[aux["partner"]], atol=1e-6)
+  shape = jax.eval_shape(hybrid.HybridAugmentS().views, jax.random.key(0), batch, labels)[0].shape
+  assert shape == (1, 4, 8, 8, 3)
+
+  logits = jax.random.normal(jax.random.key(0), (2, 4, 10))
+  for cls in (hybrid.HybridAugmentP, hybrid.HybridAugmentPS):
+    assert (cls.num_views, cls.ce_views) == (2, (0,))
+    terms = cls().loss_terms(logits, None, labels, aux, None)
+    np.testing.assert_allclose(float(terms["ce_paired"]),
+                               float(ops.cross_entropy(logits[1], labels)), rtol=1e-6)
+  assert hybrid.HybridAugmentS().loss_terms(logits[:1], None, labels, {}, None) == {}
+  assert apr.paired_ce is not None
