@@ -99,7 +99,7 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
   if baseline_results is not None:
     # The relative mCE only means something when both runs saw the same corrupted sets.
     differ = [k for k in ("dataset", "source", "num_examples", "seed", "recipe_version",
-                          "clean_sha256")
+                          "clean_sha256", "frost")
               if baseline_results.get(k) != meta[k]]
     if differ:
       raise ValueError(

@@ -74,7 +74,7 @@ def test_aux_loss_counts_only_suppressed_images_and_trains_theta():
   np.testing.assert_allclose(float(loss_of(aux, params)), expected, rtol=1e-5)
   # Changing the unsuppressed images' masks or keeps changes nothing.
   aux2 = dict(aux, mask=jnp.array([0, 2, 2, 1]), keep=jnp.array([0.2, 0.0, 0.9, 0.7]))
-  np.testing.assert_allclose(float(loss_of(aux2, params)), expected, rtol=1e-6)
+  np.testing.assert_allclose(float(loss_of(aux2, params)), expected, rtol=1e-5)
   grad = jax.grad(lambda p: loss_of(aux, p))(params)
   assert float(jnp.abs(grad["aps"]["theta_b"]).sum()) > 0
   labelled = dataclasses.replace(method, aps=dataclasses.replace(method.aps,
@@ -103,7 +103,7 @@ def test_preempted_and_resumed_run_equals_uninterrupted_run(tmp_path):
   a, b = final_params(tmp_path / "a"), final_params(tmp_path / "b")
   assert a[2] == b[2] == 8
   chex.assert_trees_all_close(a[:2], b[:2], atol=1e-6)
-  assert resumed["clean"] == full["clean"]
+  assert resumed["clean"] == pytest.approx(full["clean"], rel=1e-6)
   for name in ("config.json", "metrics.jsonl", "results.json"):
     assert (tmp_path / "b" / name).exists()
   with open(tmp_path / "b" / "results.json") as f:

@@ -105,11 +105,10 @@ def _read_json(path: str) -> dict[str, Any]:
 
 def corruption_accuracies(results: Mapping[str, Any]) -> dict[str, dict[int, float]]:
   """corruption -> severity -> accuracy (percent) of a `freqrobust.evaluate` results mapping."""
-  from freqrobust import evaluate  # The one writer of this layout reads it too.
   if not isinstance(results.get("accuracy"), Mapping):
     raise ValueError("corruption results without an 'accuracy' table (corruption -> severity -> "
                      "percent); re-run `python -m freqrobust.evaluate --workdir=DIR`.")
-  return evaluate.accuracy_table(results)
+  return workdir_lib.accuracy_table(results)
 
 
 def accuracy_changes(accuracies: Mapping[str, Mapping[str, Mapping[int, float]]], baseline: str,
