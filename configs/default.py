@@ -30,6 +30,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.small_stage_sizes = (1, 1, 1)  # small_resnet: residual blocks per stage.
   config.model.small_widths = (16, 32, 64)  # small_resnet: channels per stage (first = stem width).
 
+  config.method = "paper"  # Augmentation method: paper (augment + aps below) or a baseline (configs/baselines.py).
+  config.method_args = ml_collections.ConfigDict()  # A baseline's hyperparameters (configs/baselines.py fills them).
+
   config.augment = ml_collections.ConfigDict()
   config.augment.pad = 4  # Zero padding before suppression/NFD and random crop (CIFAR: 32 -> 40).
   config.augment.suppress_prob = 0.0  # Probability of power suppression per image (paper: 1/3).

@@ -21,6 +21,7 @@ from flax.training import train_state
 from freqrobust import augment, data as data_lib, frequency, models
 from freqrobust.augment import aps as aps_lib
 from freqrobust.augment import base as method_base
+from freqrobust.augment import registry
 from freqrobust.sharding import Sharder
 from freqrobust.workdir import UserError
 
@@ -156,7 +157,15 @@ def build_method(config: ml_collections.ConfigDict) -> Method:
   """The augmentation method of the config (the paper's: `config.augment` + `config.aps`)."""
   name = config.get("method", "paper")
   if name != "paper":
-    raise UserError(f"config.method={name!r}; valid: paper.")
+    if name not in registry.METHODS:
+      raise UserError(f"config.method={name!r}; valid: paper, {', '.join(registry.METHODS)}.")
+    if config.model.attention != "none":
+      raise UserError(f"config.method={name!r} is a baseline without APS; set "
+                      "config.model.attention='none' (the attention is the paper's method).")
+    try:
+      return registry.METHODS[name].from_config(config.get("method_args", {}))
+    except (ValueError, TypeError) as err:
+      raise UserError(f"config.method_args ({name}): {err}") from None
   return aps_lib.PaperMethod(
       augment=augment.AugmentParams.from_config(config.augment),
       aps=aps_lib.APSParams.from_config(config.aps, config.model.attention))
@@ -226,6 +235,7 @@ def method_choices(config: ml_collections.ConfigDict) -> dict:
   """The method choices the paper leaves open, as this run made them (recorded in results.json;
   docs/METHOD.md §8 explains each)."""
   return {"method": config.get("method", "paper"),
+          "method_args": dict(config.get("method_args", {})),
           "aux_average": config.aps.aux_average if config.model.attention != "none" else None,
           "nfd_noise": "hermitian" if config.augment.nfd else None,
           "keep_range": list(config.augment.keep_range)}

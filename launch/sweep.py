@@ -23,7 +23,8 @@ sys.path.insert(0, REPO)
 
 from absl import app, flags  # noqa: E402
 
-from configs import paper  # noqa: E402
+import importlib  # noqa: E402
+
 from freqrobust import workdir as workdir_lib  # noqa: E402
 
 
@@ -44,13 +45,15 @@ def is_finished(workdir: str) -> bool:
   return True
 
 
-def command(arg: str, workdir: str, overrides) -> list:
-  return [sys.executable, "-m", "freqrobust.main", f"--config=configs/paper.py:{arg}",
+def command(arg: str, workdir: str, overrides, config_file: str = "paper") -> list:
+  return [sys.executable, "-m", "freqrobust.main", f"--config=configs/{config_file}.py:{arg}",
           f"--workdir={workdir}"] + list(overrides)
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("table", "", "table1..table4: every run of that table.")
+flags.DEFINE_enum("config_file", "paper", ["paper", "baselines"],
+                  "configs/<name>.py whose runs to train: the paper's tables or the baselines.")
+flags.DEFINE_string("table", "", "paper: table1..table4; baselines: all. Every run of that table.")
 flags.DEFINE_string("runs", "", "Explicit config arguments separated by ';' (no seed).")
 flags.DEFINE_list("seeds", ["0"], "Comma-separated seeds.")
 flags.DEFINE_bool("cpu", False, "CPU-scale variant (small ResNet, Fashion-MNIST).")
@@ -78,15 +81,16 @@ def main(argv):
   overrides = list(_OVERRIDES)
   root = os.path.abspath(FLAGS.root)  # Runs execute in the repository root.
   seeds = [int(s) for s in FLAGS.seeds if s.strip()]
+  configs = importlib.import_module(f"configs.{FLAGS.config_file}")
   if FLAGS.table:
-    runs = paper.runs(FLAGS.table, cpu=FLAGS.cpu, seeds=seeds)
+    runs = configs.runs(FLAGS.table, cpu=FLAGS.cpu, seeds=seeds)
   elif FLAGS.runs:
     runs = [f"{r},seed={s}" + (",cpu" if FLAGS.cpu else "")
             for r in FLAGS.runs.split(";") if r.strip() for s in seeds]
   else:
     raise app.UsageError("give --table or --runs")
   for arg in runs:  # Fail on a bad argument before anything runs.
-    paper.get_config(arg)
+    configs.get_config(arg)
   os.makedirs(root, exist_ok=True)
   todo = [(a, os.path.join(root, run_name(a))) for a in runs]
   print(f"{len(todo)} runs under {root}", flush=True)
@@ -95,9 +99,9 @@ def main(argv):
     if is_finished(workdir):
       print(f"[{k}/{len(todo)}] {arg}: finished, skipped", flush=True)
       continue
-    cmd = command(arg, workdir, overrides)
+    cmd = command(arg, workdir, overrides, FLAGS.config_file)
     if FLAGS.submit == "slurm":
-      cmd = ["sbatch", os.path.join(HERE, "slurm_gpu.sh"), f"configs/paper.py:{arg}", workdir] + \
+      cmd = ["sbatch", os.path.join(HERE, "slurm_gpu.sh"), f"configs/{FLAGS.config_file}.py:{arg}", workdir] + \
           list(overrides)
     print(f"[{k}/{len(todo)}] {arg}: {' '.join(shlex.quote(c) for c in cmd)}", flush=True)
     if FLAGS.dry_run:
