@@ -4,9 +4,9 @@
   python bench/bench_augment.py --batch=128 --repeats=7 --iters=20 --clock=cpu
 
 Both sides run the same operations on the same inputs: zero-pad, power suppression with
-probability p (SPEC 2), NFD (SPEC 4), random crop, flip, clip. The NumPy side is written as a
+probability p (METHOD §2), NFD (METHOD §4), random crop, flip, clip. The NumPy side is written as a
 NumPy user would (np.fft over the batch, float32 throughout, fancy indexing for the crops,
-`default_rng` for the noise), in two variants: "np fft2" follows SPEC literally (full spectrum,
+`default_rng` for the noise), in two variants: "np fft2" follows the method record (docs/METHOD.md) literally (full spectrum,
 real part of ifft2) and "np rfft2" uses the same half-spectrum algorithm as the JAX side. The
 JAX side is `jax.jit(augment_batch)` with static params. Each figure is the median over
 --repeats timings of --iters calls after one warm-up call, with block_until_ready
@@ -34,7 +34,7 @@ def numpy_augment(rng: np.random.Generator, images: np.ndarray, params: augment.
                   half_spectrum: bool = False) -> tuple[np.ndarray, dict]:
   """The same augmentation in vectorised NumPy (float32, np.fft over the batch).
 
-  half_spectrum=False follows SPEC literally (fft2, full-spectrum noise, real part of ifft2);
+  half_spectrum=False follows the method record (docs/METHOD.md) literally (fft2, full-spectrum noise, real part of ifft2);
   True uses the rfft2 half-spectrum and symmetric noise as `augment.py` does.
   """
   n, h, w, c = images.shape
@@ -43,7 +43,7 @@ def numpy_augment(rng: np.random.Generator, images: np.ndarray, params: augment.
   ph, pw = h + 2 * p, w + 2 * p
   cols = pw // 2 + 1 if half_spectrum else pw
   spectrum = np.fft.rfft2(x, axes=(1, 2)) if half_spectrum else np.fft.fft2(x, axes=(1, 2))
-  # Power suppression (SPEC 2).
+  # Power suppression (METHOD §2).
   suppressed = rng.random(n) < params.suppress_prob
   mask_ids = np.array([frequency.MASK_NAMES.index(m) for m in params.suppress_masks])
   mask_index = mask_ids[rng.integers(0, len(mask_ids), n)]
@@ -51,7 +51,7 @@ def numpy_augment(rng: np.random.Generator, images: np.ndarray, params: augment.
   masks = frequency.aps_masks(ph, pw)[:, :, :cols]
   factor = keep[:, None, None] + (1 - keep[:, None, None]) * masks[mask_index]
   spectrum *= factor[..., None]
-  # NFD (SPEC 4, eq. 11-14).
+  # NFD (METHOD §4, eq. 11-14).
   if params.nfd:
     bands = frequency.nfd_band_masks(ph, pw)[:, :, :cols]
     k = len(bands)

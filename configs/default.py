@@ -37,7 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.augment.pad = 4  # Zero padding before suppression/NFD and random crop (CIFAR: 32 -> 40).
   config.augment.suppress_prob = 0.0  # Probability of power suppression per image (paper: 1/3).
   config.augment.suppress_masks = ("L", "M", "H")  # Masks drawn uniformly when suppressing.
-  config.augment.keep_range = (0.0, 1.0)  # keep ~ U(lo, hi); keep = 1 - the paper's alpha (SPEC 2).
+  config.augment.keep_range = (0.0, 1.0)  # keep ~ U(lo, hi); keep = 1 - the paper's alpha (METHOD §2).
   config.augment.nfd = False  # Noise in Frequency Domain on every image (after suppression).
   config.augment.nfd_sigma = 1.0  # NFD noise variance sigma (paper: 1).
   config.augment.crop = True  # Random crop back to the input size after padding.

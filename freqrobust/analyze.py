@@ -2,7 +2,7 @@
 
 Tools (docs/ANALYSIS.md explains each figure):
   pdm        point detection maps, per-channel response maps, response histogram, kernel
-             DFT (SPEC 5)
+             DFT (METHOD §5)
   heatmap    Fourier heat map: error and logit change per basis perturbation (Yin et al.)
   bandpass   accuracy under centred low-pass / high-pass filtering over bandwidth (Yin et al.)
   spectra    E|DFT(C(X) - X)| per corruption; with --workdirs, high-frequency fraction against
@@ -300,7 +300,7 @@ def define_flags(flag_values: flags.FlagValues | None = None) -> None:
   real("ignore_fraction", 0.01, "pdm: fraction of extreme values ignored when a response map is "
        "normalised to [0, 1].", flag_values=fv)
   real("min_peak_fraction", 0.0, "pdm: only channels whose largest response off DC is at least "
-       "this fraction of the strongest channel's vote (0 = all, SPEC 5).", flag_values=fv)
+       "this fraction of the strongest channel's vote (0 = all, METHOD §5).", flag_values=fv)
   real("eps", 4.0, "heatmap: L2 norm v of the Fourier basis perturbation.", flag_values=fv)
   boolean("clip", True, "heatmap: clip perturbed images to [0, 1].", flag_values=fv)
   names("bandwidths", [], "bandpass: bandwidths B (default 1, 3, ..., max(H, W) + 1).",

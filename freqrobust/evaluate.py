@@ -1,4 +1,4 @@
-"""Corruption-robustness evaluation (SPEC section 6) and its report.
+"""Corruption-robustness evaluation (docs/METHOD.md §6) and its report.
 
 Library: `run_corruption_eval(predict_fn, config, workdir, baseline_workdir=None)` evaluates a
 `predict_fn(images float32 NHWC in [0, 1]) -> logits` on the clean test set and on every

@@ -1,6 +1,6 @@
-"""Frequency-domain operators of the paper (SPEC sections 1-5 and 7), as pure functions.
+"""Frequency-domain operators of the paper (docs/METHOD.md §1-5 and §7), as pure functions.
 
-Conventions (SPEC 1): images are float in [0, 1], layout HW or HWC (NHWC is accepted by the
+Conventions (METHOD §1): images are float in [0, 1], layout HW or HWC (NHWC is accepted by the
 filtering functions too); the 2-D DFT runs over the spatial axes only with NumPy's default
 normalisation (forward unscaled), channels independently; frequency index [i, j] is in NumPy's
 FFT layout (DC at [0, 0]); the inverse DFT of a modified spectrum is returned as its real part.
@@ -24,10 +24,10 @@ ArrayLike = jax.typing.ArrayLike
 
 # Indices of the three power-suppression masks (also used by the augmentation's aux output).
 MASK_NAMES = ("L", "M", "H")
-# SPEC 3: the eight fixed configurations and the learnable one.
+# METHOD §3: the eight fixed configurations and the learnable one.
 APS_CONFIGURATIONS = ("LMH=111", "LMH=011", "LMH=101", "LMH=110", "LMH=001", "LMH=010",
                       "LMH=100", "LMH=000", "learnable")
-# SPEC 4: the paper's NFD bands for the 40x40 padded CIFAR image, m_k = m_{a,b}.
+# METHOD §4: the paper's NFD bands for the 40x40 padded CIFAR image, m_k = m_{a,b}.
 PAPER_NFD_BANDS_40 = ((0, 9), (10, 13), (14, 17), (18, 20), (21, 29))
 NUM_NFD_BANDS = 5
 # eq. 15-16: f(s) = alpha / (1 + s) with alpha = 1600, V(s) = log2(beta * pi * f(s)^2), beta = 1.
@@ -53,7 +53,7 @@ def _read_only(x: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def radial_distance(h: int, w: int) -> np.ndarray:
-  """r(i, j) = sqrt(fi^2 + fj^2) in NumPy's FFT layout, shape (h, w) (SPEC 1)."""
+  """r(i, j) = sqrt(fi^2 + fj^2) in NumPy's FFT layout, shape (h, w) (METHOD §1)."""
   # Rounded integer frequencies: fftfreq(h) * h is off by ~1e-15, which would move points
   # lying exactly on an integer radius (e.g. (5, 12) at r = 13) across a band edge.
   fi, fj = (f.astype(np.float64) for f in _signed_frequencies(h, w))
@@ -102,7 +102,7 @@ def hill(s: ArrayLike, a: float, b: float) -> ArrayLike:
 
 
 def _mask_curve(kind: str, s):
-  # eq. 4, with the SPEC 2 fix of m_H (the paper prints m_step(s-1) + m_step(s-13)).
+  # eq. 4, with the METHOD §2 fix of m_H (the paper prints m_step(s-1) + m_step(s-13)).
   if kind == "L":
     return mask_step(s - 1) + mask_hill(s - 1)
   if kind == "M":
@@ -168,7 +168,7 @@ def _dft(image: Array) -> Array:
 
 
 def _idft_real(spectrum: Array, like: Array) -> Array:
-  """Real part of the inverse DFT (SPEC 1), in the dtype of `like`."""
+  """Real part of the inverse DFT (METHOD §1), in the dtype of `like`."""
   return jnp.real(jnp.fft.ifft2(spectrum, axes=_spatial_axes(like))).astype(like.dtype)
 
 
@@ -179,7 +179,7 @@ def _filter(image: ArrayLike, mask: ArrayLike) -> Array:
 
 
 def direction(spectrum: Array) -> Array:
-  """Dir c = c / |c|, with Dir 0 = 1 (SPEC 1)."""
+  """Dir c = c / |c|, with Dir 0 = 1 (METHOD §1)."""
   magnitude = jnp.abs(spectrum)
   nonzero = magnitude > 0
   return jnp.where(nonzero, spectrum / jnp.where(nonzero, magnitude, 1.0), 1.0 + 0.0j)
@@ -191,7 +191,7 @@ def direction(spectrum: Array) -> Array:
 
 
 def power_suppress(image: ArrayLike, mask: ArrayLike, keep: ArrayLike) -> Array:
-  """D(I, M, keep) = IDFT(DFT(I) * (keep + (1 - keep) * M)) (eq. 5 with keep = 1 - a, SPEC 2).
+  """D(I, M, keep) = IDFT(DFT(I) * (keep + (1 - keep) * M)) (eq. 5 with keep = 1 - a, METHOD §2).
 
   keep = 1 returns the image; keep = 0 applies the mask fully.
   """
@@ -225,7 +225,7 @@ class ApsConfiguration(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def parse_aps_configuration(configuration: str) -> ApsConfiguration:
-  """Parses "LMH=abc" (a, b, c in {0, 1}) or "learnable" (SPEC 3). "abc" alone is accepted."""
+  """Parses "LMH=abc" (a, b, c in {0, 1}) or "learnable" (METHOD §3). "abc" alone is accepted."""
   if not isinstance(configuration, str):
     raise ValueError(f"APS configuration must be a string, got {configuration!r}; valid values: "
                      f"{', '.join(APS_CONFIGURATIONS)}.")
@@ -242,7 +242,7 @@ def parse_aps_configuration(configuration: str) -> ApsConfiguration:
 
 def aps_label(mask_index: ArrayLike, keep: ArrayLike, configuration: str,
               theta: ArrayLike | None = None) -> Array:
-  """Auxiliary label beta of a suppressed image (SPEC 3, eq. 6-9).
+  """Auxiliary label beta of a suppressed image (METHOD §3, eq. 6-9).
 
   Args:
     mask_index: 0 = M_L, 1 = M_M, 2 = M_H (int array, traced is fine).
@@ -274,7 +274,7 @@ def aps_label(mask_index: ArrayLike, keep: ArrayLike, configuration: str,
 
 
 def _max_radius_int(h: int, w: int) -> int:
-  """ceil(r_I), the number of the last sample of H(s) (SPEC 4)."""
+  """ceil(r_I), the number of the last sample of H(s) (METHOD §4)."""
   return int(math.ceil(float(radial_distance(h, w).max()) - 1e-6))
 
 
@@ -296,7 +296,7 @@ def band_coverage(h: int, w: int, a: float, b: float) -> float:
 
 @functools.lru_cache(maxsize=None)
 def nfd_band_edges(h: int, w: int) -> tuple[tuple[int, int], ...]:
-  """The five NFD bands (a, b) of m_{a,b} (SPEC 4).
+  """The five NFD bands (a, b) of m_{a,b} (METHOD §4).
 
   40x40 returns the paper's edges. Other sizes split the integer distances 0..ceil(r_I) into five
   contiguous bands, a_0 = 0, a_{k+1} = b_k + 1, b_4 = ceil(r_I), chosen (dynamic programming) to
@@ -338,7 +338,7 @@ def nfd_band_masks(h: int, w: int) -> np.ndarray:
 
 
 def nfd_control(key: Array, band_masks: ArrayLike) -> Array:
-  """Random control matrix M = sum_k alpha_r[k] M_k (eq. 14, SPEC 4).
+  """Random control matrix M = sum_k alpha_r[k] M_k (eq. 14, METHOD §4).
 
   One element of alpha_r, chosen uniformly, is ~ U(0, 1); each other element is 0 or 1 with
   probability 1/2.
@@ -493,7 +493,7 @@ def _expand_to(array: ArrayLike, like: Array) -> Array:
 
 
 def nfd(key: Array, image: ArrayLike, control: ArrayLike, sigma: ArrayLike) -> Array:
-  """N_sigma(I, M) = IDFT(DFT(I) + R_sigma(M) * Dir DFT(I)) (eq. 11-12), real part (SPEC 1).
+  """N_sigma(I, M) = IDFT(DFT(I) + R_sigma(M) * Dir DFT(I)) (eq. 11-12), real part (METHOD §1).
 
   R is Hermitian-symmetric (`nfd_noise`), so the perturbed spectrum stays that of a real image:
   the returned image's spectrum is F + R * Dir F exactly (up to rounding), each coefficient
@@ -506,7 +506,7 @@ def nfd(key: Array, image: ArrayLike, control: ArrayLike, sigma: ArrayLike) -> A
 
 
 # ---------------------------------------------------------------------------------------------
-# Point detection maps (SPEC 5) and Fourier basis (SPEC 7)
+# Point detection maps (METHOD §5) and Fourier basis (METHOD §7)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -529,7 +529,7 @@ def fourier_basis(h: int, w: int, i: ArrayLike, j: ArrayLike) -> Array:
 
 def cpdm(h: int, w: int, channels: int, c: ArrayLike, i: ArrayLike, j: ArrayLike,
          t: ArrayLike) -> Array:
-  """Channel point detection map P_c(t, i, j), shape (h, w, channels) (SPEC 5).
+  """Channel point detection map P_c(t, i, j), shape (h, w, channels) (METHOD §5).
 
   All channels are 0.5 except channel c, which is 0.5 + t * fourier_basis(h, w, i, j).
   """
@@ -539,7 +539,7 @@ def cpdm(h: int, w: int, channels: int, c: ArrayLike, i: ArrayLike, j: ArrayLike
 
 
 # ---------------------------------------------------------------------------------------------
-# Band-limited filters for the analysis tools (SPEC 7)
+# Band-limited filters for the analysis tools (METHOD §7)
 # ---------------------------------------------------------------------------------------------
 
 

@@ -4,7 +4,7 @@
 
 Writes, for a Fashion-MNIST test image and a scikit-image colour photograph resized to 32x32:
   figure3_<name>.png  rows M_L, M_M, M_H; columns: the mask (shifted spectrum, lowest frequency
-                      in the centre) and D(I, M, keep) for keep = 0, 1/4, 1/2, 3/4 (SPEC 2).
+                      in the centre) and D(I, M, keep) for keep = 0, 1/4, 1/2, 3/4 (METHOD §2).
   figure4_<name>.png  rows: the band masks M_0..M_4; NFD with control M = M_k (eq. 11: noise
                       everywhere except band k); NFD with M = 1 - M_k (noise only in band k,
                       "low to high frequency noises" of the paper's caption) and that noise

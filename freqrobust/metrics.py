@@ -1,4 +1,4 @@
-"""Corruption-robustness metrics (SPEC section 6): pure functions on accuracy tables.
+"""Corruption-robustness metrics (docs/METHOD.md §6): pure functions on accuracy tables.
 
 An accuracy table maps corruption name -> {severity (1..5): accuracy in percent}. Conventions:
 - "Robust." (the paper): mean accuracy over the corruptions x severities.

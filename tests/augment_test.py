@@ -1,4 +1,4 @@
-"""Laws of the training augmentation (SPEC 2, 4; docs/ARCHITECTURE.md)."""
+"""Laws of the training augmentation (METHOD §2, §4; docs/ARCHITECTURE.md)."""
 from absl.testing import parameterized
 import chex
 import jax

@@ -1,4 +1,4 @@
-"""Laws of the corruptions (SPEC section 6).
+"""Laws of the corruptions (docs/METHOD.md §6).
 
 One non-square image size, 28 x 20, throughout: each corruption compiles once (grey images run
 through the RGB function, and the severity is traced).
@@ -290,7 +290,7 @@ def test_jpeg_round_trips_through_pillow_at_the_recipe_quality(astronaut):
 
 
 def _high_frequency_share(clean, corrupted, radius=6.):
-  """Share of E|DFT(C(X) - X)| (summed over frequencies) above `radius` (SPEC section 1 r)."""
+  """Share of E|DFT(C(X) - X)| (summed over frequencies) above `radius` (docs/METHOD.md §1 r)."""
   h, w = clean.shape[1:3]
   fy, fx = np.meshgrid(np.fft.fftfreq(h) * h, np.fft.fftfreq(w) * w, indexing="ij")
   spectrum = np.abs(np.fft.fft2(corrupted - clean, axes=(1, 2))).mean(axis=(0, 3))

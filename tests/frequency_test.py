@@ -1,4 +1,4 @@
-"""Laws of the frequency-domain operators (SPEC sections 1-5, 7)."""
+"""Laws of the frequency-domain operators (docs/METHOD.md §1-5, §7)."""
 import functools
 
 from absl.testing import parameterized
@@ -50,7 +50,7 @@ class MaskTest(parameterized.TestCase):
     np.testing.assert_array_equal(m_m[(r >= 4) & (r <= 7)], 0.0)
     np.testing.assert_array_equal(m_m[(r >= 10) & (r <= 15)], 1.0)
     np.testing.assert_array_equal(m_m[r >= 18], 0.0)
-    # High-pass (SPEC 2 typo fix): blocks (4, 13], passes r >= 16, non-decreasing beyond r = 4.
+    # High-pass (METHOD §2 typo fix): blocks (4, 13], passes r >= 16, non-decreasing beyond r = 4.
     np.testing.assert_array_equal(m_h[(r >= 4) & (r <= 13)], 0.0)
     np.testing.assert_array_equal(m_h[r >= 16], 1.0)
     beyond = order[r.ravel()[order] >= 4]
@@ -255,7 +255,7 @@ class NfdTest(chex.TestCase):
     out = frequency.nfd(jax.random.key(3), image, jnp.zeros((h, w)), 3.0)
     before, after = _spectrum(image), _spectrum(out)
     self.assertGreater(np.abs(after - before).mean(), 0.3)
-    # eq. 12 with the real part (SPEC 1): the coefficient moves along its own direction.
+    # eq. 12 with the real part (METHOD §1): the coefficient moves along its own direction.
     cross = np.imag(after * np.conj(before / np.abs(before)))
     np.testing.assert_allclose(cross, 0.0, atol=1e-3)
 

@@ -21,7 +21,7 @@ def test_bits_to_standard_normal_is_finite_at_the_extremes():
 # --- the noise variance the paper states, per coefficient (eq. 11-12) --------------------------
 
 H, W, C = 10, 12, 3  # even sizes: the self-conjugate rows and columns (0, H/2; 0, W/2) exist
-SIGMA = 2.0  # a variance (SPEC 4)
+SIGMA = 2.0  # a variance (METHOD §4)
 DRAWS = 4096  # x C channels: the variance estimate of one coefficient is within ~1.3 % (1 std)
 
 

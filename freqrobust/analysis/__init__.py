@@ -1,4 +1,4 @@
-"""Frequency-domain interpretation tools (SPEC sections 5 and 7), one function per tool.
+"""Frequency-domain interpretation tools (docs/METHOD.md §5 and §7), one function per tool.
 
 Every tool takes plain callables and arrays (a layer or predict function, images, labels, a PRNG
 key) and returns NumPy arrays in FFT layout; `freqrobust.analyze` is the command line that loads a

@@ -1,4 +1,4 @@
-"""Band-limited accuracy (Yin et al. 2019; SPEC 7).
+"""Band-limited accuracy (Yin et al. 2019; METHOD §7).
 
 Test accuracy when each test image keeps only a centred low-pass square of bandwidth `B` of its
 shifted spectrum (`frequency.lowpass_square`), and under the complementary high-pass

@@ -1,4 +1,4 @@
-"""Fourier heat map (Yin et al. 2019, "A Fourier Perspective on Model Robustness"; SPEC 7).
+"""Fourier heat map (Yin et al. 2019, "A Fourier Perspective on Model Robustness"; METHOD §7).
 
 For each frequency `[i, j]` (one real basis image for the pair `[i, j]`, `[-i, -j]`) the unit-norm
 Fourier basis `U_ij` is scaled by `eps`, given a random sign per image and channel, and added to

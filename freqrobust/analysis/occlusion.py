@@ -1,5 +1,5 @@
 """Occluded-frequency attribution (Wang et al. 2020, "Towards Frequency-Based Explanation for
-Robust CNN"; SPEC 7).
+Robust CNN"; METHOD §7).
 
 One radial band of each test image's spectrum is removed (`frequency.remove_radial_band`), the
 image is inverted back, and the drop of the true-class softmax probability is recorded: per band,

@@ -1,4 +1,4 @@
-"""Point detection maps and frequency response histograms of the first semantic layer (SPEC 5).
+"""Point detection maps and frequency response histograms of the first semantic layer (METHOD §5).
 
 A channel point detection map (cPDM) is the flat grey image `I_0.5` with one real cosine of L2
 norm `t` added to input channel `c` at frequency `[i, j]` (section 3.4 of the paper). The
@@ -41,7 +41,7 @@ def cpdm_batch(h: int, w: int, channels: int, c: jax.Array, i: jax.Array, j: jax
 def pdm_response(layer_fn: LayerFn, h: int, w: int, channels: int,
                  t: float = PAPER_STRENGTH, batch_size: int = 256,
                  progress: bool = True) -> np.ndarray:
-  """Frequency response maps of every output channel: `(K, C_in, H, W)` (SPEC 5).
+  """Frequency response maps of every output channel: `(K, C_in, H, W)` (METHOD §5).
 
   Args:
     layer_fn: maps float32 NHWC images in [0, 1] to the first semantic layer's activation
@@ -114,7 +114,7 @@ def peak_response_without_dc(responses: np.ndarray) -> np.ndarray:
 def voting_channels(responses: np.ndarray, min_peak_fraction: float) -> np.ndarray:
   """0/1 weights `(K,)`: channels whose off-DC peak is >= `min_peak_fraction` x the largest.
 
-  `min_peak_fraction = 0` lets every channel vote (SPEC 5 as written).
+  `min_peak_fraction = 0` lets every channel vote (METHOD §5 as written).
   """
   if not 0.0 <= min_peak_fraction <= 1.0:
     raise ValueError(f"min_peak_fraction must lie in [0, 1], got {min_peak_fraction}")

@@ -1,4 +1,4 @@
-"""Corruption spectra and high-frequency energy fractions (Yin et al. 2019; SPEC 7).
+"""Corruption spectra and high-frequency energy fractions (Yin et al. 2019; METHOD §7).
 
 `E[|DFT(C(X) - X)|]` per corruption, averaged over test images and channels, and the fraction of
 that spectrum above a radius, set against each model's accuracy change relative to a baseline.
@@ -67,7 +67,7 @@ def corruption_spectra(key: jax.Array, images: np.ndarray, names: Sequence[str],
 
 
 def high_frequency_fraction(spectrum: np.ndarray, radius: float) -> np.ndarray:
-  """Share of a non-negative spectrum's mass at `r(i, j) > radius` (SPEC 1 radii, FFT layout).
+  """Share of a non-negative spectrum's mass at `r(i, j) > radius` (METHOD §1 radii, FFT layout).
 
   `spectrum` is `(..., H, W)`; returns `(...)`. An all-zero spectrum gives 0.
   """

@@ -1,11 +1,11 @@
-"""The training augmentation (SPEC 2 and 4): pad, power suppression, NFD, crop, flip, clip.
+"""The training augmentation (METHOD §2 and 4): pad, power suppression, NFD, crop, flip, clip.
 
 `augment_batch(key, images, params)` is pure and meant to be jitted inside the train step with
 `params` static. Every random choice is made per example from its own key and every optional
 step is a compute-and-select (`jnp.where`), so the vmapped batch has no control flow. Steps that a
 parameter switches off are left out of the trace altogether.
 
-Order (SPEC 2, 4): zero-pad by `pad` -> power suppression with probability `suppress_prob` (mask
+Order (METHOD §2, §4): zero-pad by `pad` -> power suppression with probability `suppress_prob` (mask
 uniform over `suppress_masks`, keep ~ U(keep_range)) -> NFD on every image (control from
 `frequency.nfd_control` over the band masks of the padded size) -> random crop back to the input
 size -> random horizontal flip -> clip to [0, 1]. Suppression and NFD share one DFT: since the
@@ -35,7 +35,7 @@ class AugmentParams:
     pad: zero padding on each side before the frequency operations (CIFAR: 4, 32 -> 40).
     suppress_prob: probability of power suppression per image (paper: 1/3; 0 disables).
     suppress_masks: masks drawn uniformly when suppressing, a subset of ("L", "M", "H").
-    keep_range: keep ~ U(lo, hi), the retained fraction of suppressed power (SPEC 2).
+    keep_range: keep ~ U(lo, hi), the retained fraction of suppressed power (METHOD §2).
     nfd: apply Noise in Frequency Domain to every image.
     nfd_sigma: NFD noise variance sigma (paper: 1).
     crop: random crop back to the input size (else the centre crop).
@@ -139,7 +139,7 @@ def augment_example(key: Array, image: Array, params: AugmentParams) -> tuple[Ar
   x = jnp.pad(image, ((p, p), (p, p), (0, 0))) if p else image
   ph, pw = h + 2 * p, w + 2 * p
 
-  # Power suppression (SPEC 2, eq. 5 with keep = 1 - a).
+  # Power suppression (METHOD §2, eq. 5 with keep = 1 - a).
   if params.suppresses:
     suppressed = u[0] < params.suppress_prob
     mask_ids = jnp.asarray([frequency.MASK_NAMES.index(m) for m in params.suppress_masks],
@@ -153,9 +153,9 @@ def augment_example(key: Array, image: Array, params: AugmentParams) -> tuple[Ar
   else:
     suppressed, mask_index, keep = jnp.bool_(False), jnp.int32(0), jnp.float32(1.0)
 
-  # Suppression and NFD (SPEC 4, eq. 11-12) on one spectrum of the padded image. The image is
+  # Suppression and NFD (METHOD §4, eq. 11-12) on one spectrum of the padded image. The image is
   # real and both operations keep the spectrum Hermitian, so the rfft2 half-spectrum suffices and
-  # irfft2 returns exactly the real part of the full inverse DFT (SPEC 1).
+  # irfft2 returns exactly the real part of the full inverse DFT (METHOD §1).
   if params.suppresses or params.nfd:
     half = pw // 2 + 1
     spectrum = jnp.fft.rfft2(x, axes=(0, 1))

@@ -1,4 +1,4 @@
-"""Common corruptions (CIFAR-10-C recipe, SPEC section 6) for any image size, batched in JAX.
+"""Common corruptions (CIFAR-10-C recipe, docs/METHOD.md §6) for any image size, batched in JAX.
 
 `corrupt(key, images, name, severity)` takes an (N, H, W, C) batch, C = 1 or 3, uint8 or float
 in [0, 1], and returns the corrupted batch in the same dtype (NumPy in, NumPy out; JAX in, JAX

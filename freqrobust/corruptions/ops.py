@@ -1,4 +1,4 @@
-"""The corruptions of SPEC section 6 on one image (HWC float32 in [0, 1], C = 1 or 3).
+"""The corruptions of docs/METHOD.md §6 on one image (HWC float32 in [0, 1], C = 1 or 3).
 
 Each corruption is a pair:
 - `tables(height, width, size_scale) -> dict` of NumPy arrays with one row per severity

@@ -1,4 +1,4 @@
-"""Corrupted test sets (SPEC section 6): CIFAR-10-C through TFDS, or generated for any dataset.
+"""Corrupted test sets (docs/METHOD.md §6): CIFAR-10-C through TFDS, or generated for any dataset.
 
 Sources (`config.corruptions.source`):
 - 'tfds': `cifar10_corrupted/<name>_<severity>` (test split, 10 000 images); TFDS calls

@@ -27,7 +27,7 @@ class SemanticLayer(nn.Module):
 
 
 class ChannelAttention(nn.Module):
-  """APS channel-wise attention (SPEC section 3, eq. 10): v in (0, 1)^C gates the feature map.
+  """APS channel-wise attention (docs/METHOD.md §3, eq. 10): v in (0, 1)^C gates the feature map.
 
   basic:    global average pool -> Dense(hidden) -> ReLU -> Dense(C) -> sigmoid.
   extended: a 3x3 conv + BN + ReLU in front of the pooling (section 3.3, used with NFD).
