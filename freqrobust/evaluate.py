@@ -21,6 +21,7 @@ import numpy as np
 
 from freqrobust import corruptions
 from freqrobust import metrics
+from freqrobust import trained as trained_lib
 from freqrobust import workdir as workdir_lib
 from freqrobust.data import corrupted
 
@@ -35,9 +36,6 @@ def accuracy(predict_fn: PredictFn, images: np.ndarray, labels: np.ndarray) -> f
     raise ValueError("Cannot evaluate on an empty set; check config.corruptions.num_examples.")
   logits = np.asarray(predict_fn(np.asarray(images, np.float32) / 255.))
   return 100. * float(np.mean(logits.argmax(-1) == np.asarray(labels)))
-
-
-_atomic_write = workdir_lib.atomic_write
 
 
 def _write_json(path: str, content: Any) -> None:
@@ -250,8 +248,9 @@ def write_report(results: dict, out_dir: str) -> None:
       for s in corruptions.SEVERITIES:
         writer.writerow([name, s, f"{row[str(s)]:.4f}", f"{100 - row[str(s)]:.4f}",
                          int(name in corruptions.CORRUPTIONS)])
-  _atomic_write(os.path.join(out_dir, "accuracy.csv"), write_csv)
-  _atomic_write(os.path.join(out_dir, "report.md"), lambda f: f.write(markdown_report(results)))
+  workdir_lib.atomic_write(os.path.join(out_dir, "accuracy.csv"), write_csv)
+  workdir_lib.atomic_write(os.path.join(out_dir, "report.md"),
+                           lambda f: f.write(markdown_report(results)))
   plot_heatmap(results, os.path.join(out_dir, "heatmap.png"))
   plot_corruption_errors(results, os.path.join(out_dir, "per_corruption.png"))
 
@@ -318,7 +317,6 @@ def plot_corruption_errors(results: dict, path: str) -> None:
 def main(argv, flag_values=None):
   """CLI entry: evaluates the run in --workdir (see `define_flags`)."""
   del argv
-  from freqrobust import trained as trained_lib
   if flag_values is None:
     from absl import flags
     flag_values = flags.FLAGS
