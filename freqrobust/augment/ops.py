@@ -13,6 +13,7 @@ q = round(255 x) and return levels / 255, as the reference applies them to PIL i
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -149,8 +150,14 @@ def crop_flip(key: Array, image: Array, pad: int, flip: bool, fill: float = 0.0)
 
 
 def crop_flip_batch(key: Array, images: Array, pad: int, flip: bool, fill: float = 0.0) -> Array:
+  """`crop_flip` of every image of an NHWC batch, one key each."""
   if not pad and not flip:
     return images
+  return _crop_flip_batch(key, images, pad, flip, fill)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _crop_flip_batch(key: Array, images: Array, pad: int, flip: bool, fill: float) -> Array:
   keys = jax.random.split(key, images.shape[0])
   return jax.vmap(lambda k, x: crop_flip(k, x, pad, flip, fill))(keys, images)
 
