@@ -35,7 +35,8 @@ def test_waves_are_unit_planar_waves_at_the_drawn_frequency():
       # Its DFT peaks at the drawn frequency vector (cycles per image, the grid step being
       # S / (S - 1)) or its mirror, up to one bin (the frequency is generally not on the grid).
       peak = np.unravel_index(np.argmax(np.abs(np.fft.fft2(w))), w.shape)
-      rows, cols = n * size / (size - 1) * size * np.cos(o), n * size / (size - 1) * size * np.sin(o)
+      scale = n * size / (size - 1) * size
+      rows, cols = scale * np.cos(o), scale * np.sin(o)
       assert any(_circular_distance(peak[0], s * rows, size) <= 1
                  and _circular_distance(peak[1], s * cols, size) <= 1 for s in (1, -1))
     directions = np.asarray(omega)

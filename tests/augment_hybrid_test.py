@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from baselines_test import assert_views_contract, images
-from freqrobust.augment import apr, hybrid, ops
+from freqrobust.augment import hybrid, ops
 
 
 def _torchvision_blur(image: np.ndarray, kernel_size: int = 3, sigma: float = 0.5) -> np.ndarray:
@@ -108,4 +108,3 @@ def test_views_and_loss():
     np.testing.assert_allclose(float(terms["ce_paired"]),
                                float(ops.cross_entropy(logits[1], labels)), rtol=1e-6)
   assert hybrid.HybridAugmentS().loss_terms(logits[:1], None, labels, {}, None) == {}
-  assert apr.paired_ce is not None

@@ -5,7 +5,7 @@ Fourier-basis noise (`fourier_basis.fourier_noise`, project/augs/fba/fourier_bas
 clean, cropped and flipped image (utils.py:146-167 `make_attack` returns the generator itself for
 attack='afa'); the model sees it through auxiliary BatchNorm layers ("route 'A'", DuBIN/DuBN
 models, project/models/image_classification/dubn.py) and the loss without JSD (`AdvModule`,
-project/trainers/base_module.py:373-445, the README's configuration `use_jsd: False`, "ACE") is
+project/trainers/base_module.py:285-357, the README's configuration `use_jsd: False`, "ACE") is
 
     loss = (CE(main view) + CE(Fourier-basis view)) / 2.
 

@@ -18,7 +18,7 @@ same crop (cifar.py:197-199); the loss is CE on the clean view only plus
                                                                                 (cifar.py:224-236)
 
 Hyperparameters (cifar.py argparse defaults, lines 85-99): width 3, depth -1, severity 3,
-Dirichlet/Beta alpha 1 (cifar.py:166-167 hard-codes 1; augment_and_mix.py:189 alpha=1.),
+Dirichlet/Beta alpha 1 (cifar.py:166-167 hard-codes 1; augment_and_mix.py:40 alpha=1.),
 JSD weight 12; preprocessing RandomCrop(32, padding=4) with zero fill and horizontal flip.
 """
 from __future__ import annotations

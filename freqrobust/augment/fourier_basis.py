@@ -8,7 +8,7 @@ main branch's augmentations); `afa.AFA` uses it as the auxiliary adversarial vie
 
 For an S x S image (square, as in the reference) and each channel c independently:
 
-    x'_c = clip(x_c + 1/(F P) sum_{f=1..F} sum_{p=1..P} sigma_cfp (S / 32) A_{nu_cf, omega_cfp}, 0, 1)
+    x'_c = clip(x_c + 1/(F P) sum_{f,p} sigma_cfp (S / 32) A_{nu_cf, omega_cfp}, 0, 1)
     A_{nu, omega}(u, v) = sin(2 pi nu (u cos omega + v sin omega) - pi / 4) / ||.||_2
 
 on the grid u (rows), v (columns) = linspace(-S/2, S/2, S); nu ~ U{1/S, 2/S, ..., 1}, omega ~

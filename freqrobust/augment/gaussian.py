@@ -3,7 +3,8 @@ Bringmann, Bethge, Brendel, ECCV 2020, "A simple way to make neural networks rob
 diverse image corruptions").
 
 Official code: github.com/bethgelab/game-of-noise, utils.py `generate_noisy_data` ('Gauss_single',
-lines 210-217; 'Gauss_mult', 219-225) and main.py (--p_clean 0.5, --std_gauss 0.5 for ImageNet).
+lines 210-217; 'Gauss_mult', 219-225) and main.py (lines 79, 88: --p_clean 0.5, --std_gauss 0.5
+for ImageNet).
 Of a batch of N images in [0, 1], the first round(N p_clean) stay clean and the others get
 
     x' = clip(x + sigma z, 0, 1),   z ~ N(0, I),

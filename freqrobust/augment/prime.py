@@ -1,10 +1,10 @@
 """PRIME: a few PRImitives with Maximum Entropy (Modas, Rade, Ortiz-Jimenez, Moosavi-Dezfooli,
 Frossard, ECCV 2022).
 
-Official code: github.com/amodas/PRIME-augmentations; utils/prime.py (mixing), utils/diffeomorphism.py,
-utils/color_jitter.py, utils/rand_filter.py (the three primitives), train.py:137-170 (how they are
-built), config/cifar10_cfg.py (CIFAR-10 hyperparameters), lightning/systems/augmentation.py:31-66
-(loss).
+Official code: github.com/amodas/PRIME-augmentations; utils/prime.py (mixing),
+utils/diffeomorphism.py, utils/color_jitter.py, utils/rand_filter.py (the three primitives),
+train.py:137-170 (how they are built), config/cifar10_cfg.py (CIFAR-10 hyperparameters),
+lightning/systems/augmentation.py:31-66 (loss).
 
 Primitives on an image x in [0, 1] (each one draws its own parameters, `stochastic=True`):
 
@@ -17,10 +17,11 @@ Primitives on an image x in [0, 1] (each one draws its own parameters, `stochast
   resampled bilinearly at (x - dx, y - dy) clamped to the image.
 - Colour, random smooth colour map (color_jitter.py): cut ~ U{1, ..., cut_max}, T ~ U(0, T_max),
   x_c <- clip(x_c + sum_{k <= cut} beta_ck sin(pi k x_c), 0, 1), beta_ck ~ N(0, T).
-- Spectral, random filter (rand_filter.py): sigma ~ U(0, sigma_max), w = delta + sigma N(0, 1)^(k x k),
+- Spectral, random filter (rand_filter.py): sigma ~ U(0, sigma_max),
+  w = delta + sigma N(0, 1)^(k x k),
   x <- clip(w * x, 0, 1) (cross-correlation, zero 'same' padding, one kernel for all channels).
 
-Mixing (prime.py:134-165): like AugMix, w ~ Dirichlet(1, 1, 1) over 3 chains, m ~ Beta(1, 1);
+Mixing (prime.py:54-85): like AugMix, w ~ Dirichlet(1, 1, 1) over 3 chains, m ~ Beta(1, 1);
 each chain has depth ~ U{1, 2, 3} and each step applies one primitive drawn uniformly;
 x_prime = (1 - m) x + m sum_i w_i chain_i. Views (clean, PRIME, PRIME); loss CE(clean) +
 12 JS(p_clean, p_1, p_2) (augmentation.py:55-66).
@@ -51,7 +52,7 @@ _UNIFORMS_PER_STEP = 7  # choice; diffeo cutmax, B_cut, B_T; colour cut, T; filt
 @functools.lru_cache(maxsize=None)
 def _modes(n: int, max_cut: int) -> tuple[np.ndarray, np.ndarray]:
   """1/r on the (max_cut, max_cut) mode grid (r = sqrt(i^2 + j^2), i, j >= 1) and the sines
-  s[x, k] = sin(pi x'_x k) (n, max_cut), x' = linspace(0, 1, n) (diffeomorphism.py:49-59)."""
+  s[x, k] = sin(pi x'_x k) (n, max_cut), x' = linspace(0, 1, n) (diffeomorphism.py:96-106)."""
   k = np.arange(1, max_cut + 1, dtype=np.float64)
   r = np.sqrt(k[:, None] ** 2 + k[None, :] ** 2)
   s = np.sin(np.pi * np.linspace(0, 1, n)[:, None] * k[None, :])
@@ -62,7 +63,7 @@ def _modes(n: int, max_cut: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def temperature_range(n: int, cut: Array) -> tuple[Array, Array]:
-  """diffeomorphism.py:136-150 (with its cut + 1e-6)."""
+  """diffeomorphism.py:183-197 (with its cut + 1e-6)."""
   cut = cut.astype(jnp.float32) + 1e-6
   log = jnp.log(cut)
   return 1.0 / (math.pi * n ** 2 * log), 4.0 / (math.pi ** 3 * cut ** 2 * log)
@@ -82,7 +83,7 @@ def scalar_field(key: Array, rows: int, cols: int, cut: Array, max_cut: int) -> 
 
 
 def remap(image: Array, dx: Array, dy: Array) -> Array:
-  """Bilinear resampling at (x - dx, y - dy), clamped to the image (diffeomorphism.py:92-116)."""
+  """Bilinear resampling at (x - dx, y - dy), clamped to the image (diffeomorphism.py:144-168)."""
   h, w = image.shape[:2]
   y = jnp.arange(h, dtype=jnp.float32)[:, None]
   x = jnp.arange(w, dtype=jnp.float32)[None, :]
@@ -97,7 +98,7 @@ def remap(image: Array, dx: Array, dy: Array) -> Array:
 
 
 def _beta_from_uniform(u: Array, key: Array, s: float, r: float) -> Array:
-  """Beta(s - s/(r+1), s/(r+1)) (diffeomorphism.py:51-52); arcsine law for the default s = r = 1."""
+  """Beta(s - s/(r+1), s/(r+1)) (diffeomorphism.py:58-59); arcsine law for the default s = r = 1."""
   a, b = s - s / (r + 1.0), s / (r + 1.0)
   if a == b == 0.5:
     return jnp.sin(0.5 * jnp.pi * u) ** 2
@@ -176,8 +177,9 @@ class PRIME(base.Method):
     h, w = image.shape[:2]
     k_cut, k_t, k_u, k_v = jax.random.split(key, 4)
     cutmin, cutmax = self.diffeo_cutmin, self.diffeo_cutmax
-    # torch.randint(cutmin + 1, cutmax + 1) (diffeomorphism.py:73-74).
-    cutmax_drawn = cutmin + 1 + jnp.minimum(jnp.floor(u[0] * (cutmax - cutmin)), cutmax - cutmin - 1)
+    # torch.randint(cutmin + 1, cutmax + 1) (diffeomorphism.py:86-87).
+    cutmax_drawn = cutmin + 1 + jnp.minimum(jnp.floor(u[0] * (cutmax - cutmin)),
+                                            cutmax - cutmin - 1)
     b_cut = _beta_from_uniform(u[1], k_cut, self.diffeo_s_cut, self.diffeo_r_cut)
     cut = jnp.clip(jnp.floor(b_cut * (cutmax_drawn + 1 - cutmin) + cutmin), cutmin, cutmax_drawn)
     n = w  # the reference's n = img.shape[-1] (square images there)
@@ -202,7 +204,7 @@ class PRIME(base.Method):
     """Random filter; u: 1 uniform (sigma)."""
     size = self.filter_size
     sigma = self.filter_sigma * u[0]
-    # The reference puts the identity tap at [ceil(k/2), ceil(k/2)] (rand_filter.py:29-31):
+    # The reference puts the identity tap at [ceil(k/2), ceil(k/2)] (rand_filter.py:30-32):
     # for k = 3 that is the corner (2, 2), a one-pixel shift, kept as is.
     centre = int(math.ceil(size / 2))
     delta = np.zeros((size, size), np.float32)
@@ -224,7 +226,7 @@ class PRIME(base.Method):
     max_depth = self.depth if self.depth > 0 else 3
     k_u, k_steps = jax.random.split(key)
     u = jax.random.uniform(k_u, (1 + max_depth * _UNIFORMS_PER_STEP,))
-    # depth_combos = tril(ones(3, 3)) picked uniformly: depth U{1, 2, 3} (prime.py:148-149).
+    # depth_combos = tril(ones(3, 3)) picked uniformly: depth U{1, 2, 3} (prime.py:43, 68-69).
     depth = (self.depth if self.depth > 0
              else 1 + jnp.minimum(jnp.floor(u[0] * max_depth), max_depth - 1))
     primitives = {"diffeo": lambda k, x, v: self.diffeo(k, x, v[1:4]),
@@ -261,7 +263,8 @@ class PRIME(base.Method):
     clean = ops.crop_flip_batch(k_crop, images, self.pad, self.flip, self.crop_fill)
     n = images.shape[0]
     keys = jax.random.split(k_aug, 2 * n)
-    augmented = jax.vmap(lambda k, x: _augment(self, k, x)[0])(keys, jnp.concatenate([clean, clean]))
+    both = jnp.concatenate([clean, clean])
+    augmented = jax.vmap(lambda k, x: _augment(self, k, x)[0])(keys, both)
     return jnp.concatenate([clean[None], augmented.reshape((2,) + clean.shape)]), {}
 
   def loss_terms(self, logits: Array, open_ratios: Optional[Array], labels: Array,
