@@ -67,6 +67,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.checkpoint_every_steps = 1000  # Save a checkpoint every N steps (and at the end).
   config.train.keep_checkpoints = 3  # Checkpoints kept in workdir/checkpoints.
   config.train.max_steps = 0  # Stop after N steps (0 = num_epochs); for smoke tests.
+  config.train.steps_per_call = 0  # Train steps per jitted call (lax.scan); 0 = auto: 1 on CPU, min(log_every_steps, 100) on GPU/TPU; always reduced to divide every log/checkpoint/eval boundary.
+  config.train.device_data = True  # Keep the uint8 training set on every device and gather batches there (False: feed each batch from the host).
+  config.train.label_smoothing = 0.0  # Label smoothing of the CE targets (0 = off).
+  config.train.ema_decay = 0.0  # EMA of the weights for training's own evaluations (clean, corruptions, figure), e.g. 0.999 (0 = off); checkpoints keep the live weights.
+  config.train.test_time_flip = False  # Evaluate on the mean logits of each image and its mirror image.
+  config.train.summary_figure = False  # Write workdir/summary.png at the end: per-corruption accuracy + first-layer PDM histogram.
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 512  # Evaluation batch (padded and masked: no example is dropped).

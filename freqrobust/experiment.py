@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -32,8 +32,21 @@ class TrainState(train_state.TrainState):
   """Flax's train state (step, apply_fn, params, tx, opt_state) plus BatchNorm statistics.
 
   params = {"model": the backbone's parameters, **method.init_params()} (APS: "aps": theta_b).
+  Parameters, BatchNorm statistics and optimizer state are float32 whatever
+  config.model.dtype (the compute dtype): bfloat16 runs keep float32 master weights.
   """
   batch_stats: Any = None
+
+
+# Fields of config.train added with the fast path, with the value a config.json written before
+# them (an older run's workdir) stands for.
+TRAIN_OPTION_DEFAULTS = {"steps_per_call": 0, "device_data": True, "label_smoothing": 0.0,
+                         "ema_decay": 0.0, "test_time_flip": False, "summary_figure": False}
+
+
+def train_option(config: ml_collections.ConfigDict, name: str) -> Any:
+  """config.train.<name> for the fields of TRAIN_OPTION_DEFAULTS, their default when absent."""
+  return config.train.get(name, TRAIN_OPTION_DEFAULTS[name])
 
 
 # ----------------------------------------------------------------------------- validation
@@ -73,6 +86,21 @@ def validate(config: ml_collections.ConfigDict) -> None:
            t.decay_epochs, "a number > 0")
   _require(_number(t.eval_every_epochs) and t.eval_every_epochs >= 0, "train.eval_every_epochs",
            t.eval_every_epochs, "a number >= 0 (0 = only at the end)")
+  steps_per_call = train_option(config, "steps_per_call")
+  _require(isinstance(steps_per_call, int) and not isinstance(steps_per_call, bool)
+           and steps_per_call >= 0, "train.steps_per_call", steps_per_call,
+           "0 (auto: 1 on CPU, min(log_every_steps, 100) on GPU/TPU) or an integer >= 1")
+  for field in ("device_data", "test_time_flip", "summary_figure"):
+    _require(isinstance(train_option(config, field), bool), f"train.{field}",
+             train_option(config, field), "True or False")
+  smoothing = train_option(config, "label_smoothing")
+  _require(_number(smoothing) and 0 <= smoothing < 1, "train.label_smoothing", smoothing,
+           "a number in [0, 1) (0 = off)")
+  ema = train_option(config, "ema_decay")
+  _require(_number(ema) and 0 <= ema < 1, "train.ema_decay", ema,
+           "a number in [0, 1) (0 = off; e.g. 0.999)")
+  _require(m.dtype in ("float32", "bfloat16"), "model.dtype", m.dtype,
+           "float32 or bfloat16 (the compute dtype; weights stay float32)")
   _require(isinstance(e.batch_size, int) and e.batch_size >= 1, "eval.batch_size",
            e.batch_size, "an integer >= 1")
   _require(isinstance(config.data.train_examples, int) and config.data.train_examples >= 0,
@@ -186,10 +214,49 @@ def make_optimizer(train_cfg, steps_per_epoch: int) -> Tuple[optax.GradientTrans
   if warmup:
     schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), schedule], [warmup])
   model_only = lambda params: {k: jax.tree.map(lambda _: k == "model", v) for k, v in params.items()}
-  tx = optax.chain(
-      optax.add_decayed_weights(train_cfg.weight_decay, mask=model_only),
-      optax.sgd(schedule, momentum=train_cfg.momentum, nesterov=train_cfg.nesterov))
-  return tx, schedule
+  parts = [optax.add_decayed_weights(train_cfg.weight_decay, mask=model_only),
+           optax.sgd(schedule, momentum=train_cfg.momentum, nesterov=train_cfg.nesterov)]
+  ema_decay = float(train_cfg.get("ema_decay", TRAIN_OPTION_DEFAULTS["ema_decay"]))
+  if ema_decay:
+    parts.append(track_ema(ema_decay))
+  return optax.chain(*parts), schedule
+
+
+class EmaState(NamedTuple):
+  """The exponential moving average of the parameters (zero-initialised; `ema_params` debiases
+  it) and the number of updates it has seen."""
+  count: jax.Array
+  ema: Any
+
+
+def track_ema(decay: float) -> optax.GradientTransformation:
+  """Last link of the optimizer chain: leaves the updates alone and keeps, in its state, the
+  EMA of the parameters after each update (params + updates). Living in opt_state, it is saved
+  and restored with the checkpoints; the checkpoints' params stay the live weights."""
+  def init_fn(params):
+    return EmaState(jnp.zeros([], jnp.int32), jax.tree.map(jnp.zeros_like, params))
+
+  def update_fn(updates, state, params):
+    new_params = optax.apply_updates(params, updates)
+    ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema, new_params)
+    return updates, EmaState(optax.safe_int32_increment(state.count), ema)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def ema_params(opt_state: Any, decay: float, params: Any) -> Any:
+  """The debiased EMA of the parameters, EMA / (1 - decay^count), from a state made by
+  `make_optimizer` with ema_decay = `decay`; `params` (the live ones) before the first update."""
+  found = [s for s in jax.tree.leaves(opt_state, is_leaf=lambda s: isinstance(s, EmaState))
+           if isinstance(s, EmaState)]
+  if not found:
+    raise ValueError("The optimizer state has no EMA of the parameters: the run was built "
+                     "with config.train.ema_decay = 0.")
+  count = int(found[0].count)
+  if count == 0:
+    return params
+  scale = 1.0 / (1.0 - decay ** count)
+  return jax.tree.map(lambda e: e * scale, found[0].ema)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,8 +275,11 @@ class Experiment:
     variables = self.model.init(key, jnp.zeros((1,) + tuple(self.image_shape), jnp.float32),
                                 train=False)
     params = {"model": variables["params"], **self.method.init_params()}
+    # Float32 master weights and statistics whatever the compute dtype (Flax's param_dtype is
+    # float32 already; this makes it a property of the state, not of each module).
+    params, batch_stats = jax.tree.map(_master, (params, variables.get("batch_stats", {})))
     return TrainState.create(apply_fn=self.model.apply, params=params, tx=self.tx,
-                             batch_stats=variables.get("batch_stats", {}))
+                             batch_stats=batch_stats)
 
   def init_state(self, key: jax.Array, sharder: Sharder) -> TrainState:
     """The initial state, created directly replicated over the mesh."""
@@ -218,6 +288,10 @@ class Experiment:
   def abstract_state(self) -> TrainState:
     """Shapes and dtypes of the state (no computation)."""
     return jax.eval_shape(self.create_state, jax.random.key(0))
+
+
+def _master(x: jax.Array) -> jax.Array:
+  return x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x
 
 
 def build(config: ml_collections.ConfigDict, num_train: int) -> Experiment:

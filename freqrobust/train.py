@@ -3,12 +3,24 @@
 The step is one `jax.jit` over the `('data',)` mesh (`freqrobust.sharding`): the batch sharded
 `P('data')`, the state replicated `P()`. The loss is the CE of the method's CE views plus the
 method's own terms (for the paper's method, APS's auxiliary L2 term of eq. 10).
+
+The loop's fast path (`train_steps`, `StepRunner`): the uint8 training set is put on every device
+once (`config.train.device_data`) and each step's batch is gathered there from the seeded
+per-epoch permutation (`EpochOrder`, a function of (seed, step) alone: only the indices travel);
+`lax.scan` runs K = `config.train.steps_per_call` steps per call, with K dividing every logging,
+checkpoint and evaluation boundary (`effective_steps_per_call`), so a resumed run repeats an
+uninterrupted one call for call; the state is donated and metrics stay on the devices until a log
+boundary. `config.model.dtype="bfloat16"` computes in bfloat16 with float32 master weights, and
+the loss in float32.
 """
 from __future__ import annotations
 
 import errno
 import functools
+import math
+import resource
 import signal
+import sys
 from typing import Any, Callable, Dict, List, Optional
 
 import jax
@@ -16,12 +28,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from freqrobust import checkpoint, data as data_lib, evaluate as evaluate_lib, experiment
 from freqrobust import frequency, progress as progress_lib, sharding, trained
 from freqrobust import workdir as workdir_lib
 from freqrobust.augment.base import Method, soft_cross_entropy
-from freqrobust.experiment import TrainState
+from freqrobust.experiment import TrainState, train_option
 from freqrobust.workdir import UserError
 
 
@@ -29,27 +42,36 @@ from freqrobust.workdir import UserError
 
 
 def _cross_entropy(logits: jax.Array, labels: jax.Array, aux: Dict[str, jax.Array],
-                   views) -> jax.Array:
-  """Mean CE over the CE views; per-view labels (aux "labels") or soft targets
-  (aux "label_weights") replace the batch's labels when the method gives them."""
+                   views, label_smoothing: float = 0.0) -> jax.Array:
+  """Mean CE over the CE views, in float32 whatever the compute dtype; per-view labels (aux
+  "labels") or soft targets (aux "label_weights") replace the batch's labels when the method
+  gives them. `label_smoothing` > 0 mixes every target with the uniform distribution."""
+  logits = logits.astype(jnp.float32)
   terms = []
   for v in views:
     if "label_weights" in aux:
-      terms.append(soft_cross_entropy(logits[v], aux["label_weights"][v]))
+      targets = aux["label_weights"][v].astype(jnp.float32)
     else:
       target = aux["labels"][v] if "labels" in aux else labels
-      terms.append(optax.softmax_cross_entropy_with_integer_labels(logits[v], target).mean())
+      if not label_smoothing:
+        terms.append(optax.softmax_cross_entropy_with_integer_labels(logits[v], target).mean())
+        continue
+      targets = jax.nn.one_hot(target, logits.shape[-1], dtype=jnp.float32)
+    if label_smoothing:
+      targets = optax.smooth_labels(targets, label_smoothing)
+    terms.append(soft_cross_entropy(logits[v], targets))
   return sum(terms) / len(terms)
 
 
 def train_step(state: TrainState, batch: Dict[str, jax.Array], key: jax.Array, *,
-               method: Method, schedule: Callable) -> tuple[TrainState, Dict[str, jax.Array]]:
+               method: Method, schedule: Callable, label_smoothing: float = 0.0
+               ) -> tuple[TrainState, Dict[str, jax.Array]]:
   """One SGD step on a (sharded) uint8 batch; pure: (state, batch, key) -> (state, metrics)."""
   images = batch["image"].astype(jnp.float32) / 255.0
   labels = batch["label"]
   frozen = {"params": jax.lax.stop_gradient(state.params["model"]),
             "batch_stats": state.batch_stats}
-  forward = lambda x: state.apply_fn(frozen, x, train=False)[0]
+  forward = lambda x: state.apply_fn(frozen, x, train=False)[0].astype(jnp.float32)
   views, aux = method.views(jax.random.fold_in(key, state.step), images, labels, forward)
   num_views, n = views.shape[:2]
 
@@ -57,10 +79,10 @@ def train_step(state: TrainState, batch: Dict[str, jax.Array], key: jax.Array, *
     (logits, open_ratios), new_vars = state.apply_fn(
         {"params": params["model"], "batch_stats": state.batch_stats},
         views.reshape((num_views * n,) + views.shape[2:]), train=True, mutable=["batch_stats"])
-    logits = logits.reshape(num_views, n, -1)
+    logits = logits.astype(jnp.float32).reshape(num_views, n, -1)
     if open_ratios is not None:
       open_ratios = open_ratios.reshape(num_views, n, -1)
-    ce = _cross_entropy(logits, labels, aux, method.ce_views)
+    ce = _cross_entropy(logits, labels, aux, method.ce_views, label_smoothing)
     terms = method.loss_terms(logits, open_ratios, labels, aux, params)
     logged = dict(ce=ce, accuracy=jnp.mean(jnp.argmax(logits[0], -1) == labels), **terms,
                   **method.step_metrics(open_ratios, aux, params))
@@ -77,15 +99,68 @@ def train_step(state: TrainState, batch: Dict[str, jax.Array], key: jax.Array, *
   return state, metrics
 
 
-def clean_accuracy(predictor: sharding.BatchedPredict, state: TrainState, images: np.ndarray,
-                   labels: np.ndarray) -> Dict[str, float]:
-  """Accuracy (%) and mean CE on every example of a uint8 test set."""
-  variables = {"params": state.params["model"], "batch_stats": state.batch_stats}
+def train_steps(state: TrainState, data: Optional[Dict[str, jax.Array]],
+                xs: Dict[str, jax.Array], key: jax.Array, *, method: Method, schedule: Callable,
+                label_smoothing: float = 0.0, batch_sharding: Optional[Any] = None
+                ) -> tuple[TrainState, Dict[str, jax.Array]]:
+  """K train steps in one call (`lax.scan` over the leading axis of `xs`); pure.
+
+  Device-resident data: `data` = {"image": (N, H, W, C) uint8, "label": (N,)} (the training set,
+  on every device) and `xs` = {"index": (K, B) int32}, the rows of each step's batch. Host-fed:
+  `data` = None and `xs` = {"image": (K, B, H, W, C), "label": (K, B)}, the K batches. Each step
+  is `train_step` on its batch (constrained to `batch_sharding`, the data-parallel layout), so K
+  steps here equal K calls of `train_step` up to float reordering. Returns the state after the K
+  steps and every metric with a leading axis K.
+  """
+  step = functools.partial(train_step, key=key, method=method, schedule=schedule,
+                           label_smoothing=label_smoothing)
+
+  def body(state, x):
+    if data is None:
+      batch = {"image": x["image"], "label": x["label"]}
+    else:
+      batch = {k: jnp.take(v, x["index"], axis=0, mode="clip") for k, v in data.items()}
+    if batch_sharding is not None:
+      batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+    return step(state, batch)
+
+  return jax.lax.scan(body, state, xs)
+
+
+def clean_accuracy(predictor: sharding.BatchedPredict, state: Optional[TrainState],
+                   images: np.ndarray, labels: np.ndarray,
+                   variables: Optional[Dict[str, Any]] = None) -> Dict[str, float]:
+  """Accuracy (%) and mean CE on every example of a uint8 test set (of `variables` when given,
+  else of the state's live weights)."""
+  if variables is None:
+    variables = {"params": state.params["model"], "batch_stats": state.batch_stats}
   logits = predictor(variables, np.asarray(images, np.float32) / 255.0)
-  log_probs = jax.nn.log_softmax(jnp.asarray(logits))
+  log_probs = jax.nn.log_softmax(jnp.asarray(logits, jnp.float32))
   loss = -float(jnp.mean(jnp.take_along_axis(log_probs, jnp.asarray(labels)[:, None], 1)))
   return {"accuracy": 100.0 * float(np.mean(logits.argmax(-1) == labels)), "loss": loss,
           "examples": int(len(labels))}
+
+
+def evaluation_variables(config: ml_collections.ConfigDict, state: TrainState) -> Dict[str, Any]:
+  """The model variables evaluations use: the EMA of the weights when config.train.ema_decay > 0
+  (with the live BatchNorm statistics), else the live weights."""
+  params = state.params
+  decay = train_option(config, "ema_decay")
+  if decay:
+    params = experiment.ema_params(state.opt_state, decay, params)
+  return {"params": params["model"], "batch_stats": state.batch_stats}
+
+
+def predict_apply(model, test_time_flip: bool = False) -> Callable:
+  """`apply(variables, images) -> logits` in inference mode; with `test_time_flip` the mean of
+  the logits of the images and of their horizontal mirror images."""
+  def apply(variables, images):
+    logits = model.apply(variables, images, train=False)[0].astype(jnp.float32)
+    if test_time_flip:
+      mirrored = model.apply(variables, images[:, :, ::-1], train=False)[0]
+      logits = 0.5 * (logits + mirrored.astype(jnp.float32))
+    return logits
+  return apply
 
 
 @jax.jit
@@ -94,10 +169,15 @@ def all_finite(tree) -> jax.Array:
 
 
 def mean_metrics(pending: List[Dict[str, Any]]) -> Dict[str, float]:
-  """Means of per-step device metrics (one host transfer); `nonfinite` is summed instead."""
+  """Means over the steps of device metrics (one host transfer): each entry is one call's
+  metrics, scalars (one step) or with a leading axis (the steps of a scanned call); `nonfinite`
+  is summed instead."""
   stacked = jax.device_get(pending)
-  return {k: float(np.sum([m[k] for m in stacked]) if k == "nonfinite" else
-                   np.mean([m[k] for m in stacked], dtype=np.float64)) for k in stacked[0]}
+  out = {}
+  for k in stacked[0]:
+    values = np.concatenate([np.reshape(np.asarray(m[k]), -1) for m in stacked])
+    out[k] = float(np.sum(values) if k == "nonfinite" else np.mean(values, dtype=np.float64))
+  return out
 
 
 # ----------------------------------------------------------------------------- data order
@@ -121,6 +201,103 @@ class EpochOrder:
       self._epoch = epoch
       self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
     return self._perm[i * self.batch_size:(i + 1) * self.batch_size]
+
+
+# ----------------------------------------------------------------------------- the fast path
+
+
+def requested_steps_per_call(config: ml_collections.ConfigDict, platform: str) -> int:
+  """config.train.steps_per_call, with 0 (auto) read as 1 on the CPU (a CPU step dwarfs the
+  dispatch) and as min(log_every_steps, 100) on accelerators."""
+  requested = int(train_option(config, "steps_per_call"))
+  if requested:
+    return requested
+  return 1 if platform == "cpu" else min(int(config.train.log_every_steps), 100)
+
+
+def effective_steps_per_call(requested: int, boundaries) -> int:
+  """The largest K <= `requested` dividing `requested` and every boundary (log, checkpoint and
+  evaluation intervals, the last step, the start step; zeros are ignored): every boundary then
+  falls at the end of a call, and the calls of a resumed run are those of an uninterrupted one."""
+  k = max(1, int(requested))
+  for b in boundaries:
+    k = math.gcd(k, int(b))
+  return k
+
+
+def _fits_on_devices(nbytes: int, sharder: sharding.Sharder) -> bool:
+  """Whether a replicated array of `nbytes` takes at most a quarter of each device's memory
+  (devices that do not report their memory, such as the CPU, are assumed to fit it)."""
+  for device in sharder.devices:
+    if device.process_index != jax.process_index():
+      continue
+    try:
+      stats = device.memory_stats()
+    except Exception:  # Not every backend implements it.
+      stats = None
+    if stats and stats.get("bytes_limit") and nbytes > stats["bytes_limit"] / 4:
+      return False
+  return True
+
+
+class StepRunner:
+  """Runs the jitted K-step function (`train_steps`) from a step number: the seeded order's
+  indices are the only per-call host input when the training set lives on the devices.
+
+  `runner(state, step, key)` -> (state after steps [step, step + K), metrics (K, ...)).
+  """
+
+  def __init__(self, exp: experiment.Experiment, sharder: sharding.Sharder,
+               train_images: np.ndarray, train_labels: np.ndarray, order: EpochOrder,
+               steps_per_call: int, device_data: bool, label_smoothing: float = 0.0):
+    self.sharder, self.order, self.k = sharder, order, int(steps_per_call)
+    self.images, self.labels = train_images, train_labels
+    self.local = sharder.local_slice(order.batch_size)
+    self.stacked = NamedSharding(sharder.mesh, P(None, "data"))  # (K, B): B split over devices.
+    self.device_data = bool(device_data)
+    self.data = None
+    if self.device_data:
+      self.data = {"image": self._replicate(np.asarray(train_images, np.uint8)),
+                   "label": self._replicate(np.asarray(train_labels, np.int32))}
+    fn = functools.partial(train_steps, method=exp.method, schedule=exp.schedule,
+                           label_smoothing=float(label_smoothing), batch_sharding=sharder.data)
+    self.fn = jax.jit(fn, in_shardings=(sharder.replicated,
+                                        sharder.replicated if self.device_data else None,
+                                        self.stacked, sharder.replicated),
+                      out_shardings=(sharder.replicated, sharder.replicated), donate_argnums=(0,))
+
+  def _replicate(self, array: np.ndarray) -> jax.Array:
+    return jax.make_array_from_process_local_data(self.sharder.replicated, array)
+
+  def _put(self, array: np.ndarray) -> jax.Array:
+    return jax.make_array_from_process_local_data(self.stacked, array)
+
+  def inputs(self, step: int) -> tuple[Optional[Dict[str, jax.Array]], Dict[str, jax.Array]]:
+    """(data, xs) for steps [step, step + K)."""
+    idx = np.stack([self.order.indices(s)[self.local] for s in range(step, step + self.k)])
+    if self.device_data:
+      return self.data, {"index": self._put(idx.astype(np.int32))}
+    return None, {"image": self._put(self.images[idx]), "label": self._put(self.labels[idx])}
+
+  def __call__(self, state: TrainState, step: int, key: jax.Array):
+    data, xs = self.inputs(step)
+    return self.fn(state, data, xs, key)
+
+
+def peak_memory() -> Dict[str, Optional[float]]:
+  """Peak resident memory of this process (getrusage ru_maxrss) and, where the backend reports
+  it, the first local device's peak allocation, in MiB."""
+  rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  rss_mib = rss / 2 ** 20 if sys.platform == "darwin" else rss / 1024  # bytes / KiB
+  device_mib = None
+  try:
+    stats = jax.local_devices()[0].memory_stats()
+    if stats and "peak_bytes_in_use" in stats:
+      device_mib = stats["peak_bytes_in_use"] / 2 ** 20
+  except Exception:  # Not every backend implements it.
+    pass
+  return {"host_rss_mib": round(rss_mib, 1),
+          "device_peak_mib": None if device_mib is None else round(device_mib, 1)}
 
 
 # ----------------------------------------------------------------------------- the run
@@ -213,21 +390,34 @@ def _train_and_evaluate(config, workdir, step_callback):
   sharder = sharding.Sharder()
   init_key, step_key = jax.random.split(jax.random.key(config.seed))
   state, start_step, manager = _restore(exp, sharder, workdir, init_key)
-  step_fn = jax.jit(functools.partial(train_step, method=exp.method, schedule=exp.schedule),
-                    in_shardings=(sharder.replicated, sharder.data, sharder.replicated),
-                    out_shardings=(sharder.replicated, sharder.replicated), donate_argnums=(0,))
-  predictor = sharding.BatchedPredict(lambda v, x: exp.model.apply(v, x, train=False)[0],
-                                      config.eval.batch_size, sharder)
+  platform = sharder.devices[0].platform
+  eval_every = int(config.train.eval_every_epochs * order.steps_per_epoch)  # 0: end only.
+  k = effective_steps_per_call(
+      requested_steps_per_call(config, platform),
+      (config.train.log_every_steps, config.train.checkpoint_every_steps, eval_every,
+       total_steps, start_step))
+  device_data = bool(train_option(config, "device_data"))
+  if device_data and not _fits_on_devices(train_images.nbytes + train_labels.nbytes, sharder):
+    device_data = False
+    _info(f"The training set ({train_images.nbytes / 2 ** 20:.0f} MiB) takes more than a quarter "
+          "of a device's memory: batches are fed from the host instead.")
+  runner = StepRunner(exp, sharder, train_images, train_labels, order, k, device_data,
+                      train_option(config, "label_smoothing"))
+  predictor = sharding.BatchedPredict(
+      predict_apply(exp.model, bool(train_option(config, "test_time_flip"))),
+      config.eval.batch_size, sharder)
   log = workdir_lib.MetricsWriter(workdir, enabled=jax.process_index() == 0)
   _info(f"Training {config.model.name} (attention={config.model.attention}, method="
-        f"{exp.method.name}) on {config.data.dataset}: {len(train_images)} images, "
-        f"{exp.steps_per_epoch} steps/epoch, steps {start_step}..{total_steps}, "
-        f"{sharder.num_devices} device(s) ({jax.devices()[0].platform}).")
+        f"{exp.method.name}, {config.model.dtype}) on {config.data.dataset}: "
+        f"{len(train_images)} images ({'on the devices' if device_data else 'fed from the host'}), "
+        f"{exp.steps_per_epoch} steps/epoch, steps {start_step}..{total_steps}, {k} step(s) per "
+        f"call, {sharder.num_devices} device(s) ({platform}).")
+  evaluate_clean = lambda s: clean_accuracy(predictor, None, test_images, test_labels,
+                                            evaluation_variables(config, s))
   try:
     state, step, status, last_good = _loop(
-        config, state, start_step, total_steps, step_fn, step_key, (train_images, train_labels),
-        order, sharder, manager, log,
-        lambda s: clean_accuracy(predictor, s, test_images, test_labels), step_callback)
+        config, state, start_step, total_steps, runner, step_key, eval_every, order, manager,
+        log, evaluate_clean, step_callback)
     manager.wait_until_finished()
   except BaseException as err:
     log.close()
@@ -240,31 +430,27 @@ def _train_and_evaluate(config, workdir, step_callback):
   if status == "preempted":
     log.close()
     return {"status": status, "step": step}
-  results = _finish(config, exp, state, step, predictor, test_images, test_labels, workdir, log,
-                    sharder)
+  results = _finish(config, exp, state, step, predictor, test_images, test_labels, workdir, log)
   log.close()
   manager.close()
   return results
 
 
-def _loop(config, state, step, total_steps, step_fn, step_key, train_data, order, sharder,
-          manager, log, evaluate_clean, step_callback):
-  """The training loop; returns (state, step, status, last good checkpoint step)."""
-  train_images, train_labels = train_data
-  local = sharder.local_slice(config.train.batch_size)
-  eval_every = int(config.train.eval_every_epochs * order.steps_per_epoch)  # 0: end only.
+def _loop(config, state, step, total_steps, runner, step_key, eval_every, order, manager, log,
+          evaluate_clean, step_callback):
+  """The training loop, `runner.k` steps per call; returns (state, step, status, last good
+  checkpoint step). Nothing here waits for the devices between log boundaries."""
   progress = progress_lib.TrainProgress(step, total_steps, order.steps_per_epoch,
                                         enabled=jax.process_index() == 0)
   pending, last_good, status = [], step, "finished"
   with _Preemption() as preemption:
     while step < total_steps:
-      idx = order.indices(step)[local]
-      batch = sharder.put({"image": train_images[idx], "label": train_labels[idx]})
-      state, metrics = step_fn(state, batch, step_key)
+      state, metrics = runner(state, step, step_key)
       pending.append(metrics)
-      step += 1
-      if step_callback is not None:
-        step_callback(step)
+      for done in range(step + 1, step + runner.k + 1):
+        step = done
+        if step_callback is not None:
+          step_callback(step)
       save_now = step % config.train.checkpoint_every_steps == 0 or step == total_steps
       if save_now or preemption.requested or step % config.train.log_every_steps == 0:
         summary, pending = mean_metrics(pending), []
@@ -294,12 +480,17 @@ def _raise_nonfinite(step: int, last_good: int, manager) -> None:
       "Lower config.train.learning_rate or config.aps.aux_weight.")
 
 
-def _finish(config, exp, state, step, predictor, test_images, test_labels, workdir, log,
-            sharder) -> Dict[str, Any]:
-  """Clean (and, when configured, corruption) evaluation; writes results.json."""
+def _finish(config, exp, state, step, predictor, test_images, test_labels, workdir,
+            log) -> Dict[str, Any]:
+  """Clean (and, when configured, corruption) evaluation and the summary figure; writes
+  results.json and prints where everything is."""
+  variables = evaluation_variables(config, state)
+  flip = bool(train_option(config, "test_time_flip"))
   results = {"status": "finished", "step": int(state.step), "epochs": step / exp.steps_per_epoch,
              "method_choices": experiment.method_choices(config),
-             "clean": clean_accuracy(predictor, state, test_images, test_labels)}
+             "evaluated_weights": "ema" if train_option(config, "ema_decay") else "final",
+             "test_time_flip": flip,
+             "clean": clean_accuracy(predictor, None, test_images, test_labels, variables)}
   if "aps" in state.params:
     theta = np.asarray(state.params["aps"]["theta_b"])
     results["theta_b"] = theta.tolist()
@@ -309,13 +500,101 @@ def _finish(config, exp, state, step, predictor, test_images, test_labels, workd
   log.write(step, {f"test_{k}": v for k, v in results["clean"].items()})
   write = jax.process_index() == 0
   if write:
-    workdir_lib.write_results(workdir, results)
+    workdir_lib.write_results(workdir, dict(results, peak_memory=peak_memory()))
   if config.corruptions.evaluate:
-    variables = {"params": state.params["model"], "batch_stats": state.batch_stats}
+    model_fingerprint = trained.fingerprint(variables)
+    if flip:  # Other predictions than the plain model's: never share its resumable results.
+      model_fingerprint += "+flip"
     results["corruptions"] = evaluate_lib.run_corruption_eval(
         predictor.bind(variables), config, workdir,
         baseline_workdir=config.corruptions.baseline_workdir or None, step=step,
-        model_fingerprint=trained.fingerprint(variables))
-    if write:
-      workdir_lib.write_results(workdir, results)
+        model_fingerprint=model_fingerprint)
+  figure = None
+  if train_option(config, "summary_figure") and write:
+    figure = write_summary_figure(
+        workdir_lib.path(workdir, SUMMARY_FIGURE), exp.model, variables, exp.image_shape,
+        results["clean"]["accuracy"], results.get("corruptions"),
+        f"{config.model.name}, method {exp.method.name}, {config.data.dataset}")
+    results["summary_figure"] = figure
+  results["peak_memory"] = peak_memory()
+  if write:
+    workdir_lib.write_results(workdir, results)
+  memory = results["peak_memory"]
+  _info(f"Peak memory: {memory['host_rss_mib']:.0f} MiB resident (host)"
+        + (f", {memory['device_peak_mib']:.0f} MiB on device 0" if memory["device_peak_mib"]
+           is not None else "") + ".")
+  _info(f"Results: {workdir_lib.path(workdir, workdir_lib.RESULTS)}")
+  if "corruptions" in results:
+    c = results["corruptions"]
+    _info(f"Corruption report ({len(c['accuracy'])} corruptions x "
+          f"{len(next(iter(c['accuracy'].values()), {}))} severities, {c['num_examples']} "
+          f"images per set; robust accuracy {_fmt(c['robust_accuracy'])}%, unnormalised mCE "
+          f"{_fmt(c['mce_unnormalized'])}): "
+          f"{workdir_lib.path(workdir, evaluate_lib.OUT_DIR, 'report.md')}")
+  if figure is not None:
+    _info(f"Summary figure (per-corruption accuracy, first-layer PDM histogram): {figure['path']}")
   return results
+
+
+# ----------------------------------------------------------------------------- the figure
+
+SUMMARY_FIGURE = "summary.png"
+
+
+def write_summary_figure(path: str, model, variables, image_shape, clean_acc: float,
+                         corruption_results: Optional[Dict[str, Any]] = None,
+                         title: str = "") -> Dict[str, Any]:
+  """One figure of the method's point (METHOD §5-6): per-corruption accuracy (mean over the
+  severities) beside the clean accuracy, and the first semantic layer's PDM response histogram
+  (`analysis.pdm_response` -> `normalize_response_maps` -> `response_histogram`, DC centred).
+
+  Returns {"path", "histogram_high_frequency_fraction"} (the histogram's share of votes beyond a
+  quarter of the image side, against the share of the area there: the paper's robust models
+  shift votes to low frequencies).
+  """
+  from freqrobust import analysis, models
+  from freqrobust.analysis import plots  # Sets matplotlib's Agg backend.
+  import matplotlib.pyplot as plt
+  h, w, c = image_shape
+  layer_fn = jax.jit(lambda x: models.first_layer(model, variables, x))
+  responses = analysis.pdm_response(layer_fn, h, w, c, progress=False)
+  histogram = analysis.response_histogram(analysis.normalize_response_maps(responses))
+  radius = min(h, w) / 4
+  high = float(analysis.high_frequency_fraction(histogram, radius))
+  area = float(analysis.high_frequency_fraction(np.ones((h, w)), radius))
+  fig, (bars, spectrum) = plt.subplots(1, 2, figsize=(11.5, 4.0),
+                                       gridspec_kw={"width_ratios": [2.3, 1]})
+  if corruption_results:
+    names = list(corruption_results["accuracy"])
+    means = [float(np.mean(list(corruption_results["accuracy"][n].values()))) for n in names]
+    bars.bar(np.arange(len(names)), means, color="tab:blue")
+    bars.set_xticks(np.arange(len(names)), names, rotation=60, ha="right", fontsize=8)
+    severities = len(next(iter(corruption_results["accuracy"].values()), {}))
+    bars.set_title(f"accuracy per corruption (mean of {severities} severities, "
+                   f"{corruption_results['num_examples']} images per set); robust accuracy "
+                   f"{_fmt(corruption_results['robust_accuracy'])}%, unnormalised mCE "
+                   f"{_fmt(corruption_results['mce_unnormalized'])}", fontsize=9)
+  else:
+    bars.text(0.5, 0.5, "corruption evaluation off\n(config.corruptions.evaluate)",
+              ha="center", va="center", transform=bars.transAxes)
+    bars.set_xticks([])
+    bars.set_title("accuracy per corruption", fontsize=9)
+  bars.axhline(clean_acc, color="black", linestyle="--", linewidth=1,
+               label=f"clean {clean_acc:.1f}%")
+  bars.set_ylim(0, 100)
+  bars.set_ylabel("accuracy (%)")
+  bars.legend(fontsize=8, loc="lower left")
+  plots._show_spectrum(spectrum, histogram,  # pylint: disable=protected-access
+                       f"first-layer PDM histogram (DC centred)\nvotes beyond r = {radius:g}: "
+                       f"{100 * high:.0f}% (area there: {100 * area:.0f}%)")
+  if title:
+    fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  plots._save(fig, path)  # pylint: disable=protected-access
+  return {"path": path, "histogram_high_frequency_fraction": high,
+          "area_high_frequency_fraction": area}
+
+
+
+def _fmt(value: Optional[float]) -> str:
+  return "n/a" if value is None else f"{value:.2f}"
