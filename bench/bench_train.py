@@ -2,80 +2,115 @@
 
   python bench/bench_train.py --models=small_resnet,resnet18 --steps=10
   python bench/bench_train.py --models=resnet18 --xla_flags=none   # jaxlib's own CPU defaults
-  python bench/bench_train.py --models=resnet18 --dtype=bfloat16   # on a GPU
+  python bench/bench_train.py --models=resnet18 --dtype=bfloat16 --steps_per_call=20   # on a GPU
+  python bench/bench_train.py --models=resnet18 --augment=on --attention=extended   # the paper's
 
-Each row: model, input, augmentation on/off, compile seconds, steady-state images/s (median of
---repeats timings of --steps steps each, after one warm-up call), and the process CPU seconds per
-step (all threads; on a busy shared machine CPU time is steadier than wall time, and on an idle
-machine with N cores the best wall time is about CPU time / N).
+It times the loop's own step function (`freqrobust.train.StepRunner`: the training set on the
+devices, K = --steps_per_call steps per jitted call with lax.scan, donated state) on synthetic
+uint8 data. Each row: model, input, augmentation on/off, compile seconds, steady-state images/s
+(median of --repeats timings of --steps steps each, after one warm-up call), and the process CPU
+seconds per step (all threads; on a busy shared machine CPU time is steadier than wall time, and
+on an idle machine with N cores the best wall time is about CPU time / N).
+
+"augmentation on" is the paper's pipeline: pad 4, power suppression (p = 1/3), NFD (sigma = 1),
+random crop and flip; with --attention=basic/extended also APS's auxiliary term (learnable
+configuration, lambda = 50, as configs/resnet18_nfd.py).
 
 --xla_flags=auto (default) applies freqrobust.platform.configure_xla_for_cpu() as the CLI does;
 none leaves XLA_FLAGS alone; anything else is used as XLA_FLAGS. An XLA_FLAGS already in the
 environment always wins over auto.
 """
 import argparse
-import functools
 import os
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from freqrobust import platform  # noqa: E402  (imports no JAX)
 
 
-def bench_config(model: str, augment_on: bool, dtype: str, size: int, channels: int, attention: str):
+def bench_config(model: str, augment_on: bool, dtype: str, size: int, channels: int,
+                 attention: str, batch: int, widths=None):
+  """A resolved config of `model` on synthetic size x size x channels data."""
   from configs import default
-  from freqrobust import train
+  from freqrobust import experiment
   config = default.get_config()
   config.data.dataset = "synthetic"
   config.data.synthetic_size, config.data.synthetic_channels = size, channels
   config.model.name = model
   config.model.dtype = dtype
   config.model.attention = attention
+  if widths:  # small_resnet: one block per stage width.
+    config.model.small_widths = tuple(widths)
+    config.model.small_stage_sizes = (1,) * len(widths)
+  config.train.batch_size = config.eval.batch_size = batch
   if not augment_on:
     config.augment.pad = 0
     config.augment.crop = config.augment.flip = False
   else:  # The paper's full pipeline: pad, suppression (p = 1/3), NFD, crop, flip.
     config.augment.suppress_prob = 1.0 / 3.0
     config.augment.nfd = True
-  return train.resolve_config(config)
+    if attention != "none":  # APS: configs/resnet18_nfd.py's setting.
+      config.aps.configuration = "learnable"
+      config.aps.aux_weight = 50.0
+  return experiment.resolve_config(config)
 
 
-def run(model: str, augment_on: bool, args) -> dict:
+def measure(model: str, augment_on: bool, *, dtype: str = "float32", size: int = 32,
+            channels: int = 3, attention: str = "none", batch: int = 128,
+            steps_per_call: int = 1, steps: int = 5, repeats: int = 3, device_data: bool = True,
+            widths=None) -> dict:
+  """Compile seconds, median images/s and CPU s/step of the training loop's step function.
+
+  `steps` is rounded up to a multiple of `steps_per_call`; the indices of every call are made
+  by the loop's own `EpochOrder` (its host work is inside the timing, as in training).
+  """
   import jax
   import numpy as np
-  from freqrobust import train
-  config = bench_config(model, augment_on, args.dtype, args.size, args.channels, args.attention)
-  m, tx, schedule, aug_params, _ = train.build(config, 50000)
-  sharder = train.Sharder()
-  shape = (args.size, args.size, args.channels)
-  state = jax.jit(functools.partial(train.create_train_state, model=m, tx=tx, config=config,
-                                    image_shape=shape), out_shardings=sharder.replicated)(
-                                        jax.random.key(0))
-  step = jax.jit(functools.partial(train.train_step, model=m, tx=tx, schedule=schedule,
-                                   aug_params=aug_params, config=config),
-                 in_shardings=(sharder.replicated, sharder.data, sharder.replicated),
-                 out_shardings=(sharder.replicated, sharder.replicated), donate_argnums=(0,))
+  from freqrobust import experiment, sharding, train
+  config = bench_config(model, augment_on, dtype, size, channels, attention, batch, widths)
+  k = max(1, int(steps_per_call))
+  calls = max(1, -(-int(steps) // k))
+  num_train = batch * k * (calls + 1)
+  exp = experiment.build(config, num_train)
+  sharder = sharding.Sharder()
   rng = np.random.default_rng(0)
-  batch = sharder.put({"image": rng.integers(0, 256, (args.batch,) + shape).astype(np.uint8),
-                       "label": rng.integers(0, 10, args.batch).astype(np.int32)})
+  images = rng.integers(0, 256, (num_train, size, size, channels)).astype(np.uint8)
+  labels = rng.integers(0, exp.num_classes, num_train).astype(np.int32)
+  order = train.EpochOrder(num_train, batch, seed=0)
+  runner = train.StepRunner(exp, sharder, images, labels, order, k, device_data)
+  state = exp.init_state(jax.random.key(0), sharder)
   key = jax.random.key(1)
+  data, xs = runner.inputs(0)
   t0 = time.perf_counter()
-  compiled = step.lower(state, batch, key).compile()
+  compiled = runner.fn.lower(state, data, xs, key).compile()
   compile_s = time.perf_counter() - t0
-  state, metrics = compiled(state, batch, key)
-  jax.block_until_ready(metrics)
+  state, metrics = compiled(state, data, xs, key)  # Warm-up.
+  jax.block_until_ready((state, metrics))
   rates, cpu = [], []
-  for _ in range(args.repeats):
+  for _ in range(repeats):
     t0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(args.steps):
-      state, metrics = compiled(state, batch, key)
+    for c in range(calls):
+      data, xs = runner.inputs(c * k)
+      state, metrics = compiled(state, data, xs, key)
     jax.block_until_ready((state, metrics))
-    rates.append(args.steps * args.batch / (time.perf_counter() - t0))
-    cpu.append((time.process_time() - c0) / args.steps)
-  return dict(model=model, augment=augment_on, compile_s=compile_s, images_per_s=float(np.median(rates)),
-              cpu_s_per_step=float(np.median(cpu)))
+    rates.append(calls * k * batch / (time.perf_counter() - t0))
+    cpu.append((time.process_time() - c0) / (calls * k))
+  loss = float(np.mean(jax.device_get(metrics["loss"])))
+  return dict(model=model, augment=augment_on, dtype=dtype, attention=attention, batch=batch,
+              image_shape=[size, size, channels], steps_per_call=k, device_data=device_data,
+              steps_timed=calls * k, repeats=repeats, compile_s=compile_s,
+              images_per_s=float(np.median(rates)), cpu_s_per_step=float(np.median(cpu)),
+              last_loss=loss, loss_finite=bool(np.isfinite(loss)))
+
+
+def configure_xla(mode: str) -> None:
+  """--xla_flags: auto (the CLI's CPU flags), none, or an XLA_FLAGS string. Before JAX starts."""
+  if mode == "auto":
+    platform.configure_xla_for_cpu()
+  elif mode != "none":
+    os.environ["XLA_FLAGS"] = mode
 
 
 def main():
@@ -85,26 +120,29 @@ def main():
   p.add_argument("--size", type=int, default=32)
   p.add_argument("--channels", type=int, default=3)
   p.add_argument("--attention", default="none", help="none, basic or extended")
-  p.add_argument("--dtype", default="float32")
-  p.add_argument("--steps", type=int, default=5)
+  p.add_argument("--dtype", default="float32", help="float32 or bfloat16 (compute dtype)")
+  p.add_argument("--steps", type=int, default=5, help="steps per timing")
+  p.add_argument("--steps_per_call", type=int, default=1, help="K steps per jitted call")
+  p.add_argument("--host_data", action="store_true",
+                 help="feed each call's batches from the host instead of the device-resident set")
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--augment", default="off,on", help="off, on or off,on")
   p.add_argument("--xla_flags", default="auto", help="auto, none, or an XLA_FLAGS string")
   args = p.parse_args()
-  if args.xla_flags == "auto":
-    platform.configure_xla_for_cpu()
-  elif args.xla_flags != "none":
-    os.environ["XLA_FLAGS"] = args.xla_flags
+  configure_xla(args.xla_flags)
   import jax  # After XLA_FLAGS is final.
   print(f"# {jax.devices()[0].device_kind} x{jax.device_count()}, jax {jax.__version__}, "
         f"batch {args.batch}, {args.size}x{args.size}x{args.channels}, dtype {args.dtype}, "
-        f"attention {args.attention}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, "
+        f"attention {args.attention}, {args.steps_per_call} step(s)/call, data on "
+        f"{'host' if args.host_data else 'device'}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, "
         f"load {os.getloadavg()[0]:.1f}")
   print(f"{'model':14s} {'augment':8s} {'compile s':>10s} {'images/s':>10s} {'cpu s/step':>11s}")
   for model in args.models.split(","):
     base = None
     for mode in args.augment.split(","):
-      r = run(model, mode == "on", args)
+      r = measure(model, mode == "on", dtype=args.dtype, size=args.size, channels=args.channels,
+                  attention=args.attention, batch=args.batch, steps_per_call=args.steps_per_call,
+                  steps=args.steps, repeats=args.repeats, device_data=not args.host_data)
       extra = ""
       if mode == "off":
         base = r
