@@ -131,3 +131,22 @@ def test_bad_config_fails_early_with_the_valid_values():
   config = tiny_config(batch_size=12)
   with pytest.raises(ValueError, match="divisible by the number of devices"):
     experiment.resolve_config(config)
+
+
+def test_quickstart_trains_the_full_method_and_reports_corruptions_and_the_figure():
+  from configs import quickstart
+  from freqrobust import corruptions
+  from freqrobust.data import corrupted
+  config = experiment.resolve_config(quickstart.get_config())
+  method = experiment.build_method(config)
+  assert isinstance(method, aps_lib.PaperMethod)
+  assert method.augment.suppress_prob > 0 and method.augment.nfd  # Suppression and NFD.
+  assert method.aps.enabled and method.aps.aux_weight > 0  # APS with its auxiliary term.
+  assert config.model.attention == "extended"
+  assert config.corruptions.evaluate and config.corruptions.num_examples >= 1000
+  settings = corrupted.CorruptionSettings.from_config(config)
+  assert tuple(settings.names) == tuple(corruptions.CORRUPTIONS) and len(settings.names) == 15
+  assert config.train.summary_figure
+  # The fast-training options stay off until measured on a quiet machine.
+  assert not (config.train.label_smoothing or config.train.ema_decay or
+              config.train.test_time_flip)
