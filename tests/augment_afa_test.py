@@ -67,8 +67,9 @@ def test_fourier_basis_views_contract():
 
 
 def _linear_model(seed=0):
-  w = jax.random.normal(jax.random.key(seed), (8 * 8 * 3, 5)) * 0.3
-  b = jax.random.normal(jax.random.key(seed + 1), (5,))
+  rng = np.random.default_rng(seed)
+  w = jnp.asarray(rng.normal(size=(8 * 8 * 3, 5)) * 0.3, jnp.float32)
+  b = jnp.asarray(rng.normal(size=(5,)), jnp.float32)
   return lambda x: x.reshape(x.shape[0], -1) @ w + b
 
 

@@ -9,7 +9,13 @@ from baselines_test import assert_views_contract, images
 from freqrobust.augment import augmix, ops
 
 _OP = jax.jit(ops.augmix_op)
-_MIX = jax.jit(augmix.augment_and_mix)
+# The settings and shapes of test_views_contract_and_clean_view's eager call (3 images, 2 draws
+# each), so that the compiled batch function is shared.
+_SETTINGS = dict(severity=3.0, width=3, depth=-1, alpha=1.0)
+
+
+def _mix(keys, batch):
+  return augmix.augment_and_mix_batch(keys, batch, **_SETTINGS)
 
 
 def _pillow(img: Image.Image, name: str, level: float, sign: float) -> Image.Image:
@@ -58,7 +64,7 @@ def test_op_matches_pillow(op_index):
 
 
 def test_op_sampling_follows_the_reference():
-  u = jax.random.uniform(jax.random.key(0), (20000, 3))
+  u = jnp.asarray(np.random.default_rng(0).uniform(size=(20000, 3)), jnp.float32)
   op, level, sign = jax.vmap(lambda v: ops.sample_augmix_op(v, 3.0))(u)
   counts = np.bincount(np.asarray(op), minlength=9) / 20000
   np.testing.assert_allclose(counts, 1 / 9, atol=0.015)
@@ -68,18 +74,19 @@ def test_op_sampling_follows_the_reference():
 
 
 def test_mixture_is_a_convex_combination_of_chains_and_image():
-  image = images(1, (1, 12, 12, 3))[0]
-  for seed in range(3):
-    mixed, chains, w, m = _MIX(jax.random.key(seed), image)
-    assert chains.shape == (3, 12, 12, 3)
-    assert bool(jnp.all(w >= 0)) and abs(float(w.sum()) - 1) < 1e-5 and 0 <= float(m) <= 1
-    np.testing.assert_allclose(mixed, (1 - m) * image + m * jnp.tensordot(w, chains, 1),
-                               atol=1e-6)
-    # Each chain went through at least one op, so it is on the uint8 grid.
-    np.testing.assert_allclose(chains * 255, jnp.round(chains * 255), atol=2e-3)
-    lo = jnp.minimum(image, chains.min(0))
-    hi = jnp.maximum(image, chains.max(0))
-    assert bool(jnp.all((mixed >= lo - 1e-6) & (mixed <= hi + 1e-6)))
+  batch = images(1, (6, 8, 8, 3))
+  mixed, chains, w, m = _mix(jax.random.split(jax.random.key(0), 6), batch)
+  assert chains.shape == (6, 3, 8, 8, 3)
+  for n in range(6):
+    assert bool(jnp.all(w[n] >= 0)) and abs(float(w[n].sum()) - 1) < 1e-5
+    assert 0 <= float(m[n]) <= 1
+    np.testing.assert_allclose(
+        mixed[n], (1 - m[n]) * batch[n] + m[n] * jnp.tensordot(w[n], chains[n], 1), atol=1e-6)
+  # Each chain went through at least one op, so it is on the uint8 grid.
+  np.testing.assert_allclose(chains * 255, jnp.round(chains * 255), atol=2e-3)
+  lo = jnp.minimum(batch, chains.min(1))
+  hi = jnp.maximum(batch, chains.max(1))
+  assert bool(jnp.all((mixed >= lo - 1e-6) & (mixed <= hi + 1e-6)))
 
 
 def test_linear_setup_mixture_weights():
@@ -93,16 +100,17 @@ def test_linear_setup_mixture_weights():
   np.testing.assert_allclose(float(jnp.var(w[:, 0])), 1 / 18, atol=0.006)
   np.testing.assert_allclose(float(m.mean()), 0.5, atol=0.02)  # Beta(1, 1)
   # The same draws as augment_and_mix's: its w and m are these functions of its uniforms.
-  _, _, w0, m0 = _MIX(keys[0], images(0, (1, 12, 12, 3))[0])
-  np.testing.assert_allclose(w0, w[0], atol=1e-6)
-  np.testing.assert_allclose(m0, m[0], atol=1e-6)
+  _, _, w6, m6 = _mix(keys[:6], images(0, (6, 8, 8, 3)))
+  np.testing.assert_allclose(w6, w[:6], atol=1e-6)
+  np.testing.assert_allclose(m6, m[:6], atol=1e-6)
 
 
 def test_jsd_zero_for_identical_predictions_positive_otherwise():
-  logits = jax.random.normal(jax.random.key(0), (5, 10))
+  rng = np.random.default_rng(0)
+  logits = jnp.asarray(rng.normal(size=(5, 10)), jnp.float32)
   same = jnp.stack([logits] * 3)
   assert abs(float(ops.jsd_consistency(same))) < 1e-6
-  different = same.at[1].add(jax.random.normal(jax.random.key(1), (5, 10)))
+  different = same.at[1].add(jnp.asarray(rng.normal(size=(5, 10)), jnp.float32))
   value = float(ops.jsd_consistency(different))
   assert value > 1e-3
   # torch: sum_v F.kl_div(log clamp(M), p_v, 'batchmean') / 3.

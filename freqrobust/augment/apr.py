@@ -68,14 +68,23 @@ def apr_single(key: Array, image: Array, severity: float = 3.0, prob: float = 0.
   With `return_intermediates`, returns (output, x1, x2): the images after the first and the
   second AugMix op.
   """
-  u = jax.random.uniform(key, (8,))
+  out = apr_single_from_uniforms(jax.random.uniform(key, (APR_S_UNIFORMS,)), image, severity,
+                                 prob)
+  return out if return_intermediates else out[0]
+
+
+APR_S_UNIFORMS = 8  # op 1 (3), recombine? (1), op 2 (3), which amplitude (1)
+
+
+def apr_single_from_uniforms(u: Array, image: Array, severity: float = 3.0,
+                             prob: float = 0.5) -> tuple[Array, Array, Array]:
+  """APR-S driven by APR_S_UNIFORMS uniforms: (output, x1, x2)."""
   x1, x2 = ops.augmix_sequence(image, jnp.stack([u[0:3], u[4:7]]), severity)
   # fft_1 = |F x1| exp(i angle F x2) if p > 0.5, else fft_2 = |F x2| exp(i angle F x1).
   recombined = jnp.where(u[7] > 0.5, recombine(x2, x1), recombine(x1, x2))
   recombined = ops.truncate_to_uint8(recombined)
   # `if p > 0.5: return x` (after the first op): recombination with probability `prob`.
-  out = jnp.where(u[3] > prob, x1, recombined)
-  return (out, x1, x2) if return_intermediates else out
+  return jnp.where(u[3] > prob, x1, recombined), x1, x2
 
 
 def paired_ce(logits: Array, labels: Array) -> dict[str, Array]:

@@ -73,6 +73,14 @@ def augment_and_mix(key: Array, image: Array, severity: float = 3.0, width: int 
   return mixed, chains, w, m
 
 
+@functools.partial(jax.jit, static_argnames=("severity", "width", "depth", "alpha"))
+def augment_and_mix_batch(keys: Array, images: Array, severity: float = 3.0, width: int = 3,
+                          depth: int = -1, alpha: float = 1.0):
+  """`augment_and_mix` of each image of a batch with its own key: (mixed, chains, w, m), batched;
+  compiled once per shape and setting (an eager `views` call makes one compiled call)."""
+  return jax.vmap(lambda k, x: augment_and_mix(k, x, severity, width, depth, alpha))(keys, images)
+
+
 @dataclasses.dataclass(frozen=True)
 class AugMix(base.Method):
   """AugMix with the Jensen-Shannon consistency loss (views: clean, AugMix, AugMix).
@@ -115,12 +123,12 @@ class AugMix(base.Method):
     clean = ops.crop_flip_batch(k_crop, images, self.pad, self.flip, self.crop_fill)
     n = images.shape[0]
 
-    def one(k, x):
-      return augment_and_mix(k, x, self.severity, self.width, self.depth, self.alpha)[0]
-
     # Two independent AugMix draws per image, as one flat vmap over 2N examples.
     keys = jax.random.split(k_aug, 2 * n)
-    augmented = jax.vmap(one)(keys, jnp.concatenate([clean, clean])).reshape((2,) + clean.shape)
+    augmented = augment_and_mix_batch(keys, jnp.concatenate([clean, clean]),
+                                      severity=self.severity, width=self.width,
+                                      depth=self.depth, alpha=self.alpha)[0]
+    augmented = augmented.reshape((2,) + clean.shape)
     return jnp.concatenate([clean[None], augmented.astype(images.dtype)]), {}
 
   def loss_terms(self, logits: Array, open_ratios: Optional[Array], labels: Array,

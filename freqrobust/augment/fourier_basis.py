@@ -50,13 +50,18 @@ def draw_waves(key: Array, size: int, channels: int, freq_cut: int = 1, phase_cu
   Returns (waves (C, F, P, S, S) unit-L2 planar waves times S/32, strengths (C, F, P),
   frequencies nu (C, F) in cycles per unit of the grid, directions omega (C, F, P)).
   """
-  k_f, k_p, k_s = jax.random.split(key, 3)
-  freq_index = jax.random.randint(k_f, (channels, freq_cut), 0, size)
-  nu = (freq_index + 1).astype(jnp.float32) / size
+  # One PRNG call for all the draws (each call site costs compile time): uniforms for the
+  # frequency index, the direction index and the strength.
+  n_f, n_p = channels * freq_cut, channels * freq_cut * phase_cut
+  u = ops.bits_to_uniform(jax.random.bits(key, (n_f + 2 * n_p,), jnp.uint32))
+  freq_index = jnp.minimum(jnp.floor(u[:n_f] * size), size - 1).astype(jnp.int32)
+  nu = (freq_index.reshape(channels, freq_cut) + 1).astype(jnp.float32) / size
+  phase_index = jnp.minimum(jnp.floor(u[n_f:n_f + n_p] * granularity), granularity - 1)
   phase_grid = -np.pi * np.linspace(0.0, 1.0, granularity)
-  omega = jnp.asarray(phase_grid, jnp.float32)[
-      jax.random.randint(k_p, (channels, freq_cut, phase_cut), 0, granularity)]
-  strengths = mean_str * jax.random.exponential(k_s, (channels, freq_cut, phase_cut)) + min_str
+  omega = jnp.asarray(phase_grid, jnp.float32)[phase_index.astype(jnp.int32)]
+  omega = omega.reshape(channels, freq_cut, phase_cut)
+  # Exp(mean mean_str) + min_str by inversion (torch's exponential_(1 / mean_str) + min_str).
+  strengths = -mean_str * jnp.log(u[n_f + n_p:]).reshape(channels, freq_cut, phase_cut) + min_str
   grid = jnp.asarray(np.linspace(-size / 2, size / 2, size), jnp.float32)
   u, v = grid[:, None], grid[None, :]  # meshgrid(_x, _x, indexing='ij')
   nu_ = nu[:, :, None, None, None]

@@ -82,16 +82,18 @@ def hybrid_single(key: Array, image: Array, plus: bool = True, severity: float =
   With `return_intermediates`, returns (output, x1, x2): the images after the first and the
   second AugMix op.
   """
-  k_u, k_apr = jax.random.split(key)
-  u = jax.random.uniform(k_u, (8,))
+  # One PRNG call (each call site costs compile time): 8 uniforms for the hybrid, then the
+  # uniforms of the two APR-S of HA++.
+  n = apr.APR_S_UNIFORMS
+  u = jax.random.uniform(key, (8 + 2 * n,))
   x1, x2 = ops.augmix_sequence(image, jnp.stack([u[0:3], u[4:7]]), severity)
   low1 = low_pass(x1, kernel_size, sigma)
   low2 = low_pass(x2, kernel_size, sigma)
   high1, high2 = x1 - low1, x2 - low2
   if plus:  # APR-S of the uint8 low bands (ToPILImage -> APRecombination -> ToTensor)
     lows = jnp.stack([ops.truncate_to_uint8(low1), ops.truncate_to_uint8(low2)])
-    low1, low2 = jax.vmap(lambda k, x: apr.apr_single(k, x, severity))(
-        jax.random.split(k_apr), lows)
+    low1, low2 = jax.vmap(lambda v, x: apr.apr_single_from_uniforms(v, x, severity)[0])(
+        u[8:].reshape(2, n), lows)
   # `if p > self.prob: lfc_f + hfc_s else lfc_s + hfc_f`, then ToPILImage.
   hybrid = ops.truncate_to_uint8(jnp.where(u[7] > prob, low1 + high2, low2 + high1))
   # `if p > self.prob: return x` after the first op.

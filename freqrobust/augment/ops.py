@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from freqrobust import frequency
+
 Array = jax.Array
 
 # google-research/augmix augmentations.py:141-144 (`augmentations`; `augmentations_all` adds
@@ -123,6 +125,31 @@ def beta(key: Array, a: float, b: float) -> Array:
   if a == b == 0.5:
     return jnp.sin(0.5 * jnp.pi * jax.random.uniform(key)) ** 2
   return jax.random.beta(key, a, b)
+
+
+def bits_to_uniform(bits: Array) -> Array:
+  """uint32 bits -> float32 uniforms in (0, 1) (23 bits, so never 0 or 1)."""
+  return ((bits >> 9).astype(jnp.float32) + 0.5) * (2.0 ** -23)
+
+
+def _hash32(x: Array) -> Array:
+  """A bijective 32-bit integer hash (C. Wellons' "lowbias32")."""
+  x = x ^ (x >> 16)
+  x = x * jnp.uint32(0x7FEB352D)
+  x = x ^ (x >> 15)
+  x = x * jnp.uint32(0x846CA68B)
+  return x ^ (x >> 16)
+
+
+def hash_normal(seed: Array, shape: tuple[int, ...]) -> Array:
+  """Standard normals (float32, `shape`) from a (2,) uint32 seed: each element hashes its index
+  with the seed twice and maps the bits through the inverse error function (the scheme of
+  `frequency.fast_standard_normal`, seeded by raw bits instead of a key, so that one PRNG call
+  can seed many draws: each `jax.random` call site costs XLA compile time)."""
+  size = math.prod(shape)
+  counter = jax.lax.iota(jnp.uint32, max(size, 1))[:size].reshape(shape)
+  bits = _hash32(_hash32(counter ^ seed[0]) + seed[1])
+  return frequency.bits_to_standard_normal(bits).astype(jnp.float32)
 
 
 # ---------------------------------------------------------------------------------------------

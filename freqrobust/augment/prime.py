@@ -41,25 +41,62 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from freqrobust import frequency
 from freqrobust.augment import base, ops
 
 Array = jax.Array
 TRANSFORMS = ("diffeo", "color", "filter")  # the order of train.py:139-162
 _UNIFORMS_PER_STEP = 7  # choice; diffeo cutmax, B_cut, B_T; colour cut, T; filter sigma
+_SEEDS_PER_STEP = 4  # (2,) uint32 seeds of the normal draws: diffeo u, diffeo v, colour, filter
 
 
 @functools.lru_cache(maxsize=None)
-def _modes(n: int, max_cut: int) -> tuple[np.ndarray, np.ndarray]:
-  """1/r on the (max_cut, max_cut) mode grid (r = sqrt(i^2 + j^2), i, j >= 1) and the sines
-  s[x, k] = sin(pi x'_x k) (n, max_cut), x' = linspace(0, 1, n) (diffeomorphism.py:96-106)."""
+def _mode_radius(max_cut: int) -> np.ndarray:
+  """r = sqrt(i^2 + j^2) on the (max_cut, max_cut) mode grid, i, j >= 1."""
   k = np.arange(1, max_cut + 1, dtype=np.float64)
-  r = np.sqrt(k[:, None] ** 2 + k[None, :] ** 2)
-  s = np.sin(np.pi * np.linspace(0, 1, n)[:, None] * k[None, :])
-  out = (r.astype(np.float32), s.astype(np.float32))
-  for a in out:
-    a.flags.writeable = False
-  return out
+  r = np.sqrt(k[:, None] ** 2 + k[None, :] ** 2).astype(np.float32)
+  r.flags.writeable = False
+  return r
+
+
+@functools.lru_cache(maxsize=None)
+def alias_matrix(n: int, max_cut: int) -> tuple[np.ndarray, np.ndarray]:
+  """Sampled on n points x' = linspace(0, 1, n), the sine modes sin(pi k x'), k = 1..max_cut
+  (diffeomorphism.py:96-106), are +-1 times one of the first n' = min(max_cut, n - 2) modes or
+  zero: sin(pi k x') = sum_a A[k, a] sin(pi a x') with k mod 2(n-1) = a (sign +),
+  2(n-1) - a (sign -), or 0, n-1 (the zero mode).
+
+  Returns (A (max_cut, n'), the sines s'[x, a] = sin(pi a x') (n, n')).
+  """
+  width = max(min(max_cut, n - 2), 0)
+  a = np.zeros((max_cut, width), np.float32)
+  if n > 2:
+    period = 2 * (n - 1)
+    for k in range(1, max_cut + 1):
+      r = k % period
+      if 1 <= r <= n - 2 and r <= width:
+        a[k - 1, r - 1] = 1.0
+      elif n <= r <= period - 1 and period - r <= width:
+        a[k - 1, period - r - 1] = -1.0
+  x = np.linspace(0, 1, n)[:, None]
+  s = np.sin(np.pi * x * np.arange(1, width + 1)[None, :]).astype(np.float32)
+  for m in (a, s):
+    m.flags.writeable = False
+  return a, s
+
+
+def sine_series(theta: Array, coeff: Array) -> Array:
+  """sum_{k=1..K} coeff[c, k-1] sin(k theta[..., c]) by Clenshaw's recurrence (K multiply-adds
+  per pixel instead of K sines): b_k = coeff_k + 2 cos(theta) b_{k+1} - b_{k+2},
+  sum = b_1 sin(theta)."""
+  two_cos = 2.0 * jnp.cos(theta)
+
+  def step(carry, c_k):
+    b1, b2 = carry
+    return (c_k + two_cos * b1 - b2, b1), None
+
+  zeros = jnp.zeros_like(theta)
+  (b1, _), _ = jax.lax.scan(step, (zeros, zeros), coeff.T[::-1])
+  return b1 * jnp.sin(theta)
 
 
 def temperature_range(n: int, cut: Array) -> tuple[Array, Array]:
@@ -69,16 +106,22 @@ def temperature_range(n: int, cut: Array) -> tuple[Array, Array]:
   return 1.0 / (math.pi * n ** 2 * log), 4.0 / (math.pi ** 3 * cut ** 2 * log)
 
 
-def scalar_field(key: Array, rows: int, cols: int, cut: Array, max_cut: int) -> Array:
+def scalar_field(seed: Array, rows: int, cols: int, cut: Array, max_cut: int) -> Array:
   """Random field (rows, cols) of the modes i, j <= cut with r < cut + 1/2, amplitude 1/r.
 
-  u[y, x] = sum_ij c_ij s_cols[x, i] s_rows[y, j] (`contract('ij,xi,yj->yx')`); a static grid of
-  max_cut^2 modes masked to the drawn cut gives the distribution of the reference's cut^2 grid.
+  The reference draws u[y, x] = sum_ij c_ij e_ij sin(pi i x'_x) sin(pi j x'_y), c_ij ~ N(0, 1),
+  e_ij = [r_ij < cut + 1/2] / r_ij (`contract('ij,xi,yj->yx')`, cut^2 modes). On the sampled
+  grid each mode is +-1 times one of the first n' modes (`alias_matrix`), so the field is
+  sum_ab C_ab sin(pi a x'_x) sin(pi b x'_y) with independent C_ab ~ N(0, V_ab),
+  V = |A_cols|^T E |A_rows|, E = e^2: the same distribution from n'^2 draws instead of
+  max_cut^2.
   """
-  r, s_cols = _modes(cols, max_cut)
-  _, s_rows = _modes(rows, max_cut)
-  amplitude = jnp.where(r < cut.astype(jnp.float32) + 0.5, 1.0 / r, 0.0)
-  c = frequency.fast_standard_normal(key, (max_cut, max_cut)) * amplitude
+  r = _mode_radius(max_cut)
+  a_cols, s_cols = alias_matrix(cols, max_cut)
+  a_rows, s_rows = alias_matrix(rows, max_cut)
+  energy = jnp.where(r < cut.astype(jnp.float32) + 0.5, 1.0 / r ** 2, 0.0)
+  variance = jnp.abs(a_cols).T @ energy @ jnp.abs(a_rows)  # (n'_cols, n'_rows)
+  c = ops.hash_normal(seed, variance.shape) * jnp.sqrt(variance)
   return jnp.asarray(s_rows) @ c.T @ jnp.asarray(s_cols).T
 
 
@@ -97,12 +140,13 @@ def remap(image: Array, dx: Array, dy: Array) -> Array:
           + yv * (1 - xv) * image[yc, xf] + yv * xv * image[yc, xc])
 
 
-def _beta_from_uniform(u: Array, key: Array, s: float, r: float) -> Array:
-  """Beta(s - s/(r+1), s/(r+1)) (diffeomorphism.py:58-59); arcsine law for the default s = r = 1."""
+def _beta_from_uniform(u: Array, seed: Array, s: float, r: float) -> Array:
+  """Beta(s - s/(r+1), s/(r+1)) (diffeomorphism.py:58-59); arcsine law for the default s = r = 1
+  (from the uniform u), else jax.random.beta keyed by the seed."""
   a, b = s - s / (r + 1.0), s / (r + 1.0)
   if a == b == 0.5:
     return jnp.sin(0.5 * jnp.pi * u) ** 2
-  return jax.random.beta(key, a, b)
+  return jax.random.beta(jax.random.wrap_key_data(seed, impl="threefry2x32"), a, b)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,36 +216,35 @@ class PRIME(base.Method):
 
   # -- primitives ------------------------------------------------------------------------------
 
-  def diffeo(self, key: Array, image: Array, u: Array) -> Array:
-    """Random diffeomorphism; u: 3 uniforms (cutmax', B_cut, B_T)."""
+  def diffeo(self, seeds: Array, image: Array, u: Array) -> Array:
+    """Random diffeomorphism; seeds (2, 2) uint32 (the fields u, v), u: 3 uniforms (cutmax',
+    B_cut, B_T)."""
     h, w = image.shape[:2]
-    k_cut, k_t, k_u, k_v = jax.random.split(key, 4)
     cutmin, cutmax = self.diffeo_cutmin, self.diffeo_cutmax
     # torch.randint(cutmin + 1, cutmax + 1) (diffeomorphism.py:86-87).
     cutmax_drawn = cutmin + 1 + jnp.minimum(jnp.floor(u[0] * (cutmax - cutmin)),
                                             cutmax - cutmin - 1)
-    b_cut = _beta_from_uniform(u[1], k_cut, self.diffeo_s_cut, self.diffeo_r_cut)
+    b_cut = _beta_from_uniform(u[1], seeds[0] ^ 1, self.diffeo_s_cut, self.diffeo_r_cut)
     cut = jnp.clip(jnp.floor(b_cut * (cutmax_drawn + 1 - cutmin) + cutmin), cutmin, cutmax_drawn)
     n = w  # the reference's n = img.shape[-1] (square images there)
     t1, t2 = temperature_range(n, cut)
     t2 = jnp.maximum(t1, self.diffeo_alpha * t2)
-    t = _beta_from_uniform(u[2], k_t, self.diffeo_s_t, self.diffeo_r_t) * (t2 - t1) + t1
-    dx = jnp.sqrt(t) * scalar_field(k_u, h, w, cut, cutmax) * n
-    dy = jnp.sqrt(t) * scalar_field(k_v, h, w, cut, cutmax) * n
+    t = _beta_from_uniform(u[2], seeds[1] ^ 1, self.diffeo_s_t, self.diffeo_r_t) * (t2 - t1) + t1
+    dx = jnp.sqrt(t) * scalar_field(seeds[0], h, w, cut, cutmax) * n
+    dy = jnp.sqrt(t) * scalar_field(seeds[1], h, w, cut, cutmax) * n
     return remap(image, dx, dy)
 
-  def smooth_color(self, key: Array, image: Array, u: Array) -> Array:
-    """Random smooth colour map; u: 2 uniforms (cut, T)."""
+  def smooth_color(self, seed: Array, image: Array, u: Array) -> Array:
+    """Random smooth colour map; seed (2,) uint32, u: 2 uniforms (cut, T)."""
     k = jnp.arange(1, self.color_cut + 1, dtype=jnp.float32)
     cut = 1 + jnp.minimum(jnp.floor(u[0] * self.color_cut), self.color_cut - 1)
     temperature = self.color_t * u[1]
-    coeff = frequency.fast_standard_normal(key, (image.shape[-1], self.color_cut))
+    coeff = ops.hash_normal(seed, (image.shape[-1], self.color_cut))
     coeff = coeff * jnp.sqrt(temperature) * (k <= cut)
-    waves = jnp.sin(image[..., None] * k * jnp.pi)  # (H, W, C, cut_max)
-    return jnp.clip(image + jnp.einsum("hwck,ck->hwc", waves, coeff), 0.0, 1.0)
+    return jnp.clip(image + sine_series(image * jnp.pi, coeff), 0.0, 1.0)
 
-  def random_filter(self, key: Array, image: Array, u: Array) -> Array:
-    """Random filter; u: 1 uniform (sigma)."""
+  def random_filter(self, seed: Array, image: Array, u: Array) -> Array:
+    """Random filter; seed (2,) uint32, u: 1 uniform (sigma)."""
     size = self.filter_size
     sigma = self.filter_sigma * u[0]
     # The reference puts the identity tap at [ceil(k/2), ceil(k/2)] (rand_filter.py:30-32):
@@ -210,7 +253,7 @@ class PRIME(base.Method):
     delta = np.zeros((size, size), np.float32)
     if centre < size:
       delta[centre, centre] = 1.0
-    kernel = sigma * frequency.fast_standard_normal(key, (size, size)) + delta
+    kernel = sigma * ops.hash_normal(seed, (size, size)) + delta
     half = size // 2
     h, w = image.shape[:2]
     padded = jnp.pad(image, ((half, half), (half, half), (0, 0)))
@@ -222,36 +265,48 @@ class PRIME(base.Method):
 
   # -- mixing ----------------------------------------------------------------------------------
 
-  def _chain(self, key: Array, image: Array) -> Array:
-    max_depth = self.depth if self.depth > 0 else 3
-    k_u, k_steps = jax.random.split(key)
-    u = jax.random.uniform(k_u, (1 + max_depth * _UNIFORMS_PER_STEP,))
+  def _max_depth(self) -> int:
+    return self.depth if self.depth > 0 else 3
+
+  def _chain_words(self) -> int:
+    return 1 + self._max_depth() * (_UNIFORMS_PER_STEP + 2 * _SEEDS_PER_STEP)
+
+  def _chain(self, bits: Array, image: Array) -> Array:
+    """One chain from its random bits (`_chain_words()` uint32)."""
+    max_depth = self._max_depth()
+    n_uniforms = 1 + max_depth * _UNIFORMS_PER_STEP
+    u = ops.bits_to_uniform(bits[:n_uniforms])
+    seeds = bits[n_uniforms:].reshape(max_depth, _SEEDS_PER_STEP, 2)
     # depth_combos = tril(ones(3, 3)) picked uniformly: depth U{1, 2, 3} (prime.py:43, 68-69).
     depth = (self.depth if self.depth > 0
              else 1 + jnp.minimum(jnp.floor(u[0] * max_depth), max_depth - 1))
-    primitives = {"diffeo": lambda k, x, v: self.diffeo(k, x, v[1:4]),
-                  "color": lambda k, x, v: self.smooth_color(k, x, v[4:6]),
-                  "filter": lambda k, x, v: self.random_filter(k, x, v[6:7])}
+    primitives = {"diffeo": lambda s, x, v: self.diffeo(s[0:2], x, v[1:4]),
+                  "color": lambda s, x, v: self.smooth_color(s[2], x, v[4:6]),
+                  "filter": lambda s, x, v: self.random_filter(s[3], x, v[6:7])}
     chosen = [primitives[t] for t in self.transforms]
 
     def step(x, inputs):
-      index, v, k = inputs
-      keys = jax.random.split(k, len(chosen))
+      index, v, s = inputs
       which = jnp.minimum(jnp.floor(v[0] * len(chosen)).astype(jnp.int32), len(chosen) - 1)
-      candidates = jnp.stack([f(kk, x, v) for f, kk in zip(chosen, keys)])
+      candidates = jnp.stack([f(s, x, v) for f in chosen])
       return jnp.where(index < depth, candidates[which], x), None
 
-    steps = (jnp.arange(max_depth), u[1:].reshape(max_depth, _UNIFORMS_PER_STEP),
-             jax.random.split(k_steps, max_depth))
+    steps = (jnp.arange(max_depth), u[1:].reshape(max_depth, _UNIFORMS_PER_STEP), seeds)
     return jax.lax.scan(step, image, steps)[0]
 
   def augment(self, key: Array, image: Array) -> tuple[Array, Array, Array, Array]:
-    """One PRIME draw of one HWC image: (mixed, chains (width, H, W, C), w (width,), m)."""
-    k_mix, k_chains = jax.random.split(key)
-    u = jax.random.uniform(k_mix, (self.width + 1,))
-    e = -jnp.log1p(-u[:self.width])  # Dirichlet(1, ..., 1) = normalised Exp(1)
+    """One PRIME draw of one HWC image: (mixed, chains (width, H, W, C), w (width,), m).
+
+    Every random choice comes from one `jax.random.bits` call (each call site costs compile
+    time): the mixing weights' uniforms and each chain's uniforms and normal-draw seeds.
+    """
+    bits = jax.random.bits(key, (self.width + 1 + self.width * self._chain_words(),),
+                           jnp.uint32)
+    u = ops.bits_to_uniform(bits[:self.width + 1])
+    e = -jnp.log(u[:self.width])  # Dirichlet(1, ..., 1) = normalised Exp(1)
     w, m = e / jnp.sum(e), u[-1]  # Beta(1, 1) = U(0, 1)
-    chains = jax.vmap(lambda k: self._chain(k, image))(jax.random.split(k_chains, self.width))
+    chain_bits = bits[self.width + 1:].reshape(self.width, self._chain_words())
+    chains = jax.vmap(lambda b: self._chain(b, image))(chain_bits)
     mixed = (1.0 - m) * image + m * jnp.tensordot(w, chains, axes=1)
     return mixed, chains, w, m
 
@@ -263,8 +318,7 @@ class PRIME(base.Method):
     clean = ops.crop_flip_batch(k_crop, images, self.pad, self.flip, self.crop_fill)
     n = images.shape[0]
     keys = jax.random.split(k_aug, 2 * n)
-    both = jnp.concatenate([clean, clean])
-    augmented = jax.vmap(lambda k, x: _augment(self, k, x)[0])(keys, both)
+    augmented = augment_images(self, keys, jnp.concatenate([clean, clean]))[0]
     return jnp.concatenate([clean[None], augmented.reshape((2,) + clean.shape)]), {}
 
   def loss_terms(self, logits: Array, open_ratios: Optional[Array], labels: Array,
@@ -274,6 +328,7 @@ class PRIME(base.Method):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _augment(method: PRIME, key: Array, image: Array):
-  """PRIME.augment compiled once per method and shape (eager callers then make one call)."""
-  return method.augment(key, image)
+def augment_images(method: PRIME, keys: Array, images: Array):
+  """`method.augment` of each image with its key, vmapped and compiled once per method and shape
+  (so an eager `views` call makes one compiled call): (mixed, chains, w, m), batched."""
+  return jax.vmap(method.augment)(keys, images)
