@@ -95,7 +95,7 @@ def sine_series(theta: Array, coeff: Array) -> Array:
     return (c_k + two_cos * b1 - b2, b1), None
 
   zeros = jnp.zeros_like(theta)
-  (b1, _), _ = jax.lax.scan(step, (zeros, zeros), coeff.T[::-1])
+  (b1, _), _ = jax.lax.scan(step, (zeros, zeros), coeff.T[::-1], unroll=10)
   return b1 * jnp.sin(theta)
 
 
