@@ -350,6 +350,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   results.json. Holds the workdir's lock throughout: a second run on it is refused.
 
   Returns the results dict; `status` is "finished" or "preempted" (SIGTERM: saved, then left).
+  `step_callback(step)` is called for every step once the call that ran it has returned (with K
+  steps per call, K times after each call); a SIGTERM is acted on at the end of a call.
   """
   config = experiment.resolve_config(config)
   with workdir_lib.locked(workdir):

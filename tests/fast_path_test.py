@@ -141,10 +141,12 @@ def test_bfloat16_step_keeps_float32_weights_and_a_close_loss():
     assert metrics["loss"].dtype == metrics["ce"].dtype == jnp.float32
     out[dtype] = (float(metrics["ce"]), float(metrics["loss"]), jax.device_get(state.params))
   assert np.isfinite(out["bfloat16"][1])
-  np.testing.assert_allclose(out["bfloat16"][0], out["float32"][0], rtol=0.03)
-  np.testing.assert_allclose(out["bfloat16"][1], out["float32"][1], rtol=0.1)
+  # Measured (AMD EPYC): CE and loss 2e-4 apart (relative), weights 2.4e-3 (the step moved them
+  # by up to 3.7e-2); the bounds leave room for other CPUs' float order.
+  np.testing.assert_allclose(out["bfloat16"][0], out["float32"][0], rtol=0.01)
+  np.testing.assert_allclose(out["bfloat16"][1], out["float32"][1], rtol=0.01)
   # Same initial weights, one step apart: the bfloat16 step moved them as the float32 step did.
-  chex.assert_trees_all_close(out["bfloat16"][2], out["float32"][2], atol=0.02)
+  chex.assert_trees_all_close(out["bfloat16"][2], out["float32"][2], atol=0.01)
 
 
 def test_new_fields_are_validated():
