@@ -31,15 +31,17 @@ def _matching_images(a: np.ndarray, b: np.ndarray, atol: float) -> np.ndarray:
 
 def assert_views_contract(method: base.Method, batch: jax.Array, labels: jax.Array,
                           forward=None, eager: bool = True, atol: float = 1e-5,
-                          vmap_batches: jax.Array | None = None):
+                          vmap_batches: jax.Array | None = None, jit: bool = True):
   """Checks the views' contract and returns (views, aux) of key 0 (jitted).
 
   Eager and jitted runs may round differently (fused multiply-adds) and the Pillow-style ops floor
   to uint8 levels, so a rounding tie can move one image; all but at most one image must agree.
   With `vmap_batches` (B, N, H, W, C), also checks that views vmapped over batches and keys give
-  each batch's own views.
+  each batch's own views. With jit=False every call is eager (for a method whose jitted glue is
+  already checked through another method, to save a compile).
   """
-  fn = jax.jit(method.views, static_argnums=3)
+  fn = jax.jit(method.views, static_argnums=3) if jit else method.views
+  eager = eager and jit
   key0, key1 = jax.random.key(0), jax.random.key(1)
   views, aux = fn(key0, batch, labels, forward)
   again, aux_again = fn(key0, batch, labels, forward)
