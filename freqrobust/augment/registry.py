@@ -1,7 +1,7 @@
 """The baseline augmentation methods by config name (name -> `base.Method` subclass).
 
 Each entry's module docstring gives the method's equations and the official code its defaults come
-from; docs/BASELINES.md lists every hyperparameter with its source.
+from; docs/METHOD.md §10 lists every hyperparameter with its source.
 """
 from __future__ import annotations
 
