@@ -130,3 +130,22 @@ def summarize(table: AccuracyTable, clean_accuracy: float, names: Sequence[str],
       "corruptions_averaged": len(names),
   }
   return summary
+
+
+# The benchmark's four families (Hendrycks & Dietterich 2019, Figure 1).
+CATEGORIES = {
+    "noise": ("gaussian_noise", "shot_noise", "impulse_noise"),
+    "blur": ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur"),
+    "weather": ("snow", "frost", "fog", "brightness"),
+    "digital": ("contrast", "elastic_transform", "pixelate", "jpeg_compression"),
+}
+# Corruptions that lift a black background (Fashion-MNIST's): they test the background more than
+# the object, so the report also gives Robust. without them.
+BACKGROUND_LIFTING = ("brightness", "contrast", "fog", "frost", "snow")
+
+
+def accuracy_by_category(table: AccuracyTable,
+                         severities: Sequence[int] = SEVERITIES) -> dict[str, float]:
+  """Mean accuracy over each family's corruptions x severities (families present in `table`)."""
+  return {cat: robust_accuracy(table, [n for n in names if n in table], severities)
+          for cat, names in CATEGORIES.items() if any(n in table for n in names)}

@@ -113,6 +113,7 @@ def aggregate(root: str, baseline: str = "nat") -> Dict:
       rob = np.array([metrics.robust_accuracy(r["table"], CORRUPTIONS) for r in tabled])
       row.update(robust_mean=float(rob.mean()), robust_std=_std(rob),
                  robust_delta=float(rob.mean()) - base["robust"])
+      _detail(row, tabled, base)
       # Per-corruption ratios (metrics.mce_relative); undefined (n/a) where the baseline makes
       # no error on a corruption.
       if not metrics.baseline_without_error(base["table"], CORRUPTIONS):
@@ -122,6 +123,27 @@ def aggregate(root: str, baseline: str = "nat") -> Dict:
     rows.append(row)
   rows.sort(key=lambda r: (r["baseline_of"], not r["baseline"], r["name"]))
   return {"baselines": sorted(b["name"] for b in stats.values()), "rows": rows}
+
+
+def _detail(row: Dict, tabled: List[Dict], base: Dict) -> None:
+  """Unnormalised mCE, Robust. without the background-lifting corruptions, and accuracy per
+  corruption family and per severity (seed means; family and no-background figures also as
+  differences to the baseline)."""
+  without_bg = [c for c in CORRUPTIONS if c not in metrics.BACKGROUND_LIFTING]
+  unnorm = np.array([metrics.mce_unnormalized(r["table"], CORRUPTIONS) for r in tabled])
+  no_bg = np.array([metrics.robust_accuracy(r["table"], without_bg) for r in tabled])
+  base_no_bg = metrics.robust_accuracy(base["table"], without_bg)
+  row.update(mce_unnorm_mean=float(unnorm.mean()), mce_unnorm_std=_std(unnorm),
+             robust_no_bg_mean=float(no_bg.mean()), robust_no_bg_std=_std(no_bg),
+             robust_no_bg_delta=float(no_bg.mean()) - base_no_bg)
+  base_cat = metrics.accuracy_by_category(base["table"])
+  for cat in base_cat:
+    values = [metrics.accuracy_by_category(r["table"])[cat] for r in tabled]
+    row[f"{cat}_mean"] = float(np.mean(values))
+    row[f"{cat}_delta"] = float(np.mean(values)) - base_cat[cat]
+  for s in metrics.SEVERITIES:
+    row[f"severity{s}_mean"] = float(np.mean(
+        [metrics.accuracy_by_severity(r["table"], CORRUPTIONS)[s] for r in tabled]))
 
 
 def _cell(mean, std, delta, is_base):
@@ -148,15 +170,20 @@ def write(summary: Dict, out: str) -> None:
             f"{len(CORRUPTIONS)} benchmark corruptions of per-corruption error ratios against "
             "the baseline of the same backbone (Hendrycks & Dietterich; the paper's convention). "
             f"{len(CORRUPTIONS)} corruptions averaged; the extras are not."]
-  with open(os.path.join(out, "table.md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
+  lines += _detail_lines(rows)
+  workdir_lib.atomic_write(os.path.join(out, "table.md"), lambda f: f.write("\n".join(lines) + "\n"))
   keys = ["name", "seeds", "baseline", "clean_mean", "clean_std", "clean_delta", "robust_mean",
-          "robust_std", "robust_delta", "mce_mean", "mce_std"]
-  with open(os.path.join(out, "table.csv"), "w", newline="") as f:
+          "robust_std", "robust_delta", "mce_mean", "mce_std", "mce_unnorm_mean",
+          "mce_unnorm_std", "robust_no_bg_mean", "robust_no_bg_std", "robust_no_bg_delta"]
+  keys += [f"{c}_{k}" for c in metrics.CATEGORIES for k in ("mean", "delta")]
+  keys += [f"severity{s}_mean" for s in metrics.SEVERITIES]
+  def write_csv(f):
     w = csv.DictWriter(f, fieldnames=keys)
     w.writeheader()
     for r in rows:
       w.writerow({k: r.get(k, "") for k in keys})
+  workdir_lib.atomic_write(os.path.join(out, "table.csv"), write_csv)
+  _plot_category_gains(rows, os.path.join(out, "category_gains.png"))
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -179,6 +206,58 @@ def write(summary: Dict, out: str) -> None:
   plt.close(fig)
 
 
+def _detail_lines(rows: List[Dict]) -> List[str]:
+  """The second table: unnormalised mCE, Robust. without the background-lifting corruptions,
+  per family (differences to the baseline) and per severity (absolute)."""
+  if not any("mce_unnorm_mean" in r for r in rows):
+    return []
+  cats = [c for c in metrics.CATEGORIES if any(f"{c}_mean" in r for r in rows)]
+  head = (["run", "mCE (unnorm., %)", "Robust. w/o bg (%)"] + [f"{c} (%)" for c in cats] +
+          [f"s{s} (%)" for s in metrics.SEVERITIES])
+  lines = ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for r in rows:
+    if "mce_unnorm_mean" not in r:
+      continue
+    base = r["baseline"]
+    cells = [r["name"], f"{r['mce_unnorm_mean']:.2f} ± {r['mce_unnorm_std']:.2f}",
+             _cell(r["robust_no_bg_mean"], r["robust_no_bg_std"], r["robust_no_bg_delta"], base)]
+    cells += [f"({r[c + '_mean']:.2f})" if base else f"{r[c + '_delta']:+.2f}" for c in cats]
+    cells += [f"{r[f'severity{s}_mean']:.2f}" for s in metrics.SEVERITIES]
+    lines.append("| " + " | ".join(cells) + " |")
+  lines += ["", "mCE (unnorm.) = mean_c CE_c (AugMix / PRIME convention). Robust. w/o bg leaves "
+            f"out {', '.join(metrics.BACKGROUND_LIFTING)} (they lift a black background). "
+            "Families (Hendrycks & Dietterich): " + "; ".join(
+                f"{c}: {', '.join(n)}" for c, n in metrics.CATEGORIES.items()) +
+            ". s1..s5: mean accuracy over the benchmark corruptions at each severity."]
+  return lines
+
+
+def _plot_category_gains(rows: List[Dict], path: str) -> None:
+  """Bar chart: accuracy gain per corruption family against the baseline, one group per run."""
+  others = [r for r in rows if not r["baseline"] and any(f"{c}_delta" in r
+                                                         for c in metrics.CATEGORIES)]
+  if not others:
+    return
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  cats = list(metrics.CATEGORIES)
+  fig, ax = plt.subplots(figsize=(1.5 + 0.9 * len(others) * len(cats) / 4, 3.4))
+  width = 0.8 / len(cats)
+  x = np.arange(len(others))
+  for k, cat in enumerate(cats):
+    ax.bar(x + (k - (len(cats) - 1) / 2) * width, [r.get(f"{cat}_delta", 0.0) for r in others],
+           width, label=cat)
+  ax.axhline(0, color="black", linewidth=0.6)
+  ax.set_xticks(x, [r["name"] for r in others], rotation=30, ha="right", fontsize=8)
+  ax.set_ylabel("accuracy gain vs baseline (points)")
+  ax.legend(fontsize=8)
+  ax.set_title("Gain per corruption family (mean over seeds)", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
 def main(argv, flag_values: Optional[flags.FlagValues] = None):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -188,7 +267,7 @@ def main(argv, flag_values: Optional[flags.FlagValues] = None):
   write(summary, out)
   with open(os.path.join(out, "table.md")) as f:
     print(f.read())
-  print(f"Written to {out}/ (table.md, table.csv, robustness.png)")
+  print(f"Written to {out}/ (table.md, table.csv, robustness.png, category_gains.png)")
 
 
 if __name__ == "__main__":

@@ -150,3 +150,24 @@ def test_sweep_skips_finished_runs_and_reruns_unfinished(tmp_path):
   assert len(lines) == len(paper.TABLES["table3"]["columns"]) == 6
   assert "finished, skipped" in lines[0] and "freqrobust.main" in lines[1]
   assert all("freqrobust.main" in l for l in lines[1:])
+
+
+def test_report_details_per_family_severity_and_without_background(tmp_path):
+  root = str(tmp_path)
+  # The first corruption is gaussian_noise (a "noise" family member, not background-lifting).
+  fake_run(root, "natural_seed-0", 90.0, 60.0, first_corruption_acc=30.0)
+  fake_run(root, "gaussian_seed-0", 89.0, 60.0, first_corruption_acc=75.0)
+  fake_run(root, "gaussian_seed-1", 88.0, 62.0, first_corruption_acc=75.0)
+  rows = {r["name"]: r for r in report.aggregate(root, "natural")["rows"]}
+  g = rows["gaussian"]
+  assert g["seeds"] == 2
+  # noise family: (gaussian_noise + 2 others) / 3 per seed (65 and 66.33), against 50.
+  assert g["noise_delta"] == pytest.approx(((75 + 120) / 3 + (75 + 124) / 3) / 2 - 50)
+  assert g["blur_delta"] == pytest.approx(1.0)  # 60 and 62 against 60.
+  assert g["mce_unnorm_mean"] == pytest.approx(100 - g["robust_mean"])
+  n_no_bg = len(CORRUPTIONS) - 5
+  assert g["robust_no_bg_delta"] == pytest.approx((45 + (n_no_bg - 1) * 1) / n_no_bg)
+  report.write(report.aggregate(root, "natural"), str(tmp_path / "out"))
+  table = (tmp_path / "out" / "table.md").read_text()
+  assert "mCE (unnorm., %)" in table and "noise (%)" in table and "s5 (%)" in table
+  assert (tmp_path / "out" / "category_gains.png").stat().st_size > 0
