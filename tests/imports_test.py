@@ -82,7 +82,8 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_low_layers_import_nothing_above_them():
   graph = import_graph()
-  for low in ("freqrobust.frequency", "freqrobust.metrics", "freqrobust.platform"):
+  for low in ("freqrobust.frequency", "freqrobust.metrics", "freqrobust.platform",
+              "freqrobust.workdir"):
     assert not graph[low], (low, graph[low])
   upper = {"freqrobust.train", "freqrobust.trained", "freqrobust.experiment",
            "freqrobust.evaluate", "freqrobust.checkpoint", "freqrobust.main"}

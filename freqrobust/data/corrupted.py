@@ -27,6 +27,7 @@ import jax
 import numpy as np
 
 from freqrobust import corruptions
+from freqrobust import workdir
 from freqrobust.corruptions import host as corruption_host
 from freqrobust.data import cifar10
 
@@ -202,15 +203,7 @@ def generate(key: jax.Array, images: np.ndarray, name: str, severity: int,
 
 
 def _atomic_save(path: str, **arrays: Any) -> None:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = f"{path}.tmp{os.getpid()}"
-  try:
-    with open(tmp, "wb") as f:
-      np.savez(f, **arrays)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  workdir.atomic_write(path, lambda f: np.savez(f, **arrays), mode="wb")
 
 
 def move_aside(path: str, reason: str) -> str:
