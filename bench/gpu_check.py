@@ -9,7 +9,8 @@ soon as it is done (a run cut short keeps the finished ones) and summarised in D
 1. train: images/s of the training loop's step function (`bench_train.measure`: training set on
    the device, K steps per call) with the paper's augmentation (pad 4, power suppression p = 1/3,
    NFD sigma = 1, crop, flip) and the extended APS attention with its auxiliary term, in float32
-   and in bfloat16 (float32 weights); ResNet-18, batch 128. Reduced: a one-block 4-channel
+   and in bfloat16 (float32 weights), and in float32 with one step per call (no lax.scan: the
+   scan's gain or cost); ResNet-18, batch 128. Reduced: a one-block 4-channel
    small ResNet, 8x8x3, batch 16.
 2. corruptions: images/s of `freqrobust.corruptions.corrupt` on a 32x32x3 batch already on the
    device, per corruption (severity 3), timed after a warm-up call (compilation apart).
@@ -93,6 +94,15 @@ def train_section(spec: dict) -> dict:
     print(f"train {spec['model']} {dtype}: {r['images_per_s']:.1f} images/s "
           f"(compile {r['compile_s']:.1f} s)", flush=True)
   out["bfloat16_speedup"] = out["bfloat16"]["images_per_s"] / out["float32"]["images_per_s"]
+  # The same float32 step, one per call (no lax.scan): what the scan buys, or costs (XLA:CPU
+  # runs scanned steps 10-20x slower; freqrobust.train's auto K assumes GPUs do not).
+  r = bench_train.measure(spec["model"], True, dtype="float32", size=spec["size"],
+                          channels=spec["channels"], attention=spec["attention"],
+                          batch=spec["batch"], steps_per_call=1, steps=spec["steps"],
+                          repeats=spec["repeats"], widths=spec["widths"])
+  out["float32_one_step_per_call"] = r
+  out["scan_speedup"] = out["float32"]["images_per_s"] / r["images_per_s"]
+  print(f"train {spec['model']} float32, 1 step/call: {r['images_per_s']:.1f} images/s", flush=True)
   return out
 
 
@@ -197,6 +207,10 @@ def summary_text(figures: dict) -> str:
       lines.append(f"  {dtype:9s} {r['images_per_s']:10.1f} images/s   compile "
                    f"{r['compile_s']:.1f} s   loss {r['last_loss']:.3f}")
     lines.append(f"  bfloat16 / float32: {t['bfloat16_speedup']:.2f}x")
+    one = t["float32_one_step_per_call"]
+    lines.append(f"  float32, 1 step per call: {one['images_per_s']:.1f} images/s; "
+                 f"{spec['steps_per_call']} steps per call (lax.scan) / 1: "
+                 f"{t['scan_speedup']:.2f}x")
     lines.append("")
   c = figures.get("corruptions")
   if c:

@@ -22,7 +22,8 @@ def test_reduced_gpu_check_writes_every_figure(tmp_path):
     assert train[dtype]["images_per_s"] > 0 and train[dtype]["compile_s"] > 0
     assert train[dtype]["loss_finite"] and train[dtype]["dtype"] == dtype
     assert train[dtype]["attention"] == "extended" and train[dtype]["augment"]
-  assert train["bfloat16_speedup"] > 0
+  assert train["bfloat16_speedup"] > 0 and train["scan_speedup"] > 0
+  assert train["float32_one_step_per_call"]["steps_per_call"] == 1
   corruption = figures["corruptions"]
   assert corruption["image_shape"] == [32, 32, 3]
   assert len(corruption["images_per_s"]) >= 2
