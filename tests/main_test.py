@@ -19,7 +19,8 @@ def test_cli_trains_resumes_and_reports(tmp_path):
           "--config.data.synthetic_examples=64", "--config.model.small_widths=(4, 4, 4)",
           "--config.model.attention_hidden=4", "--config.augment.pad=2",
           "--config.train.batch_size=16", "--config.train.num_epochs=1",
-          "--config.train.log_every_steps=2", "--config.eval.batch_size=16"]
+          "--config.train.log_every_steps=2", "--config.eval.batch_size=16",
+          "--config.corruptions.evaluate=false", "--config.train.summary_figure=false"]
   first = run_main(*args, "--config.train.max_steps=2")
   assert first.returncode == 0, first.stderr[-2000:]
   assert "step 2/2" in first.stdout  # The progress line.
