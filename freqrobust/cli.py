@@ -30,6 +30,9 @@ def run(main: Callable, **app_kwargs) -> None:
   """`absl.app.run(main)`, with user errors as one paragraph (exit 2) unless --debug."""
 
   def guarded(argv):
+    if not flags.FLAGS.debug:
+      from absl import logging
+      logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO.
     try:
       return main(argv)
     except USER_ERRORS as error:
