@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-from typing import Any, Callable, NamedTuple, Optional, Tuple
+from typing import Any, Callable, NamedTuple, Tuple
 
 import jax
 import jax.numpy as jnp
