@@ -4,6 +4,7 @@
   python bench/bench_train.py --models=resnet18 --xla_flags=none   # jaxlib's own CPU defaults
   python bench/bench_train.py --models=resnet18 --dtype=bfloat16 --steps_per_call=20   # on a GPU
   python bench/bench_train.py --models=resnet18 --augment=on --attention=extended   # the paper's
+  python bench/bench_train.py --models=small_resnet,resnet18 --augment=off --reference=torch
 
 It times the loop's own step function (`freqrobust.train.StepRunner`: the training set on the
 devices, K = --steps_per_call steps per jitted call with lax.scan, donated state) on synthetic
@@ -15,6 +16,12 @@ on an idle machine with N cores the best wall time is about CPU time / N).
 "augmentation on" is the paper's pipeline: pad 4, power suppression (p = 1/3), NFD (sigma = 1),
 random crop and flip; with --attention=basic/extended also APS's auxiliary term (learnable
 configuration, lambda = 50, as configs/resnet18_nfd.py).
+
+--reference=torch also times a PyTorch CPU train step of the same network (bench/torch_reference.py:
+eager NCHW and channels_last, same batch, SGD with momentum and weight decay) in the same process,
+right after the JAX rows, and prints freqrobust's images/s as a ratio of each. Compare it with
+--augment=off --attention=none: the reference has neither. PyTorch comes from
+requirements-bench.txt, never from the project's requirements.
 
 --xla_flags=auto (default) applies freqrobust.platform.configure_xla_for_cpu() as the CLI does;
 none leaves XLA_FLAGS alone; anything else is used as XLA_FLAGS. An XLA_FLAGS already in the
@@ -128,7 +135,16 @@ def main():
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--augment", default="off,on", help="off, on or off,on")
   p.add_argument("--xla_flags", default="auto", help="auto, none, or an XLA_FLAGS string")
+  p.add_argument("--reference", default="none",
+                 help="none or torch: also time PyTorch's CPU step of the same network")
   args = p.parse_args()
+  if args.reference not in ("none", "torch"):
+    p.error(f"--reference={args.reference!r}: use none or torch")
+  if args.reference == "torch":
+    try:
+      import torch  # noqa: F401  (checked before any JAX work)
+    except ImportError:
+      p.error("--reference=torch needs PyTorch: pip install -r requirements-bench.txt")
   configure_xla(args.xla_flags)
   import jax  # After XLA_FLAGS is final.
   print(f"# {jax.devices()[0].device_kind} x{jax.device_count()}, jax {jax.__version__}, "
@@ -152,6 +168,22 @@ def main():
         extra = f"  (augmentation costs {wall:.1f}% of the step in wall time, {cpu:.1f}% in CPU time)"
       print(f"{model:14s} {mode:8s} {r['compile_s']:10.1f} {r['images_per_s']:10.1f} "
             f"{r['cpu_s_per_step']:11.2f}{extra}", flush=True)
+      if mode == "off":
+        jax_rate = r["images_per_s"]
+    if args.reference == "torch":
+      import torch_reference
+      if args.attention != "none" or "off" not in args.augment.split(","):
+        print("  (PyTorch reference: no attention, no augmentation; compare with the 'off' row)")
+      for cl in (False, True):
+        t = torch_reference.measure(model, batch=args.batch, size=args.size,
+                                    channels=args.channels, steps=args.steps,
+                                    repeats=args.repeats, channels_last=cl)
+        ratio = (f"  freqrobust/PyTorch = {jax_rate / t['images_per_s']:.2f}x"
+                 if "off" in args.augment.split(",") else "")
+        name = "torch " + ("chlast" if cl else "eager")
+        print(f"{model:14s} {name:14s} {'':4s} {t['images_per_s']:10.1f} "
+              f"{t['cpu_s_per_step']:11.2f}{ratio}   [{t['framework']}, {t['threads']} threads]",
+              flush=True)
 
 
 if __name__ == "__main__":

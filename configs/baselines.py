@@ -26,6 +26,7 @@ if __name__ == "__main__":  # `python configs/baselines.py`: make the repository
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import default  # noqa: E402
+from configs import quickstart  # noqa: E402
 from freqrobust.augment import registry  # noqa: E402
 
 MODELS = ("resnet18", "vgg16", "vgg16_bn", "small_resnet")
@@ -71,18 +72,8 @@ def get_config(arg: str = "natural") -> ml_collections.ConfigDict:
   config.seed = opts["seed"]
   config.model.name = opts["model"]
   if opts["cpu"]:
-    # The quickstart's budget (configs/quickstart.py) for every method: Fashion-MNIST, small
-    # ResNet, 6 epochs, cosine schedule; 1000 test images per corrupted set.
-    config.data.dataset = "fashion_mnist"
-    config.model.name = "small_resnet"
-    config.model.attention_hidden = 64
-    config.train.num_epochs = 6
-    config.train.learning_rate = 0.1
-    config.train.schedule = "cosine"
-    config.train.warmup_epochs = 0.2
-    config.train.eval_every_epochs = 0
-    config.train.checkpoint_every_steps = 500
-    config.corruptions.num_examples = 1000
+    # The quickstart's budget for every method (configs/quickstart.py: cpu_budget).
+    config = quickstart.cpu_budget(config)
   else:  # The paper's CIFAR-10 protocol (section 4).
     config.data.dataset = "cifar10"
     config.train.num_epochs = 90

@@ -133,8 +133,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
              f"one block count per stage width (model.small_widths has {len(m.small_widths)})")
     _require(all(isinstance(w, int) and w >= 1 for w in m.small_widths), "model.small_widths",
              tuple(m.small_widths), "positive integers")
-    _require(all(isinstance(s, int) and s >= 1 for s in m.small_stage_sizes),
-             "model.small_stage_sizes", tuple(m.small_stage_sizes), "positive integers")
+    sizes = tuple(m.small_stage_sizes)
+    _require(all(isinstance(s, int) for s in sizes) and sizes[0] >= 0
+             and all(s >= 1 for s in sizes[1:]), "model.small_stage_sizes", sizes,
+             "integers >= 1 (the first may be 0: the stem then feeds the first stride-2 stage)")
   n_dev = jax.device_count()
   for field, value in (("train.batch_size", t.batch_size), ("eval.batch_size", e.batch_size)):
     _require(value % n_dev == 0, field, value,

@@ -41,6 +41,25 @@ def test_small_resnet_shapes_and_open_ratios(attention, channels, size):
   chex.assert_shape(models.first_layer_kernel(variables), (3, 3, channels, 8))
 
 
+def test_small_resnet_without_a_full_resolution_stage():
+  """small_stage_sizes (0, 1, 1): the stem (and attention) at full resolution, then two stride-2
+  stages; no block runs at the input's resolution, and no parameters of a first stage exist."""
+  model = models.build_model(model_cfg(attention="extended", small_stage_sizes=(0, 1, 1)),
+                             num_classes=10)
+  x = jax.random.uniform(jax.random.key(0), (2, 28, 28, 1))
+  variables = model.init(jax.random.key(1), x)
+  (logits, v), _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
+  chex.assert_shape(logits, (2, 10))
+  chex.assert_shape(v, (2, 8))
+  blocks = sorted(k for k in variables["params"] if k.startswith("BasicBlock"))
+  assert len(blocks) == 2  # Only the two stride-2 stages.
+  # Both blocks downsample: their projection convolutions have stride 2 (7x7 at the head).
+  inter = model.apply(variables, x, capture_intermediates=lambda m, _: type(m).__name__ == "BasicBlock")
+  shapes = [o[0].shape for o in jax.tree_util.tree_leaves(
+      inter[1]["intermediates"], is_leaf=lambda t: isinstance(t, tuple))]
+  assert sorted(s[1] for s in shapes) == [7, 14]
+
+
 @pytest.mark.parametrize("name,width", [("resnet18", 64), ("vgg16", 64), ("vgg16_bn", 64)])
 def test_paper_backbones_build_with_attention(name, width):
   model = models.build_model(model_cfg(name=name, attention="basic"), num_classes=10)

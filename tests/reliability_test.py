@@ -55,6 +55,7 @@ def copy_of(finished, tmp_path) -> str:
     ("train", "warmup_epochs", -1.0), ("data", "train_examples", -100),
     ("aps", "aux_weight", -1.0), ("aps", "theta_init", (0.0, 0.0)),
     ("model", "attention_hidden", 0), ("model", "small_stage_sizes", (1, 1)),
+    ("model", "small_stage_sizes", (1, 0, 1)), ("model", "small_stage_sizes", (-1, 1, 1)),
 ])
 def test_invalid_field_fails_before_any_work_naming_the_field(tmp_path, section, field, value):
   c = config()
