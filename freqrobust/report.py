@@ -46,7 +46,24 @@ def load_run(workdir: str) -> Optional[Dict]:
     table = workdir_lib.accuracy_table(workdir_lib.read_corruption_results(workdir))
     if not all(c in table for c in CORRUPTIONS):
       table = None  # Robust. and mCE are defined over the 15 benchmark corruptions only.
-  return {"clean": results["clean"]["accuracy"], "table": table, "b(M)": results.get("b(M)")}
+  return {"clean": results["clean"]["accuracy"], "table": table, "b(M)": results.get("b(M)"),
+          "images_per_s": training_rate(workdir)}
+
+
+def training_rate(workdir: str) -> Optional[float]:
+  """Training images/s of a run, read from its metrics.jsonl: the median over consecutive train
+  log lines of (steps between them) x batch size / (seconds between them). The median leaves out
+  the intervals that hold a compilation, an evaluation, a checkpoint or a resume; None without at
+  least two timed train lines."""
+  try:
+    batch = int(workdir_lib.read_config(workdir)["train"]["batch_size"])
+  except (OSError, KeyError, TypeError, ValueError):
+    return None
+  lines = [m for m in workdir_lib.read_metrics(workdir)
+           if "time" in m and not any(k.startswith("test_") for k in m)]
+  rates = [(b["step"] - a["step"]) * batch / (b["time"] - a["time"])
+           for a, b in zip(lines, lines[1:]) if b["time"] > a["time"] and b["step"] > a["step"]]
+  return float(np.median(rates)) if rates else None
 
 
 # Longest first: "vgg16_bn" must win over "vgg16".
@@ -89,8 +106,10 @@ def aggregate(root: str, baseline: str = "nat") -> Dict:
   for model, name in base_of_model.items():
     base = groups[name]
     with_c = [r for r in base if r["table"]]
+    rates = [r["images_per_s"] for r in base if r["images_per_s"]]
     stats[model] = dict(
         name=name, clean=float(np.mean([r["clean"] for r in base])),
+        images_per_s=float(np.mean(rates)) if rates else None,
         robust=(float(np.mean([metrics.robust_accuracy(r["table"], CORRUPTIONS) for r in with_c]))
                 if with_c else None),
         # The baseline's seed-mean accuracy table: each run's relative mCE is taken against it.
@@ -108,6 +127,11 @@ def aggregate(root: str, baseline: str = "nat") -> Dict:
     row = {"name": name, "seeds": len(runs), "baseline": name == base["name"],
            "baseline_of": base["name"], "clean_mean": float(clean.mean()), "clean_std": _std(clean)}
     row["clean_delta"] = row["clean_mean"] - base["clean"]
+    rates = [r["images_per_s"] for r in runs if r["images_per_s"]]
+    if rates:  # Cost: training speed, and as a fraction of the baseline's.
+      row["images_per_s"] = float(np.mean(rates))
+      if base["images_per_s"]:
+        row["relative_speed"] = row["images_per_s"] / base["images_per_s"]
     tabled = [r for r in runs if r["table"]]
     if tabled and base["robust"] is not None:
       rob = np.array([metrics.robust_accuracy(r["table"], CORRUPTIONS) for r in tabled])
@@ -157,22 +181,31 @@ def _cell(mean, std, delta, is_base):
 def write(summary: Dict, out: str) -> None:
   os.makedirs(out, exist_ok=True)
   rows = summary["rows"]
-  lines = ["| run | seeds | Acc. (%) | Robust. (%) | mCE (rel., %) |", "|---|---|---|---|---|"]
+  lines = ["| run | seeds | Acc. (%) | Robust. (%) | mCE (rel., %) | train images/s (x baseline) |",
+           "|---|---|---|---|---|---|"]
   for r in rows:
     acc = _cell(r["clean_mean"], r["clean_std"], r["clean_delta"], r["baseline"])
     rob = _cell(r.get("robust_mean"), r.get("robust_std"), r.get("robust_delta"), r["baseline"])
     mce = f"{r['mce_mean']:.0f} ± {r['mce_std']:.0f}" if "mce_mean" in r else "n/a"
-    lines.append(f"| {r['name']} | {r['seeds']} | {acc} | {rob} | {mce} |")
+    speed = "n/a"
+    if "images_per_s" in r:
+      speed = f"{r['images_per_s']:.0f}" + (f" ({r['relative_speed']:.2f}x)"
+                                             if "relative_speed" in r else "")
+    lines.append(f"| {r['name']} | {r['seeds']} | {acc} | {rob} | {mce} | {speed} |")
   lines += ["", "Baseline in absolute values (parentheses), the rest as differences to it; "
             "mean ± sample standard deviation over seeds. Robust. = mean accuracy over the "
             f"{len(CORRUPTIONS)} benchmark corruptions x 5 severities; mCE (rel.) = 100 * mean_c "
             "[sum_s E(c, s) / sum_s E_baseline(c, s)], the mean over the "
             f"{len(CORRUPTIONS)} benchmark corruptions of per-corruption error ratios against "
             "the baseline of the same backbone (Hendrycks & Dietterich; the paper's convention). "
-            f"{len(CORRUPTIONS)} corruptions averaged; the extras are not."]
+            f"{len(CORRUPTIONS)} corruptions averaged; the extras are not. Train images/s: the "
+            "median logged training rate (metrics.jsonl) averaged over seeds, and its ratio to "
+            "the baseline's (the cost of the method: 0.5x = twice the training time); measured "
+            "wherever each run ran, so compare rows from one machine."]
   lines += _detail_lines(rows)
   workdir_lib.atomic_write(os.path.join(out, "table.md"), lambda f: f.write("\n".join(lines) + "\n"))
-  keys = ["name", "seeds", "baseline", "clean_mean", "clean_std", "clean_delta", "robust_mean",
+  keys = ["name", "seeds", "baseline", "clean_mean", "clean_std", "clean_delta", "images_per_s",
+          "relative_speed", "robust_mean",
           "robust_std", "robust_delta", "mce_mean", "mce_std", "mce_unnorm_mean",
           "mce_unnorm_std", "robust_no_bg_mean", "robust_no_bg_std", "robust_no_bg_delta"]
   keys += [f"{c}_{k}" for c in metrics.CATEGORIES for k in ("mean", "delta")]

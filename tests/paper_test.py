@@ -171,3 +171,38 @@ def test_report_details_per_family_severity_and_without_background(tmp_path):
   table = (tmp_path / "out" / "table.md").read_text()
   assert "mCE (unnorm., %)" in table and "noise (%)" in table and "s5 (%)" in table
   assert (tmp_path / "out" / "category_gains.png").stat().st_size > 0
+
+
+def write_timed_metrics(workdir, batch, steps_and_times, test_at=None):
+  """A config.json with the batch size and train lines of metrics.jsonl at the given times."""
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    json.dump({"corruptions": {"evaluate": True}, "train": {"batch_size": batch}}, f)
+  with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+    for step, t in steps_and_times:
+      f.write(json.dumps({"step": step, "time": t, "loss": 1.0}) + "\n")
+    if test_at is not None:
+      f.write(json.dumps({"step": test_at, "time": 1e9, "test_accuracy": 0.9}) + "\n")
+
+
+def test_report_cost_is_the_median_training_rate_relative_to_the_baseline(tmp_path):
+  root = str(tmp_path)
+  nat = fake_run(root, "natural_cpu_seed-0", 90.0, 60.0)
+  aug = fake_run(root, "augmix_cpu_seed-0", 90.0, 70.0)
+  # natural: 50 steps of 128 images every 1 s (6400 images/s); one interval holds a 30 s pause
+  # (an evaluation or a resume), which the median leaves out; a test line is not a train line.
+  write_timed_metrics(nat, 128, [(0, 0.0), (50, 1.0), (100, 2.0), (150, 32.0), (200, 33.0)],
+                      test_at=200)
+  # augmix: three views, a third of the speed: 50 steps every 3 s.
+  write_timed_metrics(aug, 128, [(0, 0.0), (50, 3.0), (100, 6.0), (150, 9.0)])
+  assert report.training_rate(nat) == pytest.approx(6400.0)
+  rows = {r["name"]: r for r in report.aggregate(root, "natural")["rows"]}
+  assert rows["augmix_cpu"]["images_per_s"] == pytest.approx(6400.0 / 3)
+  assert rows["augmix_cpu"]["relative_speed"] == pytest.approx(1 / 3)
+  assert rows["natural_cpu"]["relative_speed"] == pytest.approx(1.0)
+  report.write(report.aggregate(root, "natural"), str(tmp_path / "out"))
+  assert "2133 (0.33x)" in (tmp_path / "out" / "table.md").read_text()
+  # A run without timed metrics has no cost, and the table says n/a rather than guessing.
+  os.remove(os.path.join(aug, "metrics.jsonl"))
+  assert report.training_rate(aug) is None
+  assert "relative_speed" not in {r["name"]: r for r in report.aggregate(
+      root, "natural")["rows"]}["augmix_cpu"]
