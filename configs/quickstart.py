@@ -15,7 +15,10 @@ from configs import default
 
 
 def cpu_budget(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Fashion-MNIST, the small ResNet, 3 epochs, and the evaluation every CPU run shares."""
+  """Fashion-MNIST, the small ResNet, 5 epochs, and the evaluation every CPU run shares.
+
+  5 epochs: the protocol asks that natural training reach 90% clean accuracy at this budget
+  (issue 14); 3 epochs gave 88.49% (seed 0, docs/RESULTS.md)."""
   config.data.dataset = "fashion_mnist"
   config.model.name = "small_resnet"
   # The stem (and its attention) at 28x28, then stride-2 stages at 14x14 and 7x7: no residual
@@ -23,7 +26,7 @@ def cpu_budget(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.model.small_stage_sizes = (0, 1, 1)
   config.model.attention_hidden = 64
   config.train.batch_size = 128
-  config.train.num_epochs = 3
+  config.train.num_epochs = 5
   config.train.learning_rate = 0.1
   config.train.schedule = "cosine"
   config.train.warmup_epochs = 0.2
