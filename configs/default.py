@@ -27,7 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.input_mean = ()  # Per-channel mean subtracted inside the model; () = the dataset's.
   config.model.input_std = ()  # Per-channel std divided inside the model; () = the dataset's.
   config.model.dtype = "float32"  # Compute dtype: float32 or bfloat16 (GPU/TPU).
-  config.model.small_stage_sizes = (1, 1, 1)  # small_resnet: residual blocks per stage.
+  config.model.small_stage_sizes = (1, 1, 1)  # small_resnet: residual blocks per stage (the first may be 0: no block at full resolution, as the quickstart).
   config.model.small_widths = (16, 32, 64)  # small_resnet: channels per stage (first = stem width).
 
   config.method = "paper"  # Augmentation method: paper (augment + aps below) or a baseline (configs/baselines.py).

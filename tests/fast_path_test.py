@@ -19,19 +19,7 @@ from freqrobust import experiment, sharding, train, trained
 import workdirs
 
 
-def paper_config(**train_overrides):
-  """workdirs.tiny_config (8-channel small ResNet, extended attention, 12x12x1, batch 16) with the
-  paper's augmentation: suppression, NFD, learnable APS."""
-  config = workdirs.tiny_config()
-  config.augment.pad = 2
-  config.augment.suppress_prob = 0.5
-  config.augment.nfd = True
-  config.aps.configuration = "learnable"
-  config.train.num_epochs = 2
-  config.train.learning_rate = 0.05
-  for k, v in train_overrides.items():
-    config.train[k] = v
-  return config
+paper_config = workdirs.tiny_paper_config
 
 
 def built(config, devices):

@@ -19,18 +19,8 @@ import workdirs
 
 
 def tiny_config(**train_overrides):
-  config = workdirs.tiny_config()
-  config.augment.pad = 2
-  config.augment.suppress_prob = 0.5
-  config.augment.nfd = True
-  config.aps.configuration = "learnable"
-  config.train.num_epochs = 2
-  config.train.learning_rate = 0.05
-  config.train.log_every_steps = 2
-  config.train.checkpoint_every_steps = 2
-  for k, v in train_overrides.items():
-    config.train[k] = v
-  return config
+  return workdirs.tiny_paper_config(**{"log_every_steps": 2, "checkpoint_every_steps": 2,
+                                       **train_overrides})
 
 
 def setup_step(config, devices):

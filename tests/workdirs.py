@@ -23,6 +23,21 @@ def tiny_config():
   return config
 
 
+def tiny_paper_config(**train_overrides):
+  """`tiny_config` with the paper's augmentation (suppression p = 0.5, NFD, learnable APS), two
+  epochs at learning rate 0.05; keyword arguments override `config.train` fields."""
+  config = tiny_config()
+  config.augment.pad = 2
+  config.augment.suppress_prob = 0.5
+  config.augment.nfd = True
+  config.aps.configuration = "learnable"
+  config.train.num_epochs = 2
+  config.train.learning_rate = 0.05
+  for k, v in train_overrides.items():
+    config.train[k] = v
+  return config
+
+
 def random_workdir(workdir: str) -> str:
   """A workdir as `train_and_evaluate` leaves it (config.json + checkpoint), with random weights.
 

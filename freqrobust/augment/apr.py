@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, ClassVar, Mapping, Optional
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -87,14 +87,11 @@ def apr_single_from_uniforms(u: Array, image: Array, severity: float = 3.0,
   return jnp.where(u[3] > prob, x1, recombined), x1, x2
 
 
-def paired_ce(logits: Array, labels: Array) -> dict[str, Array]:
-  """CE on view 1, added to the train step's CE on view 0: CE(view 0) + CE(view 1) as the
-  reference sums the two (core/train.py:60)."""
-  return {"ce_paired": ops.cross_entropy(logits[1], labels)}
+paired_ce = base.paired_ce  # CE(view 0) + CE(view 1) (core/train.py:60).
 
 
 @dataclasses.dataclass(frozen=True)
-class _APRFields(base.Method):
+class _APRFields(base.SingleAndPaired):
   """Fields shared by the APR variants (defaults from the official code).
 
   Attributes:
@@ -122,8 +119,9 @@ class _APRFields(base.Method):
     keys = jax.random.split(key, images.shape[0])
     return jax.vmap(lambda k, x: apr_single(k, x, self.severity, self.single_prob))(keys, images)
 
-  def _crop(self, key: Array, images: Array) -> Array:
-    return ops.crop_flip_batch(key, images, self.pad, self.flip, self.crop_fill)
+  def _pair(self, key: Array, images: Array) -> tuple[Array, dict]:
+    mixed, applied, partner = apr_pair(key, images, self.pair_prob)
+    return mixed, {"partner": partner, "pair_applied": jnp.broadcast_to(applied, partner.shape)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,12 +129,7 @@ class APRS(_APRFields):
   """APR-S: one view, the APR-S image (then crop and flip), plain CE."""
   name: ClassVar[str] = "apr_s"
   num_views: ClassVar[int] = 1
-
-  def views(self, key, images, labels, forward=None):
-    del labels, forward
-    ops.check_batch(images, self)
-    k_single, k_crop = jax.random.split(key)
-    return self._crop(k_crop, self._single(k_single, images))[None], {}
+  structure: ClassVar[str] = "single"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,32 +137,12 @@ class APRP(_APRFields):
   """APR-P: views (cropped batch, its APR-P); loss CE(view 0) + CE(view 1)."""
   name: ClassVar[str] = "apr_p"
   num_views: ClassVar[int] = 2
-
-  def views(self, key, images, labels, forward=None):
-    del labels, forward
-    ops.check_batch(images, self)
-    k_crop, k_pair = jax.random.split(key)
-    clean = self._crop(k_crop, images)
-    mixed, applied, partner = apr_pair(k_pair, clean, self.pair_prob)
-    return jnp.stack([clean, mixed]), {"partner": partner,
-                                       "pair_applied": jnp.broadcast_to(applied, partner.shape)}
-
-  def loss_terms(self, logits: Array, open_ratios: Optional[Array], labels: Array,
-                 aux: Mapping[str, Array], params: Any) -> dict[str, Array]:
-    del open_ratios, aux, params
-    return paired_ce(logits, labels)
+  structure: ClassVar[str] = "pair"
 
 
 @dataclasses.dataclass(frozen=True)
-class APRSP(APRP):
+class APRSP(_APRFields):
   """APR-SP (the paper's full method): views (APR-S batch, its APR-P); CE(view 0) + CE(view 1)."""
   name: ClassVar[str] = "apr_sp"
-
-  def views(self, key, images, labels, forward=None):
-    del labels, forward
-    ops.check_batch(images, self)
-    k_single, k_crop, k_pair = jax.random.split(key, 3)
-    single = self._crop(k_crop, self._single(k_single, images))
-    mixed, applied, partner = apr_pair(k_pair, single, self.pair_prob)
-    return jnp.stack([single, mixed]), {"partner": partner,
-                                        "pair_applied": jnp.broadcast_to(applied, partner.shape)}
+  num_views: ClassVar[int] = 2
+  structure: ClassVar[str] = "single_pair"

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, ClassVar, Mapping, Optional
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -82,7 +82,7 @@ def augment_and_mix_batch(keys: Array, images: Array, severity: float = 3.0, wid
 
 
 @dataclasses.dataclass(frozen=True)
-class AugMix(base.Method):
+class AugMix(base.CleanAndTwoAugmented):
   """AugMix with the Jensen-Shannon consistency loss (views: clean, AugMix, AugMix).
 
   Attributes:
@@ -115,23 +115,6 @@ class AugMix(base.Method):
     ops.set_float(self, "jsd_weight", 0.0)
     ops.set_crop_fields(self)
 
-  def views(self, key: Array, images: Array, labels: Array,
-            forward: Optional[base.Forward] = None) -> tuple[Array, dict]:
-    del labels, forward
-    ops.check_batch(images, self)
-    k_crop, k_aug = jax.random.split(key)
-    clean = ops.crop_flip_batch(k_crop, images, self.pad, self.flip, self.crop_fill)
-    n = images.shape[0]
-
-    # Two independent AugMix draws per image, as one flat vmap over 2N examples.
-    keys = jax.random.split(k_aug, 2 * n)
-    augmented = augment_and_mix_batch(keys, jnp.concatenate([clean, clean]),
-                                      severity=self.severity, width=self.width,
-                                      depth=self.depth, alpha=self.alpha)[0]
-    augmented = augmented.reshape((2,) + clean.shape)
-    return jnp.concatenate([clean[None], augmented.astype(images.dtype)]), {}
-
-  def loss_terms(self, logits: Array, open_ratios: Optional[Array], labels: Array,
-                 aux: Mapping[str, Array], params: Any) -> dict[str, Array]:
-    del open_ratios, labels, aux, params
-    return {"jsd": self.jsd_weight * ops.jsd_consistency(logits)}
+  def _augment_batch(self, keys: Array, images: Array) -> Array:
+    return augment_and_mix_batch(keys, images, severity=self.severity, width=self.width,
+                                 depth=self.depth, alpha=self.alpha)[0]

@@ -38,6 +38,8 @@ from typing import Any, Callable, ClassVar, Mapping, Optional
 import jax
 import jax.numpy as jnp
 
+from freqrobust.augment import ops
+
 Array = jax.Array
 Forward = Callable[[Array], Array]
 
@@ -87,3 +89,87 @@ class Method:
 def soft_cross_entropy(logits: Array, targets: Array) -> Array:
   """Mean cross-entropy against probability targets (..., K)."""
   return -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(logits, axis=-1), axis=-1))
+
+
+def paired_ce(logits: Array, labels: Array) -> dict[str, Array]:
+  """CE on view 1, added to the train step's CE on view 0: CE(view 0) + CE(view 1), the sum APR's
+  and HybridAugment's reference code train with (APR core/train.py:60)."""
+  return {"ce_paired": ops.cross_entropy(logits[1], labels)}
+
+
+@dataclasses.dataclass(frozen=True)
+class SingleAndPaired(Method):
+  """The view structure APR and HybridAugment share: a per-image transform `_single` (applied
+  before the crop, as their pipelines do) and a within-batch transform `_pair` (a partner from the
+  same batch), combined as `structure`:
+
+    "single":       one view, crop(single(x)), plain CE                     (APR-S, HA-S)
+    "pair":         views (crop(x), pair(crop(x))), CE + CE                 (APR-P, HA-P)
+    "single_pair":  views (crop(single(x)), pair(crop(single(x)))), CE + CE (APR-SP, HA-PS)
+
+  Subclasses define `_single(key, images)`, `_pair(key, images) -> (mixed, aux)` and the fields
+  `pad`, `flip`, `crop_fill`.
+  """
+  structure: ClassVar[str] = "single"
+
+  def _single(self, key: Array, images: Array) -> Array:
+    raise NotImplementedError
+
+  def _pair(self, key: Array, images: Array) -> tuple[Array, dict]:
+    raise NotImplementedError
+
+  def _crop(self, key: Array, images: Array) -> Array:
+    return ops.crop_flip_batch(key, images, self.pad, self.flip, self.crop_fill)
+
+  def views(self, key, images, labels, forward=None):
+    del labels, forward
+    ops.check_batch(images, self)
+    if self.structure == "single":
+      k_single, k_crop = jax.random.split(key)
+      return self._crop(k_crop, self._single(k_single, images))[None], {}
+    if self.structure == "pair":
+      k_crop, k_pair = jax.random.split(key)
+      first = self._crop(k_crop, images)
+    else:
+      k_single, k_crop, k_pair = jax.random.split(key, 3)
+      first = self._crop(k_crop, self._single(k_single, images))
+    mixed, aux = self._pair(k_pair, first)
+    return jnp.stack([first, mixed]), aux
+
+  def loss_terms(self, logits: Array, open_ratios: Optional[Array], labels: Array,
+                 aux: Mapping[str, Array], params: Any) -> dict[str, Array]:
+    del open_ratios, aux, params
+    return {} if self.structure == "single" else paired_ce(logits, labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class CleanAndTwoAugmented(Method):
+  """The view structure AugMix and PRIME share: views (crop(x), a(crop(x)), a'(crop(x))) with two
+  independent draws of the method's augmentation, CE on the clean view, plus
+  `jsd_weight` x the Jensen-Shannon consistency of the three predictions (AugMix's loss).
+
+  Subclasses define `_augment_batch(keys (M,), images (M, H, W, C))` and the fields `jsd_weight`,
+  `pad`, `flip`, `crop_fill`.
+  """
+  num_views: ClassVar[int] = 3
+  ce_views: ClassVar[tuple[int, ...]] = (0,)
+
+  def _augment_batch(self, keys: Array, images: Array) -> Array:
+    raise NotImplementedError
+
+  def views(self, key, images, labels, forward=None):
+    del labels, forward
+    ops.check_batch(images, self)
+    k_crop, k_aug = jax.random.split(key)
+    clean = ops.crop_flip_batch(k_crop, images, self.pad, self.flip, self.crop_fill)
+    n = images.shape[0]
+    # Two independent draws per image, as one flat vmap over 2N examples.
+    keys = jax.random.split(k_aug, 2 * n)
+    augmented = self._augment_batch(keys, jnp.concatenate([clean, clean]))
+    augmented = augmented.reshape((2,) + clean.shape).astype(images.dtype)
+    return jnp.concatenate([clean[None], augmented]), {}
+
+  def loss_terms(self, logits: Array, open_ratios: Optional[Array], labels: Array,
+                 aux: Mapping[str, Array], params: Any) -> dict[str, Array]:
+    del open_ratios, labels, aux, params
+    return {"jsd": self.jsd_weight * ops.jsd_consistency(logits)}

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, ClassVar, Mapping, Optional
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -102,7 +102,7 @@ def hybrid_single(key: Array, image: Array, plus: bool = True, severity: float =
 
 
 @dataclasses.dataclass(frozen=True)
-class _HybridFields(base.Method):
+class _HybridFields(base.SingleAndPaired):
   """Fields shared by the HybridAugment variants (defaults: the official main.py).
 
   Attributes:
@@ -152,21 +152,13 @@ class _HybridFields(base.Method):
                                           self.kernel_size, self.sigma, self.apr_prob)
     return mixed, {"partner": partner, "pair_applied": jnp.broadcast_to(applied, partner.shape)}
 
-  def _crop(self, key: Array, images: Array) -> Array:
-    return ops.crop_flip_batch(key, images, self.pad, self.flip, self.crop_fill)
-
 
 @dataclasses.dataclass(frozen=True)
 class HybridAugmentS(_HybridFields):
   """HA-S / HA++-S: one view, the single-image hybrid (then crop and flip), plain CE."""
   name: ClassVar[str] = "hybrid_s"
   num_views: ClassVar[int] = 1
-
-  def views(self, key, images, labels, forward=None):
-    del labels, forward
-    ops.check_batch(images, self)
-    k_single, k_crop = jax.random.split(key)
-    return self._crop(k_crop, self._single(k_single, images))[None], {}
+  structure: ClassVar[str] = "single"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,31 +166,13 @@ class HybridAugmentP(_HybridFields):
   """HA-P / HA++-P: views (cropped batch, its paired hybrid); CE(view 0) + CE(view 1)."""
   name: ClassVar[str] = "hybrid_p"
   num_views: ClassVar[int] = 2
-
-  def views(self, key, images, labels, forward=None):
-    del labels, forward
-    ops.check_batch(images, self)
-    k_crop, k_pair = jax.random.split(key)
-    clean = self._crop(k_crop, images)
-    mixed, aux = self._pair(k_pair, clean)
-    return jnp.stack([clean, mixed]), aux
-
-  def loss_terms(self, logits: Array, open_ratios: Optional[Array], labels: Array,
-                 aux: Mapping[str, Array], params: Any) -> dict[str, Array]:
-    del open_ratios, aux, params
-    return apr.paired_ce(logits, labels)
+  structure: ClassVar[str] = "pair"
 
 
 @dataclasses.dataclass(frozen=True)
-class HybridAugmentPS(HybridAugmentP):
+class HybridAugmentPS(_HybridFields):
   """HA-PS / HA++-PS (the paper's and the code's default): views (single-image hybrid batch, its
   paired hybrid); CE(view 0) + CE(view 1)."""
   name: ClassVar[str] = "hybrid_ps"
-
-  def views(self, key, images, labels, forward=None):
-    del labels, forward
-    ops.check_batch(images, self)
-    k_single, k_crop, k_pair = jax.random.split(key, 3)
-    single = self._crop(k_crop, self._single(k_single, images))
-    mixed, aux = self._pair(k_pair, single)
-    return jnp.stack([single, mixed]), aux
+  num_views: ClassVar[int] = 2
+  structure: ClassVar[str] = "single_pair"

@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, ClassVar, Mapping, Optional
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -150,7 +150,7 @@ def _beta_from_uniform(u: Array, seed: Array, s: float, r: float) -> Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class PRIME(base.Method):
+class PRIME(base.CleanAndTwoAugmented):
   """PRIME with the JSD consistency loss (views: clean, PRIME, PRIME).
 
   Attributes (defaults: config/cifar10_cfg.py):
@@ -310,21 +310,8 @@ class PRIME(base.Method):
     mixed = (1.0 - m) * image + m * jnp.tensordot(w, chains, axes=1)
     return mixed, chains, w, m
 
-  def views(self, key: Array, images: Array, labels: Array,
-            forward: Optional[base.Forward] = None) -> tuple[Array, dict]:
-    del labels, forward
-    ops.check_batch(images, self)
-    k_crop, k_aug = jax.random.split(key)
-    clean = ops.crop_flip_batch(k_crop, images, self.pad, self.flip, self.crop_fill)
-    n = images.shape[0]
-    keys = jax.random.split(k_aug, 2 * n)
-    augmented = augment_images(self, keys, jnp.concatenate([clean, clean]))[0]
-    return jnp.concatenate([clean[None], augmented.reshape((2,) + clean.shape)]), {}
-
-  def loss_terms(self, logits: Array, open_ratios: Optional[Array], labels: Array,
-                 aux: Mapping[str, Array], params: Any) -> dict[str, Array]:
-    del open_ratios, labels, aux, params
-    return {"jsd": self.jsd_weight * ops.jsd_consistency(logits)}
+  def _augment_batch(self, keys: Array, images: Array) -> Array:
+    return augment_images(self, keys, images)[0]
 
 
 @functools.partial(jax.jit, static_argnums=0)
