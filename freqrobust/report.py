@@ -275,7 +275,7 @@ def _plot_category_gains(rows: List[Dict], path: str) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   cats = list(metrics.CATEGORIES)
-  fig, ax = plt.subplots(figsize=(1.5 + 0.9 * len(others) * len(cats) / 4, 3.4))
+  fig, ax = plt.subplots(figsize=(max(4.5, 1.5 + 0.9 * len(others) * len(cats) / 4), 3.4))
   width = 0.8 / len(cats)
   x = np.arange(len(others))
   for k, cat in enumerate(cats):
