@@ -60,7 +60,7 @@ def training_rate(workdir: str) -> Optional[float]:
   except (OSError, KeyError, TypeError, ValueError):
     return None
   lines = [m for m in workdir_lib.read_metrics(workdir)
-           if "time" in m and not any(k.startswith("test_") for k in m)]
+           if "time" in m and not workdir_lib.is_test_line(m)]
   rates = [(b["step"] - a["step"]) * batch / (b["time"] - a["time"])
            for a, b in zip(lines, lines[1:]) if b["time"] > a["time"] and b["step"] > a["step"]]
   return float(np.median(rates)) if rates else None

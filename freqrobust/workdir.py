@@ -181,6 +181,12 @@ def accuracy_table(results: Mapping[str, Any]) -> Dict[str, Dict[int, float]]:
 # ----------------------------------------------------------------------------- metrics.jsonl
 
 
+def is_test_line(entry: Dict[str, Any]) -> bool:
+  """Whether a metrics.jsonl line is a clean-evaluation line (its keys start with "test_")
+  rather than a training line."""
+  return any(k.startswith("test_") for k in entry)
+
+
 def read_metrics(workdir: str) -> List[Dict[str, Any]]:
   """The lines of metrics.jsonl, one per (step, train or test line), the last written winning: a run
   resumed from an older checkpoint logs those steps again. Sorted by step; unreadable lines (a
@@ -195,7 +201,7 @@ def read_metrics(workdir: str) -> List[Dict[str, Any]]:
         entry = json.loads(line)
       except json.JSONDecodeError:
         continue
-      kind = "test" if any(k.startswith("test_") for k in entry) else "train"
+      kind = "test" if is_test_line(entry) else "train"
       latest[(entry.get("step", 0), kind)] = entry
   return [latest[k] for k in sorted(latest, key=lambda k: k[0])]
 

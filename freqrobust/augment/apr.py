@@ -87,9 +87,6 @@ def apr_single_from_uniforms(u: Array, image: Array, severity: float = 3.0,
   return jnp.where(u[3] > prob, x1, recombined), x1, x2
 
 
-paired_ce = base.paired_ce  # CE(view 0) + CE(view 1) (core/train.py:60).
-
-
 @dataclasses.dataclass(frozen=True)
 class _APRFields(base.SingleAndPaired):
   """Fields shared by the APR variants (defaults from the official code).
