@@ -72,6 +72,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.label_smoothing = 0.0  # Label smoothing of the CE targets (0 = off).
   config.train.ema_decay = 0.0  # EMA of the weights for training's own evaluations (clean, corruptions, figure), e.g. 0.999 (0 = off); checkpoints keep the live weights.
   config.train.test_time_flip = False  # Evaluate on the mean logits of each image and its mirror image.
+  config.train.aux_bn = True  # Auxiliary BatchNorms for the views a method routes to them (AFA's dual BN, as the original); False = all views share the main BN.
   config.train.summary_figure = False  # Write workdir/summary.png at the end: per-corruption accuracy + first-layer PDM histogram.
 
   config.eval = ml_collections.ConfigDict()

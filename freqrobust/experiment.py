@@ -40,7 +40,8 @@ class TrainState(train_state.TrainState):
 # Fields of config.train added with the fast path, with the value a config.json written before
 # them (an older run's workdir) stands for.
 TRAIN_OPTION_DEFAULTS = {"steps_per_call": 0, "device_data": True, "label_smoothing": 0.0,
-                         "ema_decay": 0.0, "test_time_flip": False, "summary_figure": False}
+                         "ema_decay": 0.0, "test_time_flip": False, "summary_figure": False,
+                         "aux_bn": False}
 
 
 def train_option(config: ml_collections.ConfigDict, name: str) -> Any:
@@ -89,7 +90,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(isinstance(steps_per_call, int) and not isinstance(steps_per_call, bool)
            and steps_per_call >= 0, "train.steps_per_call", steps_per_call,
            "0 (auto: 1 on CPU, min(log_every_steps, 100) on GPU/TPU) or an integer >= 1")
-  for field in ("device_data", "test_time_flip", "summary_figure"):
+  for field in ("device_data", "test_time_flip", "summary_figure", "aux_bn"):
     _require(isinstance(train_option(config, field), bool), f"train.{field}",
              train_option(config, field), "True or False")
   smoothing = train_option(config, "label_smoothing")
@@ -171,8 +172,8 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     config.model.input_std = tuple(info["std"])
   validate(config)
   try:
-    build_method(config)  # Bad augmentation fields fail here, early.
-    models.build_model(config.model, info["num_classes"])  # So do bad model fields.
+    method = build_method(config)  # Bad augmentation fields fail here, early.
+    build_model(config, method, info["num_classes"])  # So do bad model fields.
   except ValueError as err:
     raise UserError(str(err)) from None
   check_corruption_settings(config)
@@ -180,6 +181,16 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
 
 
 # ----------------------------------------------------------------------------- the parts
+
+
+def uses_aux_bn(config: ml_collections.ConfigDict, method: Method) -> bool:
+  """Whether the model gets auxiliary BatchNorms: `config.train.aux_bn` and a method that declares
+  views for them (`aux_bn_views`, AFA)."""
+  return bool(train_option(config, "aux_bn")) and bool(method.aux_bn_views)
+
+
+def build_model(config: ml_collections.ConfigDict, method: Method, num_classes: int):
+  return models.build_model(config.model, num_classes, aux_bn=uses_aux_bn(config, method))
 
 
 def build_method(config: ml_collections.ConfigDict) -> Method:
@@ -300,8 +311,9 @@ def build(config: ml_collections.ConfigDict, num_train: int) -> Experiment:
   info = data_lib.dataset_info(config.data)
   steps_per_epoch = max(1, num_train // config.train.batch_size)
   tx, schedule = make_optimizer(config.train, steps_per_epoch)
-  return Experiment(config=config, model=models.build_model(config.model, info["num_classes"]),
-                    method=build_method(config), tx=tx, schedule=schedule,
+  method = build_method(config)
+  return Experiment(config=config, model=build_model(config, method, info["num_classes"]),
+                    method=method, tx=tx, schedule=schedule,
                     steps_per_epoch=steps_per_epoch, image_shape=tuple(info["shape"]),
                     num_classes=info["num_classes"])
 
@@ -309,8 +321,10 @@ def build(config: ml_collections.ConfigDict, num_train: int) -> Experiment:
 def method_choices(config: ml_collections.ConfigDict) -> dict:
   """The method choices the paper leaves open, as this run made them (recorded in results.json;
   docs/METHOD.md §8 explains each)."""
+  method = build_method(config)
   return {"method": config.get("method", "paper"),
           "method_args": dict(config.get("method_args", {})),
+          "aux_bn_views": list(method.aux_bn_views) if uses_aux_bn(config, method) else [],
           "aux_average": config.aps.aux_average if config.model.attention != "none" else None,
           "nfd_noise": "hermitian" if config.augment.nfd else None,
           "keep_range": list(config.augment.keep_range)}

@@ -63,30 +63,59 @@ def _cross_entropy(logits: jax.Array, labels: jax.Array, aux: Dict[str, jax.Arra
   return sum(terms) / len(terms)
 
 
+def _apply_views(apply_fn, params, batch_stats, views, aux_views=()):
+  """Training-mode forward of (V, N, ...) views: ((V, N, K) logits, (V, N, C1) or None open
+  ratios, new batch_stats). All views go through the main BatchNorms in one call (batch
+  statistics over all V * N images), except those in `aux_views`: these go through the auxiliary
+  BatchNorms in a second call, with their own batch statistics."""
+  n = views.shape[1]
+
+  def forward(group_views, stats, route):
+    g = group_views.shape[0]
+    (logits, open_ratios), new_vars = apply_fn(
+        {"params": params, "batch_stats": stats},
+        group_views.reshape((g * n,) + views.shape[2:]), train=True, mutable=["batch_stats"],
+        **({"bn_route": route} if route != "main" else {}))
+    if open_ratios is not None:
+      open_ratios = open_ratios.reshape(g, n, -1)
+    return (logits.astype(jnp.float32).reshape(g, n, -1), open_ratios,
+            new_vars.get("batch_stats", {}))
+
+  if not aux_views:
+    return forward(views, batch_stats, "main")
+  main = tuple(v for v in range(views.shape[0]) if v not in aux_views)
+  if not main:
+    raise ValueError(f"aux_bn_views={tuple(aux_views)} leaves no view for the main BatchNorms.")
+  order = main + tuple(aux_views)
+  logits_m, ratios_m, batch_stats = forward(views[jnp.asarray(main)], batch_stats, "main")
+  logits_a, ratios_a, batch_stats = forward(views[jnp.asarray(aux_views)], batch_stats, "aux")
+  back = jnp.asarray([order.index(v) for v in range(views.shape[0])])  # Back to view order.
+  logits = jnp.concatenate([logits_m, logits_a])[back]
+  open_ratios = None if ratios_m is None else jnp.concatenate([ratios_m, ratios_a])[back]
+  return logits, open_ratios, batch_stats
+
+
 def train_step(state: TrainState, batch: Dict[str, jax.Array], key: jax.Array, *,
-               method: Method, schedule: Callable, label_smoothing: float = 0.0
-               ) -> tuple[TrainState, Dict[str, jax.Array]]:
-  """One SGD step on a (sharded) uint8 batch; pure: (state, batch, key) -> (state, metrics)."""
+               method: Method, schedule: Callable, label_smoothing: float = 0.0,
+               aux_bn: bool = False) -> tuple[TrainState, Dict[str, jax.Array]]:
+  """One SGD step on a (sharded) uint8 batch; pure: (state, batch, key) -> (state, metrics).
+  `aux_bn`: the model has auxiliary BatchNorms, and `method.aux_bn_views` go through them."""
   images = batch["image"].astype(jnp.float32) / 255.0
   labels = batch["label"]
   frozen = {"params": jax.lax.stop_gradient(state.params["model"]),
             "batch_stats": state.batch_stats}
   forward = lambda x: state.apply_fn(frozen, x, train=False)[0].astype(jnp.float32)
   views, aux = method.views(jax.random.fold_in(key, state.step), images, labels, forward)
-  num_views, n = views.shape[:2]
+  aux_views = tuple(method.aux_bn_views) if aux_bn else ()
 
   def loss_fn(params):
-    (logits, open_ratios), new_vars = state.apply_fn(
-        {"params": params["model"], "batch_stats": state.batch_stats},
-        views.reshape((num_views * n,) + views.shape[2:]), train=True, mutable=["batch_stats"])
-    logits = logits.astype(jnp.float32).reshape(num_views, n, -1)
-    if open_ratios is not None:
-      open_ratios = open_ratios.reshape(num_views, n, -1)
+    logits, open_ratios, batch_stats = _apply_views(state.apply_fn, params["model"],
+                                                    state.batch_stats, views, aux_views)
     ce = _cross_entropy(logits, labels, aux, method.ce_views, label_smoothing)
     terms = method.loss_terms(logits, open_ratios, labels, aux, params)
     logged = dict(ce=ce, accuracy=jnp.mean(jnp.argmax(logits[0], -1) == labels), **terms,
                   **method.step_metrics(open_ratios, aux, params))
-    return ce + sum(terms.values()), (new_vars.get("batch_stats", {}), logged)
+    return ce + sum(terms.values()), (batch_stats, logged)
 
   (loss, (batch_stats, logged)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
@@ -101,8 +130,8 @@ def train_step(state: TrainState, batch: Dict[str, jax.Array], key: jax.Array, *
 
 def train_steps(state: TrainState, data: Optional[Dict[str, jax.Array]],
                 xs: Dict[str, jax.Array], key: jax.Array, *, method: Method, schedule: Callable,
-                label_smoothing: float = 0.0, batch_sharding: Optional[Any] = None
-                ) -> tuple[TrainState, Dict[str, jax.Array]]:
+                label_smoothing: float = 0.0, batch_sharding: Optional[Any] = None,
+                aux_bn: bool = False) -> tuple[TrainState, Dict[str, jax.Array]]:
   """K train steps in one call (`lax.scan` over the leading axis of `xs`); pure.
 
   Device-resident data: `data` = {"image": (N, H, W, C) uint8, "label": (N,)} (the training set,
@@ -113,7 +142,7 @@ def train_steps(state: TrainState, data: Optional[Dict[str, jax.Array]],
   steps and every metric with a leading axis K.
   """
   step = functools.partial(train_step, key=key, method=method, schedule=schedule,
-                           label_smoothing=label_smoothing)
+                           label_smoothing=label_smoothing, aux_bn=aux_bn)
 
   def body(state, x):
     if data is None:
@@ -267,7 +296,8 @@ class StepRunner:
       self.data = {"image": self._replicate(np.asarray(train_images, np.uint8)),
                    "label": self._replicate(np.asarray(train_labels, np.int32))}
     fn = functools.partial(train_steps, method=exp.method, schedule=exp.schedule,
-                           label_smoothing=float(label_smoothing), batch_sharding=sharder.data)
+                           label_smoothing=float(label_smoothing), batch_sharding=sharder.data,
+                           aux_bn=bool(exp.model.aux_bn))
     self.fn = jax.jit(fn, in_shardings=(sharder.replicated,
                                         sharder.replicated if self.device_data else None,
                                         self.stacked, sharder.replicated),

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import flax
 import jax
 import numpy as np
 import pytest
@@ -36,7 +37,8 @@ def test_method_trains_through_the_generic_step(method):
   sharder = sharding.Sharder(jax.devices()[:1])
   state = exp.init_state(jax.random.key(0), sharder)
   before = jax.device_get(state.params)
-  step = jax.jit(functools.partial(train.train_step, method=exp.method, schedule=exp.schedule))
+  step = jax.jit(functools.partial(train.train_step, method=exp.method, schedule=exp.schedule,
+                                   aux_bn=exp.model.aux_bn))
   rng = np.random.default_rng(0)
   batch = {"image": rng.integers(0, 256, (16, 16, 16, 3)).astype(np.uint8),
            "label": rng.integers(0, 10, 16).astype(np.int32)}
@@ -45,6 +47,66 @@ def test_method_trains_through_the_generic_step(method):
   changed = jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))),
                          before, jax.device_get(state.params))
   assert any(jax.tree.leaves(changed))  # The step learned something.
+  assert exp.model.aux_bn == bool(exp.method.aux_bn_views)  # config.train.aux_bn defaults to True.
+  if exp.model.aux_bn:  # The auxiliary BatchNorms are trained by their views.
+    flat = flax.traverse_util.flatten_dict(changed)
+    assert any(v for k, v in flat.items() if "aux" in k)
+    assert any(v for k, v in flat.items() if "main" in k)
+
+
+def _stats(tree, route):
+  flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(tree))
+  return {k: v for k, v in flat.items() if route in k}
+
+
+def test_aux_bn_views_are_normalised_apart():
+  """AFA's view 1 goes through the auxiliary BatchNorms with its own batch statistics: the main
+  statistics after the step are those of view 0 alone, the aux ones those of view 1 alone, and
+  each view's logits are what its route gives it alone. Without aux views (or with
+  train.aux_bn=False) all views share one call and the main BatchNorms."""
+  exp = experiment.build(tiny("afa"), 64)
+  assert exp.model.aux_bn and exp.method.aux_bn_views == (1,)
+  views = jax.random.uniform(jax.random.key(0), (2, 6, 16, 16, 3))
+  variables = exp.model.init(jax.random.key(1), views[0])
+  logits, _, stats = train._apply_views(exp.model.apply, variables["params"],
+                                        variables["batch_stats"], views, (1,))
+  (main_logits, _), main_only = exp.model.apply(variables, views[0], train=True,
+                                                mutable=["batch_stats"])
+  (aux_logits, _), aux_only = exp.model.apply(variables, views[1], train=True, bn_route="aux",
+                                              mutable=["batch_stats"])
+  for route, alone in (("main", main_only), ("aux", aux_only)):
+    got, want = _stats(stats, route), _stats(alone["batch_stats"], route)
+    assert got.keys() == want.keys() and got
+    for k in got:
+      np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(logits[0], main_logits, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(logits[1], aux_logits, rtol=1e-4, atol=1e-5)
+  # Shared: one call over both views, main statistics over all 12 images, aux untouched.
+  _, _, shared = train._apply_views(exp.model.apply, variables["params"],
+                                    variables["batch_stats"], views)
+  _, together = exp.model.apply(variables, views.reshape((12, 16, 16, 3)), train=True,
+                                mutable=["batch_stats"])
+  for k, v in _stats(shared, "main").items():
+    np.testing.assert_allclose(v, _stats(together["batch_stats"], "main")[k], rtol=1e-5,
+                               atol=1e-6)
+  for k, v in _stats(shared, "aux").items():
+    np.testing.assert_array_equal(v, _stats(variables["batch_stats"], "aux")[k])
+
+
+def test_aux_bn_is_a_config_choice():
+  assert experiment.method_choices(tiny("afa"))["aux_bn_views"] == [1]  # In results.json.
+  config = tiny("afa")
+  config.train.aux_bn = False
+  assert not experiment.build(config, 64).model.aux_bn
+  assert experiment.method_choices(config)["aux_bn_views"] == []
+  del config.train["aux_bn"]  # A config.json written before the field: no auxiliary BN.
+  assert not experiment.build(config, 64).model.aux_bn
+  assert not experiment.build(tiny("gaussian"), 64).model.aux_bn  # No aux views, no aux BN.
+  config = tiny("afa")
+  del config.train["aux_bn"]
+  config.train.aux_bn = "yes"  # E.g. from a hand-edited config.json.
+  with pytest.raises(ValueError, match="train.aux_bn"):
+    experiment.resolve_config(config)
 
 
 def test_baseline_with_attention_is_refused():

@@ -1,5 +1,6 @@
 """Laws of the backbones and the APS attention."""
 import chex
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -117,3 +118,59 @@ def test_bad_names_fail_with_the_valid_list():
     models.build_model(model_cfg(name="resnet50"), 10)
   with pytest.raises(ValueError, match="none, basic, extended"):
     models.build_model(model_cfg(attention="se"), 10)
+
+
+def _bn_leaves(tree, route):
+  """{path: value} of the entries under a DualBatchNorm's `route` child."""
+  flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(tree))
+  return {k: v for k, v in flat.items() if route in k}
+
+
+@pytest.mark.parametrize("name", ["small_resnet", "vgg16_bn"])
+def test_auxiliary_batchnorm_is_a_second_set_of_every_bn(name):
+  """aux_bn=True: every BatchNorm has a "main" and an "aux" twin (params and statistics), created
+  at init whatever the route; the aux route trains only the aux statistics; the main route is the
+  plain model's computation."""
+  cfg = model_cfg(name=name, attention="extended")
+  plain = models.build_model(cfg, num_classes=5)
+  dual = models.build_model(cfg, num_classes=5, aux_bn=True)
+  x = jax.random.uniform(jax.random.key(0), (4, 16, 16, 3))
+  v_plain = plain.init(jax.random.key(1), x)
+  v_dual = dual.init(jax.random.key(1), x)
+  main, aux = _bn_leaves(v_dual["batch_stats"], "main"), _bn_leaves(v_dual["batch_stats"], "aux")
+  n_plain = len(flax.traverse_util.flatten_dict(flax.core.unfreeze(v_plain["batch_stats"])))
+  assert len(main) == len(aux) == n_plain > 0
+  assert len(_bn_leaves(v_dual["params"], "aux")) == len(_bn_leaves(v_dual["params"], "main")) > 0
+  # Training on the aux route moves the aux statistics only.
+  _, new = dual.apply(v_dual, x, train=True, bn_route="aux", mutable=["batch_stats"])
+  moved = lambda route: [not np.allclose(a, _bn_leaves(v_dual["batch_stats"], route)[k])
+                         for k, a in _bn_leaves(new["batch_stats"], route).items()]
+  assert all(moved("aux")) and not any(moved("main"))
+  # The main route computes what the plain model computes with the same (main) variables.
+  def to_plain(tree):
+    flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(tree))
+    rename = lambda p: p.replace("DualBatchNorm_", "BatchNorm_")  # Flax's automatic names.
+    return flax.traverse_util.unflatten_dict(
+        {tuple(rename(p) for p in k if p != "main"): v for k, v in flat.items() if "aux" not in k})
+  as_plain = {c: to_plain(v_dual[c]) for c in ("params", "batch_stats")}
+  chex.assert_trees_all_equal_structs(as_plain["params"], flax.core.unfreeze(v_plain["params"]))
+  for train in (False, True):
+    out_dual = dual.apply(v_dual, x, train=train, mutable=["batch_stats"])[0][0]
+    out_plain = plain.apply(as_plain, x, train=train, mutable=["batch_stats"])[0][0]
+    np.testing.assert_allclose(out_dual, out_plain, rtol=1e-5, atol=1e-5)
+  aux_out = dual.apply(v_dual, x, train=True, bn_route="aux", mutable=["batch_stats"])[0][0]
+  # Fresh aux = fresh main BN, so the aux route agrees at init; the routes differ once trained.
+  np.testing.assert_allclose(aux_out, dual.apply(v_dual, x, train=True,
+                                                 mutable=["batch_stats"])[0][0], rtol=1e-5,
+                             atol=1e-5)
+
+
+def test_aux_route_needs_aux_batchnorm():
+  model = models.build_model(model_cfg(), num_classes=3)
+  x = jnp.zeros((1, 8, 8, 1))
+  variables = model.init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match="aux_bn=True"):
+    model.apply(variables, x, train=True, bn_route="aux", mutable=["batch_stats"])
+  with pytest.raises(ValueError, match="bn_route"):
+    models.build_model(model_cfg(), 3, aux_bn=True).apply(
+        variables, x, bn_route="other")

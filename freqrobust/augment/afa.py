@@ -24,9 +24,10 @@ ascent_steps > 0 runs that many signed-gradient ascent steps on the strengths,
 through `forward` (the model with its parameters held fixed; the gradient flows to the strengths
 only).
 
-Deviation: the interface has no auxiliary BatchNorm. `aux_bn_views = (1,)` declares which view the
-reference routes through it; a train step without dual BN normalises both views with shared
-statistics.
+Auxiliary BatchNorm: `aux_bn_views = (1,)` routes the Fourier-basis view through the model's
+auxiliary BatchNorms (own statistics and affine parameters, the reference's DualBatchNorm2d, route
+'A'), as the train step does when `config.train.aux_bn` is True (the default);
+`config.train.aux_bn=False` normalises both views with the main BatchNorms instead.
 """
 from __future__ import annotations
 

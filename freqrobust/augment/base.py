@@ -25,7 +25,9 @@ Conventions:
 - `loss_terms` returns named scalar terms already multiplied by their weights; they are added to
   the loss and logged under their names.
 - `aux_bn_views`: the views the original method normalises with auxiliary BatchNorm layers of
-  their own (AFA's DuBIN); a train step without auxiliary BN treats them as ordinary views.
+  their own (AFA's dual BN). With `config.train.aux_bn` (default True) the model gets an
+  auxiliary twin of every BatchNorm and the train step forwards these views through them in a
+  second call, with their own batch statistics; evaluation uses the main ones only.
 - Every random choice comes from `key`; the same key gives the same views.
 - Optional: `step_metrics` (scalars to log) and `init_params` (extra trainable parameters beside
   the model's, passed back to `loss_terms` as `params`).

@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, Tuple
 
 import jax.numpy as jnp
 
-from freqrobust.models.backbone import Backbone
+from freqrobust.models.backbone import BN_ROUTES, Backbone, DualBatchNorm
 from freqrobust.models.layers import ATTENTIONS, ChannelAttention, SemanticLayer, Stem
 from freqrobust.models.resnet import ResNet
 from freqrobust.models.vgg import VGG
@@ -23,8 +23,9 @@ MODELS: Dict[str, Tuple[type, Callable[[Any], Dict[str, Any]]]] = {
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def build_model(model_cfg: Any, num_classes: int) -> Backbone:
-  """The Flax module named by `model_cfg.name` (see configs/default.py for the fields)."""
+def build_model(model_cfg: Any, num_classes: int, aux_bn: bool = False) -> Backbone:
+  """The Flax module named by `model_cfg.name` (see configs/default.py for the fields); `aux_bn`
+  gives every BatchNorm an auxiliary twin (`backbone.DualBatchNorm`)."""
   if model_cfg.name not in MODELS:
     raise ValueError(f"config.model.name={model_cfg.name!r}; valid: {', '.join(MODELS)}.")
   if model_cfg.dtype not in DTYPES:
@@ -33,7 +34,7 @@ def build_model(model_cfg: Any, num_classes: int) -> Backbone:
   return cls(num_classes=num_classes, attention=model_cfg.attention,
              attention_hidden=model_cfg.attention_hidden,
              input_mean=tuple(model_cfg.input_mean), input_std=tuple(model_cfg.input_std),
-             dtype=DTYPES[model_cfg.dtype], **fields(model_cfg))
+             dtype=DTYPES[model_cfg.dtype], aux_bn=aux_bn, **fields(model_cfg))
 
 
 def first_layer(model, variables, images):
@@ -46,5 +47,5 @@ def first_layer_kernel(variables):
   return variables["params"]["stem"]["semantic"]["conv"]["kernel"]
 
 
-__all__ = ["MODELS", "Backbone", "build_model", "first_layer", "first_layer_kernel", "ResNet",
+__all__ = ["MODELS", "BN_ROUTES", "Backbone", "DualBatchNorm", "build_model", "first_layer", "first_layer_kernel", "ResNet",
            "VGG", "ChannelAttention", "SemanticLayer", "Stem", "ATTENTIONS"]

@@ -38,11 +38,12 @@ class ResNet(Backbone):
   widths: Sequence[int] = (64, 128, 256, 512)
 
   @nn.compact
-  def __call__(self, x, train: bool = False, first_layer_only: bool = False):
-    h, open_ratios, before_gate = self.stem(x, train, self.widths[0], use_bn=True)
+  def __call__(self, x, train: bool = False, first_layer_only: bool = False,
+               bn_route: str = "main"):
+    h, open_ratios, before_gate = self.stem(x, train, self.widths[0], True, bn_route)
     if first_layer_only:
       return before_gate
-    norm = self.norm(train)
+    norm = self.norm(train, bn_route)
     for i, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths)):
       for j in range(blocks):
         strides = 2 if i > 0 and j == 0 else 1

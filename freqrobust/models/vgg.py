@@ -18,11 +18,12 @@ class VGG(Backbone):
   layout: Sequence[Any] = VGG16_LAYOUT
 
   @nn.compact
-  def __call__(self, x, train: bool = False, first_layer_only: bool = False):
-    h, open_ratios, before_gate = self.stem(x, train, self.layout[0], self.use_bn)
+  def __call__(self, x, train: bool = False, first_layer_only: bool = False,
+               bn_route: str = "main"):
+    h, open_ratios, before_gate = self.stem(x, train, self.layout[0], self.use_bn, bn_route)
     if first_layer_only:
       return before_gate
-    norm = self.norm(train)
+    norm = self.norm(train, bn_route)
     for item in self.layout[1:]:
       if item == "M":
         # Pool only while there is something to pool, so inputs smaller than 32 px work too.
