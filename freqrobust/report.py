@@ -170,12 +170,17 @@ def _detail(row: Dict, tabled: List[Dict], base: Dict) -> None:
         [metrics.accuracy_by_severity(r["table"], CORRUPTIONS)[s] for r in tabled]))
 
 
-def _cell(mean, std, delta, is_base):
+def _pm(std, seeds: int, digits: int = 2) -> str:
+  """" ± std", or nothing for a single seed (its spread is unknown, not zero)."""
+  return f" ± {std:.{digits}f}" if seeds > 1 else ""
+
+
+def _cell(mean, std, delta, is_base, seeds):
   if mean is None:
     return "n/a"
   if is_base:
-    return f"({mean:.2f} ± {std:.2f})"
-  return f"{delta:+.2f} ± {std:.2f}"
+    return f"({mean:.2f}{_pm(std, seeds)})"
+  return f"{delta:+.2f}{_pm(std, seeds)}"
 
 
 def write(summary: Dict, out: str) -> None:
@@ -184,16 +189,18 @@ def write(summary: Dict, out: str) -> None:
   lines = ["| run | seeds | Acc. (%) | Robust. (%) | mCE (rel., %) | train images/s (x baseline) |",
            "|---|---|---|---|---|---|"]
   for r in rows:
-    acc = _cell(r["clean_mean"], r["clean_std"], r["clean_delta"], r["baseline"])
-    rob = _cell(r.get("robust_mean"), r.get("robust_std"), r.get("robust_delta"), r["baseline"])
-    mce = f"{r['mce_mean']:.0f} ± {r['mce_std']:.0f}" if "mce_mean" in r else "n/a"
+    n = r["seeds"]
+    acc = _cell(r["clean_mean"], r["clean_std"], r["clean_delta"], r["baseline"], n)
+    rob = _cell(r.get("robust_mean"), r.get("robust_std"), r.get("robust_delta"), r["baseline"],
+                n)
+    mce = f"{r['mce_mean']:.0f}{_pm(r['mce_std'], n, 0)}" if "mce_mean" in r else "n/a"
     speed = "n/a"
     if "images_per_s" in r:
       speed = f"{r['images_per_s']:.0f}" + (f" ({r['relative_speed']:.2f}x)"
                                              if "relative_speed" in r else "")
     lines.append(f"| {r['name']} | {r['seeds']} | {acc} | {rob} | {mce} | {speed} |")
   lines += ["", "Baseline in absolute values (parentheses), the rest as differences to it; "
-            "mean ± sample standard deviation over seeds. Robust. = mean accuracy over the "
+            "mean ± sample standard deviation over seeds (no ± with one seed). Robust. = mean accuracy over the "
             f"{len(CORRUPTIONS)} benchmark corruptions x 5 severities; mCE (rel.) = 100 * mean_c "
             "[sum_s E(c, s) / sum_s E_baseline(c, s)], the mean over the "
             f"{len(CORRUPTIONS)} benchmark corruptions of per-corruption error ratios against "
@@ -213,8 +220,8 @@ def write(summary: Dict, out: str) -> None:
   def write_csv(f):
     w = csv.DictWriter(f, fieldnames=keys)
     w.writeheader()
-    for r in rows:
-      w.writerow({k: r.get(k, "") for k in keys})
+    for r in rows:  # A single seed's std is unknown: left empty.
+      w.writerow({k: ("" if k.endswith("_std") and r["seeds"] < 2 else r.get(k, "")) for k in keys})
   workdir_lib.atomic_write(os.path.join(out, "table.csv"), write_csv)
   _plot_category_gains(rows, os.path.join(out, "category_gains.png"))
   import matplotlib
@@ -252,8 +259,10 @@ def _detail_lines(rows: List[Dict]) -> List[str]:
     if "mce_unnorm_mean" not in r:
       continue
     base = r["baseline"]
-    cells = [r["name"], f"{r['mce_unnorm_mean']:.2f} ± {r['mce_unnorm_std']:.2f}",
-             _cell(r["robust_no_bg_mean"], r["robust_no_bg_std"], r["robust_no_bg_delta"], base)]
+    n = r["seeds"]
+    cells = [r["name"], f"{r['mce_unnorm_mean']:.2f}{_pm(r['mce_unnorm_std'], n)}",
+             _cell(r["robust_no_bg_mean"], r["robust_no_bg_std"], r["robust_no_bg_delta"], base,
+                   n)]
     cells += [f"({r[c + '_mean']:.2f})" if base else f"{r[c + '_delta']:+.2f}" for c in cats]
     cells += [f"{r[f'severity{s}_mean']:.2f}" for s in metrics.SEVERITIES]
     lines.append("| " + " | ".join(cells) + " |")

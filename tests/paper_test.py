@@ -1,4 +1,5 @@
 """The paper's experiments as configs, the sweep runner's bookkeeping and the table aggregator."""
+import csv
 import json
 import os
 import subprocess
@@ -206,3 +207,20 @@ def test_report_cost_is_the_median_training_rate_relative_to_the_baseline(tmp_pa
   assert report.training_rate(aug) is None
   assert "relative_speed" not in {r["name"]: r for r in report.aggregate(
       root, "natural")["rows"]}["augmix_cpu"]
+
+
+def test_report_gives_no_spread_for_a_single_seed(tmp_path):
+  """One seed has an unknown spread, not a zero one: no "± 0.00" in the tables, an empty std in
+  the CSV; rows with several seeds keep theirs."""
+  root = str(tmp_path)
+  fake_run(root, "natural_seed-0", 90.0, 60.0)
+  fake_run(root, "natural_seed-1", 92.0, 60.0)
+  fake_run(root, "augmix_seed-0", 89.0, 70.0)
+  report.write(report.aggregate(root, "natural"), str(tmp_path / "out"))
+  table = (tmp_path / "out" / "table.md").read_text()
+  augmix = [l for l in table.splitlines() if l.startswith("| augmix |")]
+  assert augmix and "±" not in augmix[0] and "| -2.00 | +10.00 |" in augmix[0]
+  assert "(91.00 ± 1.41)" in table
+  with open(tmp_path / "out" / "table.csv") as f:
+    rows = {r["name"]: r for r in csv.DictReader(f)}
+  assert rows["augmix"]["clean_std"] == "" and float(rows["natural"]["clean_std"]) > 1
