@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, NamedTuple, Tuple
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -318,10 +318,11 @@ def build(config: ml_collections.ConfigDict, num_train: int) -> Experiment:
                     num_classes=info["num_classes"])
 
 
-def method_choices(config: ml_collections.ConfigDict) -> dict:
+def method_choices(config: ml_collections.ConfigDict, method: Optional[Method] = None) -> dict:
   """The method choices the paper leaves open, as this run made them (recorded in results.json;
-  docs/METHOD.md §8 explains each)."""
-  method = build_method(config)
+  docs/METHOD.md §8 explains each). `method`: the run's built method (built from `config` if
+  None)."""
+  method = build_method(config) if method is None else method
   return {"method": config.get("method", "paper"),
           "method_args": dict(config.get("method_args", {})),
           "aux_bn_views": list(method.aux_bn_views) if uses_aux_bn(config, method) else [],

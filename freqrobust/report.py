@@ -200,8 +200,8 @@ def write(summary: Dict, out: str) -> None:
                                              if "relative_speed" in r else "")
     lines.append(f"| {r['name']} | {r['seeds']} | {acc} | {rob} | {mce} | {speed} |")
   lines += ["", "Baseline in absolute values (parentheses), the rest as differences to it; "
-            "mean ± sample standard deviation over seeds (no ± with one seed). Robust. = mean accuracy over the "
-            f"{len(CORRUPTIONS)} benchmark corruptions x 5 severities; mCE (rel.) = 100 * mean_c "
+            "mean ± sample standard deviation over seeds (no ± with one seed). Robust. = mean "
+            f"accuracy over the {len(CORRUPTIONS)} benchmark corruptions x 5 severities; mCE (rel.) = 100 * mean_c "
             "[sum_s E(c, s) / sum_s E_baseline(c, s)], the mean over the "
             f"{len(CORRUPTIONS)} benchmark corruptions of per-corruption error ratios against "
             "the baseline of the same backbone (Hendrycks & Dietterich; the paper's convention). "
@@ -210,7 +210,8 @@ def write(summary: Dict, out: str) -> None:
             "the baseline's (the cost of the method: 0.5x = twice the training time); measured "
             "wherever each run ran, so compare rows from one machine."]
   lines += _detail_lines(rows)
-  workdir_lib.atomic_write(os.path.join(out, "table.md"), lambda f: f.write("\n".join(lines) + "\n"))
+  workdir_lib.atomic_write(os.path.join(out, "table.md"),
+                           lambda f: f.write("\n".join(lines) + "\n"))
   keys = ["name", "seeds", "baseline", "clean_mean", "clean_std", "clean_delta", "images_per_s",
           "relative_speed", "robust_mean",
           "robust_std", "robust_delta", "mce_mean", "mce_std", "mce_unnorm_mean",

@@ -75,7 +75,7 @@ def _apply_views(apply_fn, params, batch_stats, views, aux_views=()):
     (logits, open_ratios), new_vars = apply_fn(
         {"params": params, "batch_stats": stats},
         group_views.reshape((g * n,) + views.shape[2:]), train=True, mutable=["batch_stats"],
-        **({"bn_route": route} if route != "main" else {}))
+        bn_route=route)
     if open_ratios is not None:
       open_ratios = open_ratios.reshape(g, n, -1)
     return (logits.astype(jnp.float32).reshape(g, n, -1), open_ratios,
@@ -529,7 +529,7 @@ def _finish(config, exp, state, step, predictor, test_images, test_labels, workd
   variables = evaluation_variables(config, state)
   flip = bool(train_option(config, "test_time_flip"))
   results = {"status": "finished", "step": int(state.step), "epochs": step / exp.steps_per_epoch,
-             "method_choices": experiment.method_choices(config),
+             "method_choices": experiment.method_choices(config, exp.method),
              "evaluated_weights": "ema" if train_option(config, "ema_decay") else "final",
              "test_time_flip": flip,
              "clean": clean_accuracy(predictor, None, test_images, test_labels, variables)}

@@ -47,5 +47,6 @@ def first_layer_kernel(variables):
   return variables["params"]["stem"]["semantic"]["conv"]["kernel"]
 
 
-__all__ = ["MODELS", "BN_ROUTES", "Backbone", "DualBatchNorm", "build_model", "first_layer", "first_layer_kernel", "ResNet",
-           "VGG", "ChannelAttention", "SemanticLayer", "Stem", "ATTENTIONS"]
+__all__ = ["MODELS", "BN_ROUTES", "Backbone", "DualBatchNorm", "build_model", "first_layer",
+           "first_layer_kernel", "ResNet", "VGG", "ChannelAttention", "SemanticLayer", "Stem",
+           "ATTENTIONS"]

@@ -22,12 +22,10 @@ class DualBatchNorm(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    main = self.bn(name="main")
-    aux = self.bn(name="aux")
-    if self.is_initializing():
-      outputs = {"main": main(x), "aux": aux(x)}
-      return outputs[self.route]
-    return main(x) if self.route == "main" else aux(x)
+    bns = {route: self.bn(name=route) for route in BN_ROUTES}
+    if self.is_initializing():  # Both twins see x, so both get their variables.
+      return {route: bn(x) for route, bn in bns.items()}[self.route]
+    return bns[self.route](x)
 
 
 class Backbone(nn.Module):
