@@ -73,10 +73,21 @@ def measure(model: str, augment_on: bool, *, dtype: str = "float32", size: int =
   `steps` is rounded up to a multiple of `steps_per_call`; the indices of every call are made
   by the loop's own `EpochOrder` (its host work is inside the timing, as in training).
   """
+  config = bench_config(model, augment_on, dtype, size, channels, attention, batch, widths)
+  r = measure_config(config, steps_per_call=steps_per_call, steps=steps, repeats=repeats,
+                     device_data=device_data)
+  return dict(model=model, augment=augment_on, dtype=dtype, attention=attention, **r)
+
+
+def measure_config(config, *, steps_per_call: int = 1, steps: int = 5, repeats: int = 3,
+                   device_data: bool = True) -> dict:
+  """`measure` of any resolved config (synthetic data of its shape): compile seconds, median
+  images/s and CPU s/step of the training loop's step function."""
   import jax
   import numpy as np
   from freqrobust import experiment, sharding, train
-  config = bench_config(model, augment_on, dtype, size, channels, attention, batch, widths)
+  batch = config.train.batch_size
+  size, channels = config.data.synthetic_size, config.data.synthetic_channels
   k = max(1, int(steps_per_call))
   calls = max(1, -(-int(steps) // k))
   num_train = batch * k * (calls + 1)
@@ -105,8 +116,8 @@ def measure(model: str, augment_on: bool, *, dtype: str = "float32", size: int =
     rates.append(calls * k * batch / (time.perf_counter() - t0))
     cpu.append((time.process_time() - c0) / (calls * k))
   loss = float(np.mean(jax.device_get(metrics["loss"])))
-  return dict(model=model, augment=augment_on, dtype=dtype, attention=attention, batch=batch,
-              image_shape=[size, size, channels], steps_per_call=k, device_data=device_data,
+  return dict(batch=batch, image_shape=[size, size, channels], steps_per_call=k,
+              device_data=device_data,
               steps_timed=calls * k, repeats=repeats, compile_s=compile_s,
               images_per_s=float(np.median(rates)), cpu_s_per_step=float(np.median(cpu)),
               last_loss=loss, loss_finite=bool(np.isfinite(loss)))

@@ -1,12 +1,17 @@
-"""XLA settings for CPU runs, measured on the ResNet-18 train step (docs/benchmarks/train.md).
+"""XLA settings for CPU runs (docs/benchmarks/train.md, docs/BENCHMARKS.md "XLA flags per workload").
 
 jaxlib 0.10.2 sends dots, convolutions and reductions (the BatchNorm statistics) to YNNPACK by
 default on CPU. YNNPACK's convolution is 2-3x slower than XLA's Eigen convolution for the weight
 gradient (a conv with a 32x32 "kernel" and a 3x3 output) and no faster elsewhere, while its
-reductions and elementwise kernels beat XLA's own loops. So: convolutions out of the list,
-elementwise fusions in (docs/benchmarks/train.md: ResNet-18 train step about 7.1 -> 4.1 CPU s).
-The flags change the order of float operations, not the maths: the gradients move by as much as
-a one-ulp change of the input images moves them.
+reductions beat XLA's own loops. So: convolutions out of the list, the rest left as jaxlib has it
+(ResNet-18 train step 2.9-3.0x jaxlib's defaults on the AVX2 AMD EPYC of 2026-11-29).
+
+Elementwise fusions (`+eltwise`) were in the list until 2026-11-29: they saved 12% of the
+ResNet-18 step on an AVX-512 Xeon, nothing on the AVX2 EPYC, and cost the augmentation-heavy
+methods dearly there (PRIME's step at 0.50x jaxlib's defaults against 1.30x without them, AugMix
+1.44x against 1.72x, the paper's quickstart step 1.43x against 1.64x;
+`bench/bench_xla_flags.py`). The flags change the order of float operations, not the maths: the
+gradients move by as much as a one-ulp change of the input images moves them.
 
 Call `configure_xla_for_cpu()` before the first JAX computation (XLA reads XLA_FLAGS when it
 creates its backend). It does nothing when the user set XLA_FLAGS, when the run will not be on the
@@ -17,10 +22,10 @@ import os
 import sys
 from typing import Mapping, MutableMapping, Optional, Sequence, Tuple
 
-# jaxlib's default YNNPACK fusion list, minus lone convolutions (to XLA's Eigen runtime), plus
-# elementwise fusions. "+"/"-" edit the default list instead of replacing it.
+# jaxlib's default YNNPACK fusion list, minus lone convolutions (to XLA's Eigen runtime). "-"
+# edits the default list instead of replacing it.
 CPU_XLA_FLAGS: Tuple[str, ...] = (
-    "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,+eltwise",)
+    "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",)
 
 # Packages whose presence means JAX would pick an accelerator when JAX_PLATFORMS is unset.
 ACCELERATOR_PLUGINS: Tuple[str, ...] = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin",
