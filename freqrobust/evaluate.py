@@ -15,12 +15,14 @@ setting, so results of another model (a retrained run at the same step) are neve
 import concurrent.futures
 import csv
 import os
+import sys
 from typing import Any, Callable, Optional
 
 import numpy as np
 
 from freqrobust import corruptions
 from freqrobust import metrics
+from freqrobust import progress as progress_lib
 from freqrobust import trained as trained_lib
 from freqrobust import workdir as workdir_lib
 from freqrobust.data import corrupted
@@ -121,7 +123,8 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
     import tqdm  # only for the interactive bar
     bar = tqdm.tqdm(total=len(settings.names) * len(corruptions.SEVERITIES),
                     initial=len(settings.names) * len(corruptions.SEVERITIES) - len(todo),
-                    desc="corrupted sets", unit="set")
+                    desc="corrupted sets", unit="set",
+                    file=progress_lib.ConsoleStream(sys.stderr))
   # The next set is read (or generated) on a worker thread while the current one is predicted.
   with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
     upcoming = pool.submit(load, todo[0]) if todo else None

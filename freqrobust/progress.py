@@ -1,9 +1,49 @@
 """The live progress line of long work (training, evaluation): rate and ETA."""
 from __future__ import annotations
 
+import os
 import sys
 import time
-from typing import Mapping
+from typing import Mapping, Optional, TextIO
+
+
+class ConsoleStream:
+  """A console stream that outlives its reader. When a write or flush fails because nobody reads
+  the other end any more (a broken pipe: the sweep or `tee` that read this run's output was
+  killed), the stream's descriptor is pointed at /dev/null and the text is dropped, instead of an
+  exception that would end a run on its way to saving a checkpoint after SIGTERM."""
+
+  def __init__(self, stream: TextIO):
+    self._stream = stream
+
+  def _drop(self) -> None:
+    try:  # Later writes, and Python's flush at exit, then go to /dev/null.
+      devnull = os.open(os.devnull, os.O_WRONLY)
+      os.dup2(devnull, self._stream.fileno())
+      os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+      pass
+
+  def write(self, text: str) -> int:
+    try:
+      return self._stream.write(text)
+    except (BrokenPipeError, ValueError):  # ValueError: the stream was closed.
+      self._drop()
+      return len(text)
+
+  def flush(self) -> None:
+    try:
+      self._stream.flush()
+    except (BrokenPipeError, ValueError):
+      self._drop()
+
+  def __getattr__(self, name):
+    return getattr(self._stream, name)
+
+
+def say(text: str, stream: Optional[TextIO] = None) -> None:
+  """print(text, flush=True) to stdout (or `stream`) that never raises for a lost reader."""
+  print(text, file=ConsoleStream(sys.stdout if stream is None else stream), flush=True)
 
 
 def duration(seconds: float) -> str:
@@ -35,4 +75,4 @@ class TrainProgress:
       parts.append(f"b(LMH) {m['b_L']:.2f}/{m['b_M']:.2f}/{m['b_H']:.2f}")
     parts += [f"lr {m['learning_rate']:.4g}", f"{rate:.2f} steps/s",
               f"ETA {duration((self.total - step) / max(rate, 1e-9))}"]
-    print(" | ".join(parts), file=sys.stdout, flush=True)
+    say(" | ".join(parts))

@@ -364,7 +364,7 @@ class _Preemption:
 
 def _info(message: str) -> None:
   if jax.process_index() == 0:
-    print(message, flush=True)
+    progress_lib.say(message)
 
 
 def load_data(config: ml_collections.ConfigDict):

@@ -9,13 +9,19 @@ Each run trains into ROOT/<run name>. A run whose results.json says "finished" (
 asks for it, holds corruption results) is skipped; an unfinished one is started again with the same
 command, which resumes from its newest checkpoint. Aggregate afterwards with
 `python -m freqrobust.report --root=ROOT`.
+
+Stopping a local sweep: SIGTERM or Ctrl-C (SIGINT) to this process is passed on to the running
+training as SIGTERM, which saves a checkpoint of its current step and exits; the sweep then stops
+without starting the next run. Rerunning the same command resumes.
 """
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
+from typing import Callable, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -26,6 +32,43 @@ from absl import app, flags  # noqa: E402
 import importlib  # noqa: E402
 
 from freqrobust import workdir as workdir_lib  # noqa: E402
+
+
+def run_child(cmd, log_path: str, echo: Callable[[str], bool]) -> Tuple[int, bool]:
+  """Runs one training, its output appended to `log_path` (lines for which `echo` is true also
+  printed here); returns (exit status, whether this sweep was told to stop meanwhile).
+
+  SIGTERM or SIGINT to the sweep is forwarded to the training as SIGTERM (it saves its step and
+  exits), and the sweep keeps reading its output until it has exited: killing the sweep first
+  would break the pipe the training writes to."""
+  stop = []
+  proc = None
+
+  def forward(signum, frame):
+    del frame
+    stop.append(signum)
+    if proc is not None and proc.poll() is None:
+      proc.send_signal(signal.SIGTERM)
+
+  previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+  try:
+    with open(log_path, "a") as log:
+      # start_new_session: a Ctrl-C in the terminal reaches the training only through `forward`
+      # (as SIGTERM), never twice.
+      proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, start_new_session=True)
+      if stop:  # A signal arrived while the training was starting.
+        proc.send_signal(signal.SIGTERM)
+      for line in proc.stdout:
+        log.write(line)
+        log.flush()
+        if echo(line):
+          print(f"  {line.rstrip()}", flush=True)
+      proc.wait()
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)
+  return proc.returncode, bool(stop)
 
 
 def run_name(arg: str) -> str:
@@ -108,17 +151,15 @@ def main(argv):
       continue
     os.makedirs(workdir, exist_ok=True)
     start = time.time()
-    with open(os.path.join(workdir, "train.log"), "a") as log:
-      proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-      for line in proc.stdout:
-        log.write(line)
-        log.flush()
-        if FLAGS.submit or "|" in line or "accuracy" in line or "Error" in line:
-          print(f"  {line.rstrip()}", flush=True)
-      proc.wait()
-    if proc.returncode:
+    echo = lambda line: bool(FLAGS.submit) or "|" in line or "accuracy" in line or "Error" in line
+    returncode, stopped = run_child(cmd, os.path.join(workdir, "train.log"), echo)
+    if stopped:
+      print(f"  stopped by a signal after {time.time() - start:.0f}s (exit {returncode}); the "
+            "run saved a checkpoint if it could; rerun the same command to resume.", flush=True)
+      sys.exit(128 + signal.SIGTERM)
+    if returncode:
       failures.append(arg)
-      print(f"  FAILED ({proc.returncode}); see {workdir}/train.log", flush=True)
+      print(f"  FAILED ({returncode}); see {workdir}/train.log", flush=True)
     else:
       print(f"  done in {time.time() - start:.0f}s", flush=True)
   if failures:

@@ -153,6 +153,44 @@ def test_sweep_skips_finished_runs_and_reruns_unfinished(tmp_path):
   assert all("freqrobust.main" in l for l in lines[1:])
 
 
+CHILD = """
+import signal, sys, time
+def stop(signum, frame):
+  open(sys.argv[1], "w").write("saved")  # What the training does on SIGTERM: save, then exit 0.
+  print("saved the checkpoint", flush=True)
+  sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+print("step 1/9 | training", flush=True)
+time.sleep(60)
+"""
+
+
+def test_sweep_passes_sigterm_to_the_training_and_stops(tmp_path):
+  # Killing the sweep used to leave the training writing into a broken pipe: it died at its next
+  # progress line, before the checkpoint that SIGTERM promises. Now the sweep forwards the signal,
+  # reads the training's last words into train.log, and reports that it was stopped.
+  import signal
+  import threading
+  marker, log = str(tmp_path / "saved"), str(tmp_path / "train.log")
+  cmd = [sys.executable, "-c", CHILD, marker]
+  timer = threading.Timer(3.0, lambda: os.kill(os.getpid(), signal.SIGTERM))
+  previous = signal.getsignal(signal.SIGTERM)
+  timer.start()
+  try:
+    returncode, stopped = sweep.run_child(cmd, log, lambda line: False)
+  finally:
+    timer.cancel()
+  assert signal.getsignal(signal.SIGTERM) == previous  # The sweep's handler is gone again.
+  assert stopped and returncode == 0
+  assert open(marker).read() == "saved"
+  text = open(log).read()
+  assert "step 1/9" in text and "saved the checkpoint" in text
+  # Without a signal: the exit status and no stop.
+  returncode, stopped = sweep.run_child([sys.executable, "-c", "import sys; sys.exit(3)"], log,
+                                        lambda line: False)
+  assert (returncode, stopped) == (3, False)
+
+
 def test_report_details_per_family_severity_and_without_background(tmp_path):
   root = str(tmp_path)
   # The first corruption is gaussian_noise (a "noise" family member, not background-lifting).

@@ -173,3 +173,19 @@ def test_cli_user_error_is_one_paragraph_unless_debug(tmp_path):
   debug = subprocess.run(args + ["--debug"], cwd=REPO, env=env, capture_output=True, text=True,
                          timeout=120)
   assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_console_output_survives_a_reader_that_is_gone():
+  # A sweep (or `| tee`) killed before its training: the training's next progress line hit a
+  # broken pipe and ended the run before it could save the checkpoint SIGTERM asked for.
+  from freqrobust import progress
+  read_end, write_end = os.pipe()
+  stream = os.fdopen(write_end, "w")
+  progress.say("first line", stream)
+  assert os.read(read_end, 100) == b"first line\n"
+  os.close(read_end)  # The reader is gone.
+  with pytest.raises(BrokenPipeError):  # What a bare print does ...
+    print("x" * 10, file=stream, flush=True)
+  progress.say("second line", stream)  # ... and what the training's output does instead.
+  progress.say("third line", stream)
+  stream.close()  # The descriptor now points at /dev/null: closing flushes without error.
