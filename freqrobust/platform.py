@@ -10,7 +10,8 @@ Elementwise fusions (`+eltwise`) were in the list until 2026-11-29: they saved 1
 ResNet-18 step on an AVX-512 Xeon, nothing on the AVX2 EPYC, and cost the augmentation-heavy
 methods dearly there (PRIME's step at 0.50x jaxlib's defaults against 1.30x without them, AugMix
 1.44x against 1.72x, the paper's quickstart step 1.43x against 1.64x;
-`bench/bench_xla_flags.py`). The flags change the order of float operations, not the maths: the
+`bench/bench_xla_flags.py`). They still won 8-10% on a small ResNet step without any
+augmentation, which no training here runs. The flags change the order of float operations, not the maths: the
 gradients move by as much as a one-ulp change of the input images moves them.
 
 Call `configure_xla_for_cpu()` before the first JAX computation (XLA reads XLA_FLAGS when it
