@@ -41,11 +41,21 @@ SETTINGS = {
 }
 
 
+RESNET18_WORKLOADS = ("resnet18", "resnet18_paper")
+
+
+def workload_names() -> tuple:
+  """Every valid workload: the ResNet-18 steps and configs/baselines.py's method names."""
+  from configs import baselines
+  from freqrobust.augment import registry
+  return RESNET18_WORKLOADS + baselines.REFERENCES + tuple(registry.METHODS)
+
+
 def workload_config(name: str):
   """A resolved config of the workload, on synthetic data of its shape."""
   import bench_train
   from freqrobust import experiment
-  if name in ("resnet18", "resnet18_paper"):
+  if name in RESNET18_WORKLOADS:
     paper = name == "resnet18_paper"
     return bench_train.bench_config("resnet18", paper, "float32", 32, 3,
                                     "extended" if paper else "none", 128)
@@ -96,13 +106,10 @@ def main():
   if unknown:
     p.error(f"--settings: unknown {unknown}; valid: {', '.join(SETTINGS)}")
   workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+  valid = workload_names()
   for w in workloads:  # Fail on a bad name before any timing.
-    if w not in ("resnet18", "resnet18_paper"):
-      from configs import baselines
-      from freqrobust.augment import registry
-      if w not in ("natural", "paper_both_att") and w not in registry.METHODS:
-        p.error(f"--workloads: unknown {w!r}; valid: resnet18, resnet18_paper, natural, "
-                f"paper_both_att, {', '.join(sorted(registry.METHODS))}")
+    if w not in valid:
+      p.error(f"--workloads: unknown {w!r}; valid: {', '.join(valid)}")
   cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
               if l.startswith("model name")), "?") if os.path.exists("/proc/cpuinfo") else "?"
   print(f"# {cpu}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; settings:")

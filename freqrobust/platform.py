@@ -1,4 +1,5 @@
-"""XLA settings for CPU runs (docs/benchmarks/train.md, docs/BENCHMARKS.md "XLA flags per workload").
+"""XLA settings for CPU runs (docs/benchmarks/train.md; docs/BENCHMARKS.md, "XLA flags per
+workload").
 
 jaxlib 0.10.2 sends dots, convolutions and reductions (the BatchNorm statistics) to YNNPACK by
 default on CPU. YNNPACK's convolution is 2-3x slower than XLA's Eigen convolution for the weight
@@ -11,8 +12,8 @@ ResNet-18 step on an AVX-512 Xeon, nothing on the AVX2 EPYC, and cost the augmen
 methods dearly there (PRIME's step at 0.50x jaxlib's defaults against 1.30x without them, AugMix
 1.44x against 1.72x, the paper's quickstart step 1.43x against 1.64x;
 `bench/bench_xla_flags.py`). They still won 8-10% on a small ResNet step without any
-augmentation, which no training here runs. The flags change the order of float operations, not the maths: the
-gradients move by as much as a one-ulp change of the input images moves them.
+augmentation, which no training here runs. The flags change the order of float operations, not
+the maths: the gradients move by as much as a one-ulp change of the input images moves them.
 
 Call `configure_xla_for_cpu()` before the first JAX computation (XLA reads XLA_FLAGS when it
 creates its backend). It does nothing when the user set XLA_FLAGS, when the run will not be on the

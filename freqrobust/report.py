@@ -201,8 +201,8 @@ def write(summary: Dict, out: str) -> None:
     lines.append(f"| {r['name']} | {r['seeds']} | {acc} | {rob} | {mce} | {speed} |")
   lines += ["", "Baseline in absolute values (parentheses), the rest as differences to it; "
             "mean ± sample standard deviation over seeds (no ± with one seed). Robust. = mean "
-            f"accuracy over the {len(CORRUPTIONS)} benchmark corruptions x 5 severities; mCE (rel.) = 100 * mean_c "
-            "[sum_s E(c, s) / sum_s E_baseline(c, s)], the mean over the "
+            f"accuracy over the {len(CORRUPTIONS)} benchmark corruptions x 5 severities; "
+            "mCE (rel.) = 100 * mean_c [sum_s E(c, s) / sum_s E_baseline(c, s)], the mean over the "
             f"{len(CORRUPTIONS)} benchmark corruptions of per-corruption error ratios against "
             "the baseline of the same backbone (Hendrycks & Dietterich; the paper's convention). "
             f"{len(CORRUPTIONS)} corruptions averaged; the extras are not. Train images/s: the "

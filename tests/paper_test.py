@@ -170,16 +170,16 @@ def test_sweep_passes_sigterm_to_the_training_and_stops(tmp_path):
   # progress line, before the checkpoint that SIGTERM promises. Now the sweep forwards the signal,
   # reads the training's last words into train.log, and reports that it was stopped.
   import signal
-  import threading
   marker, log = str(tmp_path / "saved"), str(tmp_path / "train.log")
   cmd = [sys.executable, "-c", CHILD, marker]
-  timer = threading.Timer(3.0, lambda: os.kill(os.getpid(), signal.SIGTERM))
+
+  def kill_the_sweep(line):  # Once the training runs (its handler is in place), as `kill` would.
+    if line.startswith("step 1/9"):
+      os.kill(os.getpid(), signal.SIGTERM)
+    return False
+
   previous = signal.getsignal(signal.SIGTERM)
-  timer.start()
-  try:
-    returncode, stopped = sweep.run_child(cmd, log, lambda line: False)
-  finally:
-    timer.cancel()
+  returncode, stopped = sweep.run_child(cmd, log, kill_the_sweep)
   assert signal.getsignal(signal.SIGTERM) == previous  # The sweep's handler is gone again.
   assert stopped and returncode == 0
   assert open(marker).read() == "saved"
