@@ -98,3 +98,30 @@ def test_views_and_loss():
     np.testing.assert_allclose(float(terms["ce_paired"]),
                                float(ops.cross_entropy(logits[1], labels)), rtol=1e-6)
   assert apr.APRS().loss_terms(logits[:1], None, labels, {}, None) == {}
+
+
+def test_keep_dc_keeps_own_mean_and_the_partners_other_amplitudes():
+  """The keep_dc ablation: the output's DC (its mean) is the image's own, every other amplitude
+  the partner's, the phase the image's; without it the mean is the partner's."""
+  a, b = images(7, (2, 8, 8, 1))
+  b = 0.5 * b  # a darker partner
+  kept = jax.jit(lambda x, y: apr.recombine(x, y, keep_dc=True))(a, b)
+  swapped = jax.jit(apr.recombine)(a, b)
+  np.testing.assert_allclose(float(kept.mean()), float(a.mean()), atol=1e-5)
+  np.testing.assert_allclose(float(swapped.mean()), float(b.mean()), atol=1e-5)
+  assert abs(float(a.mean()) - float(b.mean())) > 1e-2  # the two laws can tell them apart
+  f_kept, f_b = _spectrum(kept, (0, 1, 2)), _spectrum(b, (0, 1, 2))
+  off_dc = np.ones(f_kept.shape, bool)
+  off_dc[0, 0, 0] = False
+  np.testing.assert_allclose(np.abs(f_kept)[off_dc], np.abs(f_b)[off_dc],
+                             atol=1e-4 * np.abs(f_b).max())
+  # Batch axes: the DC of every image is its own.
+  batch = images(8, (4, 8, 8, 3))
+  pair = jax.jit(apr.apr_pair, static_argnames="keep_dc")
+  mixed, applied, partner = pair(jax.random.key(3), batch, 1.0, keep_dc=True)
+  assert bool(applied) and not np.array_equal(np.asarray(partner), np.arange(4))
+  np.testing.assert_allclose(np.asarray(mixed).mean(axis=(1, 2, 3)),
+                             np.asarray(batch).mean(axis=(1, 2, 3)), atol=1e-5)
+  method = apr.APRP(keep_dc=True)
+  views, _ = method.views(jax.random.key(1), batch, jnp.zeros(4, jnp.int32))
+  assert views.shape[0] == 2

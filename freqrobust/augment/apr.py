@@ -39,24 +39,34 @@ _FFT_AXES_EXAMPLE = (0, 1, 2)  # H, W, C of one HWC image
 _FFT_AXES_BATCH = (1, 2, 3)  # H, W, C of an NHWC batch
 
 
-def recombine(phase_source: Array, amplitude_source: Array, axes=_FFT_AXES_EXAMPLE) -> Array:
-  """Re IDFT(|F(amplitude_source)| exp(i angle F(phase_source))) over `axes`."""
+def recombine(phase_source: Array, amplitude_source: Array, axes=_FFT_AXES_EXAMPLE,
+              keep_dc: bool = False) -> Array:
+  """Re IDFT(|F(amplitude_source)| exp(i angle F(phase_source))) over `axes`.
+
+  `keep_dc` (an ablation, not in APR): the DC amplitude, the mean intensity, stays the phase
+  source's, so the output keeps its own mean brightness."""
   f_phase = jnp.fft.fftn(phase_source, axes=axes)
   f_amplitude = jnp.fft.fftn(amplitude_source, axes=axes)
-  spectrum = jnp.abs(f_amplitude) * jnp.exp(1j * jnp.angle(f_phase))
+  amplitude = jnp.abs(f_amplitude)
+  if keep_dc:
+    dc = tuple(0 if a in {ax % phase_source.ndim for ax in axes} else slice(None)
+               for a in range(phase_source.ndim))
+    amplitude = amplitude.at[dc].set(jnp.abs(f_phase[dc]))
+  spectrum = amplitude * jnp.exp(1j * jnp.angle(f_phase))
   return jnp.real(jnp.fft.ifftn(spectrum, axes=axes)).astype(phase_source.dtype)
 
 
-def apr_pair(key: Array, images: Array, prob: float = 0.6) -> tuple[Array, Array, Array]:
+def apr_pair(key: Array, images: Array, prob: float = 0.6,
+             keep_dc: bool = False) -> tuple[Array, Array, Array]:
   """APR-P of an NHWC batch (core/train.py `mix_data`).
 
   Returns (mixed, applied (scalar bool), partner indices (N,)): mixed_n = APR(x_n, x_pi(n)) for
-  every n when `applied`, else the batch unchanged.
+  every n when `applied`, else the batch unchanged. `keep_dc`: see `recombine`.
   """
   k_apply, k_perm = jax.random.split(key)
   applied = jax.random.uniform(k_apply) <= prob
   partner = jax.random.permutation(k_perm, images.shape[0])
-  mixed = recombine(images, images[partner], _FFT_AXES_BATCH)
+  mixed = recombine(images, images[partner], _FFT_AXES_BATCH, keep_dc)
   return jnp.where(applied, mixed, images), applied, partner
 
 
@@ -96,6 +106,10 @@ class _APRFields(base.SingleAndPaired):
     single_prob: probability that APR-S recombines after its first op (APR.py:24-26: 0.5).
     pair_prob: probability that APR-P mixes the batch (core/train.py:11: prob=0.6).
     pad, flip, crop_fill: RandomCrop(32, padding=4, fill=128) + flip (transforms.py:16-18).
+    keep_dc: an ablation that is not APR (default off): APR-P keeps each image's own DC
+      amplitude (its mean intensity) instead of the partner's, to test whether the pair-wise
+      methods' gain on background-lifting corruptions comes from swapping mean brightness
+      (docs/RESULTS.md).
   """
   ce_views: ClassVar[tuple[int, ...]] = (0,)
 
@@ -105,11 +119,13 @@ class _APRFields(base.SingleAndPaired):
   pad: int = 4
   flip: bool = True
   crop_fill: float = 128.0 / 255.0
+  keep_dc: bool = False
 
   def __post_init__(self):
     ops.set_float(self, "severity", 0.1, 10.0, lo_open=True)
     ops.set_float(self, "single_prob", 0.0, 1.0)
     ops.set_float(self, "pair_prob", 0.0, 1.0)
+    ops.set_bool(self, "keep_dc")
     ops.set_crop_fields(self)
 
   def _single(self, key: Array, images: Array) -> Array:
@@ -117,7 +133,7 @@ class _APRFields(base.SingleAndPaired):
     return jax.vmap(lambda k, x: apr_single(k, x, self.severity, self.single_prob))(keys, images)
 
   def _pair(self, key: Array, images: Array) -> tuple[Array, dict]:
-    mixed, applied, partner = apr_pair(key, images, self.pair_prob)
+    mixed, applied, partner = apr_pair(key, images, self.pair_prob, self.keep_dc)
     return mixed, {"partner": partner, "pair_applied": jnp.broadcast_to(applied, partner.shape)}
 
 
