@@ -3,7 +3,7 @@
   --config=configs/baselines.py:augmix                       # ResNet-18, CIFAR-10, 90 epochs
   --config=configs/baselines.py:augmix,vgg16_bn
   --config=configs/baselines.py:gaussian,cpu,seed=1          # CPU scale (quickstart budget)
-  --config=configs/baselines.py:apr_p,cpu --config.method_args.prob=0.5
+  --config=configs/baselines.py:apr_p,cpu --config.method_args.pair_prob=0.5
 
 Arguments: the method, then optionally a backbone (resnet18, vgg16, vgg16_bn, small_resnet),
 `cpu` (small ResNet on Fashion-MNIST with the quickstart's budget, evaluated on 1000 images per
