@@ -4,10 +4,11 @@
   python bench/bench_augment.py --batch=128 --repeats=7 --iters=20 --clock=cpu
 
 Both sides run the same operations on the same inputs: zero-pad, power suppression with
-probability p (METHOD §2), NFD (METHOD §4), random crop, flip, clip. The NumPy side is written as a
-NumPy user would (np.fft over the batch, float32 throughout, fancy indexing for the crops,
-`default_rng` for the noise), in two variants: "np fft2" follows the method record (docs/METHOD.md) literally (full spectrum,
-real part of ifft2) and "np rfft2" uses the same half-spectrum algorithm as the JAX side. The
+probability p (METHOD §2), NFD (METHOD §4), random crop, flip, clip. The NumPy side is written as
+a NumPy user would (np.fft over the batch, float32 throughout, fancy indexing for the crops,
+`default_rng` for the noise), in two variants: "np fft2" follows the method record
+(docs/METHOD.md) literally (full spectrum, real part of ifft2) and "np rfft2" uses the same
+half-spectrum algorithm as the JAX side. The
 JAX side is `jax.jit(augment_batch)` with static params. Each figure is the median over
 --repeats timings of --iters calls after one warm-up call, with block_until_ready
 (--clock=cpu times this process's CPU seconds instead, steadier on a shared machine).
@@ -34,8 +35,9 @@ def numpy_augment(rng: np.random.Generator, images: np.ndarray, params: augment.
                   half_spectrum: bool = False) -> tuple[np.ndarray, dict]:
   """The same augmentation in vectorised NumPy (float32, np.fft over the batch).
 
-  half_spectrum=False follows the method record (docs/METHOD.md) literally (fft2, full-spectrum noise, real part of ifft2);
-  True uses the rfft2 half-spectrum and symmetric noise as `augment.py` does.
+  half_spectrum=False follows the method record (docs/METHOD.md) literally (fft2, full-spectrum
+  noise, real part of ifft2); True uses the rfft2 half-spectrum and symmetric noise as
+  `augment.py` does.
   """
   n, h, w, c = images.shape
   p = params.pad

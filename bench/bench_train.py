@@ -132,7 +132,8 @@ def configure_xla(mode: str) -> None:
 
 
 def main():
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = argparse.ArgumentParser(description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--models", default="small_resnet,resnet18")
   p.add_argument("--batch", type=int, default=128)
   p.add_argument("--size", type=int, default=32)
@@ -176,7 +177,8 @@ def main():
       elif base:
         wall = 100 * (base["images_per_s"] / r["images_per_s"] - 1)
         cpu = 100 * (r["cpu_s_per_step"] / base["cpu_s_per_step"] - 1)
-        extra = f"  (augmentation costs {wall:.1f}% of the step in wall time, {cpu:.1f}% in CPU time)"
+        extra = (f"  (augmentation costs {wall:.1f}% of the step in wall time, "
+                 f"{cpu:.1f}% in CPU time)")
       print(f"{model:14s} {mode:8s} {r['compile_s']:10.1f} {r['images_per_s']:10.1f} "
             f"{r['cpu_s_per_step']:11.2f}{extra}", flush=True)
       if mode == "off":

@@ -1,6 +1,7 @@
 """One GPU check (issue 13): training and corruption throughput and a short real run, as figures.
 
-    python bench/gpu_check.py --out=DIR            # full: ResNet-18 on 32x32x3, under 5 min on a GPU
+    python bench/gpu_check.py --out=DIR            # full: ResNet-18 on 32x32x3, under 5 min
+                                                   # on a GPU
     python bench/gpu_check.py --out=DIR --reduced  # the same code paths, tiny sizes, for a CPU
 
 (`bench/gpu_check.sh` wraps it with a time limit.) Sections, each written to DIR/gpu_check.json as

@@ -22,7 +22,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 SHAPES = [  # (input size, in channels, out channels, stride)
-    (28, 1, 16, 1), (28, 16, 16, 1), (28, 16, 32, 2), (14, 32, 32, 1), (14, 32, 64, 2), (7, 64, 64, 1)]
+    (28, 1, 16, 1), (28, 16, 16, 1), (28, 16, 32, 2), (14, 32, 32, 1), (14, 32, 64, 2),
+    (7, 64, 64, 1)]
 
 
 def time_jax(f, *args, n=20):

@@ -106,6 +106,7 @@ if __name__ == "__main__":
   for arg in runs("all"):
     method = arg.split(",")[0]
     doc = (registry.METHODS[method].__doc__ or "").strip().splitlines()[0] \
-        if method in registry.METHODS else {"natural": "natural training (reference)",
-                                            "paper_both_att": "the paper's method (reference)"}[method]
+        if method in registry.METHODS else {
+            "natural": "natural training (reference)",
+            "paper_both_att": "the paper's method (reference)"}[method]
     print(f"{arg:28s} # {doc}")

@@ -1,4 +1,4 @@
-"""Default configuration: every field a user may set, with a one-line comment.
+"""Default configuration: every field a user may set, with a comment.
 
 Every other config imports this and overrides a few fields. Override from the command line with
 `--config.field=value`, e.g. `--config.train.num_epochs=3 --config.model.attention=basic`.
@@ -11,33 +11,42 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0  # Seeds parameter init, data order and augmentation.
 
   config.data = ml_collections.ConfigDict()
-  config.data.dataset = "fashion_mnist"  # fashion_mnist (offline, local IDX), cifar10 (TFDS) or synthetic.
+  # fashion_mnist (offline, local IDX), cifar10 (TFDS) or synthetic.
+  config.data.dataset = "fashion_mnist"
   config.data.data_dir = ""  # Fashion-MNIST IDX folder; "" = /usr/share/datasets/fashion-mnist.
-  config.data.tfds_data_dir = ""  # TFDS data dir for cifar10 / cifar10_corrupted; "" = TFDS default.
+  # TFDS data dir for cifar10 / cifar10_corrupted; "" = TFDS default.
+  config.data.tfds_data_dir = ""
   config.data.synthetic_size = 32  # synthetic dataset only: image side.
   config.data.synthetic_channels = 3  # synthetic dataset only: channels.
   config.data.synthetic_examples = 512  # synthetic dataset only: training examples.
   config.data.synthetic_seed = 0  # synthetic dataset only: seed of the class templates.
-  config.data.train_examples = 0  # Use only the first N training examples (0 = all); for smoke runs.
+  # Use only the first N training examples (0 = all); for smoke runs.
+  config.data.train_examples = 0
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "small_resnet"  # small_resnet, resnet18, vgg16, vgg16_bn.
-  config.model.attention = "none"  # APS channel attention after the first layer: none, basic, extended.
+  # APS channel attention after the first layer: none, basic, extended.
+  config.model.attention = "none"
   config.model.attention_hidden = 512  # Hidden units of the attention MLP (paper: 512).
   config.model.input_mean = ()  # Per-channel mean subtracted inside the model; () = the dataset's.
   config.model.input_std = ()  # Per-channel std divided inside the model; () = the dataset's.
   config.model.dtype = "float32"  # Compute dtype: float32 or bfloat16 (GPU/TPU).
-  config.model.small_stage_sizes = (1, 1, 1)  # small_resnet: residual blocks per stage (the first may be 0: no block at full resolution, as the quickstart).
+  # small_resnet: residual blocks per stage (the first may be 0: no block at full resolution, as the
+  # quickstart).
+  config.model.small_stage_sizes = (1, 1, 1)
   config.model.small_widths = (16, 32, 64)  # small_resnet: channels per stage (first = stem width).
 
-  config.method = "paper"  # Augmentation method: paper (augment + aps below) or a baseline (configs/baselines.py).
-  config.method_args = ml_collections.ConfigDict()  # A baseline's hyperparameters (configs/baselines.py fills them).
+  # Augmentation method: paper (augment + aps below) or a baseline (configs/baselines.py).
+  config.method = "paper"
+  # A baseline's hyperparameters (configs/baselines.py fills them).
+  config.method_args = ml_collections.ConfigDict()
 
   config.augment = ml_collections.ConfigDict()
   config.augment.pad = 4  # Zero padding before suppression/NFD and random crop (CIFAR: 32 -> 40).
   config.augment.suppress_prob = 0.0  # Probability of power suppression per image (paper: 1/3).
   config.augment.suppress_masks = ("L", "M", "H")  # Masks drawn uniformly when suppressing.
-  config.augment.keep_range = (0.0, 1.0)  # keep ~ U(lo, hi); keep = 1 - the paper's alpha (METHOD §2).
+  # keep ~ U(lo, hi); keep = 1 - the paper's alpha (METHOD §2).
+  config.augment.keep_range = (0.0, 1.0)
   config.augment.nfd = False  # Noise in Frequency Domain on every image (after suppression).
   config.augment.nfd_sigma = 1.0  # NFD noise variance sigma (paper: 1).
   config.augment.crop = True  # Random crop back to the input size after padding.
@@ -47,7 +56,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.aps = ml_collections.ConfigDict()
   config.aps.configuration = "LMH=000"  # Auxiliary labels: LMH=abc (a,b,c in {0,1}) or learnable.
   config.aps.aux_weight = 100.0  # lambda of eq. 10 (paper: 100); used only with attention.
-  # "batch" (paper 4.1: "not all input samples have this additional loss term"): the batch mean of per-sample losses CE_i + [suppressed_i] * L_aux_i; "labelled": sum of L_aux / number of suppressed images.
+  # "batch" (paper 4.1: "not all input samples have this additional loss term"): the batch mean of
+  # per-sample losses CE_i + [suppressed_i] * L_aux_i; "labelled": sum of L_aux / number of
+  # suppressed images.
   config.aps.aux_average = "batch"
   config.aps.theta_init = (0.0, 0.0, 0.0)  # Initial theta_b of the learnable configuration (eq. 9).
 
@@ -67,13 +78,23 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.checkpoint_every_steps = 1000  # Save a checkpoint every N steps (and at the end).
   config.train.keep_checkpoints = 3  # Checkpoints kept in workdir/checkpoints.
   config.train.max_steps = 0  # Stop after N steps (0 = num_epochs); for smoke tests.
-  config.train.steps_per_call = 0  # Train steps per jitted call (lax.scan); 0 = auto: 1 on CPU, min(log_every_steps, 100) on GPU/TPU; always reduced to divide every log/checkpoint/eval boundary.
-  config.train.device_data = True  # Keep the uint8 training set on every device and gather batches there (False: feed each batch from the host).
+  # Train steps per jitted call (lax.scan); 0 = auto: 1 on CPU, min(log_every_steps, 100) on
+  # GPU/TPU; always reduced to divide every log/checkpoint/eval boundary.
+  config.train.steps_per_call = 0
+  # Keep the uint8 training set on every device and gather batches there (False: feed each batch
+  # from the host).
+  config.train.device_data = True
   config.train.label_smoothing = 0.0  # Label smoothing of the CE targets (0 = off).
-  config.train.ema_decay = 0.0  # EMA of the weights for training's own evaluations (clean, corruptions, figure), e.g. 0.999 (0 = off); checkpoints keep the live weights.
-  config.train.test_time_flip = False  # Evaluate on the mean logits of each image and its mirror image.
-  config.train.aux_bn = True  # Auxiliary BatchNorms for the views a method routes to them (AFA's dual BN, as the original); False = all views share the main BN.
-  config.train.summary_figure = False  # Write workdir/summary.png at the end: per-corruption accuracy + first-layer PDM histogram.
+  # EMA of the weights for training's own evaluations (clean, corruptions, figure), e.g. 0.999
+  # (0 = off); checkpoints keep the live weights.
+  config.train.ema_decay = 0.0
+  # Evaluate on the mean logits of each image and its mirror image.
+  config.train.test_time_flip = False
+  # Auxiliary BatchNorms for the views a method routes to them (AFA's dual BN, as the original);
+  # False = all views share the main BN.
+  config.train.aux_bn = True
+  # Write workdir/summary.png at the end: per-corruption accuracy + first-layer PDM histogram.
+  config.train.summary_figure = False
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 512  # Evaluation batch (padded and masked: no example is dropped).
@@ -83,7 +104,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.corruptions.source = "auto"  # auto (tfds for cifar10, else generated), tfds or generated.
   config.corruptions.cache_dir = ""  # Generated sets cache; "" = ~/.cache/freqrobust/corrupted.
   config.corruptions.names = ()  # Corruptions to evaluate; () = the 15 benchmark corruptions.
-  config.corruptions.include_extra = False  # Also the 4 extra ones (speckle, gaussian_blur, spatter, saturate).
+  # Also the 4 extra ones (speckle, gaussian_blur, spatter, saturate).
+  config.corruptions.include_extra = False
   config.corruptions.num_examples = 0  # Test examples per corrupted set (0 = the whole test set).
   config.corruptions.seed = 0  # Seed of generated corruptions.
   config.corruptions.frost_dir = ""  # Folder of frost photographs; "" = procedural frost texture.

@@ -39,8 +39,8 @@ from configs import default  # noqa: E402
 TABLES = {
     "table1": {"models": ("vgg16", "vgg16_bn"), "columns": ("nat", "aug", "att", "aug_att")},
     "table2": {"models": ("vgg16", "vgg16_bn"),
-               "columns": ("nat",) + tuple(f"lmh={c}" for c in
-                                           ("111", "011", "101", "110", "001", "010", "100", "000"))},
+               "columns": ("nat",) + tuple(
+                   f"lmh={c}" for c in ("111", "011", "101", "110", "001", "010", "100", "000"))},
     "table3": {"models": ("resnet18",),
                "columns": ("nat", "sup", "nfd", "both", "both_att", "both_att_aux")},
     "table4": {"models": ("resnet18",),

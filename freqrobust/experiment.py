@@ -225,7 +225,8 @@ def make_optimizer(train_cfg, steps_per_epoch: int) -> Tuple[optax.GradientTrans
   warmup = int(train_cfg.warmup_epochs * steps_per_epoch)
   if warmup:
     schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), schedule], [warmup])
-  model_only = lambda params: {k: jax.tree.map(lambda _: k == "model", v) for k, v in params.items()}
+  model_only = lambda params: {k: jax.tree.map(lambda _: k == "model", v)
+                               for k, v in params.items()}
   parts = [optax.add_decayed_weights(train_cfg.weight_decay, mask=model_only),
            optax.sgd(schedule, momentum=train_cfg.momentum, nesterov=train_cfg.nesterov)]
   ema_decay = float(train_cfg.get("ema_decay", TRAIN_OPTION_DEFAULTS["ema_decay"]))

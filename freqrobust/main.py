@@ -14,7 +14,8 @@ from ml_collections import config_flags  # noqa: E402
 from freqrobust import cli, platform  # noqa: E402  (neither starts JAX)
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Training configuration file (configs/*.py[:args]).",
+config_flags.DEFINE_config_file("config", None,
+                                "Training configuration file (configs/*.py[:args]).",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -24,7 +25,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   from absl import logging
-  logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO; the progress line is ours.
+  # Orbax logs every save at INFO; the progress line is ours.
+  logging.set_verbosity(logging.WARNING)
   platform.configure_xla_for_cpu()  # Before the JAX backend starts; a user's XLA_FLAGS wins.
   import jax
   from freqrobust import train
@@ -57,7 +59,8 @@ def unknown_field_message(argv) -> str:
       if not hasattr(node, "keys") or part not in node:
         where = "config" + "".join("." + p for p in parts[:i])
         valid = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else "(not a section)"
-        return f"Unknown config field --config.{'.'.join(parts)}: {where} has no field {part!r}. Valid: {valid}."
+        return (f"Unknown config field --config.{'.'.join(parts)}: {where} has no field "
+                f"{part!r}. Valid: {valid}.")
       node = node[part]
   return ""
 

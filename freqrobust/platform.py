@@ -30,8 +30,9 @@ CPU_XLA_FLAGS: Tuple[str, ...] = (
     "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",)
 
 # Packages whose presence means JAX would pick an accelerator when JAX_PLATFORMS is unset.
-ACCELERATOR_PLUGINS: Tuple[str, ...] = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin",
-                                        "jax_rocm7_plugin", "libtpu", "jax_plugins")
+ACCELERATOR_PLUGINS: Tuple[str, ...] = ("jax_cuda12_plugin", "jax_cuda13_plugin",
+                                        "jax_rocm60_plugin", "jax_rocm7_plugin", "libtpu",
+                                        "jax_plugins")
 
 
 def will_run_on_cpu(environ: Mapping[str, str],

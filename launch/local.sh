@@ -10,4 +10,5 @@ fi
 cd "$(dirname "$0")/.."
 config=$1; workdir=$2; shift 2
 mkdir -p "$workdir"
-python -m freqrobust.main --config="$config" --workdir="$workdir" "$@" 2>&1 | tee -a "$workdir/train.log"
+python -m freqrobust.main --config="$config" --workdir="$workdir" "$@" 2>&1 \
+  | tee -a "$workdir/train.log"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what freqrobust needs on a fresh Debian/Ubuntu machine: the Python packages and the offline
-# default dataset (Debian's dataset-fashion-mnist). Safe to run again: it skips what is present.
+# Installs what freqrobust needs on a fresh Debian/Ubuntu machine: the Python packages and the
+# offline default dataset (Debian's dataset-fashion-mnist). Safe to run again: it skips what is
+# present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then

@@ -144,8 +144,8 @@ def main(argv):
       continue
     cmd = command(arg, workdir, overrides, FLAGS.config_file)
     if FLAGS.submit == "slurm":
-      cmd = ["sbatch", os.path.join(HERE, "slurm_gpu.sh"), f"configs/{FLAGS.config_file}.py:{arg}", workdir] + \
-          list(overrides)
+      cmd = ["sbatch", os.path.join(HERE, "slurm_gpu.sh"), f"configs/{FLAGS.config_file}.py:{arg}",
+             workdir] + list(overrides)
     print(f"[{k}/{len(todo)}] {arg}: {' '.join(shlex.quote(c) for c in cmd)}", flush=True)
     if FLAGS.dry_run:
       continue

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Cloud TPU VM: create (if absent), copy this repository to every worker, install, and train on all
-# workers at once (multi-host: jax.distributed.initialize() is called via --config.distributed=True).
+# workers at once (multi-host: jax.distributed.initialize() is called via
+# --config.distributed=True).
 #   TPU_NAME=fr-v4 ZONE=us-central2-b ACCELERATOR=v4-32 bash launch/tpu_vm.sh \
 #     configs/resnet18_nfd.py gs://BUCKET/runs/resnet18_nfd
 # The workdir should be a GCS path (orbax and the metrics writers accept gs://) so every worker
@@ -23,5 +24,6 @@ extra=""
 [ -n "$TFDS_DATA_DIR" ] && extra="--config.data.tfds_data_dir=$TFDS_DATA_DIR"
 gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone "$ZONE" --worker=all --command "
   set -e; mkdir -p ~/freqrobust && tar xzf ~/freqrobust.tgz -C ~/freqrobust && cd ~/freqrobust
-  pip install -q -r requirements.txt 'jax[tpu]' -f https://storage.googleapis.com/jax-releases/libtpu_releases.html
+  pip install -q -r requirements.txt 'jax[tpu]' \
+    -f https://storage.googleapis.com/jax-releases/libtpu_releases.html
   python -m freqrobust.main --config=$config --workdir=$workdir --config.distributed=True $extra $*"

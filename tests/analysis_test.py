@@ -67,7 +67,7 @@ def test_padded_chunks_cover_every_item_once():
   assert seen == list(range(11))
 
 
-# --- PDM (METHOD §5) ------------------------------------------------------------------------------
+# --- PDM (METHOD §5) -----------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

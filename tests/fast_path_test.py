@@ -122,10 +122,12 @@ def test_bfloat16_step_keeps_float32_weights_and_a_close_loss():
     config.model.dtype = dtype
     config, exp, sharder = built(config, jax.devices()[:1])
     state = exp.init_state(jax.random.key(0), sharder)
-    assert float_dtypes((state.params, state.batch_stats, state.opt_state)) == {np.dtype(np.float32)}
+    assert (float_dtypes((state.params, state.batch_stats, state.opt_state))
+            == {np.dtype(np.float32)})
     step = jax.jit(functools.partial(train.train_step, method=exp.method, schedule=exp.schedule))
     state, metrics = step(state, sharder.put(batch), jax.random.key(1))
-    assert float_dtypes((state.params, state.batch_stats, state.opt_state)) == {np.dtype(np.float32)}
+    assert (float_dtypes((state.params, state.batch_stats, state.opt_state))
+            == {np.dtype(np.float32)})
     assert metrics["loss"].dtype == metrics["ce"].dtype == jnp.float32
     out[dtype] = (float(metrics["ce"]), float(metrics["loss"]), jax.device_get(state.params))
   assert np.isfinite(out["bfloat16"][1])

@@ -24,7 +24,8 @@ def model_cfg(**overrides):
 
 
 @pytest.mark.parametrize("attention,channels,size",
-                         [("none", 1, 28), ("basic", 3, 32), ("extended", 3, 20), ("extended", 1, 9)])
+                         [("none", 1, 28), ("basic", 3, 32), ("extended", 3, 20),
+                          ("extended", 1, 9)])
 def test_small_resnet_shapes_and_open_ratios(attention, channels, size):
   model = models.build_model(model_cfg(attention=attention), num_classes=7)
   x = jax.random.uniform(jax.random.key(0), (2, size, size, channels))
@@ -55,7 +56,8 @@ def test_small_resnet_without_a_full_resolution_stage():
   blocks = sorted(k for k in variables["params"] if k.startswith("BasicBlock"))
   assert len(blocks) == 2  # Only the two stride-2 stages.
   # Both blocks downsample: their projection convolutions have stride 2 (7x7 at the head).
-  inter = model.apply(variables, x, capture_intermediates=lambda m, _: type(m).__name__ == "BasicBlock")
+  inter = model.apply(variables, x,
+                      capture_intermediates=lambda m, _: type(m).__name__ == "BasicBlock")
   shapes = [o[0].shape for o in jax.tree_util.tree_leaves(
       inter[1]["intermediates"], is_leaf=lambda t: isinstance(t, tuple))]
   assert sorted(s[1] for s in shapes) == [7, 14]

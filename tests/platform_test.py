@@ -1,5 +1,5 @@
-"""Laws of freqrobust.platform: the CPU XLA flags are set only when the user left XLA_FLAGS alone and
-the run is on the CPU, and they take effect in a fresh process without changing the maths."""
+"""Laws of freqrobust.platform: the CPU XLA flags are set only when the user left XLA_FLAGS alone
+and the run is on the CPU, and they take effect in a fresh process without changing the maths."""
 import json
 import os
 import subprocess
@@ -12,7 +12,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_user_xla_flags_win():
-  assert platform.cpu_flags_to_set({"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}, []) is None
+  assert platform.cpu_flags_to_set(
+      {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}, []) is None
   assert platform.cpu_flags_to_set({"XLA_FLAGS": ""}, []) is None  # Set to empty is still set.
 
 
@@ -48,7 +49,8 @@ _CHILD = textwrap.dedent("""
   x = jax.random.normal(jax.random.key(0), (4, 8, 8, 32))
   w = jax.random.normal(jax.random.key(1), (3, 3, 32, 32))
   def loss(w):
-    y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return jnp.sum(jnp.tanh(y))
   grad = jax.jit(jax.grad(loss))
   hlo = grad.lower(w).compile().as_text()

@@ -5,8 +5,8 @@
 step is a compute-and-select (`jnp.where`), so the vmapped batch has no control flow. Steps that a
 parameter switches off are left out of the trace altogether.
 
-Order (METHOD §2, §4): zero-pad by `pad` -> power suppression with probability `suppress_prob` (mask
-uniform over `suppress_masks`, keep ~ U(keep_range)) -> NFD on every image (control from
+Order (METHOD §2, §4): zero-pad by `pad` -> power suppression with probability `suppress_prob`
+(mask uniform over `suppress_masks`, keep ~ U(keep_range)) -> NFD on every image (control from
 `frequency.nfd_control` over the band masks of the padded size) -> random crop back to the input
 size -> random horizontal flip -> clip to [0, 1]. Suppression and NFD share one DFT: since the
 suppression factor is real and symmetric, DFT(D(I)) = DFT(I) * factor; and as the spectrum stays

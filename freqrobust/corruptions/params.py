@@ -1,7 +1,7 @@
 """CIFAR parameters of the corruption recipe (docs/METHOD.md §6), severities 1 -> 5.
 
-The recipe is `make_cifar_c.py` of Hendrycks & Dietterich (2019). Values below are those of docs/METHOD.md
-§6; spatter takes the CIFAR values of the same script.
+The recipe is `make_cifar_c.py` of Hendrycks & Dietterich (2019). Values below are those of
+docs/METHOD.md §6; spatter takes the CIFAR values of the same script.
 Parameters given in pixels are defined for 32 px images and scaled by `size_scale` (see
 `freqrobust/corruptions/__init__.py`).
 """

@@ -35,7 +35,8 @@ def load_split(data_cfg: Any, split: str) -> Tuple[np.ndarray, np.ndarray]:
     return cifar10.load(split, data_cfg.get("tfds_data_dir", ""))
   return synthetic.load(split, data_cfg.synthetic_size, data_cfg.synthetic_channels,
                         data_cfg.synthetic_examples if split == "train" else
-                        max(64, data_cfg.synthetic_examples // 4), seed=data_cfg.get("synthetic_seed", 0))
+                        max(64, data_cfg.synthetic_examples // 4),
+                        seed=data_cfg.get("synthetic_seed", 0))
 
 
 __all__ = ["DATASETS", "DatasetError", "dataset_info", "load_split"]

@@ -1,4 +1,5 @@
-"""CIFAR-10 (and CIFAR-10-C) through TensorFlow Datasets (needs a prepared TFDS data dir or a network).
+"""CIFAR-10 (and CIFAR-10-C) through TensorFlow Datasets (needs a prepared TFDS data dir or a
+network).
 
 TFDS prepares a dataset once (download, then conversion to its own files under
 <tfds_data_dir>/<name>/<config>/<version>/) and reads the prepared files afterwards. Without a
@@ -90,7 +91,8 @@ def load_tfds_numpy(dataset: str, split: str, data_dir: str = "", download: bool
   return images, labels
 
 
-def load(split: str, tfds_data_dir: str = "", download: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+def load(split: str, tfds_data_dir: str = "",
+         download: bool = True) -> Tuple[np.ndarray, np.ndarray]:
   """Returns (images uint8 (N, 32, 32, 3), labels int32 (N,)) for split 'train' or 'test'."""
   if split not in ("train", "test"):
     raise ValueError(f"CIFAR-10 split {split!r}; valid: train, test.")

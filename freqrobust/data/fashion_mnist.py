@@ -1,4 +1,5 @@
-"""Fashion-MNIST from local gzipped IDX files (Debian's dataset-fashion-mnist), validated on load."""
+"""Fashion-MNIST from local gzipped IDX files (Debian's dataset-fashion-mnist), validated on load.
+"""
 import gzip
 import os
 import zlib
@@ -62,10 +63,12 @@ def load(split: str, data_dir: str = "") -> Tuple[np.ndarray, np.ndarray]:
   images, labels = read_idx(image_path), read_idx(label_path)
   if images.shape != (count, 28, 28):
     raise DatasetError(f"Fashion-MNIST file {image_path}: expected shape ({count}, 28, 28), found "
-                       f"{images.shape}; it is not the Fashion-MNIST {split} split. {_DAMAGED_HINT}")
+                       f"{images.shape}; it is not the Fashion-MNIST {split} split. "
+                       f"{_DAMAGED_HINT}")
   if labels.shape != (count,):
     raise DatasetError(f"Fashion-MNIST file {label_path}: expected {count} labels, found shape "
-                       f"{labels.shape}; it is not the Fashion-MNIST {split} split. {_DAMAGED_HINT}")
+                       f"{labels.shape}; it is not the Fashion-MNIST {split} split. "
+                       f"{_DAMAGED_HINT}")
   if labels.max() > 9:
     raise DatasetError(f"Fashion-MNIST file {label_path}: labels must lie in 0..9, found "
                        f"{int(labels.max())}. {_DAMAGED_HINT}")

@@ -1,4 +1,5 @@
-"""Building blocks shared by the backbones: the first semantic layer and the APS channel attention."""
+"""Building blocks shared by the backbones: the first semantic layer and the APS channel attention.
+"""
 from typing import Any, Optional, Tuple
 
 import flax.linen as nn
@@ -11,7 +12,8 @@ conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
 class SemanticLayer(nn.Module):
-  """The paper's first "semantic" layer: one convolution and an optional batch norm (section 3.2)."""
+  """The paper's first "semantic" layer: one convolution and an optional batch norm (section 3.2).
+  """
   features: int
   use_bn: bool
   norm: Optional[ModuleDef] = None

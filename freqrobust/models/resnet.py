@@ -1,4 +1,5 @@
-"""CIFAR-style ResNets (3x3 stem, no max-pool) with the APS stem: ResNet-18 and a small CPU ResNet."""
+"""CIFAR-style ResNets (3x3 stem, no max-pool) with the APS stem: ResNet-18 and a small CPU ResNet.
+"""
 from typing import Any, Sequence
 
 import flax.linen as nn
