@@ -125,3 +125,18 @@ def test_keep_dc_keeps_own_mean_and_the_partners_other_amplitudes():
   method = apr.APRP(keep_dc=True)
   views, _ = method.views(jax.random.key(1), batch, jnp.zeros(4, jnp.int32))
   assert views.shape[0] == 2
+
+
+def test_keep_black_keeps_the_black_pixels_and_mixes_the_rest():
+  batch = np.array(images(9, (4, 8, 8, 1)))
+  batch[:, :3] = 0.0  # a black band at the top of every image
+  batch = jnp.asarray(batch)
+  pair = jax.jit(apr.apr_pair, static_argnames=("keep_dc", "keep_black"))
+  mixed, applied, partner = pair(jax.random.key(3), batch, 1.0, keep_black=True)
+  plain, _, partner_plain = pair(jax.random.key(3), batch, 1.0)
+  assert bool(applied)
+  np.testing.assert_array_equal(np.asarray(partner), np.asarray(partner_plain))
+  black = np.asarray(batch) == 0
+  assert np.all(np.asarray(mixed)[black] == 0)
+  assert np.abs(np.asarray(plain)[black]).max() > 1e-2  # APR-P itself lifts them
+  np.testing.assert_array_equal(np.asarray(mixed)[~black], np.asarray(plain)[~black])

@@ -56,17 +56,20 @@ def recombine(phase_source: Array, amplitude_source: Array, axes=_FFT_AXES_EXAMP
   return jnp.real(jnp.fft.ifftn(spectrum, axes=axes)).astype(phase_source.dtype)
 
 
-def apr_pair(key: Array, images: Array, prob: float = 0.6,
-             keep_dc: bool = False) -> tuple[Array, Array, Array]:
+def apr_pair(key: Array, images: Array, prob: float = 0.6, keep_dc: bool = False,
+             keep_black: bool = False) -> tuple[Array, Array, Array]:
   """APR-P of an NHWC batch (core/train.py `mix_data`).
 
   Returns (mixed, applied (scalar bool), partner indices (N,)): mixed_n = APR(x_n, x_pi(n)) for
-  every n when `applied`, else the batch unchanged. `keep_dc`: see `recombine`.
+  every n when `applied`, else the batch unchanged. `keep_dc`: see `recombine`. `keep_black` (an
+  ablation, not in APR): pixels that are exactly 0 in x_n stay 0 in mixed_n.
   """
   k_apply, k_perm = jax.random.split(key)
   applied = jax.random.uniform(k_apply) <= prob
   partner = jax.random.permutation(k_perm, images.shape[0])
   mixed = recombine(images, images[partner], _FFT_AXES_BATCH, keep_dc)
+  if keep_black:
+    mixed = jnp.where(images == 0, images, mixed)
   return jnp.where(applied, mixed, images), applied, partner
 
 
@@ -110,6 +113,8 @@ class _APRFields(base.SingleAndPaired):
       amplitude (its mean intensity) instead of the partner's, to test whether the pair-wise
       methods' gain on background-lifting corruptions comes from swapping mean brightness
       (docs/RESULTS.md).
+    keep_black: an ablation that is not APR (default off): pixels that are exactly 0 in an image
+      stay 0 in its APR-P view, so the mixed views keep a black background (docs/RESULTS.md).
   """
   ce_views: ClassVar[tuple[int, ...]] = (0,)
 
@@ -120,12 +125,14 @@ class _APRFields(base.SingleAndPaired):
   flip: bool = True
   crop_fill: float = 128.0 / 255.0
   keep_dc: bool = False
+  keep_black: bool = False
 
   def __post_init__(self):
     ops.set_float(self, "severity", 0.1, 10.0, lo_open=True)
     ops.set_float(self, "single_prob", 0.0, 1.0)
     ops.set_float(self, "pair_prob", 0.0, 1.0)
     ops.set_bool(self, "keep_dc")
+    ops.set_bool(self, "keep_black")
     ops.set_crop_fields(self)
 
   def _single(self, key: Array, images: Array) -> Array:
@@ -133,7 +140,8 @@ class _APRFields(base.SingleAndPaired):
     return jax.vmap(lambda k, x: apr_single(k, x, self.severity, self.single_prob))(keys, images)
 
   def _pair(self, key: Array, images: Array) -> tuple[Array, dict]:
-    mixed, applied, partner = apr_pair(key, images, self.pair_prob, self.keep_dc)
+    mixed, applied, partner = apr_pair(key, images, self.pair_prob, self.keep_dc,
+                                       self.keep_black)
     return mixed, {"partner": partner, "pair_applied": jnp.broadcast_to(applied, partner.shape)}
 
 
