@@ -43,15 +43,14 @@ def main():
   background = x == 0.0
   key = jax.random.key(args.seed)
   k_pair, k_single, k_corrupt = jax.random.split(key, 3)
-  partner = np.asarray(jax.random.permutation(k_pair, x.shape[0]))
-  rows = [("original", x)]
-  rows.append(("APR-P (partner's amplitude, own phase)",
-               apr.recombine(jnp.asarray(x), jnp.asarray(x[partner]), (1, 2, 3))))
-  rows.append(("APR-P, keep_dc (own DC amplitude)",
-               apr.recombine(jnp.asarray(x), jnp.asarray(x[partner]), (1, 2, 3), keep_dc=True)))
-  keys = jax.random.split(k_single, x.shape[0])
-  rows.append(("APR-S (recombined with an augmented copy, p = 1/2)",
-               jax.vmap(lambda k, im: apr.apr_single(k, im))(keys, jnp.asarray(x))))
+  batch = jnp.asarray(x)
+  # APR-P as trained (always applied here), the same partners with and without keep_dc.
+  rows = [("original", x),
+          ("APR-P (partner's amplitude, own phase)", apr.apr_pair(k_pair, batch, 1.0)[0]),
+          ("APR-P, keep_dc (own DC amplitude)",
+           apr.apr_pair(k_pair, batch, 1.0, keep_dc=True)[0]),
+          ("APR-S (recombined with an augmented copy, p = 1/2)",
+           jax.vmap(apr.apr_single)(jax.random.split(k_single, x.shape[0]), batch))]
   for name in BACKGROUND_CORRUPTIONS:
     for severity in range(1, 6):
       rows.append((f"{name} s{severity}", corruptions.corrupt(k_corrupt, x, name, severity)))

@@ -18,8 +18,10 @@ def documented_commands():
            *sorted((ROOT / "configs").glob("*.py"))]
   found = []
   for path in files:
-    text = path.read_text().replace("\\\n", " ")
-    for number, line in enumerate(text.splitlines(), 1):
+    text = path.read_text()
+    for logical in re.finditer(r"(?:.*\\\n)*.*", text):  # a line with its continuations
+      line = logical.group().replace("\\\n", " ")
+      number = text.count("\n", 0, logical.start()) + 1
       for spec in _SPEC.findall(line):
         argv = [f"--config={spec}"] + [f"--config.{k}={v}" for k, v in _OVERRIDE.findall(line)]
         found.append((path.relative_to(ROOT).as_posix(), number, argv))

@@ -49,8 +49,8 @@ def recombine(phase_source: Array, amplitude_source: Array, axes=_FFT_AXES_EXAMP
   f_amplitude = jnp.fft.fftn(amplitude_source, axes=axes)
   amplitude = jnp.abs(f_amplitude)
   if keep_dc:
-    dc = tuple(0 if a in {ax % phase_source.ndim for ax in axes} else slice(None)
-               for a in range(phase_source.ndim))
+    fft_axes = {ax % phase_source.ndim for ax in axes}
+    dc = tuple(0 if a in fft_axes else slice(None) for a in range(phase_source.ndim))
     amplitude = amplitude.at[dc].set(jnp.abs(f_phase[dc]))
   spectrum = amplitude * jnp.exp(1j * jnp.angle(f_phase))
   return jnp.real(jnp.fft.ifftn(spectrum, axes=axes)).astype(phase_source.dtype)
