@@ -19,7 +19,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from freqrobust import corruptions  # noqa: E402
-from freqrobust.augment import apr  # noqa: E402
+from freqrobust.augment import apr, hybrid  # noqa: E402
 from freqrobust.data import fashion_mnist  # noqa: E402
 
 BACKGROUND_CORRUPTIONS = ("brightness", "contrast", "fog", "frost", "snow")
@@ -50,7 +50,13 @@ def main():
           ("APR-P, keep_dc (own DC amplitude)",
            apr.apr_pair(k_pair, batch, 1.0, keep_dc=True)[0]),
           ("APR-S (recombined with an augmented copy, p = 1/2)",
-           jax.vmap(apr.apr_single)(jax.random.split(k_single, x.shape[0]), batch))]
+           jax.vmap(apr.apr_single)(jax.random.split(k_single, x.shape[0]), batch)),
+          ("HA++-P (own low band APR-P'd + partner's high band)",
+           hybrid.hybrid_pair(k_pair, batch, True, 1.0, apr_prob=1.0)[0]),
+          ("HA++-P, keep_black", hybrid.hybrid_pair(k_pair, batch, True, 1.0, apr_prob=1.0,
+                                                    keep_black=True)[0]),
+          ("HA++-S (p = 1/2)",
+           jax.vmap(hybrid.hybrid_single)(jax.random.split(k_single, x.shape[0]), batch))]
   for name in BACKGROUND_CORRUPTIONS:
     for severity in range(1, 6):
       rows.append((f"{name} s{severity}", corruptions.corrupt(k_corrupt, x, name, severity)))

@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from baselines_test import assert_views_contract, images
 from freqrobust.augment import hybrid, ops
@@ -65,6 +66,33 @@ def test_paired_hybrid_plus_recombines_the_low_bands():
     # ... with the amplitude of some image's low band (APR-P's own permutation).
     errors = [np.abs(np.abs(f_rec[n]) - np.abs(f_low[j])).max() for j in range(4)]
     assert min(errors) < 1e-4 * np.abs(f_low).max()
+
+
+def test_keep_black_keeps_the_black_pixels_and_mixes_the_rest():
+  """The ablation field: black pixels of x_n stay black in its paired view; every other pixel
+  is the published HA++-P output with the same partners."""
+  batch = np.array(images(4, (4, 8, 8, 1)))
+  batch[:, :3] = 0.0  # a black band at the top of every image
+  batch = jnp.asarray(batch)
+  pair = jax.jit(hybrid.hybrid_pair, static_argnames=("plus", "keep_black"))
+  mixed, applied, partner = pair(jax.random.key(5), batch, plus=True, prob=1.0,
+                                 keep_black=True)
+  plain, _, partner_plain = pair(jax.random.key(5), batch, plus=True, prob=1.0)
+  assert bool(applied)
+  np.testing.assert_array_equal(np.asarray(partner), np.asarray(partner_plain))
+  black = np.asarray(batch) == 0
+  assert np.all(np.asarray(mixed)[black] == 0)
+  assert np.abs(np.asarray(plain)[black]).max() > 1e-2  # HA++-P itself lifts them
+  np.testing.assert_array_equal(np.asarray(mixed)[~black], np.asarray(plain)[~black])
+  # Through the method's views: the paired view keeps the zeros (no crop, no flip here).
+  method = hybrid.HybridAugmentP(keep_black=True, pad=0, flip=False, pair_prob=1.0)
+  views, extras = method.views(jax.random.key(1), batch, jnp.zeros(4, jnp.int32))
+  assert bool(np.asarray(extras["pair_applied"]).all())
+  np.testing.assert_array_equal(np.asarray(views[0]), np.asarray(batch))
+  assert np.all(np.asarray(views[1])[black] == 0)
+  assert np.abs(np.asarray(views[1])[~black] - np.asarray(batch)[~black]).max() > 1e-2
+  with pytest.raises(ValueError, match="keep_black"):
+    hybrid.HybridAugmentP(keep_black="yes")
 
 
 def test_single_hybrid_is_one_of_its_branches():

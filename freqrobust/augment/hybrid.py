@@ -59,8 +59,12 @@ def low_pass(image: Array, kernel_size: int = 3, sigma: float = 0.5) -> Array:
 
 def hybrid_pair(key: Array, images: Array, plus: bool = True, prob: float = 0.6,
                 kernel_size: int = 3, sigma: float = 0.5,
-                apr_prob: float = 0.6) -> tuple[Array, Array, Array]:
-  """HA-P (plus=False) or HA++-P of an NHWC batch. Returns (mixed, applied, partner)."""
+                apr_prob: float = 0.6, keep_black: bool = False) -> tuple[Array, Array, Array]:
+  """HA-P (plus=False) or HA++-P of an NHWC batch. Returns (mixed, applied, partner).
+
+  `keep_black` (an ablation, not HybridAugment): pixels that are exactly 0 in x_n stay 0 in
+  mixed_n, as APR-P's `keep_black` (apr.apr_pair).
+  """
   k_apply, k_perm, k_apr = jax.random.split(key, 3)
   applied = jax.random.uniform(k_apply) <= prob
   partner = jax.random.permutation(k_perm, images.shape[0])
@@ -69,6 +73,8 @@ def hybrid_pair(key: Array, images: Array, plus: bool = True, prob: float = 0.6,
   if plus:
     low = apr.apr_pair(k_apr, low, apr_prob)[0]
   mixed = low + high[partner]
+  if keep_black:
+    mixed = jnp.where(images == 0, images, mixed)
   return jnp.where(applied, mixed, images), applied, partner
 
 
@@ -115,6 +121,9 @@ class _HybridFields(base.SingleAndPaired):
     kernel_size, sigma: the Gaussian low-pass (--kernel_size 3, --sigma 0.5; the single-image
       --kernel_size_single 3 and --sigma_single 0.5 are the same).
     pad, flip, crop_fill: RandomCrop(32, padding=4, fill=128) + flip (transforms.py:28-35).
+    keep_black: an ablation that is not HybridAugment (default off): pixels that are exactly 0
+      in an image stay 0 in its paired view, so the paired views keep a black background; the
+      single-image hybrid is unchanged (docs/RESULTS.md, the APR-P ablation's counterpart).
   """
   ce_views: ClassVar[tuple[int, ...]] = (0,)
 
@@ -128,9 +137,11 @@ class _HybridFields(base.SingleAndPaired):
   pad: int = 4
   flip: bool = True
   crop_fill: float = 128.0 / 255.0
+  keep_black: bool = False
 
   def __post_init__(self):
     ops.set_bool(self, "plus")
+    ops.set_bool(self, "keep_black")
     ops.set_float(self, "severity", 0.1, 10.0, lo_open=True)
     ops.set_float(self, "single_prob", 0.0, 1.0)
     ops.set_float(self, "pair_prob", 0.0, 1.0)
@@ -149,7 +160,8 @@ class _HybridFields(base.SingleAndPaired):
 
   def _pair(self, key: Array, images: Array) -> tuple[Array, dict]:
     mixed, applied, partner = hybrid_pair(key, images, self.plus, self.pair_prob,
-                                          self.kernel_size, self.sigma, self.apr_prob)
+                                          self.kernel_size, self.sigma, self.apr_prob,
+                                          self.keep_black)
     return mixed, {"partner": partner, "pair_applied": jnp.broadcast_to(applied, partner.shape)}
 
 
