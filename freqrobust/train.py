@@ -113,6 +113,9 @@ def train_step(state: TrainState, batch: Dict[str, jax.Array], key: jax.Array, *
                                                     state.batch_stats, views, aux_views)
     ce = _cross_entropy(logits, labels, aux, method.ce_views, label_smoothing)
     terms = method.loss_terms(logits, open_ratios, labels, aux, params)
+    if method.ce_paired_views:  # A sum of CEs, each with the run's targets (base.Method).
+      terms = dict(terms, ce_paired=len(method.ce_paired_views) * _cross_entropy(
+          logits, labels, aux, method.ce_paired_views, label_smoothing))
     logged = dict(ce=ce, accuracy=jnp.mean(jnp.argmax(logits[0], -1) == labels), **terms,
                   **method.step_metrics(open_ratios, aux, params))
     return ce + sum(terms.values()), (batch_stats, logged)

@@ -9,6 +9,7 @@ import sys
 import flax
 import jax
 import numpy as np
+import optax
 import pytest
 
 from configs import baselines
@@ -52,6 +53,40 @@ def test_method_trains_through_the_generic_step(method):
     flat = flax.traverse_util.flatten_dict(changed)
     assert any(v for k, v in flat.items() if "aux" in k)
     assert any(v for k, v in flat.items() if "main" in k)
+
+
+@pytest.mark.parametrize("method", ["apr_p", "hybrid_ps"])
+def test_paired_ce_uses_the_runs_label_smoothing(method):
+  """APR's and HybridAugment's loss is CE(view 0) + CE(view 1); with label smoothing both CEs
+  use the smoothed targets (one protocol for every CE of a run), logged as ce and ce_paired."""
+  exp = experiment.build(tiny(method), 64)
+  assert exp.method.ce_views == (0,) and exp.method.ce_paired_views == (1,)
+  assert exp.method.loss_terms(None, None, None, {}, None) == {}
+  sharder = sharding.Sharder(jax.devices()[:1])
+  state = exp.init_state(jax.random.key(0), sharder)
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.integers(0, 256, (16, 16, 16, 3)).astype(np.uint8),
+           "label": rng.integers(0, 10, 16).astype(np.int32)}
+  key, eps = jax.random.key(1), 0.1
+  # The step's own views and logits, recomputed outside it.
+  images = batch["image"].astype(np.float32) / 255.0
+  views, _ = exp.method.views(jax.random.fold_in(key, state.step), images, batch["label"])
+  logits, _, _ = train._apply_views(state.apply_fn, state.params["model"], state.batch_stats,
+                                    views)
+  targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], 10), eps)
+  want = [float(optax.softmax_cross_entropy(logits[v], targets).mean()) for v in (0, 1)]
+  hard = float(optax.softmax_cross_entropy_with_integer_labels(logits[1], batch["label"]).mean())
+  assert abs(hard - want[1]) > 1e-3  # Smoothing changes the paired term.
+  for smoothing, expected in ((eps, want), (0.0, None)):
+    step = jax.jit(functools.partial(train.train_step, method=exp.method, schedule=exp.schedule,
+                                     label_smoothing=smoothing))
+    _, metrics = step(state, batch, key)
+    if expected is None:  # Without smoothing: the hard-label CE, as the reference code.
+      np.testing.assert_allclose(float(metrics["ce_paired"]), hard, rtol=2e-4)
+      continue
+    np.testing.assert_allclose(float(metrics["ce"]), expected[0], rtol=2e-4)
+    np.testing.assert_allclose(float(metrics["ce_paired"]), expected[1], rtol=2e-4)
+    np.testing.assert_allclose(float(metrics["loss"]), sum(expected), rtol=2e-4)
 
 
 def _stats(tree, route):

@@ -5,7 +5,8 @@ A method is a frozen (hashable) dataclass, static under `jax.jit`. The train ste
     views, aux = method.views(key, images, labels, forward)     # (V, N, H, W, C), dict
     logits, open_ratios = model(views.reshape(V * N, ...))      # then reshaped to (V, N, ...)
     ce = mean over v in method.ce_views of CE(logits[v], aux.get("labels", labels)[v])
-    loss = ce + sum(method.loss_terms(logits, open_ratios, labels, aux, params).values())
+    ce_paired = sum over v in method.ce_paired_views of the same CE(logits[v], ...)
+    loss = ce + ce_paired + sum(method.loss_terms(logits, open_ratios, labels, aux, params).values())
 
 so a method that needs several views (AugMix, PRIME: clean + augmented views with a consistency
 loss), a partner image from the same batch (APR-P, HybridAugment), an inner gradient loop on the
@@ -24,6 +25,10 @@ Conventions:
   parameters held fixed (no gradient flows to them); for methods with an inner loop (AFA).
 - `loss_terms` returns named scalar terms already multiplied by their weights; they are added to
   the loss and logged under their names.
+- `ce_paired_views`: views whose CE is added to the loss with weight 1 each (a sum, beside the
+  mean over `ce_views`), logged as `ce_paired`: APR's and HybridAugment's CE(x) + CE(x_mix). The
+  train step computes it with the same targets as `ce_views` (per-view or soft labels, and the
+  run's label smoothing), so every CE of a run follows one protocol.
 - `aux_bn_views`: the views the original method normalises with auxiliary BatchNorm layers of
   their own (AFA's dual BN). With `config.train.aux_bn` (default True) the model gets an
   auxiliary twin of every BatchNorm and the train step forwards these views through them in a
@@ -52,6 +57,7 @@ class Method:
   name: ClassVar[str] = "none"
   num_views: ClassVar[int] = 1
   ce_views: ClassVar[tuple[int, ...]] = (0,)
+  ce_paired_views: ClassVar[tuple[int, ...]] = ()
   aux_bn_views: ClassVar[tuple[int, ...]] = ()
 
   def views(self, key: Array, images: Array, labels: Array,
@@ -93,12 +99,6 @@ def soft_cross_entropy(logits: Array, targets: Array) -> Array:
   return -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(logits, axis=-1), axis=-1))
 
 
-def paired_ce(logits: Array, labels: Array) -> dict[str, Array]:
-  """CE on view 1, added to the train step's CE on view 0: CE(view 0) + CE(view 1), the sum APR's
-  and HybridAugment's reference code train with (APR core/train.py:60)."""
-  return {"ce_paired": ops.cross_entropy(logits[1], labels)}
-
-
 @dataclasses.dataclass(frozen=True)
 class SingleAndPaired(Method):
   """The view structure APR and HybridAugment share: a per-image transform `_single` (applied
@@ -108,6 +108,10 @@ class SingleAndPaired(Method):
     "single":       one view, crop(single(x)), plain CE                     (APR-S, HA-S)
     "pair":         views (crop(x), pair(crop(x))), CE + CE                 (APR-P, HA-P)
     "single_pair":  views (crop(single(x)), pair(crop(single(x)))), CE + CE (APR-SP, HA-PS)
+
+  CE + CE: CE(view 0) + CE(view 1), the sum APR's and HybridAugment's reference code train with
+  (APR core/train.py:60): `ce_views = (0,)` and `ce_paired_views = (1,)` for the paired
+  structures (set by their classes).
 
   Subclasses define `_single(key, images)`, `_pair(key, images) -> (mixed, aux)` and the fields
   `pad`, `flip`, `crop_fill`.
@@ -138,10 +142,10 @@ class SingleAndPaired(Method):
     mixed, aux = self._pair(k_pair, first)
     return jnp.stack([first, mixed]), aux
 
-  def loss_terms(self, logits: Array, open_ratios: Optional[Array], labels: Array,
-                 aux: Mapping[str, Array], params: Any) -> dict[str, Array]:
-    del open_ratios, aux, params
-    return {} if self.structure == "single" else paired_ce(logits, labels)
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    if "structure" in cls.__dict__:  # A concrete variant: its paired CE follows its structure.
+      cls.ce_paired_views = () if cls.structure == "single" else (1,)
 
 
 @dataclasses.dataclass(frozen=True)
