@@ -4,6 +4,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from baselines_test import assert_views_contract, images
 from freqrobust.augment import ops, prime
@@ -111,3 +112,75 @@ def test_transforms_subset():
                                              batch)
   np.testing.assert_allclose(chains, jnp.broadcast_to(batch[:, None], chains.shape), atol=1e-6)
   np.testing.assert_allclose(mixed, batch, atol=1e-6)
+
+
+def test_shared_draws_share_the_warp_across_the_batch_as_the_reference():
+  """shared_draws (the reference): one displacement field per PRIME call and depth step, so
+  identical images whose chains are the diffeomorphism come out identical; the two augmented
+  views are two calls with their own fields. Per-image draws warp each image differently."""
+  batch = jnp.broadcast_to(images(6, (1, 8, 8, 3)), (4, 8, 8, 3))
+  only_diffeo = dict(transforms=("diffeo",), width=1, depth=1, pad=0, flip=False)
+  labels = jnp.zeros(4, jnp.int32)
+  shared = prime.PRIME(**only_diffeo)
+  assert shared.shared_draws  # the default
+  views, _ = shared.views(jax.random.key(2), batch, labels)
+  warped = np.asarray(views[1:])  # (2, 4, H, W, C); mixed = (1 - m) x + m warp(x), m per image
+  x = np.asarray(batch[0])
+  for v in range(2):
+    mixed, chains, w, m = prime.augment_images(
+        shared, jax.random.split(jax.random.key(0), 4), batch,
+        shared.shared_params(jax.random.key(v), 8, 8))
+    chains = np.asarray(chains[:, 0])
+    assert np.abs(chains[0] - x).max() > 1e-3  # it warps ...
+    for n in range(1, 4):  # ... every image the same way
+      np.testing.assert_allclose(chains[n], chains[0], atol=1e-6)
+  # In the views: warp = x + (view - x) / m for each image; equal across the batch, not
+  # across the two views.
+  delta = warped - x[None, None]
+  direction = delta / np.maximum(np.abs(delta).reshape(2, 4, -1).max(-1)[..., None, None, None],
+                                 1e-12)
+  for v in range(2):
+    for n in range(1, 4):
+      np.testing.assert_allclose(direction[v, n], direction[v, 0], atol=1e-4)
+  assert np.abs(direction[0, 0] - direction[1, 0]).max() > 1e-2
+  # Per-image draws: the same images get different warps.
+  own = prime.PRIME(shared_draws=False, **only_diffeo)
+  _, chains, _, _ = prime.augment_images(own, jax.random.split(jax.random.key(0), 4), batch)
+  assert np.abs(np.asarray(chains[1, 0]) - np.asarray(chains[0, 0])).max() > 1e-3
+
+
+def test_shared_draws_keep_per_image_colour_and_filter_noise():
+  """Shared: the colour map's cut and T and the filter's sigma are the call's, but the colour
+  coefficients and the filter kernel are each image's own (color_jitter.py:51-54,
+  rand_filter.py:35): identical images still differ."""
+  batch = jnp.broadcast_to(images(7, (1, 8, 8, 3)), (3, 8, 8, 3)) * 0.5 + 0.25
+  for transform in ("color", "filter"):
+    method = prime.PRIME(transforms=(transform,), width=1, depth=1, pad=0, flip=False)
+    params = method.shared_params(jax.random.key(4), 8, 8)
+    _, chains, _, _ = prime.augment_images(method, jax.random.split(jax.random.key(1), 3), batch,
+                                           params)
+    assert np.abs(np.asarray(chains[1, 0]) - np.asarray(chains[0, 0])).max() > 1e-4, transform
+  # The filter's sigma is shared: with the shared sigma uniform at 0 every image gets the
+  # identity tap only (the reference's one-pixel shift), whatever its own kernel noise.
+  method = prime.PRIME(transforms=("filter",), width=1, depth=1, pad=0, flip=False)
+  params = method.shared_params(jax.random.key(4), 8, 8)
+  params = dict(params, u=params["u"].at[:, 5].set(0.0))
+  _, chains, _, _ = prime.augment_images(method, jax.random.split(jax.random.key(1), 3), batch,
+                                         params)
+  shifted = jnp.pad(batch[0], ((0, 1), (0, 1), (0, 0)))[1:, 1:]
+  for n in range(3):
+    np.testing.assert_allclose(chains[n, 0], shifted, atol=1e-6)
+
+
+def test_per_image_draws_are_the_earlier_prime():
+  """shared_draws=False keeps the per-image PRIME that the first CPU runs trained with: its
+  views are the flat vmap over 2N keys."""
+  method = prime.PRIME(shared_draws=False, pad=0, flip=False)
+  batch = images(8, (2, 8, 8, 3))
+  views, _ = method.views(jax.random.key(5), batch, jnp.zeros(2, jnp.int32))
+  _, k_aug = jax.random.split(jax.random.key(5))
+  mixed, _, _, _ = prime.augment_images(method, jax.random.split(k_aug, 4),
+                                        jnp.concatenate([batch, batch]))
+  np.testing.assert_allclose(views[1:], np.asarray(mixed).reshape(2, 2, 8, 8, 3), atol=1e-6)
+  with pytest.raises(ValueError, match="shared_draws"):
+    prime.PRIME(shared_draws="no")

@@ -6,7 +6,8 @@ A method is a frozen (hashable) dataclass, static under `jax.jit`. The train ste
     logits, open_ratios = model(views.reshape(V * N, ...))      # then reshaped to (V, N, ...)
     ce = mean over v in method.ce_views of CE(logits[v], aux.get("labels", labels)[v])
     ce_paired = sum over v in method.ce_paired_views of the same CE(logits[v], ...)
-    loss = ce + ce_paired + sum(method.loss_terms(logits, open_ratios, labels, aux, params).values())
+    loss = ce + ce_paired + sum(method.loss_terms(logits, open_ratios, labels, aux,
+                                                  params).values())
 
 so a method that needs several views (AugMix, PRIME: clean + augmented views with a consistency
 loss), a partner image from the same batch (APR-P, HybridAugment), an inner gradient loop on the
@@ -154,7 +155,9 @@ class CleanAndTwoAugmented(Method):
   independent draws of the method's augmentation, CE on the clean view, plus
   `jsd_weight` x the Jensen-Shannon consistency of the three predictions (AugMix's loss).
 
-  Subclasses define `_augment_batch(keys (M,), images (M, H, W, C))` and the fields `jsd_weight`,
+  Subclasses define `_augment_batch(keys (M,), images (M, H, W, C))` (one independent draw per
+  key; or override `_augment_draws(key, images) -> (2, N, H, W, C)` for draws that share
+  randomness across the batch, as PRIME's reference does) and the fields `jsd_weight`,
   `pad`, `flip`, `crop_fill`.
   """
   num_views: ClassVar[int] = 3
@@ -168,12 +171,15 @@ class CleanAndTwoAugmented(Method):
     ops.check_batch(images, self)
     k_crop, k_aug = jax.random.split(key)
     clean = ops.crop_flip_batch(k_crop, images, self.pad, self.flip, self.crop_fill)
-    n = images.shape[0]
-    # Two independent draws per image, as one flat vmap over 2N examples.
-    keys = jax.random.split(k_aug, 2 * n)
-    augmented = self._augment_batch(keys, jnp.concatenate([clean, clean]))
-    augmented = augmented.reshape((2,) + clean.shape).astype(images.dtype)
+    augmented = self._augment_draws(k_aug, clean).astype(images.dtype)
     return jnp.concatenate([clean[None], augmented]), {}
+
+  def _augment_draws(self, key: Array, images: Array) -> Array:
+    """The two augmented views (2, N, H, W, C): two independent draws per image, as one flat
+    vmap over 2N examples."""
+    keys = jax.random.split(key, 2 * images.shape[0])
+    augmented = self._augment_batch(keys, jnp.concatenate([images, images]))
+    return augmented.reshape((2,) + images.shape)
 
   def loss_terms(self, logits: Array, open_ratios: Optional[Array], labels: Array,
                  aux: Mapping[str, Array], params: Any) -> dict[str, Array]:

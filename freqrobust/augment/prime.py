@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import ClassVar
+from typing import ClassVar, Optional
 
 import jax
 import jax.numpy as jnp
@@ -164,6 +164,13 @@ class PRIME(base.CleanAndTwoAugmented):
     width, depth: mixture width (3) and depth (-1: U{1, 2, 3} per chain; d > 0: exactly d).
     jsd_weight: 12 (augmentation.py:64).
     pad, flip, crop_fill: RandomCrop(32, padding=4) + flip before PRIME (train.py:94-97).
+    shared_draws: as the reference (True): each PRIME call (one per augmented view) draws the
+      primitives' scalar parameters (diffeo cutmax', cut, T; colour cut, T; filter sigma) and
+      the diffeomorphism's displacement field once per depth step, shared by every image and
+      chain of the batch; each image and chain draws its own depth, primitive choice, colour
+      coefficients and filter kernel (utils/prime.py:54-85 applies each primitive once to the
+      stacked width x batch images; diffeomorphism.py:73-84, color_jitter.py:23-34,
+      rand_filter.py:19-20, 53-55). False: every parameter per image and chain.
   """
   name: ClassVar[str] = "prime"
   num_views: ClassVar[int] = 3
@@ -187,6 +194,7 @@ class PRIME(base.CleanAndTwoAugmented):
   pad: int = 4
   flip: bool = True
   crop_fill: float = 0.0
+  shared_draws: bool = True
 
   def __post_init__(self):
     for name in ("diffeo_s_t", "diffeo_r_t", "diffeo_s_cut", "diffeo_r_cut"):
@@ -212,6 +220,7 @@ class PRIME(base.CleanAndTwoAugmented):
     ops.set_int(self, "width", 1)
     ops.set_int(self, "depth", 1, extra=(-1,))
     ops.set_float(self, "jsd_weight", 0.0)
+    ops.set_bool(self, "shared_draws")
     ops.set_crop_fields(self)
 
   # -- primitives ------------------------------------------------------------------------------
@@ -219,7 +228,11 @@ class PRIME(base.CleanAndTwoAugmented):
   def diffeo(self, seeds: Array, image: Array, u: Array) -> Array:
     """Random diffeomorphism; seeds (2, 2) uint32 (the fields u, v), u: 3 uniforms (cutmax',
     B_cut, B_T)."""
-    h, w = image.shape[:2]
+    dx, dy = self.diffeo_displacement(seeds, image.shape[0], image.shape[1], u)
+    return remap(image, dx, dy)
+
+  def diffeo_displacement(self, seeds: Array, h: int, w: int, u: Array) -> tuple[Array, Array]:
+    """The diffeomorphism's displacement (dx, dy), each (h, w); arguments as `diffeo`."""
     cutmin, cutmax = self.diffeo_cutmin, self.diffeo_cutmax
     # torch.randint(cutmin + 1, cutmax + 1) (diffeomorphism.py:86-87).
     cutmax_drawn = cutmin + 1 + jnp.minimum(jnp.floor(u[0] * (cutmax - cutmin)),
@@ -232,7 +245,7 @@ class PRIME(base.CleanAndTwoAugmented):
     t = _beta_from_uniform(u[2], seeds[1] ^ 1, self.diffeo_s_t, self.diffeo_r_t) * (t2 - t1) + t1
     dx = jnp.sqrt(t) * scalar_field(seeds[0], h, w, cut, cutmax) * n
     dy = jnp.sqrt(t) * scalar_field(seeds[1], h, w, cut, cutmax) * n
-    return remap(image, dx, dy)
+    return dx, dy
 
   def smooth_color(self, seed: Array, image: Array, u: Array) -> Array:
     """Random smooth colour map; seed (2,) uint32, u: 2 uniforms (cut, T)."""
@@ -271,8 +284,28 @@ class PRIME(base.CleanAndTwoAugmented):
   def _chain_words(self) -> int:
     return 1 + self._max_depth() * (_UNIFORMS_PER_STEP + 2 * _SEEDS_PER_STEP)
 
-  def _chain(self, bits: Array, image: Array) -> Array:
-    """One chain from its random bits (`_chain_words()` uint32)."""
+  def shared_params(self, key: Array, h: int, w: int) -> dict:
+    """The parameters the reference draws once per PRIME call and depth step, shared by every
+    image and chain of the call (`shared_draws`): per step the 6 uniforms of the primitives'
+    scalar parameters (diffeo cutmax', B_cut, B_T; colour cut, T; filter sigma), "u"
+    (max_depth, 6), and the diffeomorphism's displacement field (one per step, from one pair of
+    random fields), "disp" (max_depth, 2, h, w)."""
+    max_depth = self._max_depth()
+    bits = jax.random.bits(key, (max_depth * (_UNIFORMS_PER_STEP - 1 + 4),), jnp.uint32)
+    n_uniforms = max_depth * (_UNIFORMS_PER_STEP - 1)
+    u = ops.bits_to_uniform(bits[:n_uniforms]).reshape(max_depth, _UNIFORMS_PER_STEP - 1)
+    seeds = bits[n_uniforms:].reshape(max_depth, 2, 2)
+    if "diffeo" in self.transforms:
+      disp = jax.vmap(lambda s, v: jnp.stack(self.diffeo_displacement(s, h, w, v[0:3])))(seeds, u)
+    else:
+      disp = jnp.zeros((max_depth, 2, h, w), jnp.float32)
+    return {"u": u, "disp": disp}
+
+  def _chain(self, bits: Array, image: Array, shared: Optional[dict] = None) -> Array:
+    """One chain from its random bits (`_chain_words()` uint32); with `shared`
+    (`shared_params`), the primitives' scalar parameters and the displacement field of each
+    step come from there, and only the depth, the primitive chosen at each step, the colour
+    coefficients and the filter kernel are the chain's own."""
     max_depth = self._max_depth()
     n_uniforms = 1 + max_depth * _UNIFORMS_PER_STEP
     u = ops.bits_to_uniform(bits[:n_uniforms])
@@ -280,25 +313,35 @@ class PRIME(base.CleanAndTwoAugmented):
     # depth_combos = tril(ones(3, 3)) picked uniformly: depth U{1, 2, 3} (prime.py:43, 68-69).
     depth = (self.depth if self.depth > 0
              else 1 + jnp.minimum(jnp.floor(u[0] * max_depth), max_depth - 1))
-    primitives = {"diffeo": lambda s, x, v: self.diffeo(s[0:2], x, v[1:4]),
-                  "color": lambda s, x, v: self.smooth_color(s[2], x, v[4:6]),
-                  "filter": lambda s, x, v: self.random_filter(s[3], x, v[6:7])}
+    own = u[1:].reshape(max_depth, _UNIFORMS_PER_STEP)
+    if shared is None:
+      params = own[:, 1:]
+      disp = jnp.zeros((max_depth, 2, 1, 1), jnp.float32)  # unused
+      diffeo = lambda s, x, p, d: self.diffeo(s[0:2], x, p[0:3])
+    else:
+      params, disp = shared["u"], shared["disp"]
+      diffeo = lambda s, x, p, d: remap(x, d[0], d[1])
+    primitives = {"diffeo": diffeo,
+                  "color": lambda s, x, p, d: self.smooth_color(s[2], x, p[3:5]),
+                  "filter": lambda s, x, p, d: self.random_filter(s[3], x, p[5:6])}
     chosen = [primitives[t] for t in self.transforms]
 
     def step(x, inputs):
-      index, v, s = inputs
-      which = jnp.minimum(jnp.floor(v[0] * len(chosen)).astype(jnp.int32), len(chosen) - 1)
-      candidates = jnp.stack([f(s, x, v) for f in chosen])
+      index, choice, p, s, d = inputs
+      which = jnp.minimum(jnp.floor(choice * len(chosen)).astype(jnp.int32), len(chosen) - 1)
+      candidates = jnp.stack([f(s, x, p, d) for f in chosen])
       return jnp.where(index < depth, candidates[which], x), None
 
-    steps = (jnp.arange(max_depth), u[1:].reshape(max_depth, _UNIFORMS_PER_STEP), seeds)
+    steps = (jnp.arange(max_depth), own[:, 0], params, seeds, disp)
     return jax.lax.scan(step, image, steps)[0]
 
-  def augment(self, key: Array, image: Array) -> tuple[Array, Array, Array, Array]:
+  def augment(self, key: Array, image: Array,
+              shared: Optional[dict] = None) -> tuple[Array, Array, Array, Array]:
     """One PRIME draw of one HWC image: (mixed, chains (width, H, W, C), w (width,), m).
 
     Every random choice comes from one `jax.random.bits` call (each call site costs compile
     time): the mixing weights' uniforms and each chain's uniforms and normal-draw seeds.
+    `shared`: the call's shared parameters (`shared_params`), or None for per-chain draws.
     """
     bits = jax.random.bits(key, (self.width + 1 + self.width * self._chain_words(),),
                            jnp.uint32)
@@ -306,16 +349,27 @@ class PRIME(base.CleanAndTwoAugmented):
     e = -jnp.log(u[:self.width])  # Dirichlet(1, ..., 1) = normalised Exp(1)
     w, m = e / jnp.sum(e), u[-1]  # Beta(1, 1) = U(0, 1)
     chain_bits = bits[self.width + 1:].reshape(self.width, self._chain_words())
-    chains = jax.vmap(lambda b: self._chain(b, image))(chain_bits)
+    chains = jax.vmap(lambda b: self._chain(b, image, shared))(chain_bits)
     mixed = (1.0 - m) * image + m * jnp.tensordot(w, chains, axes=1)
     return mixed, chains, w, m
+
+  def _augment_draws(self, key: Array, images: Array) -> Array:
+    if not self.shared_draws:
+      return super()._augment_draws(key, images)
+    n, h, w = images.shape[:3]
+    k_each, k_shared = jax.random.split(key)
+    keys = jax.random.split(k_each, 2 * n).reshape(2, n)
+    # Two PRIME calls (the reference's `aug(img)` twice), each with its own shared parameters.
+    return jax.vmap(lambda k, s: augment_images(self, k, images, s)[0])(
+        keys, jax.vmap(lambda k: self.shared_params(k, h, w))(jax.random.split(k_shared)))
 
   def _augment_batch(self, keys: Array, images: Array) -> Array:
     return augment_images(self, keys, images)[0]
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def augment_images(method: PRIME, keys: Array, images: Array):
-  """`method.augment` of each image with its key, vmapped and compiled once per method and shape
-  (so an eager `views` call makes one compiled call): (mixed, chains, w, m), batched."""
-  return jax.vmap(method.augment)(keys, images)
+def augment_images(method: PRIME, keys: Array, images: Array, shared: Optional[dict] = None):
+  """`method.augment` of each image with its key (and the call's `shared` parameters, one set
+  for all images, or None), vmapped and compiled once per method and shape (so an eager `views`
+  call makes one compiled call): (mixed, chains, w, m), batched."""
+  return jax.vmap(lambda k, x: method.augment(k, x, shared))(keys, images)
