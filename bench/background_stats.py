@@ -51,12 +51,18 @@ def main():
            apr.apr_pair(k_pair, batch, 1.0, keep_dc=True)[0]),
           ("APR-S (recombined with an augmented copy, p = 1/2)",
            jax.vmap(apr.apr_single)(jax.random.split(k_single, x.shape[0]), batch)),
+          ("APR-S, uint8_wrap=False (clipped cast)",
+           jax.vmap(lambda k, v: apr.apr_single(k, v, uint8_wrap=False))(
+               jax.random.split(k_single, x.shape[0]), batch)),
           ("HA++-P (own low band APR-P'd + partner's high band)",
            hybrid.hybrid_pair(k_pair, batch, True, 1.0, apr_prob=1.0)[0]),
           ("HA++-P, keep_black", hybrid.hybrid_pair(k_pair, batch, True, 1.0, apr_prob=1.0,
                                                     keep_black=True)[0]),
           ("HA++-S (p = 1/2)",
-           jax.vmap(hybrid.hybrid_single)(jax.random.split(k_single, x.shape[0]), batch))]
+           jax.vmap(hybrid.hybrid_single)(jax.random.split(k_single, x.shape[0]), batch)),
+          ("HA++-S, uint8_wrap=False (clipped casts)",
+           jax.vmap(lambda k, v: hybrid.hybrid_single(k, v, uint8_wrap=False))(
+               jax.random.split(k_single, x.shape[0]), batch))]
   for name in BACKGROUND_CORRUPTIONS:
     for severity in range(1, 6):
       rows.append((f"{name} s{severity}", corruptions.corrupt(k_corrupt, x, name, severity)))

@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from baselines_test import assert_views_contract, images
 from freqrobust.augment import apr, ops
@@ -52,22 +53,42 @@ def test_apr_pair_recombines_with_a_permutation():
   np.testing.assert_allclose(np.mean(applied), 0.6, atol=0.12)  # 4.2 standard errors
 
 
-def test_apr_single_is_one_of_its_two_branches():
+@pytest.mark.parametrize("wrap", [True, False])
+def test_apr_single_is_one_of_its_two_branches(wrap):
   image = images(4, (1, 8, 8, 3))[0]
-  single = jax.jit(lambda k: apr.apr_single(k, image, 3.0, 0.5, return_intermediates=True))
-  kinds = set()
+  single = jax.jit(lambda k: apr.apr_single(k, image, 3.0, 0.5, return_intermediates=True,
+                                            uint8_wrap=wrap))
+  kinds, wrapped = set(), 0
   for seed in range(24):
     out, x1, x2 = single(jax.random.key(seed))
     if np.array_equal(out, x1):
       kinds.add("op only")
       continue
-    candidates = [ops.truncate_to_uint8(apr.recombine(x2, x1)),
-                  ops.truncate_to_uint8(apr.recombine(x1, x2))]
+    raw = [apr.recombine(x2, x1), apr.recombine(x1, x2)]
+    candidates = [ops.truncate_to_uint8(r, wrap) for r in raw]
     errors = [float(jnp.abs(out - c).max()) for c in candidates]
     assert min(errors) < 1e-6, errors
-    kinds.add("x1 amplitude" if errors[0] < errors[1] else "x2 amplitude")
+    best = int(np.argmin(errors))
+    kinds.add(("x1 amplitude", "x2 amplitude")[best])
     np.testing.assert_allclose(out * 255, jnp.round(out * 255), atol=1e-3)  # uint8, as the cast
+    wrapped += int(np.sum(np.asarray(raw[best]) * 255 <= -1.0))
   assert kinds == {"op only", "x1 amplitude", "x2 amplitude"}
+  assert wrapped > 0  # the recombination does leave [0, 255] here, so the cast mode matters
+
+
+def test_uint8_cast_wraps_as_the_reference_or_clips():
+  """The reference's `astype(np.uint8)` / `.byte()` on x86: truncation toward zero, modulo 256."""
+  levels = np.array([-300.2, -3.7, -1.2, -0.5, 0.0, 0.4, 1.0, 127.9, 254.6, 255.0, 256.3,
+                     300.2, 511.0], np.float64)
+  want = np.mod(np.trunc(levels), 256) / 255
+  got = ops.truncate_to_uint8(jnp.asarray(levels / 255, jnp.float32), wrap=True)
+  np.testing.assert_allclose(got, want, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(got)[[2, 10]], [1.0, 0.0], atol=1e-6)  # -1.2, 256.3
+  clipped = ops.truncate_to_uint8(jnp.asarray(levels / 255, jnp.float32))
+  np.testing.assert_allclose(clipped, np.floor(np.clip(levels, 0, 255)) / 255, atol=1e-6)
+  assert apr.APRS().uint8_wrap and not apr.APRS(uint8_wrap=False).uint8_wrap
+  with pytest.raises(ValueError, match="uint8_wrap"):
+    apr.APRSP(uint8_wrap="maybe")
 
 
 def test_views_and_loss():

@@ -95,10 +95,11 @@ def test_keep_black_keeps_the_black_pixels_and_mixes_the_rest():
     hybrid.HybridAugmentP(keep_black="yes")
 
 
-def test_single_hybrid_is_one_of_its_branches():
+@pytest.mark.parametrize("wrap", [True, False])
+def test_single_hybrid_is_one_of_its_branches(wrap):
   image = images(4, (1, 8, 8, 3))[0]
   single = jax.jit(lambda k: hybrid.hybrid_single(k, image, plus=False,
-                                                  return_intermediates=True))
+                                                  return_intermediates=True, uint8_wrap=wrap))
   kinds = set()
   for seed in range(24):
     out, x1, x2 = single(jax.random.key(seed))
@@ -106,8 +107,8 @@ def test_single_hybrid_is_one_of_its_branches():
       kinds.add("op only")
       continue
     lp = hybrid.low_pass
-    candidates = [ops.truncate_to_uint8(lp(x1) + x2 - lp(x2)),
-                  ops.truncate_to_uint8(lp(x2) + x1 - lp(x1))]
+    candidates = [ops.truncate_to_uint8(lp(x1) + x2 - lp(x2), wrap),
+                  ops.truncate_to_uint8(lp(x2) + x1 - lp(x1), wrap)]
     errors = [float(jnp.abs(out - c).max()) for c in candidates]
     assert min(errors) < 1.5 / 255, errors  # a floor may fall on the other side of a level
     kinds.add(("low x1, high x2", "low x2, high x1")[int(np.argmin(errors))])

@@ -73,16 +73,17 @@ def apr_pair(key: Array, images: Array, prob: float = 0.6, keep_dc: bool = False
   return jnp.where(applied, mixed, images), applied, partner
 
 
-@functools.partial(jax.jit, static_argnames=("severity", "prob", "return_intermediates"))
+@functools.partial(jax.jit, static_argnames=("severity", "prob", "return_intermediates",
+                                             "uint8_wrap"))
 def apr_single(key: Array, image: Array, severity: float = 3.0, prob: float = 0.5,
-               return_intermediates: bool = False):
+               return_intermediates: bool = False, uint8_wrap: bool = True):
   """APR-S of one HWC image in [0, 1] (datasets/APR.py `APRecombination.__call__`).
 
   With `return_intermediates`, returns (output, x1, x2): the images after the first and the
-  second AugMix op.
+  second AugMix op. `uint8_wrap`: the reference's uint8 cast wraps (`ops.truncate_to_uint8`).
   """
   out = apr_single_from_uniforms(jax.random.uniform(key, (APR_S_UNIFORMS,)), image, severity,
-                                 prob)
+                                 prob, uint8_wrap)
   return out if return_intermediates else out[0]
 
 
@@ -90,12 +91,13 @@ APR_S_UNIFORMS = 8  # op 1 (3), recombine? (1), op 2 (3), which amplitude (1)
 
 
 def apr_single_from_uniforms(u: Array, image: Array, severity: float = 3.0,
-                             prob: float = 0.5) -> tuple[Array, Array, Array]:
+                             prob: float = 0.5,
+                             uint8_wrap: bool = True) -> tuple[Array, Array, Array]:
   """APR-S driven by APR_S_UNIFORMS uniforms: (output, x1, x2)."""
   x1, x2 = ops.augmix_sequence(image, jnp.stack([u[0:3], u[4:7]]), severity)
   # fft_1 = |F x1| exp(i angle F x2) if p > 0.5, else fft_2 = |F x2| exp(i angle F x1).
   recombined = jnp.where(u[7] > 0.5, recombine(x2, x1), recombine(x1, x2))
-  recombined = ops.truncate_to_uint8(recombined)
+  recombined = ops.truncate_to_uint8(recombined, uint8_wrap)  # `x.astype(np.uint8)`
   # `if p > 0.5: return x` (after the first op): recombination with probability `prob`.
   return jnp.where(u[3] > prob, x1, recombined), x1, x2
 
@@ -109,6 +111,9 @@ class _APRFields(base.SingleAndPaired):
     single_prob: probability that APR-S recombines after its first op (APR.py:24-26: 0.5).
     pair_prob: probability that APR-P mixes the batch (core/train.py:11: prob=0.6).
     pad, flip, crop_fill: RandomCrop(32, padding=4, fill=128) + flip (transforms.py:16-18).
+    uint8_wrap: APR-S's `x.astype(np.uint8)` of the recombined image (APR.py:51) wraps values
+      outside [0, 255] around, as it does on x86 (True, the reference); False clips them (the
+      CPU runs of docs/RESULTS.md made before this field).
     keep_dc: an ablation that is not APR (default off): APR-P keeps each image's own DC
       amplitude (its mean intensity) instead of the partner's, to test whether the pair-wise
       methods' gain on background-lifting corruptions comes from swapping mean brightness
@@ -124,6 +129,7 @@ class _APRFields(base.SingleAndPaired):
   pad: int = 4
   flip: bool = True
   crop_fill: float = 128.0 / 255.0
+  uint8_wrap: bool = True
   keep_dc: bool = False
   keep_black: bool = False
 
@@ -131,13 +137,15 @@ class _APRFields(base.SingleAndPaired):
     ops.set_float(self, "severity", 0.1, 10.0, lo_open=True)
     ops.set_float(self, "single_prob", 0.0, 1.0)
     ops.set_float(self, "pair_prob", 0.0, 1.0)
+    ops.set_bool(self, "uint8_wrap")
     ops.set_bool(self, "keep_dc")
     ops.set_bool(self, "keep_black")
     ops.set_crop_fields(self)
 
   def _single(self, key: Array, images: Array) -> Array:
     keys = jax.random.split(key, images.shape[0])
-    return jax.vmap(lambda k, x: apr_single(k, x, self.severity, self.single_prob))(keys, images)
+    return jax.vmap(lambda k, x: apr_single(k, x, self.severity, self.single_prob,
+                                            uint8_wrap=self.uint8_wrap))(keys, images)
 
   def _pair(self, key: Array, images: Array) -> tuple[Array, dict]:
     mixed, applied, partner = apr_pair(key, images, self.pair_prob, self.keep_dc,

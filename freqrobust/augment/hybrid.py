@@ -79,14 +79,15 @@ def hybrid_pair(key: Array, images: Array, plus: bool = True, prob: float = 0.6,
 
 
 @functools.partial(jax.jit, static_argnames=("plus", "severity", "prob", "kernel_size", "sigma",
-                                             "return_intermediates"))
+                                             "return_intermediates", "uint8_wrap"))
 def hybrid_single(key: Array, image: Array, plus: bool = True, severity: float = 3.0,
                   prob: float = 0.5, kernel_size: int = 3, sigma: float = 0.5,
-                  return_intermediates: bool = False):
+                  return_intermediates: bool = False, uint8_wrap: bool = True):
   """HA-S (plus=False) or HA++-S of one HWC image in [0, 1] (datasets/APR.py).
 
   With `return_intermediates`, returns (output, x1, x2): the images after the first and the
-  second AugMix op.
+  second AugMix op. `uint8_wrap`: the reference's uint8 casts (ToPILImage, APR-S's astype) wrap
+  (`ops.truncate_to_uint8`).
   """
   # One PRNG call (each call site costs compile time): 8 uniforms for the hybrid, then the
   # uniforms of the two APR-S of HA++.
@@ -97,11 +98,13 @@ def hybrid_single(key: Array, image: Array, plus: bool = True, severity: float =
   low2 = low_pass(x2, kernel_size, sigma)
   high1, high2 = x1 - low1, x2 - low2
   if plus:  # APR-S of the uint8 low bands (ToPILImage -> APRecombination -> ToTensor)
-    lows = jnp.stack([ops.truncate_to_uint8(low1), ops.truncate_to_uint8(low2)])
-    low1, low2 = jax.vmap(lambda v, x: apr.apr_single_from_uniforms(v, x, severity)[0])(
-        u[8:].reshape(2, n), lows)
+    lows = jnp.stack([ops.truncate_to_uint8(low1, uint8_wrap),
+                      ops.truncate_to_uint8(low2, uint8_wrap)])
+    low1, low2 = jax.vmap(
+        lambda v, x: apr.apr_single_from_uniforms(v, x, severity, uint8_wrap=uint8_wrap)[0])(
+            u[8:].reshape(2, n), lows)
   # `if p > self.prob: lfc_f + hfc_s else lfc_s + hfc_f`, then ToPILImage.
-  hybrid = ops.truncate_to_uint8(jnp.where(u[7] > prob, low1 + high2, low2 + high1))
+  hybrid = ops.truncate_to_uint8(jnp.where(u[7] > prob, low1 + high2, low2 + high1), uint8_wrap)
   # `if p > self.prob: return x` after the first op.
   out = jnp.where(u[3] > prob, x1, hybrid)
   return (out, x1, x2) if return_intermediates else out
@@ -121,6 +124,10 @@ class _HybridFields(base.SingleAndPaired):
     kernel_size, sigma: the Gaussian low-pass (--kernel_size 3, --sigma 0.5; the single-image
       --kernel_size_single 3 and --sigma_single 0.5 are the same).
     pad, flip, crop_fill: RandomCrop(32, padding=4, fill=128) + flip (transforms.py:28-35).
+    uint8_wrap: the single-image hybrid's uint8 casts (ToPILImage's `mul(255).byte()`,
+      APR.py:49, 53, 63, 116; APR-S's `astype(np.uint8)`) wrap values outside [0, 255] around,
+      as they do on x86 (True, the reference); False clips them (the CPU runs of
+      docs/RESULTS.md made before this field).
     keep_black: an ablation that is not HybridAugment (default off): pixels that are exactly 0
       in an image stay 0 in its paired view, so the paired views keep a black background; the
       single-image hybrid is unchanged (docs/RESULTS.md, the APR-P ablation's counterpart).
@@ -137,10 +144,12 @@ class _HybridFields(base.SingleAndPaired):
   pad: int = 4
   flip: bool = True
   crop_fill: float = 128.0 / 255.0
+  uint8_wrap: bool = True
   keep_black: bool = False
 
   def __post_init__(self):
     ops.set_bool(self, "plus")
+    ops.set_bool(self, "uint8_wrap")
     ops.set_bool(self, "keep_black")
     ops.set_float(self, "severity", 0.1, 10.0, lo_open=True)
     ops.set_float(self, "single_prob", 0.0, 1.0)
@@ -156,7 +165,8 @@ class _HybridFields(base.SingleAndPaired):
   def _single(self, key: Array, images: Array) -> Array:
     keys = jax.random.split(key, images.shape[0])
     return jax.vmap(lambda k, x: hybrid_single(k, x, self.plus, self.severity, self.single_prob,
-                                               self.kernel_size, self.sigma))(keys, images)
+                                               self.kernel_size, self.sigma,
+                                               uint8_wrap=self.uint8_wrap))(keys, images)
 
   def _pair(self, key: Array, images: Array) -> tuple[Array, dict]:
     mixed, applied, partner = hybrid_pair(key, images, self.plus, self.pair_prob,

@@ -199,10 +199,16 @@ def to_levels(x: Array) -> Array:
   return jnp.round(jnp.clip(x, 0.0, 1.0) * 255.0).astype(jnp.int32)
 
 
-def truncate_to_uint8(x: Array) -> Array:
-  """floor(255 x) of x clipped to [0, 1], back in [0, 1]: the (uint8) cast of the reference
-  code (numpy `astype(np.uint8)`, torchvision ToPILImage's `mul(255).byte()`), except that
-  values outside [0, 1] are clipped where the cast wraps them around."""
+def truncate_to_uint8(x: Array, wrap: bool = False) -> Array:
+  """The (uint8) cast of the reference code (numpy `astype(np.uint8)`, torchvision ToPILImage's
+  `mul(255).byte()`) of an image in [0, 1] units, back in [0, 1].
+
+  wrap=True is what that cast does on x86 (measured with numpy 2.4 and torch 2.13; C leaves
+  out-of-range casts undefined): 255 x truncated toward zero, modulo 256, so -1.2/255 -> 255,
+  300.2/255 -> 44, and values in (-1, 0]/255 -> 0. wrap=False clips x to [0, 1] first, then
+  floors. A 1e-3 level guard absorbs float32 round-off on exact levels."""
+  if wrap:
+    return jnp.mod(jnp.trunc(x * 255.0 + _LEVEL_EPS), 256.0) / 255.0
   return jnp.floor(jnp.clip(x, 0.0, 1.0) * 255.0 + _LEVEL_EPS) / 255.0
 
 
