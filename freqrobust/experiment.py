@@ -329,4 +329,5 @@ def method_choices(config: ml_collections.ConfigDict, method: Optional[Method] =
           "aux_bn_views": list(method.aux_bn_views) if uses_aux_bn(config, method) else [],
           "aux_average": config.aps.aux_average if config.model.attention != "none" else None,
           "nfd_noise": "hermitian" if config.augment.nfd else None,
-          "keep_range": list(config.augment.keep_range)}
+          "keep_range": list(config.augment.keep_range),
+          "method_revision": len(method.revisions)}

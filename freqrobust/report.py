@@ -47,7 +47,19 @@ def load_run(workdir: str) -> Optional[Dict]:
     if not all(c in table for c in CORRUPTIONS):
       table = None  # Robust. and mCE are defined over the 15 benchmark corruptions only.
   return {"clean": results["clean"]["accuracy"], "table": table, "b(M)": results.get("b(M)"),
-          "images_per_s": training_rate(workdir)}
+          "images_per_s": training_rate(workdir), "stale": stale_notes(results)}
+
+
+def stale_notes(results: Dict) -> List[str]:
+  """How a finished run's method trained differently from the current code at its recorded
+  settings (fields added since, behaviour changes since: `augment.base.stale_notes`)."""
+  from freqrobust.augment import base, registry
+  choices = results.get("method_choices") or {}
+  cls = registry.METHODS.get(choices.get("method"))
+  if cls is None:
+    return []
+  return base.stale_notes(cls, choices.get("method_args") or {},
+                          int(choices.get("method_revision", 0)))
 
 
 def training_rate(workdir: str) -> Optional[float]:
@@ -124,7 +136,11 @@ def aggregate(root: str, baseline: str = "nat") -> Dict:
       model = next(iter(stats))
     base = stats[model]
     clean = np.array([r["clean"] for r in runs])
-    row = {"name": name, "seeds": len(runs), "baseline": name == base["name"],
+    stale: Dict[str, int] = {}
+    for r in runs:
+      for note in r.get("stale", ()):
+        stale[note] = stale.get(note, 0) + 1
+    row = {"name": name, "seeds": len(runs), "baseline": name == base["name"], "stale": stale,
            "baseline_of": base["name"], "clean_mean": float(clean.mean()), "clean_std": _std(clean)}
     row["clean_delta"] = row["clean_mean"] - base["clean"]
     rates = [r["images_per_s"] for r in runs if r["images_per_s"]]
@@ -198,7 +214,8 @@ def write(summary: Dict, out: str) -> None:
     if "images_per_s" in r:
       speed = f"{r['images_per_s']:.0f}" + (f" ({r['relative_speed']:.2f}x)"
                                              if "relative_speed" in r else "")
-    lines.append(f"| {r['name']} | {r['seeds']} | {acc} | {rob} | {mce} | {speed} |")
+    mark = " (stale)" if r.get("stale") else ""
+    lines.append(f"| {r['name']}{mark} | {r['seeds']} | {acc} | {rob} | {mce} | {speed} |")
   lines += ["", "Baseline in absolute values (parentheses), the rest as differences to it; "
             "mean ± sample standard deviation over seeds (no ± with one seed). Robust. = mean "
             f"accuracy over the {len(CORRUPTIONS)} benchmark corruptions x 5 severities; "
@@ -210,6 +227,7 @@ def write(summary: Dict, out: str) -> None:
             "the baseline's (the cost of the method: 0.5x = twice the training time); measured "
             "wherever each run ran, so compare rows from one machine."]
   lines += _detail_lines(rows)
+  lines += _stale_lines(rows)
   workdir_lib.atomic_write(os.path.join(out, "table.md"),
                            lambda f: f.write("\n".join(lines) + "\n"))
   keys = ["name", "seeds", "baseline", "clean_mean", "clean_std", "clean_delta", "images_per_s",
@@ -245,6 +263,19 @@ def write(summary: Dict, out: str) -> None:
   fig.tight_layout()
   fig.savefig(os.path.join(out, "robustness.png"), dpi=120)
   plt.close(fig)
+
+
+def _stale_lines(rows: List[Dict]) -> List[str]:
+  """The runs that trained otherwise than the current code would at their settings."""
+  stale = [r for r in rows if r.get("stale")]
+  if not stale:
+    return []
+  lines = ["", "Stale rows: these runs trained differently from what the current code does at "
+           "the same settings; rerun them (in a fresh root) to measure the method as it is now."]
+  for r in stale:
+    for note, count in r["stale"].items():
+      lines.append(f"- {r['name']}: {count} of {r['seeds']} run(s) {note}.")
+  return lines
 
 
 def _detail_lines(rows: List[Dict]) -> List[str]:

@@ -140,7 +140,11 @@ def main(argv):
   failures = []
   for k, (arg, workdir) in enumerate(todo, 1):
     if is_finished(workdir):
-      print(f"[{k}/{len(todo)}] {arg}: finished, skipped", flush=True)
+      from freqrobust import report  # Light; the method registry for the stale check.
+      stale = report.stale_notes(workdir_lib.read_finished_results(workdir))
+      print(f"[{k}/{len(todo)}] {arg}: finished, skipped" + "".join(
+          f"\n    STALE: {note}; rerun it in a fresh --root to measure the current method"
+          for note in stale), flush=True)
       continue
     cmd = command(arg, workdir, overrides, FLAGS.config_file)
     if FLAGS.submit == "slurm":

@@ -5,11 +5,11 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
-from configs import paper
+from configs import baselines, paper
 from freqrobust import experiment, report
+from freqrobust.augment import registry
 from freqrobust.corruptions import CORRUPTIONS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,11 +73,15 @@ def test_cpu_variant_and_bad_arguments():
     paper.get_config("table3,everything")
 
 
-def fake_run(root, name, clean, corrupted_acc, status="finished", first_corruption_acc=None):
+def fake_run(root, name, clean, corrupted_acc, status="finished", first_corruption_acc=None,
+             method_choices=None):
   workdir = os.path.join(root, name)
   os.makedirs(os.path.join(workdir, "corruption_eval"), exist_ok=True)
   with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump({"status": status, "clean": {"accuracy": clean}, "corruptions": {}}, f)
+    results = {"status": status, "clean": {"accuracy": clean}, "corruptions": {}}
+    if method_choices is not None:
+      results["method_choices"] = method_choices
+    json.dump(results, f)
   with open(os.path.join(workdir, "config.json"), "w") as f:
     json.dump({"corruptions": {"evaluate": True}}, f)
   accuracy = {c: {str(s): corrupted_acc for s in range(1, 6)} for c in CORRUPTIONS}
@@ -137,6 +141,42 @@ def test_report_compares_each_backbone_with_its_own_baseline(tmp_path):
   assert rows["table2_vgg16_lmh-011"]["robust_delta"] == pytest.approx(5.0)
   assert rows["table2_vgg16_bn_lmh-011"]["clean_delta"] == pytest.approx(-1.0)
   assert rows["table2_vgg16_bn_lmh-011"]["robust_delta"] == pytest.approx(2.0)
+
+
+def test_report_and_sweep_flag_runs_trained_before_a_method_change(tmp_path):
+  """Nothing silently stale: a run recorded without a field added since (its legacy value is
+  not the default) or at an older method revision is flagged by the report and the sweep; a
+  run recorded by the current code is not."""
+  root = str(tmp_path)
+  fake_run(root, "natural_cpu_seed-0", 90.0, 60.0)
+  old = {"method": "apr_sp", "method_args": {"pad": 4}}  # before uint8_wrap and revision 1
+  fake_run(root, "apr_sp_cpu_seed-0", 89.0, 70.0, method_choices=old)
+  config = baselines.get_config("apr_sp,cpu,seed=1")
+  current = experiment.method_choices(config, registry.METHODS["apr_sp"]())
+  assert current["method_revision"] == 1 and "uint8_wrap" in current["method_args"]
+  fake_run(root, "apr_sp_cpu_seed-1", 89.0, 70.0, method_choices=current)
+  fake_run(root, "prime_cpu_seed-0", 89.0, 70.0,
+           method_choices={"method": "prime", "method_args": {"shared_draws": False}})
+  rows = {r["name"]: r for r in report.aggregate(root, "natural")["rows"]}
+  notes = rows["apr_sp_cpu"]["stale"]
+  assert sorted(notes.values()) == [1, 1] and len(notes) == 2  # one run of two, two notes
+  assert any("uint8_wrap=False" in n for n in notes)
+  assert any("label smoothing" in n for n in notes)
+  assert not rows["prime_cpu"]["stale"]  # an explicit setting is not stale
+  assert not rows["natural_cpu"]["stale"]
+  out = str(tmp_path / "out")
+  report.write(report.aggregate(root, "natural"), out)
+  table = open(os.path.join(out, "table.md")).read()
+  assert "| apr_sp_cpu (stale) | 2 |" in table and "Stale rows" in table
+  assert "prime_cpu (stale)" not in table
+  listed = subprocess.run([sys.executable, os.path.join(REPO, "launch", "sweep.py"),
+                           "--config_file=baselines", "--runs=apr_sp,cpu", "--seeds=0,1",
+                           f"--root={root}", "--dry_run"], capture_output=True, text=True,
+                          timeout=120)
+  assert listed.returncode == 0, listed.stderr
+  first, second = listed.stdout.split("[2/2]")
+  assert "finished, skipped" in first and first.count("STALE:") == 2
+  assert "finished, skipped" in second and "STALE" not in second
 
 
 def test_sweep_skips_finished_runs_and_reruns_unfinished(tmp_path):

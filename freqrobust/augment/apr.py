@@ -159,6 +159,7 @@ class APRS(_APRFields):
   name: ClassVar[str] = "apr_s"
   num_views: ClassVar[int] = 1
   structure: ClassVar[str] = "single"
+  legacy_fields: ClassVar[dict] = {"uint8_wrap": False}  # clipped before the field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,3 +176,4 @@ class APRSP(_APRFields):
   name: ClassVar[str] = "apr_sp"
   num_views: ClassVar[int] = 2
   structure: ClassVar[str] = "single_pair"
+  legacy_fields: ClassVar[dict] = {"uint8_wrap": False}  # clipped before the field

@@ -35,6 +35,11 @@ Conventions:
   auxiliary twin of every BatchNorm and the train step forwards these views through them in a
   second call, with their own batch statistics; evaluation uses the main ones only.
 - Every random choice comes from `key`; the same key gives the same views.
+- Changes of a method after runs of it exist are declared, so that `freqrobust.report` can flag
+  runs trained before them (nothing silently stale): `legacy_fields` maps a field added later to
+  the value that earlier runs (whose recorded method_args lack it) behaved as; `revisions` lists
+  the behaviour changes no field shows, in order (a run records `len(revisions)` as its
+  "method_revision").
 - Optional: `step_metrics` (scalars to log) and `init_params` (extra trainable parameters beside
   the model's, passed back to `loss_terms` as `params`).
 """
@@ -60,6 +65,8 @@ class Method:
   ce_views: ClassVar[tuple[int, ...]] = (0,)
   ce_paired_views: ClassVar[tuple[int, ...]] = ()
   aux_bn_views: ClassVar[tuple[int, ...]] = ()
+  legacy_fields: ClassVar[Mapping[str, Any]] = {}
+  revisions: ClassVar[tuple[str, ...]] = ()
 
   def views(self, key: Array, images: Array, labels: Array,
             forward: Optional[Forward] = None) -> tuple[Array, dict]:
@@ -93,6 +100,25 @@ class Method:
       raise ValueError(f"Unknown config fields {unknown} for augmentation method {cls.name!r}; "
                        f"known fields: {known}.")
     return cls(**values)
+
+
+def stale_notes(cls: type[Method], method_args: Mapping[str, Any],
+                revision: int) -> list[str]:
+  """What a run of `cls` recorded with `method_args` (results.json's method_choices) and
+  `revision` trained differently from the current code at the same settings: one line each."""
+  notes = []
+  defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+  for field, legacy in cls.legacy_fields.items():
+    if field not in method_args and legacy != defaults[field]:
+      notes.append(f"trained before `{field}` existed, i.e. as {field}={legacy!r} "
+                   f"(the default is now {defaults[field]!r})")
+  for change in cls.revisions[revision:]:
+    notes.append(f"trained before this change: {change}")
+  return notes
+
+
+PAIRED_CE_REVISION = ("the paired CE takes the run's label smoothing, as every CE of a run "
+                      "(before: hard labels; 2026-11-29)")
 
 
 def soft_cross_entropy(logits: Array, targets: Array) -> Array:
@@ -147,6 +173,7 @@ class SingleAndPaired(Method):
     super().__init_subclass__(**kwargs)
     if "structure" in cls.__dict__:  # A concrete variant: its paired CE follows its structure.
       cls.ce_paired_views = () if cls.structure == "single" else (1,)
+      cls.revisions = () if cls.structure == "single" else (PAIRED_CE_REVISION,)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -181,6 +181,7 @@ class HybridAugmentS(_HybridFields):
   name: ClassVar[str] = "hybrid_s"
   num_views: ClassVar[int] = 1
   structure: ClassVar[str] = "single"
+  legacy_fields: ClassVar[dict] = {"uint8_wrap": False}  # clipped before the field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,3 +199,4 @@ class HybridAugmentPS(_HybridFields):
   name: ClassVar[str] = "hybrid_ps"
   num_views: ClassVar[int] = 2
   structure: ClassVar[str] = "single_pair"
+  legacy_fields: ClassVar[dict] = {"uint8_wrap": False}  # clipped before the field

@@ -175,6 +175,7 @@ class PRIME(base.CleanAndTwoAugmented):
   name: ClassVar[str] = "prime"
   num_views: ClassVar[int] = 3
   ce_views: ClassVar[tuple[int, ...]] = (0,)
+  legacy_fields: ClassVar[dict] = {"shared_draws": False}  # per-image draws before the field
 
   diffeo_s_t: float = 1.0
   diffeo_r_t: float = 1.0
