@@ -330,4 +330,16 @@ def method_choices(config: ml_collections.ConfigDict, method: Optional[Method] =
           "aux_average": config.aps.aux_average if config.model.attention != "none" else None,
           "nfd_noise": "hermitian" if config.augment.nfd else None,
           "keep_range": list(config.augment.keep_range),
-          "method_revision": len(method.revisions)}
+          "method_revision": len(method.revisions),
+          **({"method_fields": _resolved_fields(method)}
+             if type(method) in registry.METHODS.values() else {})}
+
+
+def _resolved_fields(method: Method) -> dict:
+  """A baseline's fields as it trained (defaults included), JSON-ready: what `base.stale_notes`
+  reads instead of guessing from the config's method_args."""
+  out = {}
+  for f in dataclasses.fields(method):
+    value = getattr(method, f.name)
+    out[f.name] = list(value) if isinstance(value, tuple) else value
+  return out

@@ -47,19 +47,21 @@ def load_run(workdir: str) -> Optional[Dict]:
     if not all(c in table for c in CORRUPTIONS):
       table = None  # Robust. and mCE are defined over the 15 benchmark corruptions only.
   return {"clean": results["clean"]["accuracy"], "table": table, "b(M)": results.get("b(M)"),
-          "images_per_s": training_rate(workdir), "stale": stale_notes(results)}
+          "images_per_s": training_rate(workdir), "stale": stale_notes(workdir, results)}
 
 
-def stale_notes(results: Dict) -> List[str]:
+def stale_notes(workdir: str, results: Dict) -> List[str]:
   """How a finished run's method trained differently from the current code at its recorded
   settings (fields added since, behaviour changes since: `augment.base.stale_notes`)."""
-  from freqrobust.augment import base, registry
+  from freqrobust.augment import aps, base, registry
   choices = results.get("method_choices") or {}
-  cls = registry.METHODS.get(choices.get("method"))
+  name = choices.get("method")
+  cls = aps.PaperMethod if name == "paper" else registry.METHODS.get(name)
   if cls is None:
     return []
-  return base.stale_notes(cls, choices.get("method_args") or {},
-                          int(choices.get("method_revision", 0)))
+  config_path = workdir_lib.path(workdir, workdir_lib.CONFIG)
+  config = workdir_lib.read_json(config_path) if os.path.exists(config_path) else {}
+  return base.stale_notes(cls, choices, config)
 
 
 def training_rate(workdir: str) -> Optional[float]:
@@ -104,8 +106,9 @@ def aggregate(root: str, baseline: str = "nat") -> Dict:
   groups: Dict[str, List[Dict]] = {}
   for run in sorted(os.listdir(root)):
     loaded = load_run(os.path.join(root, run))
-    if loaded is not None:
-      groups.setdefault(group_name(run), []).append(loaded)
+    if loaded is not None:  # Stale runs form a row of their own, never averaged with fresh ones.
+      name = group_name(run) + (" (stale)" if loaded["stale"] else "")
+      groups.setdefault(name, []).append(loaded)
   if not groups:
     raise FileNotFoundError(f"No finished runs under {root} (each needs results.json).")
   base_of_model = {}
@@ -214,8 +217,7 @@ def write(summary: Dict, out: str) -> None:
     if "images_per_s" in r:
       speed = f"{r['images_per_s']:.0f}" + (f" ({r['relative_speed']:.2f}x)"
                                              if "relative_speed" in r else "")
-    mark = " (stale)" if r.get("stale") else ""
-    lines.append(f"| {r['name']}{mark} | {r['seeds']} | {acc} | {rob} | {mce} | {speed} |")
+    lines.append(f"| {r['name']} | {r['seeds']} | {acc} | {rob} | {mce} | {speed} |")
   lines += ["", "Baseline in absolute values (parentheses), the rest as differences to it; "
             "mean ± sample standard deviation over seeds (no ± with one seed). Robust. = mean "
             f"accuracy over the {len(CORRUPTIONS)} benchmark corruptions x 5 severities; "
@@ -271,7 +273,8 @@ def _stale_lines(rows: List[Dict]) -> List[str]:
   if not stale:
     return []
   lines = ["", "Stale rows: these runs trained differently from what the current code does at "
-           "the same settings; rerun them (in a fresh root) to measure the method as it is now."]
+           "the same settings (kept apart from fresh seeds of the same run); rerun them in a "
+           "fresh root to measure the method as it is now."]
   for r in stale:
     for note, count in r["stale"].items():
       lines.append(f"- {r['name']}: {count} of {r['seeds']} run(s) {note}.")

@@ -141,7 +141,7 @@ def main(argv):
   for k, (arg, workdir) in enumerate(todo, 1):
     if is_finished(workdir):
       from freqrobust import report  # Light; the method registry for the stale check.
-      stale = report.stale_notes(workdir_lib.read_finished_results(workdir))
+      stale = report.stale_notes(workdir, workdir_lib.read_finished_results(workdir))
       print(f"[{k}/{len(todo)}] {arg}: finished, skipped" + "".join(
           f"\n    STALE: {note}; rerun it in a fresh --root to measure the current method"
           for note in stale), flush=True)

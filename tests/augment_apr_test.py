@@ -78,12 +78,13 @@ def test_apr_single_is_one_of_its_two_branches(wrap):
 
 def test_uint8_cast_wraps_as_the_reference_or_clips():
   """The reference's `astype(np.uint8)` / `.byte()` on x86: truncation toward zero, modulo 256."""
-  levels = np.array([-300.2, -3.7, -1.2, -0.5, 0.0, 0.4, 1.0, 127.9, 254.6, 255.0, 256.3,
-                     300.2, 511.0], np.float64)
+  levels = np.array([-300.2, -256.0, -3.7, -2.0, -1.2, -1.0, -0.5, 0.0, 0.4, 1.0, 127.9, 254.6,
+                     255.0, 256.3, 300.2, 511.0], np.float64)
   want = np.mod(np.trunc(levels), 256) / 255
   got = ops.truncate_to_uint8(jnp.asarray(levels / 255, jnp.float32), wrap=True)
   np.testing.assert_allclose(got, want, atol=1e-6)
-  np.testing.assert_allclose(np.asarray(got)[[2, 10]], [1.0, 0.0], atol=1e-6)  # -1.2, 256.3
+  np.testing.assert_allclose(np.asarray(got)[[1, 3, 4, 5, 13]],  # -256, -2, -1.2, -1, 256.3
+                             np.array([0, 254, 255, 255, 0]) / 255, atol=1e-6)
   clipped = ops.truncate_to_uint8(jnp.asarray(levels / 255, jnp.float32))
   np.testing.assert_allclose(clipped, np.floor(np.clip(levels, 0, 255)) / 255, atol=1e-6)
   assert apr.APRS().uint8_wrap and not apr.APRS(uint8_wrap=False).uint8_wrap

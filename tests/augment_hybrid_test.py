@@ -115,6 +115,20 @@ def test_single_hybrid_is_one_of_its_branches(wrap):
   assert kinds == {"op only", "low x1, high x2", "low x2, high x1"}
 
 
+def test_hybrid_plus_single_wraps_its_uint8_casts():
+  """HA++-S (plus=True, the default): with uint8_wrap the casts wrap, so some outputs differ from
+  the clipped variant's (same key, same draws); every output is a uint8 level either way."""
+  batch = images(11, (16, 8, 8, 3))
+  keys = jax.random.split(jax.random.key(2), 16)
+  run = lambda wrap: jax.vmap(lambda k, x: hybrid.hybrid_single(k, x, uint8_wrap=wrap))(keys, batch)
+  wrapped, clipped = np.asarray(run(True)), np.asarray(run(False))
+  for out in (wrapped, clipped):
+    np.testing.assert_allclose(out * 255, np.round(out * 255), atol=1e-3)
+    assert out.min() >= 0 and out.max() <= 1
+  differ = np.abs(wrapped - clipped) > 1.5 / 255
+  assert differ.any() and not differ.all()
+
+
 def test_views_and_loss():
   labels = jnp.arange(4, dtype=jnp.int32)
   batch = images(5, (4, 8, 8, 3))

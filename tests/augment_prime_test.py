@@ -160,6 +160,13 @@ def test_shared_draws_keep_per_image_colour_and_filter_noise():
     _, chains, _, _ = prime.augment_images(method, jax.random.split(jax.random.key(1), 3), batch,
                                            params)
     assert np.abs(np.asarray(chains[1, 0]) - np.asarray(chains[0, 0])).max() > 1e-4, transform
+  # The colour map's T is shared: at a shared T uniform of 0 every image's map is the identity.
+  method = prime.PRIME(transforms=("color",), width=1, depth=1, pad=0, flip=False)
+  params = method.shared_params(jax.random.key(4), 8, 8)
+  params = dict(params, u=params["u"].at[:, 4].set(0.0))
+  _, chains, _, _ = prime.augment_images(method, jax.random.split(jax.random.key(1), 3), batch,
+                                         params)
+  np.testing.assert_allclose(chains[:, 0], batch, atol=1e-6)
   # The filter's sigma is shared: with the shared sigma uniform at 0 every image gets the
   # identity tap only (the reference's one-pixel shift), whatever its own kernel noise.
   method = prime.PRIME(transforms=("filter",), width=1, depth=1, pad=0, flip=False)

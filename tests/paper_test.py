@@ -15,6 +15,7 @@ from freqrobust.corruptions import CORRUPTIONS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "launch"))
 import sweep  # noqa: E402
+import workdirs  # noqa: E402
 
 
 def test_every_paper_run_resolves_and_is_distinct():
@@ -74,7 +75,7 @@ def test_cpu_variant_and_bad_arguments():
 
 
 def fake_run(root, name, clean, corrupted_acc, status="finished", first_corruption_acc=None,
-             method_choices=None):
+             method_choices=None, label_smoothing=None):
   workdir = os.path.join(root, name)
   os.makedirs(os.path.join(workdir, "corruption_eval"), exist_ok=True)
   with open(os.path.join(workdir, "results.json"), "w") as f:
@@ -83,7 +84,10 @@ def fake_run(root, name, clean, corrupted_acc, status="finished", first_corrupti
       results["method_choices"] = method_choices
     json.dump(results, f)
   with open(os.path.join(workdir, "config.json"), "w") as f:
-    json.dump({"corruptions": {"evaluate": True}}, f)
+    config = {"corruptions": {"evaluate": True}}
+    if label_smoothing is not None:
+      config["train"] = {"label_smoothing": label_smoothing}
+    json.dump(config, f)
   accuracy = {c: {str(s): corrupted_acc for s in range(1, 6)} for c in CORRUPTIONS}
   if first_corruption_acc is not None:
     accuracy[CORRUPTIONS[0]] = {str(s): first_corruption_acc for s in range(1, 6)}
@@ -144,31 +148,43 @@ def test_report_compares_each_backbone_with_its_own_baseline(tmp_path):
 
 
 def test_report_and_sweep_flag_runs_trained_before_a_method_change(tmp_path):
-  """Nothing silently stale: a run recorded without a field added since (its legacy value is
-  not the default) or at an older method revision is flagged by the report and the sweep; a
-  run recorded by the current code is not."""
+  """Nothing silently stale: a run recorded without a field added since (whose legacy value is
+  not the default) or at an older method revision that matters for its config is flagged by the
+  report, in a row of its own, and by the sweep; runs recorded by the current code are not."""
   root = str(tmp_path)
-  fake_run(root, "natural_cpu_seed-0", 90.0, 60.0)
+  fake_run(root, "natural_cpu_seed-0", 90.0, 60.0,
+           method_choices={"method": "paper", "method_args": {}}, label_smoothing=0.1)
   old = {"method": "apr_sp", "method_args": {"pad": 4}}  # before uint8_wrap and revision 1
-  fake_run(root, "apr_sp_cpu_seed-0", 89.0, 70.0, method_choices=old)
+  fake_run(root, "apr_sp_cpu_seed-0", 89.0, 70.0, method_choices=old, label_smoothing=0.1)
   config = baselines.get_config("apr_sp,cpu,seed=1")
   current = experiment.method_choices(config, registry.METHODS["apr_sp"]())
-  assert current["method_revision"] == 1 and "uint8_wrap" in current["method_args"]
-  fake_run(root, "apr_sp_cpu_seed-1", 89.0, 70.0, method_choices=current)
+  assert current["method_revision"] == 1 and current["method_fields"]["uint8_wrap"] is True
+  fake_run(root, "apr_sp_cpu_seed-1", 89.0, 74.0, method_choices=current, label_smoothing=0.1)
+  # Before revision 1 but without label smoothing: the change makes no difference.
+  fake_run(root, "apr_p_cpu_seed-0", 89.0, 70.0, label_smoothing=0.0,
+           method_choices={"method": "apr_p", "method_args": {"pad": 4}})
   fake_run(root, "prime_cpu_seed-0", 89.0, 70.0,
            method_choices={"method": "prime", "method_args": {"shared_draws": False}})
+  # A PRIME run of the current code from a config that sets no method_args: not stale.
+  plain = workdirs.tiny_config()
+  plain.method, plain.model.attention = "prime", "none"
+  fresh = experiment.method_choices(plain, registry.METHODS["prime"]())
+  assert fresh["method_args"] == {} and fresh["method_fields"]["shared_draws"] is True
+  fake_run(root, "prime_plain_cpu_seed-0", 89.0, 70.0, method_choices=fresh)
   rows = {r["name"]: r for r in report.aggregate(root, "natural")["rows"]}
-  notes = rows["apr_sp_cpu"]["stale"]
-  assert sorted(notes.values()) == [1, 1] and len(notes) == 2  # one run of two, two notes
+  assert rows["apr_sp_cpu (stale)"]["seeds"] == rows["apr_sp_cpu"]["seeds"] == 1  # kept apart
+  assert rows["apr_sp_cpu"]["robust_delta"] == pytest.approx(14.0)
+  notes = rows["apr_sp_cpu (stale)"]["stale"]
+  assert len(notes) == 2 and set(notes.values()) == {1}
   assert any("uint8_wrap=False" in n for n in notes)
   assert any("label smoothing" in n for n in notes)
-  assert not rows["prime_cpu"]["stale"]  # an explicit setting is not stale
-  assert not rows["natural_cpu"]["stale"]
+  for fresh_row in ("apr_sp_cpu", "apr_p_cpu", "prime_cpu", "prime_plain_cpu", "natural_cpu"):
+    assert not rows[fresh_row]["stale"], fresh_row
   out = str(tmp_path / "out")
   report.write(report.aggregate(root, "natural"), out)
   table = open(os.path.join(out, "table.md")).read()
-  assert "| apr_sp_cpu (stale) | 2 |" in table and "Stale rows" in table
-  assert "prime_cpu (stale)" not in table
+  assert "| apr_sp_cpu (stale) | 1 |" in table and "| apr_sp_cpu | 1 |" in table
+  assert "Stale rows" in table and "prime_cpu (stale)" not in table
   listed = subprocess.run([sys.executable, os.path.join(REPO, "launch", "sweep.py"),
                            "--config_file=baselines", "--runs=apr_sp,cpu", "--seeds=0,1",
                            f"--root={root}", "--dry_run"], capture_output=True, text=True,
@@ -177,6 +193,23 @@ def test_report_and_sweep_flag_runs_trained_before_a_method_change(tmp_path):
   first, second = listed.stdout.split("[2/2]")
   assert "finished, skipped" in first and first.count("STALE:") == 2
   assert "finished, skipped" in second and "STALE" not in second
+
+
+def test_declared_revisions_survive_the_paired_structure():
+  import dataclasses
+  from typing import ClassVar
+  from freqrobust.augment import apr, base
+
+  @dataclasses.dataclass(frozen=True)
+  class Later(apr._APRFields):
+    name: ClassVar[str] = "later"
+    num_views: ClassVar[int] = 2
+    structure: ClassVar[str] = "pair"
+    revisions: ClassVar[tuple] = (base.PAIRED_CE_REVISION, base.Revision("a later change"))
+
+  assert len(Later.revisions) == 2 and Later.ce_paired_views == (1,)
+  notes = base.stale_notes(Later, {"method_revision": 1}, {"train": {"label_smoothing": 0.0}})
+  assert notes == ["trained before this change: a later change"]
 
 
 def test_sweep_skips_finished_runs_and_reruns_unfinished(tmp_path):

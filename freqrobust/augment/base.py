@@ -38,8 +38,9 @@ Conventions:
 - Changes of a method after runs of it exist are declared, so that `freqrobust.report` can flag
   runs trained before them (nothing silently stale): `legacy_fields` maps a field added later to
   the value that earlier runs (whose recorded method_args lack it) behaved as; `revisions` lists
-  the behaviour changes no field shows, in order (a run records `len(revisions)` as its
-  "method_revision").
+  the behaviour changes no field shows (`Revision`: what changed, and on which run configs it
+  makes a difference), in order (a run records `len(revisions)` as its "method_revision" and
+  its resolved fields as "method_fields").
 - Optional: `step_metrics` (scalars to log) and `init_params` (extra trainable parameters beside
   the model's, passed back to `loss_terms` as `params`).
 """
@@ -66,7 +67,7 @@ class Method:
   ce_paired_views: ClassVar[tuple[int, ...]] = ()
   aux_bn_views: ClassVar[tuple[int, ...]] = ()
   legacy_fields: ClassVar[Mapping[str, Any]] = {}
-  revisions: ClassVar[tuple[str, ...]] = ()
+  revisions: ClassVar[tuple["Revision", ...]] = ()
 
   def views(self, key: Array, images: Array, labels: Array,
             forward: Optional[Forward] = None) -> tuple[Array, dict]:
@@ -102,23 +103,44 @@ class Method:
     return cls(**values)
 
 
-def stale_notes(cls: type[Method], method_args: Mapping[str, Any],
-                revision: int) -> list[str]:
-  """What a run of `cls` recorded with `method_args` (results.json's method_choices) and
-  `revision` trained differently from the current code at the same settings: one line each."""
+@dataclasses.dataclass(frozen=True)
+class Revision:
+  """A change of a method's behaviour that no config field shows: `note` says what changed;
+  `applies(config)` (the run's config.json as a dict) says whether it makes a difference to a
+  run with that config (e.g. only with label smoothing on)."""
+  note: str
+  applies: Callable[[Mapping[str, Any]], bool] = lambda config: True
+
+
+def stale_notes(cls: type[Method], choices: Mapping[str, Any],
+                config: Optional[Mapping[str, Any]] = None) -> list[str]:
+  """How a run of `cls` trained differently from the current code at the same settings, one line
+  each: `choices` is its results.json "method_choices", `config` its config.json (a dict).
+
+  A field of `legacy_fields` counts only when the run recorded neither its resolved fields
+  ("method_fields", recorded since these checks exist) nor that field in "method_args"."""
   notes = []
-  defaults = {f.name: f.default for f in dataclasses.fields(cls)}
-  for field, legacy in cls.legacy_fields.items():
-    if field not in method_args and legacy != defaults[field]:
-      notes.append(f"trained before `{field}` existed, i.e. as {field}={legacy!r} "
-                   f"(the default is now {defaults[field]!r})")
-  for change in cls.revisions[revision:]:
-    notes.append(f"trained before this change: {change}")
+  if dataclasses.is_dataclass(cls) and "method_fields" not in choices:
+    args = choices.get("method_args") or {}
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    for field, legacy in cls.legacy_fields.items():
+      if field not in args and legacy != defaults[field]:
+        notes.append(f"trained before `{field}` existed, i.e. as {field}={legacy!r} "
+                     f"(the default is now {defaults[field]!r})")
+  config = config or {}
+  for change in cls.revisions[int(choices.get("method_revision", 0)):]:
+    if change.applies(config):
+      notes.append(f"trained before this change: {change.note}")
   return notes
 
 
-PAIRED_CE_REVISION = ("the paired CE takes the run's label smoothing, as every CE of a run "
-                      "(before: hard labels; 2026-11-29)")
+def _label_smoothing_on(config: Mapping[str, Any]) -> bool:
+  return float((config.get("train") or {}).get("label_smoothing") or 0.0) > 0.0
+
+
+PAIRED_CE_REVISION = Revision(
+    "the paired CE takes the run's label smoothing, as every CE of a run (before: hard labels; "
+    "2026-11-29)", _label_smoothing_on)
 
 
 def soft_cross_entropy(logits: Array, targets: Array) -> Array:
@@ -171,9 +193,12 @@ class SingleAndPaired(Method):
 
   def __init_subclass__(cls, **kwargs):
     super().__init_subclass__(**kwargs)
-    if "structure" in cls.__dict__:  # A concrete variant: its paired CE follows its structure.
-      cls.ce_paired_views = () if cls.structure == "single" else (1,)
-      cls.revisions = () if cls.structure == "single" else (PAIRED_CE_REVISION,)
+    if "structure" in cls.__dict__:  # A concrete variant: its paired CE follows its structure
+      paired = cls.structure != "single"  # (unless the class body sets these itself).
+      if "ce_paired_views" not in cls.__dict__:
+        cls.ce_paired_views = (1,) if paired else ()
+      if "revisions" not in cls.__dict__:
+        cls.revisions = (PAIRED_CE_REVISION,) if paired else ()
 
 
 @dataclasses.dataclass(frozen=True)

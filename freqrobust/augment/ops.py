@@ -206,9 +206,10 @@ def truncate_to_uint8(x: Array, wrap: bool = False) -> Array:
   wrap=True is what that cast does on x86 (measured with numpy 2.4 and torch 2.13; C leaves
   out-of-range casts undefined): 255 x truncated toward zero, modulo 256, so -1.2/255 -> 255,
   300.2/255 -> 44, and values in (-1, 0]/255 -> 0. wrap=False clips x to [0, 1] first, then
-  floors. A 1e-3 level guard absorbs float32 round-off on exact levels."""
+  floors. A 1e-3 level guard, away from zero, absorbs float32 round-off on exact levels."""
   if wrap:
-    return jnp.mod(jnp.trunc(x * 255.0 + _LEVEL_EPS), 256.0) / 255.0
+    y = x * 255.0
+    return jnp.mod(jnp.trunc(y + jnp.where(y < 0, -_LEVEL_EPS, _LEVEL_EPS)), 256.0) / 255.0
   return jnp.floor(jnp.clip(x, 0.0, 1.0) * 255.0 + _LEVEL_EPS) / 255.0
 
 

@@ -340,9 +340,10 @@ class PRIME(base.CleanAndTwoAugmented):
               shared: Optional[dict] = None) -> tuple[Array, Array, Array, Array]:
     """One PRIME draw of one HWC image: (mixed, chains (width, H, W, C), w (width,), m).
 
-    Every random choice comes from one `jax.random.bits` call (each call site costs compile
-    time): the mixing weights' uniforms and each chain's uniforms and normal-draw seeds.
-    `shared`: the call's shared parameters (`shared_params`), or None for per-chain draws.
+    Every random choice of the image comes from one `jax.random.bits` call (each call site costs
+    compile time): the mixing weights' uniforms and each chain's uniforms and normal-draw seeds.
+    `shared`: the call's shared parameters (`shared_params`, drawn once per call from a key of
+    their own), or None for per-chain draws.
     """
     bits = jax.random.bits(key, (self.width + 1 + self.width * self._chain_words(),),
                            jnp.uint32)
