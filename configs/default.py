@@ -109,7 +109,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.corruptions.num_examples = 0  # Test examples per corrupted set (0 = the whole test set).
   config.corruptions.seed = 0  # Seed of generated corruptions.
   config.corruptions.frost_dir = ""  # Folder of frost photographs; "" = procedural frost texture.
-  config.corruptions.baseline_workdir = ""  # Workdir of the baseline run for the relative mCE.
+  config.corruptions.baseline_workdir = ""  # Baseline run's workdir: mCE vs it, H&D Relative mCE.
 
   config.distributed = False  # Call jax.distributed.initialize() (multi-host GPU/TPU).
   return config

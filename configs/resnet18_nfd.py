@@ -15,5 +15,5 @@ def get_config():
   config.model.attention = "extended"  # Section 3.3: conv + BN before the pooling, with NFD.
   config.aps.configuration = "learnable"
   config.aps.aux_weight = 50.0
-  config.corruptions.baseline_workdir = ""  # Set to the resnet18_natural workdir for relative mCE.
+  config.corruptions.baseline_workdir = ""  # Set to the resnet18_natural workdir for the mCEs.
   return config

@@ -73,7 +73,8 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
     predict_fn: float32 NHWC images in [0, 1] -> logits (N, classes).
     config: the run's config (fields: see `freqrobust.data.corrupted`; eval.batch_size).
     workdir: the report goes to workdir/corruption_eval/.
-    baseline_workdir: a run evaluated before; gives the paper's relative mCE.
+    baseline_workdir: a run evaluated before: gives the paper's mCE against it and H&D's
+      Relative mCE.
     load_split: replaces `freqrobust.data.load_split` (tests).
     progress: a tqdm bar over the sets.
     step: the checkpoint step evaluated (recorded; part of the resume key).
@@ -107,6 +108,7 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
           + ", ".join(f"{k}: {baseline_results.get(k)!r} vs {meta[k]!r}" for k in differ)
           + "); re-evaluate it with the same settings.")
     baseline = workdir_lib.accuracy_table(baseline_results)
+  baseline_clean = baseline_results.get("clean_accuracy") if baseline_results else None
   partial_path = os.path.join(out_dir, "partial.json")
   partial = _load_partial(partial_path, meta)
   if partial["clean_accuracy"] is None:
@@ -144,7 +146,7 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
   table = {n: {s: partial["sets"][_set_name(n, s)]["accuracy"] for s in corruptions.SEVERITIES}
            for n in settings.names}
   results = build_results(table, partial["clean_accuracy"], settings, meta, baseline,
-                          baseline_workdir)
+                          baseline_workdir, baseline_clean)
   write_report(results, out_dir)
   return results
 
@@ -152,13 +154,15 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
 def build_results(table: dict[str, dict[int, float]], clean_accuracy: float,
                   settings: corrupted.CorruptionSettings, meta: dict,
                   baseline: Optional[dict] = None,
-                  baseline_workdir: Optional[str] = None) -> dict:
+                  baseline_workdir: Optional[str] = None,
+                  baseline_clean_accuracy: Optional[float] = None) -> dict:
   """The report's figures, each named with its convention."""
   benchmark = [n for n in corruptions.CORRUPTIONS if n in table]
   summary = {"robust_accuracy": None, "mce_unnormalized": None, "mce_relative": None,
-             "accuracy_by_severity": None}
+             "relative_mce_hd": None, "accuracy_by_severity": None}
   if benchmark:
-    summary = metrics.summarize(table, clean_accuracy, benchmark, baseline)
+    summary = metrics.summarize(table, clean_accuracy, benchmark, baseline,
+                                baseline_clean_accuracy)
   extras = [n for n in table if n not in corruptions.CORRUPTIONS]
   return {
       "conventions": dict(metrics.CONVENTIONS, note=(
@@ -185,6 +189,11 @@ def build_results(table: dict[str, dict[int, float]], clean_accuracy: float,
       "mce_relative": summary["mce_relative"],
       "mce_relative_undefined_on": (metrics.baseline_without_error(baseline, benchmark)
                                     if baseline is not None and benchmark else []),
+      "relative_mce_hd": summary["relative_mce_hd"],
+      "relative_mce_hd_undefined_on": (
+          metrics.baseline_without_degradation(baseline, baseline_clean_accuracy, benchmark)
+          if baseline is not None and baseline_clean_accuracy is not None and benchmark else []),
+      "baseline_clean_accuracy": baseline_clean_accuracy,
       "baseline_workdir": baseline_workdir or None,
       "accuracy_by_severity": ({str(s): a for s, a in summary["accuracy_by_severity"].items()}
                                if summary["accuracy_by_severity"] else None),
@@ -211,11 +220,17 @@ def markdown_report(results: dict) -> str:
       f"{averaged})",
       f"- Unnormalised mCE: **{_fmt(results['mce_unnormalized'])}** "
       f"({conv['mce_unnormalized']}; {averaged})",
-      f"- Relative mCE: **{_fmt(results['mce_relative'])}** ({conv['mce_relative']}; "
+      f"- mCE vs baseline: **{_fmt(results['mce_relative'])}** ({conv['mce_relative']}; "
       f"{averaged}; baseline: {results['baseline_workdir'] or 'none given'}"
       + (f"; undefined: the baseline makes no error on "
          f"{', '.join(results['mce_relative_undefined_on'])}"
          if results.get("mce_relative_undefined_on") else "") + ")",
+      # results.json files written before the field have no H&D Relative mCE.
+      f"- Relative mCE (H&D): **{_fmt(results.get('relative_mce_hd'))}** "
+      f"({conv.get('relative_mce_hd', metrics.CONVENTIONS['relative_mce_hd'])}; {averaged}"
+      + (f"; undefined: the baseline loses nothing on "
+         f"{', '.join(results['relative_mce_hd_undefined_on'])}"
+         if results.get("relative_mce_hd_undefined_on") else "") + ")",
       f"- Examples per set: {results['num_examples']}; generation seed {results['seed']}; "
       f"recipe version {results['recipe_version']}; frost: {results['frost']}",
       f"- {conv['note']}.", ""]
@@ -310,7 +325,7 @@ def plot_corruption_errors(results: dict, path: str) -> None:
   ax.set_ylabel("CE = 100 - mean accuracy (%)")
   averaged = results.get("corruptions_averaged", len(results["benchmark_corruptions"]))
   ax.set_title(f"Corruption error CE_c ({averaged} corruptions averaged)\nunnormalised mCE "
-               f"{_fmt(results['mce_unnormalized'])}, relative mCE (mean of per-corruption "
+               f"{_fmt(results['mce_unnormalized'])}, mCE vs baseline (mean of per-corruption "
                f"ratios) {_fmt(results['mce_relative'])}", fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=120)

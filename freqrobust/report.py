@@ -6,10 +6,13 @@ Runs are grouped by name without the seed (`table3_nfd_seed-1` -> `table3_nfd`).
 of each backbone (the one whose name contains `--baseline`, default `nat`; Tables 1-2 have two
 backbones) is shown in absolute values, every other group of that backbone as differences to it (as
 Tables 1-4 do), each cell mean +- sample standard deviation (ddof = 1) over seeds. mCE is
-the paper's relative convention (Hendrycks & Dietterich, `metrics.mce_relative`): per corruption
-CE_c^rel = sum_s E(c, s) / sum_s E_baseline(c, s), mCE = 100 * mean_c CE_c^rel over the 15
-benchmark corruptions, per seed against the baseline's seed-mean accuracy table. Writes table.md,
-table.csv and a Figure 1(e)-style bar chart (robustness).
+the paper's mCE against the baseline (`metrics.mce_relative`: Hendrycks & Dietterich's mCE with the
+baseline in AlexNet's place): per corruption CE_c^rel = sum_s E(c, s) / sum_s E_baseline(c, s),
+mCE = 100 * mean_c CE_c^rel over the 15 benchmark corruptions, per seed against the baseline's
+seed-mean accuracy table; the second table adds H&D's Relative mCE (`metrics.relative_mce_hd`).
+Runs evaluated on other corrupted sets than their baseline (another recipe version, dataset,
+number of images, seed or frost source) form rows marked "(other sets)", compared on clean
+accuracy only. Writes table.md, table.csv and a Figure 1(e)-style bar chart (robustness).
 """
 import csv
 import os
@@ -41,13 +44,40 @@ def load_run(workdir: str) -> Optional[Dict]:
   results = workdir_lib.read_finished_results(workdir)
   if results is None:
     return None
-  table = None
+  table, sets, corrupted_clean = None, None, None
   if os.path.exists(workdir_lib.path(workdir, workdir_lib.CORRUPTION_EVAL, workdir_lib.RESULTS)):
-    table = workdir_lib.accuracy_table(workdir_lib.read_corruption_results(workdir))
+    corrupted = workdir_lib.read_corruption_results(workdir)
+    table = workdir_lib.accuracy_table(corrupted)
+    sets = {k: corrupted.get(k) for k in EVAL_SET_FIELDS}
+    # The clean accuracy on the images the corrupted sets were made from (H&D's Relative mCE).
+    corrupted_clean = corrupted.get("clean_accuracy")
     if not all(c in table for c in CORRUPTIONS):
       table = None  # Robust. and mCE are defined over the 15 benchmark corruptions only.
   return {"clean": results["clean"]["accuracy"], "table": table, "b(M)": results.get("b(M)"),
+          "sets": sets, "corrupted_clean": corrupted_clean, "workdir": workdir,
           "images_per_s": training_rate(workdir), "stale": stale_notes(workdir, results)}
+
+
+# What makes two corruption evaluations comparable: the same corrupted sets.
+EVAL_SET_FIELDS = ("dataset", "source", "num_examples", "seed", "recipe_version", "frost",
+                   "clean_sha256")
+
+
+def _differing(a: Optional[Dict], b: Optional[Dict]) -> List[str]:
+  """The fields in which two runs' corrupted sets differ (a field one of them lacks counts as
+  equal: results written before it existed)."""
+  if not a or not b:
+    return []
+  return [k for k in EVAL_SET_FIELDS
+          if a.get(k) is not None and b.get(k) is not None and a[k] != b[k]]
+
+
+def _describe_sets(sets: Optional[Dict]) -> str:
+  if not sets:
+    return "no corruption evaluation"
+  return (f"{sets.get('dataset')} ({sets.get('source')}), {sets.get('num_examples')} images per "
+          f"set, generation seed {sets.get('seed')}, recipe version {sets.get('recipe_version')}, "
+          f"frost: {sets.get('frost')}")
 
 
 def stale_notes(workdir: str, results: Dict) -> List[str]:
@@ -117,17 +147,40 @@ def aggregate(root: str, baseline: str = "nat") -> Dict:
       base_of_model.setdefault(model_of(g), g)
   if not base_of_model:
     raise ValueError(f"No baseline group matching {baseline!r} among: {', '.join(groups)}.")
+  # Differences, mCE and Relative mCE compare a run with its baseline on the same corrupted sets.
+  base_sets = {}
+  for model, name in base_of_model.items():
+    with_sets = [r for r in groups[name] if r["sets"]]
+    for r in with_sets[1:]:
+      if _differing(with_sets[0]["sets"], r["sets"]):
+        raise ValueError(
+            f"The baseline runs of {name} were evaluated on different corrupted sets "
+            f"({with_sets[0]['workdir']}: {_describe_sets(with_sets[0]['sets'])}; {r['workdir']}: "
+            f"{_describe_sets(r['sets'])}). Re-evaluate the older ones with the current code: "
+            f"python -m freqrobust.evaluate --workdir=DIR")
+    base_sets[model] = with_sets[0]["sets"] if with_sets else None
+  for name in [g for g in groups if g not in base_of_model.values()]:
+    model = model_of(name) if model_of(name) in base_sets else next(iter(base_sets))
+    other = [r for r in groups[name] if _differing(base_sets[model], r["sets"])]
+    if other:  # A row of their own, compared on clean accuracy only.
+      groups[name] = [r for r in groups[name] if r not in other]
+      if not groups[name]:
+        del groups[name]
+      groups.setdefault(name + " (other sets)", []).extend(other)
   stats = {}
   for model, name in base_of_model.items():
     base = groups[name]
     with_c = [r for r in base if r["table"]]
     rates = [r["images_per_s"] for r in base if r["images_per_s"]]
     stats[model] = dict(
-        name=name, clean=float(np.mean([r["clean"] for r in base])),
+        name=name, clean=float(np.mean([r["clean"] for r in base])), sets=base_sets[model],
+        corrupted_clean=(float(np.mean([r["corrupted_clean"] for r in with_c]))
+                         if with_c and all(r["corrupted_clean"] is not None for r in with_c)
+                         else None),
         images_per_s=float(np.mean(rates)) if rates else None,
         robust=(float(np.mean([metrics.robust_accuracy(r["table"], CORRUPTIONS) for r in with_c]))
                 if with_c else None),
-        # The baseline's seed-mean accuracy table: each run's relative mCE is taken against it.
+        # The baseline's seed-mean accuracy table: each run's mCE is taken against it.
         table=({c: {s: float(np.mean([r["table"][c][s] for r in with_c]))
                     for s in metrics.SEVERITIES} for c in CORRUPTIONS} if with_c else None))
   rows = []
@@ -143,8 +196,11 @@ def aggregate(root: str, baseline: str = "nat") -> Dict:
     for r in runs:
       for note in r.get("stale", ()):
         stale[note] = stale.get(note, 0) + 1
+    other_sets = sorted({f"{k}: {r['sets'].get(k)!r} (baseline {base['sets'].get(k)!r})"
+                         for r in runs for k in _differing(base["sets"], r["sets"])})
     row = {"name": name, "seeds": len(runs), "baseline": name == base["name"], "stale": stale,
-           "baseline_of": base["name"], "clean_mean": float(clean.mean()), "clean_std": _std(clean)}
+           "baseline_of": base["name"], "clean_mean": float(clean.mean()), "clean_std": _std(clean),
+           "other_sets": other_sets}
     row["clean_delta"] = row["clean_mean"] - base["clean"]
     rates = [r["images_per_s"] for r in runs if r["images_per_s"]]
     if rates:  # Cost: training speed, and as a fraction of the baseline's.
@@ -152,7 +208,7 @@ def aggregate(root: str, baseline: str = "nat") -> Dict:
       if base["images_per_s"]:
         row["relative_speed"] = row["images_per_s"] / base["images_per_s"]
     tabled = [r for r in runs if r["table"]]
-    if tabled and base["robust"] is not None:
+    if tabled and base["robust"] is not None and not other_sets:
       rob = np.array([metrics.robust_accuracy(r["table"], CORRUPTIONS) for r in tabled])
       row.update(robust_mean=float(rob.mean()), robust_std=_std(rob),
                  robust_delta=float(rob.mean()) - base["robust"])
@@ -163,9 +219,19 @@ def aggregate(root: str, baseline: str = "nat") -> Dict:
         mce = np.array([metrics.mce_relative(r["table"], base["table"], CORRUPTIONS)
                         for r in tabled])
         row.update(mce_mean=float(mce.mean()), mce_std=_std(mce))
+      # Hendrycks & Dietterich's Relative mCE (degradation from each model's own clean error).
+      if (base["corrupted_clean"] is not None
+          and all(r["corrupted_clean"] is not None for r in tabled)
+          and not metrics.baseline_without_degradation(base["table"], base["corrupted_clean"],
+                                                        CORRUPTIONS)):
+        rel = np.array([metrics.relative_mce_hd(r["table"], r["corrupted_clean"], base["table"],
+                                                base["corrupted_clean"], CORRUPTIONS)
+                        for r in tabled])
+        row.update(relative_mce_hd_mean=float(rel.mean()), relative_mce_hd_std=_std(rel))
     rows.append(row)
   rows.sort(key=lambda r: (r["baseline_of"], not r["baseline"], r["name"]))
-  return {"baselines": sorted(b["name"] for b in stats.values()), "rows": rows}
+  return {"baselines": sorted(b["name"] for b in stats.values()), "rows": rows,
+          "sets": {b["name"]: b["sets"] for b in stats.values()}}
 
 
 def _detail(row: Dict, tabled: List[Dict], base: Dict) -> None:
@@ -205,7 +271,8 @@ def _cell(mean, std, delta, is_base, seeds):
 def write(summary: Dict, out: str) -> None:
   os.makedirs(out, exist_ok=True)
   rows = summary["rows"]
-  lines = ["| run | seeds | Acc. (%) | Robust. (%) | mCE (rel., %) | train images/s (x baseline) |",
+  lines = ["| run | seeds | Acc. (%) | Robust. (%) | mCE (vs base, %) | "
+           "train images/s (x baseline) |",
            "|---|---|---|---|---|---|"]
   for r in rows:
     n = r["seeds"]
@@ -221,21 +288,25 @@ def write(summary: Dict, out: str) -> None:
   lines += ["", "Baseline in absolute values (parentheses), the rest as differences to it; "
             "mean ± sample standard deviation over seeds (no ± with one seed). Robust. = mean "
             f"accuracy over the {len(CORRUPTIONS)} benchmark corruptions x 5 severities; "
-            "mCE (rel.) = 100 * mean_c [sum_s E(c, s) / sum_s E_baseline(c, s)], the mean over the "
-            f"{len(CORRUPTIONS)} benchmark corruptions of per-corruption error ratios against "
-            "the baseline of the same backbone (Hendrycks & Dietterich; the paper's convention). "
+            "mCE (vs base) = 100 * mean_c [sum_s E(c, s) / sum_s E_baseline(c, s)], the mean over "
+            f"the {len(CORRUPTIONS)} benchmark corruptions of per-corruption error ratios against "
+            "the baseline of the same backbone (the paper's mCE: Hendrycks & Dietterich's mCE "
+            "with the baseline in AlexNet's place; not their Relative mCE, which is in the "
+            "second table). "
             f"{len(CORRUPTIONS)} corruptions averaged; the extras are not. Train images/s: the "
             "median logged training rate (metrics.jsonl) averaged over seeds, and its ratio to "
             "the baseline's (the cost of the method: 0.5x = twice the training time); measured "
             "wherever each run ran, so compare rows from one machine."]
   lines += _detail_lines(rows)
+  lines += _sets_lines(summary)
   lines += _stale_lines(rows)
   workdir_lib.atomic_write(os.path.join(out, "table.md"),
                            lambda f: f.write("\n".join(lines) + "\n"))
   keys = ["name", "seeds", "baseline", "clean_mean", "clean_std", "clean_delta", "images_per_s",
           "relative_speed", "robust_mean",
           "robust_std", "robust_delta", "mce_mean", "mce_std", "mce_unnorm_mean",
-          "mce_unnorm_std", "robust_no_bg_mean", "robust_no_bg_std", "robust_no_bg_delta"]
+          "mce_unnorm_std", "relative_mce_hd_mean", "relative_mce_hd_std", "robust_no_bg_mean",
+          "robust_no_bg_std", "robust_no_bg_delta"]
   keys += [f"{c}_{k}" for c in metrics.CATEGORIES for k in ("mean", "delta")]
   keys += [f"severity{s}_mean" for s in metrics.SEVERITIES]
   def write_csv(f):
@@ -267,6 +338,24 @@ def write(summary: Dict, out: str) -> None:
   plt.close(fig)
 
 
+def _sets_lines(summary: Dict) -> List[str]:
+  """Which corrupted sets the figures were measured on, and the rows measured on others."""
+  from freqrobust.corruptions import RECIPE_VERSION
+  lines = [""]
+  for name, sets in summary.get("sets", {}).items():
+    note = ""
+    if sets and sets.get("recipe_version") not in (None, RECIPE_VERSION):
+      note = (f" (the current code generates recipe version {RECIPE_VERSION}: new runs will "
+              "be evaluated on other sets and form rows marked \"(other sets)\")")
+    lines.append(f"Corrupted sets of {name}: {_describe_sets(sets)}{note}.")
+  for r in summary["rows"]:
+    if r.get("other_sets"):
+      lines.append(f"- {r['name']}: evaluated on other corrupted sets than its baseline ("
+                   + "; ".join(r["other_sets"]) + "): only its clean accuracy is compared; "
+                   "re-evaluate it or the baseline (python -m freqrobust.evaluate --workdir=DIR).")
+  return lines
+
+
 def _stale_lines(rows: List[Dict]) -> List[str]:
   """The runs that trained otherwise than the current code would at their settings."""
   stale = [r for r in rows if r.get("stale")]
@@ -287,7 +376,8 @@ def _detail_lines(rows: List[Dict]) -> List[str]:
   if not any("mce_unnorm_mean" in r for r in rows):
     return []
   cats = [c for c in metrics.CATEGORIES if any(f"{c}_mean" in r for r in rows)]
-  head = (["run", "mCE (unnorm., %)", "Robust. w/o bg (%)"] + [f"{c} (%)" for c in cats] +
+  head = (["run", "mCE (unnorm., %)", "Rel. mCE (H&D, %)", "Robust. w/o bg (%)"] +
+          [f"{c} (%)" for c in cats] +
           [f"s{s} (%)" for s in metrics.SEVERITIES])
   lines = ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for r in rows:
@@ -295,13 +385,19 @@ def _detail_lines(rows: List[Dict]) -> List[str]:
       continue
     base = r["baseline"]
     n = r["seeds"]
-    cells = [r["name"], f"{r['mce_unnorm_mean']:.2f}{_pm(r['mce_unnorm_std'], n)}",
+    rel = (f"{r['relative_mce_hd_mean']:.0f}{_pm(r['relative_mce_hd_std'], n, 0)}"
+           if "relative_mce_hd_mean" in r else "n/a")
+    cells = [r["name"], f"{r['mce_unnorm_mean']:.2f}{_pm(r['mce_unnorm_std'], n)}", rel,
              _cell(r["robust_no_bg_mean"], r["robust_no_bg_std"], r["robust_no_bg_delta"], base,
                    n)]
     cells += [f"({r[c + '_mean']:.2f})" if base else f"{r[c + '_delta']:+.2f}" for c in cats]
     cells += [f"{r[f'severity{s}_mean']:.2f}" for s in metrics.SEVERITIES]
     lines.append("| " + " | ".join(cells) + " |")
-  lines += ["", "mCE (unnorm.) = mean_c CE_c (AugMix / PRIME convention). Robust. w/o bg leaves "
+  lines += ["", "mCE (unnorm.) = mean_c CE_c (AugMix / PRIME convention). Rel. mCE (H&D) = "
+            "Hendrycks & Dietterich's Relative mCE, 100 * mean_c [sum_s (E(c, s) - E_clean) / "
+            "sum_s (E_baseline(c, s) - E_baseline_clean)], with E_clean the clean error on the "
+            "images the corrupted sets were made from (baseline = 100; below 100: the model loses "
+            "less under corruption than the baseline does). Robust. w/o bg leaves "
             f"out {', '.join(metrics.BACKGROUND_LIFTING)} (they lift a black background). "
             "Families (Hendrycks & Dietterich): " + "; ".join(
                 f"{c}: {', '.join(n)}" for c, n in metrics.CATEGORIES.items()) +

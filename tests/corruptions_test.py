@@ -380,3 +380,34 @@ def test_size_scale_only_grows_pixel_parameters():
   small = ops.motion_blur_tables(32, 32, 1.0)["kernel"]
   large = ops.motion_blur_tables(64, 64, 2.0)["kernel"]
   assert large.shape[1] == 2 * (small.shape[1] - 1) + 1
+
+
+def test_canny_suppression_is_strict_along_diagonals():
+  """cv2.Canny's non-maximum suppression keeps a diagonal-gradient pixel only when it is strictly
+  above both neighbours along the gradient (horizontal/vertical: `>` one side, `>=` the other).
+  A two-step diagonal ramp (0, 127, 254 across y + x = 11, 12) has Sobel magnitudes 4, 6, 4
+  (x 127 x 2) on the diagonals 10, 11, 12: only diagonal 11 is an edge; the equal flanks are not."""
+  y, x = np.mgrid[:12, :12]
+  image = 127. * (y + x >= 11) + 127. * (y + x >= 12)
+  edges = np.asarray(filters.canny(jax.numpy.asarray(image, jax.numpy.float32), 50., 150.))
+  inner = (y > 0) & (y < 11) & (x > 0) & (x < 11)  # away from the replicated border
+  assert set((y + x)[edges & inner].tolist()) == {11}
+  # The same ramp along rows (a horizontal gradient) gives one column, as the `>=` side allows.
+  image = 127. * (x >= 6) + 127. * (x >= 7)
+  edges = np.asarray(filters.canny(jax.numpy.asarray(image, jax.numpy.float32), 50., 150.))
+  assert set(x[edges & inner].tolist()) == {6}
+
+
+def test_grey_frost_from_photographs_is_clipped_before_the_luma(tmp_path, fashion):
+  """A grey image is frosted as RGB, clipped, then converted, as every other colour corruption."""
+  photo = np.zeros((200, 300, 3), np.uint8)
+  photo[..., 0] = 255  # pure red frost: the red channel overshoots 1 on bright pixels
+  Image.fromarray(photo).save(tmp_path / "frost1.png")
+  grey = fashion.astype(np.float32) / 255.
+  out = corruptions.corrupt(jax.random.key(0), grey, "frost", 5, frost_dir=str(tmp_path))
+  image_weight, frost_weight = corruptions.PARAMS["frost"][4]
+  rgb = np.clip(image_weight * np.tile(grey, (1, 1, 1, 3)) + frost_weight * photo[:28, :20] / 255.,
+                0, 1)
+  np.testing.assert_allclose(out, np.asarray(filters.luma(jax.numpy.asarray(rgb))), atol=1e-5)
+  unclipped = image_weight * np.tile(grey, (1, 1, 1, 3)) + frost_weight * photo[:28, :20] / 255.
+  assert (unclipped > 1).any()  # the case the order decides is present

@@ -90,14 +90,19 @@ def test_relative_mce_against_itself_is_100(tmp_path):
   # so the mean over corruptions, are undefined; the report says why instead of failing.
   assert results["mce_relative"] is None
   assert results["mce_relative_undefined_on"] == ["contrast", "pixelate"]
-  assert "no error on contrast, pixelate" in (tmp_path / "b" / "corruption_eval" /
-                                              "report.md").read_text()
+  # Clean accuracy 100 and none lost on them: H&D's Relative mCE is undefined there too.
+  assert results["relative_mce_hd"] is None and results["baseline_clean_accuracy"] == 100.
+  assert results["relative_mce_hd_undefined_on"] == ["contrast", "pixelate"]
+  report = (tmp_path / "b" / "corruption_eval" / "report.md").read_text()
+  assert "no error on contrast, pixelate" in report and "loses nothing on contrast" in report
+  assert "mCE vs baseline" in report and "Relative mCE (H&D)" in report
   config = _config(tmp_path, names=("brightness",))  # errs at every severity > 1
   first = str(tmp_path / "a1")
   evaluate.run_corruption_eval(_predict, config, first, load_split=_load_split, progress=False)
   results = evaluate.run_corruption_eval(_predict, config, str(tmp_path / "b1"), first,
                                          load_split=_load_split, progress=False)
   assert results["mce_relative"] == pytest.approx(100.)
+  assert results["relative_mce_hd"] == pytest.approx(100.)
   with pytest.raises(ValueError, match="evaluate that run first"):
     evaluate.run_corruption_eval(_predict, config, str(tmp_path / "c"), str(tmp_path / "none"),
                                  load_split=_load_split, progress=False)

@@ -71,3 +71,25 @@ def test_missing_entries_say_what_is_missing():
   with pytest.raises(ValueError, match=r"no error on \['a'\]"):
     metrics.mce_relative(_table({"a": [90] * 5, "b": [90] * 5}),
                          _table({"a": [100] * 5, "b": [50] * 5}), NAMES)
+
+
+def test_hendrycks_relative_mce_measures_degradation_from_the_clean_error():
+  # Relative CE_c = sum_s (E(c, s) - E_clean) / sum_s (E_base(c, s) - E_base_clean).
+  base = _table({"a": [70, 60, 50, 40, 30], "b": [85] * 5})  # errors 250, 75; clean 90 -> 200, 25
+  model = _table({"a": [80, 70, 60, 50, 40], "b": [80] * 5})  # errors 200, 100; clean 95 -> 175, 75
+  by_hand = 100 * (175 / 200 + 75 / 25) / 2
+  assert metrics.relative_mce_hd(model, 95., base, 90., NAMES) == pytest.approx(by_hand)
+  assert metrics.relative_mce_hd(base, 90., base, 90., NAMES) == pytest.approx(100.)
+  # Not the mCE against the baseline: that one ignores the clean errors.
+  assert metrics.mce_relative(model, base, NAMES) == pytest.approx(100 * (200 / 250 + 100 / 75) / 2)
+  # A model that is uniformly worse by its clean-error gap loses nothing more: 100.
+  shifted = _table({n: [a - 5 for a in row.values()] for n, row in base.items()})
+  assert metrics.relative_mce_hd(shifted, 85., base, 90., NAMES) == pytest.approx(100.)
+  summary = metrics.summarize(model, 95., NAMES, base, 90.)
+  assert summary["relative_mce_hd"] == pytest.approx(by_hand)
+  assert metrics.summarize(model, 95., NAMES, base)["relative_mce_hd"] is None  # no clean acc.
+  # Undefined where the baseline loses nothing under a corruption.
+  assert metrics.baseline_without_degradation(base, 85., NAMES) == ["b"]
+  with pytest.raises(ValueError, match=r"loses no accuracy on \['b'\]"):
+    metrics.relative_mce_hd(model, 95., base, 85., NAMES)
+  assert metrics.summarize(model, 95., NAMES, base, 85.)["relative_mce_hd"] is None

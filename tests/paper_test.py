@@ -75,7 +75,7 @@ def test_cpu_variant_and_bad_arguments():
 
 
 def fake_run(root, name, clean, corrupted_acc, status="finished", first_corruption_acc=None,
-             method_choices=None, label_smoothing=None):
+             method_choices=None, label_smoothing=None, sets=None, corrupted_clean=None):
   workdir = os.path.join(root, name)
   os.makedirs(os.path.join(workdir, "corruption_eval"), exist_ok=True)
   with open(os.path.join(workdir, "results.json"), "w") as f:
@@ -92,7 +92,10 @@ def fake_run(root, name, clean, corrupted_acc, status="finished", first_corrupti
   if first_corruption_acc is not None:
     accuracy[CORRUPTIONS[0]] = {str(s): first_corruption_acc for s in range(1, 6)}
   with open(os.path.join(workdir, "corruption_eval", "results.json"), "w") as f:
-    json.dump({"accuracy": accuracy}, f)
+    corrupted = {"accuracy": accuracy, **(sets or {})}
+    if corrupted_clean is not None:
+      corrupted["clean_accuracy"] = corrupted_clean
+    json.dump(corrupted, f)
   return workdir
 
 
@@ -131,6 +134,55 @@ def test_report_shows_baseline_absolute_and_the_rest_as_differences(tmp_path):
   table = (tmp_path / "out" / "table.md").read_text()
   assert "(91.00 ± 1.41)" in table and "-1.50 ± 0.71" in table and "+15.00 ± 7.07" in table
   assert (tmp_path / "out" / "robustness.png").stat().st_size > 1000
+
+
+def test_report_relative_mce_of_hendrycks_and_dietterich(tmp_path):
+  root = str(tmp_path)
+  fake_run(root, "table3_nat_seed-0", 90.0, 60.0, corrupted_clean=90.0)  # degradation 30
+  fake_run(root, "table3_nfd_seed-0", 88.0, 70.0, corrupted_clean=85.0)  # degradation 15
+  fake_run(root, "table3_sup_seed-0", 88.0, 70.0)  # no clean accuracy recorded: not computed
+  rows = {r["name"]: r for r in report.aggregate(root, "nat")["rows"]}
+  assert rows["table3_nfd"]["relative_mce_hd_mean"] == pytest.approx(50.0)
+  assert rows["table3_nfd"]["mce_mean"] == pytest.approx(75.0)  # 30 / 40: clean error ignored
+  assert rows["table3_nat"]["relative_mce_hd_mean"] == pytest.approx(100.0)
+  assert "relative_mce_hd_mean" not in rows["table3_sup"]
+  out = str(tmp_path / "out")
+  report.write(report.aggregate(root, "nat"), out)
+  table = open(os.path.join(out, "table.md")).read()
+  assert "Rel. mCE (H&D, %)" in table and "| table3_nfd | 30.00 | 50 |" in table
+  assert "mCE (vs base, %)" in table and "not their Relative mCE" in table
+
+
+def test_report_keeps_runs_evaluated_on_other_corrupted_sets_apart(tmp_path):
+  """Differences and mCE need the baseline's corrupted sets: a run evaluated on others (here
+  another recipe version) forms a row of its own, compared on clean accuracy only."""
+  root = str(tmp_path)
+  v3 = {"dataset": "fashion_mnist", "source": "generated", "num_examples": 1000, "seed": 0,
+        "recipe_version": 3, "frost": "procedural", "clean_sha256": "abc"}
+  v4 = dict(v3, recipe_version=4)
+  fake_run(root, "natural_cpu_seed-0", 90.0, 60.0, sets=v3)
+  fake_run(root, "natural_cpu_seed-1", 90.0, 62.0, sets=v3)
+  fake_run(root, "gaussian_cpu_seed-0", 89.0, 70.0, sets=v3)
+  fake_run(root, "gaussian_cpu_seed-1", 89.0, 72.0, sets=v4)
+  fake_run(root, "augmix_cpu_seed-0", 89.0, 72.0)  # written before the fields: comparable
+  summary = report.aggregate(root, "natural")
+  rows = {r["name"]: r for r in summary["rows"]}
+  assert rows["gaussian_cpu"]["seeds"] == 1
+  assert rows["gaussian_cpu"]["robust_delta"] == pytest.approx(70.0 - 61.0)
+  other = rows["gaussian_cpu (other sets)"]
+  assert other["seeds"] == 1 and "robust_delta" not in other and "mce_mean" not in other
+  assert other["clean_delta"] == pytest.approx(-1.0)
+  assert other["other_sets"] == ["recipe_version: 4 (baseline 3)"]
+  assert "robust_delta" in rows["augmix_cpu"]
+  out = str(tmp_path / "out")
+  report.write(summary, out)
+  table = open(os.path.join(out, "table.md")).read()
+  assert "| gaussian_cpu (other sets) | 1 | -1.00 | n/a | n/a |" in table
+  assert "recipe version 3" in table and "re-evaluate" in table
+  # The baseline's own seeds on different sets: refused, naming both.
+  fake_run(root, "natural_cpu_seed-2", 90.0, 60.0, sets=v4)
+  with pytest.raises(ValueError, match="different corrupted sets.*natural_cpu_seed-2"):
+    report.aggregate(root, "natural")
 
 
 def test_report_compares_each_backbone_with_its_own_baseline(tmp_path):

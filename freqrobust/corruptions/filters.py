@@ -301,7 +301,10 @@ def canny(gray: jax.Array, low: float, high: float) -> jax.Array:
                  jnp.where(same_sign, at(-1, -1), at(-1, 1))))
   n2 = jnp.where(horizontal, at(0, 1), jnp.where(vertical, at(1, 0),
                  jnp.where(same_sign, at(1, 1), at(1, -1))))
-  peak = (mag > n1) & (mag >= n2) & (mag > low)
+  # OpenCV's non-maximum suppression: `> previous, >= next` along the horizontal and vertical
+  # classes, but strictly greater than both neighbours along the diagonals.
+  diagonal = ~horizontal & ~vertical
+  peak = (mag > n1) & jnp.where(diagonal, mag > n2, mag >= n2) & (mag > low)
   strong = peak & (mag > high)
 
   def grow(state):

@@ -275,8 +275,9 @@ def snow(key, image, t):
 
 
 def frost_blend(image: jax.Array, texture: jax.Array, c: jax.Array) -> jax.Array:
-  """c[0] * image + c[1] * frost; `texture` (H, W, 3) in [0, 1]."""
-  rgb = c[0] * _to_rgb(image) + c[1] * texture
+  """c[0] * image + c[1] * frost, clipped to [0, 1]; `texture` (H, W, 3) in [0, 1]. A grey
+  image is blended as RGB, clipped, then converted (as every other colour corruption)."""
+  rgb = jnp.clip(c[0] * _to_rgb(image) + c[1] * texture, 0., 1.)
   return _from_rgb(rgb, image.shape[-1])
 
 
@@ -314,7 +315,9 @@ def _water(liquid, rgb, t):
   edges = filters.canny(levels, 50., 150.)
   dist = jnp.minimum(filters.euclidean_distance_to(edges), 20.)  # THRESH_TRUNC at 20
   box = np.full((3, 3), 1 / 9, np.float32)
-  dist = jnp.floor(filters.correlate2d(dist[..., None], box, "mirror"))  # blur, uint8
+  # blur, then uint8: the 3x3 mean of integers is a multiple of 1/9, so +1e-4 keeps float
+  # rounding (an exact 4.0 computed as 3.9999998) from dropping a level and crosses nothing else.
+  dist = jnp.floor(filters.correlate2d(dist[..., None], box, "mirror") + 1e-4)
   dist = filters.equalize_hist(dist)
   relief = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], np.float32)
   dist = jnp.clip(jnp.round(filters.correlate2d(dist, relief, "mirror")), 0, 255)  # CV_8U
