@@ -98,15 +98,14 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
           "clean_sha256": corrupted.content_digest(*clean)}
   baseline = None
   if baseline_results is not None:
-    # The relative mCE only means something when both runs saw the same corrupted sets.
-    differ = [k for k in ("dataset", "source", "num_examples", "seed", "recipe_version",
-                          "clean_sha256", "frost")
-              if baseline_results.get(k) != meta[k]]
+    # The mCEs against a baseline only mean something when both runs saw the same corrupted sets.
+    differ = workdir_lib.corrupted_set_differences(baseline_results, meta)
     if differ:
       raise ValueError(
           f"The baseline {baseline_workdir} was evaluated on other corrupted sets ("
           + ", ".join(f"{k}: {baseline_results.get(k)!r} vs {meta[k]!r}" for k in differ)
-          + "); re-evaluate it with the same settings.")
+          + "); re-evaluate it with these settings (python -m freqrobust.evaluate "
+          f"--workdir={baseline_workdir}, same corruption fields).")
     baseline = workdir_lib.accuracy_table(baseline_results)
   baseline_clean = baseline_results.get("clean_accuracy") if baseline_results else None
   partial_path = os.path.join(out_dir, "partial.json")
@@ -225,12 +224,14 @@ def markdown_report(results: dict) -> str:
       + (f"; undefined: the baseline makes no error on "
          f"{', '.join(results['mce_relative_undefined_on'])}"
          if results.get("mce_relative_undefined_on") else "") + ")",
-      # results.json files written before the field have no H&D Relative mCE.
-      f"- Relative mCE (H&D): **{_fmt(results.get('relative_mce_hd'))}** "
-      f"({conv.get('relative_mce_hd', metrics.CONVENTIONS['relative_mce_hd'])}; {averaged}"
-      + (f"; undefined: the baseline loses nothing on "
-         f"{', '.join(results['relative_mce_hd_undefined_on'])}"
-         if results.get("relative_mce_hd_undefined_on") else "") + ")",
+      (f"- Relative mCE (H&D): **{_fmt(results['relative_mce_hd'])}** "
+       f"({conv['relative_mce_hd']}; {averaged}; baseline: "
+       f"{results['baseline_workdir'] or 'none given'}"
+       + (f"; undefined: the baseline loses nothing on "
+          f"{', '.join(results['relative_mce_hd_undefined_on'])}"
+          if results.get("relative_mce_hd_undefined_on") else "") + ")"
+       if "relative_mce_hd" in results else  # results.json written before the field
+       "- Relative mCE (H&D): not recorded (evaluated before 2026-11-29; re-evaluate for it)"),
       f"- Examples per set: {results['num_examples']}; generation seed {results['seed']}; "
       f"recipe version {results['recipe_version']}; frost: {results['frost']}",
       f"- {conv['note']}.", ""]
@@ -364,8 +365,9 @@ def define_flags(flag_values=None) -> None:
   fv = flags.FLAGS if flag_values is None else flag_values
   flags.DEFINE_string("workdir", None, "Workdir of a trained run (holds config.json and "
                       "checkpoints); the report goes to WORKDIR/corruption_eval/.", flag_values=fv)
-  flags.DEFINE_string("baseline", None, "Workdir of an evaluated baseline run, for the "
-                      "relative mCE (default: config.corruptions.baseline_workdir).",
+  flags.DEFINE_string("baseline", None, "Workdir of an evaluated baseline run, for the mCE "
+                      "against it and H&D's Relative mCE (default: "
+                      "config.corruptions.baseline_workdir).",
                       flag_values=fv)
   flags.DEFINE_integer("num_examples", None, "Override config.corruptions.num_examples "
                        "(0 = whole test set).", flag_values=fv)

@@ -156,7 +156,22 @@ def check_corruption_settings(config: ml_collections.ConfigDict) -> None:
     raise UserError(str(err)) from None
   baseline = config.corruptions.baseline_workdir
   if baseline:
-    workdir_lib.read_corruption_results(baseline)  # Raises UserError naming the missing file.
+    # Raises UserError naming the missing file; then the sets must match, before any training.
+    baseline_results = workdir_lib.read_corruption_results(baseline)
+    settings = corrupted.CorruptionSettings.from_config(config)
+    from freqrobust import corruptions
+    planned = {"dataset": settings.dataset, "source": settings.source, "seed": settings.seed,
+               "recipe_version": corruptions.RECIPE_VERSION, "frost": settings.frost_source,
+               # 0 = the whole test set: its size is known only once it is loaded.
+               "num_examples": settings.num_examples or None}
+    differ = workdir_lib.corrupted_set_differences(baseline_results, planned)
+    if differ:
+      raise UserError(
+          f"config.corruptions.baseline_workdir={baseline} was evaluated on other corrupted sets "
+          "than this run's settings would make ("
+          + ", ".join(f"{k}: {baseline_results.get(k)!r} vs {planned[k]!r}" for k in differ)
+          + f"). Re-evaluate the baseline first: python -m freqrobust.evaluate "
+          f"--workdir={baseline} (with the same corruption fields), or change the fields.")
 
 
 def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -8,8 +8,8 @@ An accuracy table maps corruption name -> {severity (1..5): accuracy in percent}
   baseline model in AlexNet's place): per corruption CE_c^rel = sum_s E(c, s) / sum_s
   E_baseline(c, s), then mCE = 100 * mean_c CE_c^rel (a mean of ratios, not the ratio of the sums:
   a model that trades errors between corruptions changes it). Stored under the key
-  `mce_relative` and labelled "mCE (vs baseline)": it is NOT what Hendrycks & Dietterich call
-  "Relative mCE", which is the next one.
+  `mce_relative`, printed as "mCE vs baseline" (evaluate) and "mCE (vs base, %)" (report): it
+  is NOT what Hendrycks & Dietterich call "Relative mCE", which is the next one.
 - Relative mCE of Hendrycks & Dietterich (their section 3): the degradation against the clean
   error, 100 * mean_c [sum_s (E(c, s) - E_clean) / sum_s (E_baseline(c, s) - E_baseline_clean)]
   (`relative_mce_hd`); it asks how much a model loses under corruption rather than how many
@@ -26,7 +26,8 @@ SEVERITIES = (1, 2, 3, 4, 5)
 NUM_BENCHMARK = 15  # corruptions of the benchmark; 19 with the 4 extras
 
 CONVENTIONS = {
-    "clean_accuracy": "accuracy (%) on the clean test set",
+    "clean_accuracy": "accuracy (%) on the clean images the corrupted sets were made from (the "
+                      "whole test set, or its first corruptions.num_examples images)",
     "robust_accuracy": "'Robust.' of the paper: mean accuracy (%) over the corruptions averaged "
                        "x 5 severities",
     "corruption_error": "CE_c = 100 - mean over severities of accuracy (%) on corruption c",
@@ -39,7 +40,7 @@ CONVENTIONS = {
                     "mCE'",
     "relative_mce_hd": "Relative mCE of Hendrycks & Dietterich: 100 * mean_c [sum_s (E(c, s) - "
                        "E_clean) / sum_s (E_baseline(c, s) - E_baseline_clean)], errors measured "
-                       "from each model's own clean error (baseline = 100)",
+                       "from each model's own clean error on the same images (baseline = 100)",
     "accuracy_by_severity": "mean accuracy (%) over the corruptions averaged, per severity",
     "corruptions_averaged": "number of corruptions the summary figures average over (15 "
                             "benchmark corruptions; 19 with the 4 extras)",

@@ -10,9 +10,10 @@ the paper's mCE against the baseline (`metrics.mce_relative`: Hendrycks & Diette
 baseline in AlexNet's place): per corruption CE_c^rel = sum_s E(c, s) / sum_s E_baseline(c, s),
 mCE = 100 * mean_c CE_c^rel over the 15 benchmark corruptions, per seed against the baseline's
 seed-mean accuracy table; the second table adds H&D's Relative mCE (`metrics.relative_mce_hd`).
-Runs evaluated on other corrupted sets than their baseline (another recipe version, dataset,
-number of images, seed or frost source) form rows marked "(other sets)", compared on clean
-accuracy only. Writes table.md, table.csv and a Figure 1(e)-style bar chart (robustness).
+Runs evaluated on other corrupted sets than their baseline (another dataset, source, number of
+images or clean images; for generated sets also another recipe version, generation seed or frost
+source) form rows marked "(other sets)", compared on clean accuracy only. Writes table.md,
+table.csv and a Figure 1(e)-style bar chart (robustness).
 """
 import csv
 import os
@@ -48,7 +49,7 @@ def load_run(workdir: str) -> Optional[Dict]:
   if os.path.exists(workdir_lib.path(workdir, workdir_lib.CORRUPTION_EVAL, workdir_lib.RESULTS)):
     corrupted = workdir_lib.read_corruption_results(workdir)
     table = workdir_lib.accuracy_table(corrupted)
-    sets = {k: corrupted.get(k) for k in EVAL_SET_FIELDS}
+    sets = {k: corrupted.get(k) for k in workdir_lib.CORRUPTED_SET_FIELDS}
     # The clean accuracy on the images the corrupted sets were made from (H&D's Relative mCE).
     corrupted_clean = corrupted.get("clean_accuracy")
     if not all(c in table for c in CORRUPTIONS):
@@ -58,26 +59,37 @@ def load_run(workdir: str) -> Optional[Dict]:
           "images_per_s": training_rate(workdir), "stale": stale_notes(workdir, results)}
 
 
-# What makes two corruption evaluations comparable: the same corrupted sets.
-EVAL_SET_FIELDS = ("dataset", "source", "num_examples", "seed", "recipe_version", "frost",
-                   "clean_sha256")
-
-
-def _differing(a: Optional[Dict], b: Optional[Dict]) -> List[str]:
-  """The fields in which two runs' corrupted sets differ (a field one of them lacks counts as
-  equal: results written before it existed)."""
-  if not a or not b:
-    return []
-  return [k for k in EVAL_SET_FIELDS
-          if a.get(k) is not None and b.get(k) is not None and a[k] != b[k]]
-
-
 def _describe_sets(sets: Optional[Dict]) -> str:
   if not sets:
     return "no corruption evaluation"
-  return (f"{sets.get('dataset')} ({sets.get('source')}), {sets.get('num_examples')} images per "
-          f"set, generation seed {sets.get('seed')}, recipe version {sets.get('recipe_version')}, "
-          f"frost: {sets.get('frost')}")
+  known = lambda k: "?" if sets.get(k) is None else sets[k]
+  return (f"{known('dataset')} ({known('source')}), {known('num_examples')} images per set, "
+          f"generation seed {known('seed')}, recipe version {known('recipe_version')}, "
+          f"frost: {known('frost')}")
+
+
+def _merged_sets(name: str, runs: List[Dict]) -> Optional[Dict]:
+  """The corrupted sets of a baseline group: every field's known value across its seeds. Seeds
+  that saw different sets cannot be averaged into one reference: refused, naming them."""
+  with_sets = [r for r in runs if r["sets"]]
+  for i, a in enumerate(with_sets):
+    for b in with_sets[i + 1:]:
+      if workdir_lib.corrupted_set_differences(a["sets"], b["sets"]):
+        raise ValueError(
+            f"The baseline runs of {name} were evaluated on different corrupted sets "
+            f"({a['workdir']}: {_describe_sets(a['sets'])}; {b['workdir']}: "
+            f"{_describe_sets(b['sets'])}). {_reevaluate()}")
+  if not with_sets:
+    return None
+  return {k: next((r["sets"][k] for r in with_sets if r["sets"].get(k) is not None), None)
+          for k in workdir_lib.CORRUPTED_SET_FIELDS}
+
+
+def _reevaluate() -> str:
+  from freqrobust.corruptions import RECIPE_VERSION
+  return ("Evaluate the baseline and the runs compared with it on the same sets: re-evaluate the "
+          f"older side (the current code generates recipe version {RECIPE_VERSION}), every seed "
+          "of it, with python -m freqrobust.evaluate --workdir=DIR.")
 
 
 def stale_notes(workdir: str, results: Dict) -> List[str]:
@@ -148,20 +160,11 @@ def aggregate(root: str, baseline: str = "nat") -> Dict:
   if not base_of_model:
     raise ValueError(f"No baseline group matching {baseline!r} among: {', '.join(groups)}.")
   # Differences, mCE and Relative mCE compare a run with its baseline on the same corrupted sets.
-  base_sets = {}
-  for model, name in base_of_model.items():
-    with_sets = [r for r in groups[name] if r["sets"]]
-    for r in with_sets[1:]:
-      if _differing(with_sets[0]["sets"], r["sets"]):
-        raise ValueError(
-            f"The baseline runs of {name} were evaluated on different corrupted sets "
-            f"({with_sets[0]['workdir']}: {_describe_sets(with_sets[0]['sets'])}; {r['workdir']}: "
-            f"{_describe_sets(r['sets'])}). Re-evaluate the older ones with the current code: "
-            f"python -m freqrobust.evaluate --workdir=DIR")
-    base_sets[model] = with_sets[0]["sets"] if with_sets else None
+  base_sets = {model: _merged_sets(name, groups[name]) for model, name in base_of_model.items()}
   for name in [g for g in groups if g not in base_of_model.values()]:
     model = model_of(name) if model_of(name) in base_sets else next(iter(base_sets))
-    other = [r for r in groups[name] if _differing(base_sets[model], r["sets"])]
+    other = [r for r in groups[name]
+             if workdir_lib.corrupted_set_differences(base_sets[model], r["sets"])]
     if other:  # A row of their own, compared on clean accuracy only.
       groups[name] = [r for r in groups[name] if r not in other]
       if not groups[name]:
@@ -197,7 +200,8 @@ def aggregate(root: str, baseline: str = "nat") -> Dict:
       for note in r.get("stale", ()):
         stale[note] = stale.get(note, 0) + 1
     other_sets = sorted({f"{k}: {r['sets'].get(k)!r} (baseline {base['sets'].get(k)!r})"
-                         for r in runs for k in _differing(base["sets"], r["sets"])})
+                         for r in runs
+                         for k in workdir_lib.corrupted_set_differences(base["sets"], r["sets"])})
     row = {"name": name, "seeds": len(runs), "baseline": name == base["name"], "stale": stale,
            "baseline_of": base["name"], "clean_mean": float(clean.mean()), "clean_std": _std(clean),
            "other_sets": other_sets}
@@ -306,14 +310,16 @@ def write(summary: Dict, out: str) -> None:
           "relative_speed", "robust_mean",
           "robust_std", "robust_delta", "mce_mean", "mce_std", "mce_unnorm_mean",
           "mce_unnorm_std", "relative_mce_hd_mean", "relative_mce_hd_std", "robust_no_bg_mean",
-          "robust_no_bg_std", "robust_no_bg_delta"]
+          "robust_no_bg_std", "robust_no_bg_delta", "other_sets"]
   keys += [f"{c}_{k}" for c in metrics.CATEGORIES for k in ("mean", "delta")]
   keys += [f"severity{s}_mean" for s in metrics.SEVERITIES]
   def write_csv(f):
     w = csv.DictWriter(f, fieldnames=keys)
     w.writeheader()
     for r in rows:  # A single seed's std is unknown: left empty.
-      w.writerow({k: ("" if k.endswith("_std") and r["seeds"] < 2 else r.get(k, "")) for k in keys})
+      w.writerow({k: ("" if k.endswith("_std") and r["seeds"] < 2
+                      else "; ".join(r.get(k) or ()) if k == "other_sets" else r.get(k, ""))
+                  for k in keys})
   workdir_lib.atomic_write(os.path.join(out, "table.csv"), write_csv)
   _plot_category_gains(rows, os.path.join(out, "category_gains.png"))
   import matplotlib
@@ -344,15 +350,17 @@ def _sets_lines(summary: Dict) -> List[str]:
   lines = [""]
   for name, sets in summary.get("sets", {}).items():
     note = ""
-    if sets and sets.get("recipe_version") not in (None, RECIPE_VERSION):
+    if (sets and sets.get("source") != "tfds"
+        and sets.get("recipe_version") not in (None, RECIPE_VERSION)):
       note = (f" (the current code generates recipe version {RECIPE_VERSION}: new runs will "
               "be evaluated on other sets and form rows marked \"(other sets)\")")
     lines.append(f"Corrupted sets of {name}: {_describe_sets(sets)}{note}.")
-  for r in summary["rows"]:
-    if r.get("other_sets"):
-      lines.append(f"- {r['name']}: evaluated on other corrupted sets than its baseline ("
-                   + "; ".join(r["other_sets"]) + "): only its clean accuracy is compared; "
-                   "re-evaluate it or the baseline (python -m freqrobust.evaluate --workdir=DIR).")
+  others = [r for r in summary["rows"] if r.get("other_sets")]
+  for r in others:
+    lines.append(f"- {r['name']}: evaluated on other corrupted sets than its baseline ("
+                 + "; ".join(r["other_sets"]) + "): only its clean accuracy is compared.")
+  if others:
+    lines.append(_reevaluate())
   return lines
 
 

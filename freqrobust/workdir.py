@@ -172,6 +172,27 @@ def read_corruption_results(workdir: str) -> Dict[str, Any]:
   return read_json(source)
 
 
+# What a corruption evaluation's sets were made from (fields of corruption_eval/results.json).
+CORRUPTED_SET_FIELDS = ("dataset", "source", "num_examples", "seed", "recipe_version", "frost",
+                        "clean_sha256")
+# Fields that matter only for generated sets: TFDS's CIFAR-10-C is the published images whatever
+# the code's recipe version, generation seed or frost source.
+GENERATION_FIELDS = ("seed", "recipe_version", "frost")
+
+
+def corrupted_set_differences(a: Optional[Mapping[str, Any]],
+                              b: Optional[Mapping[str, Any]]) -> List[str]:
+  """The fields in which two evaluations' corrupted sets differ. A field that either lacks (results
+  written before it existed) is not compared; the generation fields are not compared between two
+  TFDS evaluations."""
+  if not a or not b:
+    return []
+  both_tfds = a.get("source") == "tfds" and b.get("source") == "tfds"
+  return [k for k in CORRUPTED_SET_FIELDS
+          if not (both_tfds and k in GENERATION_FIELDS)
+          and a.get(k) is not None and b.get(k) is not None and a[k] != b[k]]
+
+
 def accuracy_table(results: Mapping[str, Any]) -> Dict[str, Dict[int, float]]:
   """The corruption -> severity -> accuracy table of a corruption results.json."""
   return {name: {int(s): float(a) for s, a in row.items()}

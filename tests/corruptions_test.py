@@ -411,3 +411,15 @@ def test_grey_frost_from_photographs_is_clipped_before_the_luma(tmp_path, fashio
   np.testing.assert_allclose(out, np.asarray(filters.luma(jax.numpy.asarray(rgb))), atol=1e-5)
   unclipped = image_weight * np.tile(grey, (1, 1, 1, 3)) + frost_weight * photo[:28, :20] / 255.
   assert (unclipped > 1).any()  # the case the order decides is present
+
+
+def test_spatter_box_mean_keeps_exact_integer_means():
+  """cv2.blur then astype(uint8): a 3x3 mean that is an integer stays that integer (summing float32
+  weights of 1/9 gives 2.9999998 for 3, whose floor loses a level), and others are floored."""
+  for value in range(21):  # the distance map is truncated at 20
+    constant = jax.numpy.full((6, 5, 1), float(value), jax.numpy.float32)
+    np.testing.assert_array_equal(ops.box_mean_uint8(constant), value)
+  ramp = jax.numpy.asarray(np.arange(30, dtype=np.float32).reshape(6, 5, 1))
+  by_hand = np.floor(scipy.ndimage.uniform_filter(np.arange(30.).reshape(6, 5), 3,
+                                                  mode="mirror") + 1e-9)
+  np.testing.assert_array_equal(np.asarray(ops.box_mean_uint8(ramp))[..., 0], by_hand)

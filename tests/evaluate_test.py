@@ -103,6 +103,18 @@ def test_relative_mce_against_itself_is_100(tmp_path):
                                          load_split=_load_split, progress=False)
   assert results["mce_relative"] == pytest.approx(100.)
   assert results["relative_mce_hd"] == pytest.approx(100.)
+  # A model with its own clean error: each side's degradation is taken from its own clean error.
+  shifted = jax.jit(lambda images: _predict(images) + jnp.asarray([0.3, -0.3]))
+  results = evaluate.run_corruption_eval(shifted, config, str(tmp_path / "s1"), first,
+                                         load_split=_load_split, progress=False)
+  clean, base_clean = results["clean_accuracy"], results["baseline_clean_accuracy"]
+  assert clean < base_clean == 100.
+  ce, base_ce = (results["corruption_error"]["brightness"],
+                 results["baseline_corruption_error"]["brightness"])
+  by_hand = 100 * (ce - (100 - clean)) / (base_ce - (100 - base_clean))
+  swapped = 100 * (ce - (100 - base_clean)) / (base_ce - (100 - clean))
+  assert results["relative_mce_hd"] == pytest.approx(by_hand)
+  assert abs(by_hand - swapped) > 1 and abs(by_hand - results["mce_relative"]) > 1
   with pytest.raises(ValueError, match="evaluate that run first"):
     evaluate.run_corruption_eval(_predict, config, str(tmp_path / "c"), str(tmp_path / "none"),
                                  load_split=_load_split, progress=False)

@@ -179,10 +179,28 @@ def test_report_keeps_runs_evaluated_on_other_corrupted_sets_apart(tmp_path):
   table = open(os.path.join(out, "table.md")).read()
   assert "| gaussian_cpu (other sets) | 1 | -1.00 | n/a | n/a |" in table
   assert "recipe version 3" in table and "re-evaluate" in table
-  # The baseline's own seeds on different sets: refused, naming both.
+  # The baseline's own seeds on different sets: refused, naming both, even when a seed without
+  # the fields sits between them.
   fake_run(root, "natural_cpu_seed-2", 90.0, 60.0, sets=v4)
   with pytest.raises(ValueError, match="different corrupted sets.*natural_cpu_seed-2"):
     report.aggregate(root, "natural")
+  bare = str(tmp_path / "bare")
+  fake_run(bare, "natural_cpu_seed-0", 90.0, 60.0)
+  fake_run(bare, "natural_cpu_seed-1", 90.0, 60.0, sets=v3)
+  fake_run(bare, "gaussian_cpu_seed-0", 89.0, 70.0, sets=v4)
+  assert "gaussian_cpu (other sets)" in {r["name"] for r in report.aggregate(bare, "natural")[
+      "rows"]}  # the baseline's known sets come from every seed, not only the first
+  fake_run(bare, "natural_cpu_seed-2", 90.0, 60.0, sets=v4)
+  with pytest.raises(ValueError, match="different corrupted sets"):
+    report.aggregate(bare, "natural")
+  # TFDS's CIFAR-10-C is the published images whatever the code's recipe version: comparable.
+  tfds = str(tmp_path / "tfds")
+  t3 = dict(v3, dataset="cifar10", source="tfds", frost="photographs (published CIFAR-10-C)")
+  fake_run(tfds, "natural_cpu_seed-0", 90.0, 60.0, sets=t3)
+  fake_run(tfds, "gaussian_cpu_seed-0", 89.0, 70.0, sets=dict(t3, recipe_version=4, seed=1))
+  rows = {r["name"]: r for r in report.aggregate(tfds, "natural")["rows"]}
+  assert set(rows) == {"natural_cpu", "gaussian_cpu"}
+  assert rows["gaussian_cpu"]["robust_delta"] == pytest.approx(10.0)
 
 
 def test_report_compares_each_backbone_with_its_own_baseline(tmp_path):

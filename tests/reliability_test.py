@@ -84,6 +84,23 @@ def test_bad_corruption_settings_fail_at_start_up(tmp_path):
   with pytest.raises(workdir_lib.UserError, match="no_such_run"):
     train.train_and_evaluate(c, str(tmp_path / "b"))
   assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b")
+  # A baseline evaluated on sets of an older recipe: refused before training, with the fix.
+  from freqrobust import corruptions
+  from freqrobust.data import corrupted
+  settings = corrupted.CorruptionSettings.from_config(c)
+  old = tmp_path / "old_baseline"
+  os.makedirs(old / "corruption_eval")
+  sets = {"dataset": settings.dataset, "source": settings.source, "seed": settings.seed,
+          "frost": settings.frost_source, "num_examples": settings.num_examples or 1000,
+          "recipe_version": corruptions.RECIPE_VERSION - 1, "accuracy": {}}
+  (old / "corruption_eval" / "results.json").write_text(json.dumps(sets))
+  c.corruptions.baseline_workdir = str(old)
+  with pytest.raises(workdir_lib.UserError, match=r"recipe_version.*freqrobust\.evaluate"):
+    train.train_and_evaluate(c, str(tmp_path / "c"))
+  assert not os.path.exists(tmp_path / "c")
+  sets["recipe_version"] = corruptions.RECIPE_VERSION  # the same sets: accepted at start-up
+  (old / "corruption_eval" / "results.json").write_text(json.dumps(sets))
+  experiment.check_corruption_settings(c)
 
 
 def test_a_second_run_on_a_busy_workdir_is_refused_and_a_stale_lock_is_not(tmp_path):

@@ -309,15 +309,20 @@ def spatter_tables(height, width, size_scale):
           "mud_kernel": _gaussian_stack([r[4] * size_scale for r in rows])}
 
 
+def box_mean_uint8(x: jax.Array) -> jax.Array:
+  """floor of the 3x3 mean (mirror borders): the window's sum divided by 9, so that a mean that
+  is an exact integer stays one (summing weights of 1/9 in float32 gives 3.9999998 for 4)."""
+  ones = np.ones((3, 3), np.float32)
+  return jnp.floor(filters.correlate2d(x, ones, "mirror") / 9.)
+
+
 def _water(liquid, rgb, t):
   """Water drops: edges of the liquid layer, shaded by the distance to them."""
   levels = jnp.floor(jnp.clip(liquid[..., 0] * 255., 0, 255))  # astype(np.uint8), clipped
   edges = filters.canny(levels, 50., 150.)
   dist = jnp.minimum(filters.euclidean_distance_to(edges), 20.)  # THRESH_TRUNC at 20
   box = np.full((3, 3), 1 / 9, np.float32)
-  # blur, then uint8: the 3x3 mean of integers is a multiple of 1/9, so +1e-4 keeps float
-  # rounding (an exact 4.0 computed as 3.9999998) from dropping a level and crosses nothing else.
-  dist = jnp.floor(filters.correlate2d(dist[..., None], box, "mirror") + 1e-4)
+  dist = box_mean_uint8(dist[..., None])  # cv2.blur, then astype(np.uint8)
   dist = filters.equalize_hist(dist)
   relief = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], np.float32)
   dist = jnp.clip(jnp.round(filters.correlate2d(dist, relief, "mirror")), 0, 255)  # CV_8U

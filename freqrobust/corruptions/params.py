@@ -7,8 +7,8 @@ Parameters given in pixels are defined for 32 px images and scaled by `size_scal
 """
 
 # Bumped whenever a change alters generated pixels; part of the generated-data cache key.
-# 4 (2026-11-29): spatter's Canny is strict along diagonals (as OpenCV) and its uint8 floor no longer
-# drops a level at exact integers; grey frost from photographs is clipped before the luma.
+# 4 (2026-11-29): spatter's Canny is strict along diagonals (as OpenCV) and its uint8 floor no
+# longer drops a level at exact integers; grey frost from photographs is clipped before the luma.
 RECIPE_VERSION = 4
 
 CORRUPTIONS = (
