@@ -66,8 +66,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.batch_size = 128  # Global batch size, split over all devices (paper: 128).
   config.train.num_epochs = 90  # Paper: 90.
   config.train.learning_rate = 0.1  # Initial LR (paper: 0.01 VGG, 0.1 ResNet).
-  config.train.schedule = "step"  # step (x decay_factor every decay_epochs) or cosine.
-  config.train.decay_epochs = 30  # step schedule: epochs between decays (paper: 30).
+  config.train.schedule = "step"  # step, cosine or warmup_cosine (experiment.SCHEDULES).
+  # step schedule: epochs between decays (paper: 30), counted from epoch 0 whatever num_epochs is:
+  # shorten it with num_epochs (a 30-epoch run with decay_epochs = 30 never decays).
+  config.train.decay_epochs = 30
   config.train.decay_factor = 0.1  # step schedule: multiplier per decay (paper: 0.1).
   config.train.warmup_epochs = 0.0  # Linear warm-up epochs (0 = none).
   config.train.momentum = 0.9  # SGD momentum.

@@ -28,6 +28,8 @@ def cpu_budget(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.train.batch_size = 128
   config.train.num_epochs = 5
   config.train.learning_rate = 0.1
+  # The cosine starts after the warm-up and ends at 0.4% of the peak (experiment.SCHEDULES);
+  # every CPU run in docs/RESULTS.md used it. "warmup_cosine" would end at 0.
   config.train.schedule = "cosine"
   config.train.warmup_epochs = 0.2
   config.train.nesterov = True

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -78,7 +78,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
            "train.warmup_epochs", t.warmup_epochs, f"a number in [0, num_epochs={t.num_epochs}]")
   _require(_number(t.decay_factor) and 0 < t.decay_factor <= 1, "train.decay_factor",
            t.decay_factor, "a number in (0, 1]")
-  _require(t.schedule in ("step", "cosine"), "train.schedule", t.schedule, "step or cosine")
+  _require(t.schedule in SCHEDULES, "train.schedule", t.schedule, ", ".join(SCHEDULES))
   for field in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "batch_size"):
     _require(isinstance(t[field], int) and t[field] >= 1, f"train.{field}", t[field],
              "an integer >= 1")
@@ -226,20 +226,43 @@ def build_method(config: ml_collections.ConfigDict) -> Method:
       aps=aps_lib.APSParams.from_config(config.aps, config.model.attention))
 
 
-def make_optimizer(train_cfg, steps_per_epoch: int) -> Tuple[optax.GradientTransformation,
-                                                              Callable]:
-  """SGD with momentum and weight decay (model parameters only), step or cosine schedule."""
+# Learning-rate schedules (config.train.schedule), each after an optional linear warm-up from 0
+# over config.train.warmup_epochs:
+# - "step": x decay_factor every decay_epochs, counted from step 0 (the warm-up does not move them);
+# - "cosine": a cosine from the peak over num_epochs that starts when the warm-up ends, so it
+#   stops short of 0: at warm-up w of T steps the last step has lr * (1 + cos(pi (T - w) / T)) / 2
+#   (0.4% of the peak for the CPU protocol's 0.2 of 5 epochs). Every CPU run in docs/RESULTS.md
+#   used it; kept so that they stay reproducible;
+# - "warmup_cosine": the cosine over the steps after the warm-up, down to 0 at the last step
+#   (optax.warmup_cosine_decay_schedule).
+SCHEDULES = ("step", "cosine", "warmup_cosine")
+
+
+def make_schedule(train_cfg, steps_per_epoch: int) -> Callable:
+  """The learning rate per step (see SCHEDULES)."""
   lr = train_cfg.learning_rate
   total = max(1, train_cfg.num_epochs * steps_per_epoch)
+  warmup = int(train_cfg.warmup_epochs * steps_per_epoch)
+  if train_cfg.schedule == "warmup_cosine":
+    return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total, warmup + 1))
   if train_cfg.schedule == "step":
     boundaries = {int(k * train_cfg.decay_epochs * steps_per_epoch): train_cfg.decay_factor
                   for k in range(1, int(math.ceil(train_cfg.num_epochs / train_cfg.decay_epochs)))}
-    schedule = optax.piecewise_constant_schedule(lr, boundaries)
-  else:
-    schedule = optax.cosine_decay_schedule(lr, total)
-  warmup = int(train_cfg.warmup_epochs * steps_per_epoch)
+    main = optax.piecewise_constant_schedule(lr, boundaries)
+    if not warmup:
+      return main
+    ramp = optax.linear_schedule(0.0, lr, warmup)
+    return lambda count: jnp.where(count < warmup, ramp(count), main(count))
+  schedule = optax.cosine_decay_schedule(lr, total)
   if warmup:
     schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), schedule], [warmup])
+  return schedule
+
+
+def make_optimizer(train_cfg, steps_per_epoch: int) -> Tuple[optax.GradientTransformation,
+                                                              Callable]:
+  """SGD with momentum and weight decay (model parameters only), with `make_schedule`."""
+  schedule = make_schedule(train_cfg, steps_per_epoch)
   model_only = lambda params: {k: jax.tree.map(lambda _: k == "model", v)
                                for k, v in params.items()}
   parts = [optax.add_decayed_weights(train_cfg.weight_decay, mask=model_only),
@@ -270,6 +293,29 @@ def track_ema(decay: float) -> optax.GradientTransformation:
     return updates, EmaState(optax.safe_int32_increment(state.count), ema)
 
   return optax.GradientTransformation(init_fn, update_fn)
+
+
+def evaluation_variables(config: ml_collections.ConfigDict, state: Any) -> Dict[str, Any]:
+  """The model variables evaluations use (training's own, `freqrobust.evaluate` and `analyze`
+  alike): the EMA of the weights when config.train.ema_decay > 0 (with the live BatchNorm
+  statistics), else the live weights."""
+  params = state.params
+  decay = train_option(config, "ema_decay")
+  if decay:
+    params = ema_params(state.opt_state, decay, params)
+  return {"params": params["model"], "batch_stats": state.batch_stats}
+
+
+def predict_apply(model, test_time_flip: bool = False) -> Callable:
+  """`apply(variables, images) -> logits` in inference mode; with `test_time_flip` the mean of
+  the logits of the images and of their horizontal mirror images."""
+  def apply(variables, images):
+    logits = model.apply(variables, images, train=False)[0].astype(jnp.float32)
+    if test_time_flip:
+      mirrored = model.apply(variables, images[:, :, ::-1], train=False)[0]
+      logits = 0.5 * (logits + mirrored.astype(jnp.float32))
+    return logits
+  return apply
 
 
 def ema_params(opt_state: Any, decay: float, params: Any) -> Any:

@@ -179,26 +179,9 @@ def clean_accuracy(predictor: sharding.BatchedPredict, state: Optional[TrainStat
           "examples": int(len(labels))}
 
 
-def evaluation_variables(config: ml_collections.ConfigDict, state: TrainState) -> Dict[str, Any]:
-  """The model variables evaluations use: the EMA of the weights when config.train.ema_decay > 0
-  (with the live BatchNorm statistics), else the live weights."""
-  params = state.params
-  decay = train_option(config, "ema_decay")
-  if decay:
-    params = experiment.ema_params(state.opt_state, decay, params)
-  return {"params": params["model"], "batch_stats": state.batch_stats}
-
-
-def predict_apply(model, test_time_flip: bool = False) -> Callable:
-  """`apply(variables, images) -> logits` in inference mode; with `test_time_flip` the mean of
-  the logits of the images and of their horizontal mirror images."""
-  def apply(variables, images):
-    logits = model.apply(variables, images, train=False)[0].astype(jnp.float32)
-    if test_time_flip:
-      mirrored = model.apply(variables, images[:, :, ::-1], train=False)[0]
-      logits = 0.5 * (logits + mirrored.astype(jnp.float32))
-    return logits
-  return apply
+# The weights and the apply function every evaluation uses (also `trained.load_trained`).
+evaluation_variables = experiment.evaluation_variables
+predict_apply = experiment.predict_apply
 
 
 @jax.jit

@@ -33,10 +33,13 @@ class TrainedModel:
   theta_b: Optional[np.ndarray]
   step: int
   predict: Callable[[np.ndarray], np.ndarray]  # float32 NHWC in [0, 1] -> logits
+  test_time_flip: bool = False  # `predict` averages the logits of each image and its mirror
 
   @property
   def fingerprint(self) -> str:
-    return fingerprint(self.variables)
+    """Keys resumable evaluations: the variables, and whether predictions are flip-averaged (as
+    training's own evaluation keys them)."""
+    return fingerprint(self.variables) + ("+flip" if self.test_time_flip else "")
 
   def open_ratios(self, images) -> Optional[np.ndarray]:
     """The attention's open-ratio vectors v (N, C1), or None when the model has no attention."""
@@ -47,15 +50,10 @@ class TrainedModel:
     return fn(images)
 
 
-def predict_fn(model, variables, batch_size: int,
-               sharder: Optional[sharding.Sharder] = None) -> Callable[[np.ndarray], np.ndarray]:
-  """Batched `images float32 NHWC in [0, 1] -> logits` of a model in inference mode."""
-  return sharding.batched_predict(lambda v, x: model.apply(v, x, train=False)[0], variables,
-                                  batch_size, sharder)
-
-
 def load_trained(workdir: str, step: Optional[int] = None) -> TrainedModel:
-  """Loads the newest intact (or the given) checkpoint of a run."""
+  """Loads the newest intact (or the given) checkpoint of a run, with the evaluation weights
+  (EMA when `config.train.ema_decay` > 0) and predictions (flip-averaged when
+  `config.train.test_time_flip`) of training's own evaluation."""
   config = experiment.resolve_config(workdir_lib.read_config(workdir))
   # The number of training examples only shapes the LR schedule, not the state's structure.
   exp = experiment.build(config, num_train=config.train.batch_size)
@@ -70,7 +68,11 @@ def load_trained(workdir: str, step: Optional[int] = None) -> TrainedModel:
   else:
     state = checkpoint.restore(manager, state, step)
   manager.close()
-  variables = {"params": state.params["model"], "batch_stats": state.batch_stats}
+  # The weights and predictions training's own evaluation used: the EMA of the weights and the
+  # flip test-time augmentation when the run's config asks for them.
+  variables = experiment.evaluation_variables(config, state)
+  flip = bool(experiment.train_option(config, "test_time_flip"))
   theta = np.asarray(state.params["aps"]["theta_b"]) if "aps" in state.params else None
-  predict = predict_fn(exp.model, variables, config.eval.batch_size, sharder)
-  return TrainedModel(config, exp.model, variables, theta, int(step), predict)
+  predict = sharding.batched_predict(experiment.predict_apply(exp.model, flip), variables,
+                                     config.eval.batch_size, sharder)
+  return TrainedModel(config, exp.model, variables, theta, int(step), predict, flip)

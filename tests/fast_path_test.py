@@ -214,4 +214,8 @@ def test_finished_run_writes_report_figure_and_peak_memory(tmp_path, capsys):
     written = json.load(f)
   assert written["peak_memory"]["host_rss_mib"] > 0 and "corruptions" in written
   assert written["corruptions"]["model"].endswith("+flip")
+  # `freqrobust.evaluate` and `analyze` load the same evaluation weights (the EMA) and flip-average
+  # as training's own evaluation did: the same model key, so a re-evaluation resumes its sets.
+  run = trained.load_trained(str(tmp_path / "run"))
+  assert run.test_time_flip and run.fingerprint == written["corruptions"]["model"]
   assert "Peak memory" in out and str(figure) in out and "report.md" in out

@@ -9,7 +9,9 @@ import signal
 import chex
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
+import optax
 import pytest
 
 from freqrobust import experiment, sharding, train, trained
@@ -144,3 +146,38 @@ def test_quickstart_trains_the_full_method_and_reports_corruptions_and_the_figur
   other = experiment.resolve_config(baselines.get_config("paper_both_att,cpu"))
   other.train.summary_figure = True
   assert other.to_dict() == config.to_dict()
+
+
+def _schedule_config(schedule, epochs=5, warmup=0.2, lr=0.1):
+  return ml_collections.ConfigDict(dict(
+      schedule=schedule, num_epochs=epochs, warmup_epochs=warmup, learning_rate=lr,
+      decay_epochs=2, decay_factor=0.1))
+
+
+def test_learning_rate_schedules_by_their_laws():
+  """experiment.SCHEDULES: the per-step learning rate of each schedule, at the CPU protocol's
+  shape (5 epochs of 100 steps, 0.2 warm-up epochs, peak 0.1)."""
+  import math
+  steps = jnp.arange(501)
+  rates = lambda name, **kw: np.asarray(
+      experiment.make_schedule(_schedule_config(name, **kw), steps_per_epoch=100)(steps))
+  # "cosine" (every CPU run in docs/RESULTS.md): warm-up, then a cosine over the whole run that
+  # starts at the end of the warm-up, so the last step keeps (1 + cos(pi 480 / 500)) / 2 of it.
+  legacy = optax.join_schedules([optax.linear_schedule(0.0, 0.1, 20),
+                                 optax.cosine_decay_schedule(0.1, 500)], [20])
+  cosine = rates("cosine")
+  np.testing.assert_array_equal(cosine, np.asarray(legacy(steps)))
+  np.testing.assert_allclose(cosine[[0, 10, 20]], [0., 0.05, 0.1], rtol=1e-6)
+  np.testing.assert_allclose(cosine[500], 0.1 * (1 + math.cos(math.pi * 480 / 500)) / 2, rtol=1e-4)
+  assert 0.003 < cosine[500] / 0.1 < 0.005
+  # "warmup_cosine": the same warm-up, then down to 0 at the last step, never increasing.
+  full = rates("warmup_cosine")
+  np.testing.assert_allclose(full[[0, 10, 20]], [0., 0.05, 0.1], rtol=1e-6)
+  assert full[500] == pytest.approx(0., abs=1e-9) and np.all(np.diff(full[20:]) <= 1e-9)
+  np.testing.assert_allclose(full[260], 0.05, rtol=1e-4)  # half-way through the cosine
+  # "step": x 0.1 every 2 epochs from step 0, the warm-up overlaid without moving the decays.
+  step = rates("step")
+  np.testing.assert_allclose(step[[10, 20, 199, 200, 399, 400]],
+                             [0.05, 0.1, 0.1, 0.01, 0.01, 0.001], rtol=1e-5)
+  np.testing.assert_allclose(rates("step", warmup=0.0)[[0, 199, 200]], [0.1, 0.1, 0.01],
+                             rtol=1e-5)
