@@ -91,15 +91,12 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
   out_dir = os.path.join(workdir, OUT_DIR)
   os.makedirs(out_dir, exist_ok=True)
   clean = corrupted.clean_test_set(config, load_split)
-  meta = {"dataset": settings.dataset, "source": settings.source,
-          "num_examples": int(len(clean[0])), "seed": settings.seed,
-          "recipe_version": corruptions.RECIPE_VERSION, "frost": settings.frost_source,
-          "step": step, "model": model_fingerprint,
-          "clean_sha256": corrupted.content_digest(*clean)}
+  meta = dict(settings.set_fields(int(len(clean[0]))), step=step, model=model_fingerprint,
+              clean_sha256=corrupted.content_digest(*clean))
   baseline = None
   if baseline_results is not None:
     # The mCEs against a baseline only mean something when both runs saw the same corrupted sets.
-    differ = workdir_lib.corrupted_set_differences(baseline_results, meta)
+    differ = workdir_lib.corrupted_set_differences(baseline_results, meta, missing_differs=True)
     if differ:
       raise ValueError(
           f"The baseline {baseline_workdir} was evaluated on other corrupted sets ("
@@ -207,6 +204,17 @@ def _fmt(value: Optional[float]) -> str:
   return "n/a" if value is None else f"{value:.2f}"
 
 
+def _against_baseline(results: dict, label: str, key: str, undefined_why: str,
+                      averaged: str) -> str:
+  """The report line of a figure taken against the baseline run: value, convention, baseline and
+  the corruptions on which it is undefined."""
+  undefined = results.get(f"{key}_undefined_on")
+  return (f"- {label}: **{_fmt(results[key])}** ({results['conventions'][key]}; {averaged}; "
+          f"baseline: {results['baseline_workdir'] or 'none given'}"
+          + (f"; undefined: the baseline {undefined_why} {', '.join(undefined)}"
+             if undefined else "") + ")")
+
+
 def markdown_report(results: dict) -> str:
   lines = [f"# Corruption robustness ({results['dataset']}, source: {results['source']})", ""]
   conv = results["conventions"]
@@ -219,17 +227,10 @@ def markdown_report(results: dict) -> str:
       f"{averaged})",
       f"- Unnormalised mCE: **{_fmt(results['mce_unnormalized'])}** "
       f"({conv['mce_unnormalized']}; {averaged})",
-      f"- mCE vs baseline: **{_fmt(results['mce_relative'])}** ({conv['mce_relative']}; "
-      f"{averaged}; baseline: {results['baseline_workdir'] or 'none given'}"
-      + (f"; undefined: the baseline makes no error on "
-         f"{', '.join(results['mce_relative_undefined_on'])}"
-         if results.get("mce_relative_undefined_on") else "") + ")",
-      (f"- Relative mCE (H&D): **{_fmt(results['relative_mce_hd'])}** "
-       f"({conv['relative_mce_hd']}; {averaged}; baseline: "
-       f"{results['baseline_workdir'] or 'none given'}"
-       + (f"; undefined: the baseline loses nothing on "
-          f"{', '.join(results['relative_mce_hd_undefined_on'])}"
-          if results.get("relative_mce_hd_undefined_on") else "") + ")"
+      _against_baseline(results, "mCE vs baseline", "mce_relative", "makes no error on",
+                        averaged),
+      (_against_baseline(results, "Relative mCE (H&D)", "relative_mce_hd", "loses nothing on",
+                         averaged)
        if "relative_mce_hd" in results else  # results.json written before the field
        "- Relative mCE (H&D): not recorded (evaluated before 2026-11-29; re-evaluate for it)"),
       f"- Examples per set: {results['num_examples']}; generation seed {results['seed']}; "

@@ -151,20 +151,18 @@ def check_corruption_settings(config: ml_collections.ConfigDict) -> None:
   from freqrobust.data import corrupted
   from freqrobust import workdir as workdir_lib
   try:
-    corrupted.CorruptionSettings.from_config(config)
+    settings = corrupted.CorruptionSettings.from_config(config)
   except ValueError as err:
     raise UserError(str(err)) from None
   baseline = config.corruptions.baseline_workdir
   if baseline:
-    # Raises UserError naming the missing file; then the sets must match, before any training.
+    # Raises UserError naming the missing file; then the sets must match, before any training,
+    # as `freqrobust.evaluate` will require (0 examples = the whole test set: its size is known
+    # only once it is loaded).
     baseline_results = workdir_lib.read_corruption_results(baseline)
-    settings = corrupted.CorruptionSettings.from_config(config)
-    from freqrobust import corruptions
-    planned = {"dataset": settings.dataset, "source": settings.source, "seed": settings.seed,
-               "recipe_version": corruptions.RECIPE_VERSION, "frost": settings.frost_source,
-               # 0 = the whole test set: its size is known only once it is loaded.
-               "num_examples": settings.num_examples or None}
-    differ = workdir_lib.corrupted_set_differences(baseline_results, planned)
+    planned = settings.set_fields(settings.num_examples or None)
+    differ = workdir_lib.corrupted_set_differences(baseline_results, planned,
+                                                   missing_differs=True)
     if differ:
       raise UserError(
           f"config.corruptions.baseline_workdir={baseline} was evaluated on other corrupted sets "

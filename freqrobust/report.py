@@ -163,8 +163,11 @@ def aggregate(root: str, baseline: str = "nat") -> Dict:
   base_sets = {model: _merged_sets(name, groups[name]) for model, name in base_of_model.items()}
   for name in [g for g in groups if g not in base_of_model.values()]:
     model = model_of(name) if model_of(name) in base_sets else next(iter(base_sets))
-    other = [r for r in groups[name]
-             if workdir_lib.corrupted_set_differences(base_sets[model], r["sets"])]
+    for r in groups[name]:
+      r["other_sets"] = [
+          f"{k}: {r['sets'].get(k)!r} (baseline {base_sets[model].get(k)!r})"
+          for k in workdir_lib.corrupted_set_differences(base_sets[model], r["sets"])]
+    other = [r for r in groups[name] if r["other_sets"]]
     if other:  # A row of their own, compared on clean accuracy only.
       groups[name] = [r for r in groups[name] if r not in other]
       if not groups[name]:
@@ -199,9 +202,7 @@ def aggregate(root: str, baseline: str = "nat") -> Dict:
     for r in runs:
       for note in r.get("stale", ()):
         stale[note] = stale.get(note, 0) + 1
-    other_sets = sorted({f"{k}: {r['sets'].get(k)!r} (baseline {base['sets'].get(k)!r})"
-                         for r in runs
-                         for k in workdir_lib.corrupted_set_differences(base["sets"], r["sets"])})
+    other_sets = sorted({d for r in runs for d in r.get("other_sets", ())})
     row = {"name": name, "seeds": len(runs), "baseline": name == base["name"], "stale": stale,
            "baseline_of": base["name"], "clean_mean": float(clean.mean()), "clean_std": _std(clean),
            "other_sets": other_sets}

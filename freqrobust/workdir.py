@@ -180,17 +180,18 @@ CORRUPTED_SET_FIELDS = ("dataset", "source", "num_examples", "seed", "recipe_ver
 GENERATION_FIELDS = ("seed", "recipe_version", "frost")
 
 
-def corrupted_set_differences(a: Optional[Mapping[str, Any]],
-                              b: Optional[Mapping[str, Any]]) -> List[str]:
-  """The fields in which two evaluations' corrupted sets differ. A field that either lacks (results
-  written before it existed) is not compared; the generation fields are not compared between two
-  TFDS evaluations."""
+def corrupted_set_differences(a: Optional[Mapping[str, Any]], b: Optional[Mapping[str, Any]],
+                              missing_differs: bool = False) -> List[str]:
+  """The fields in which two evaluations' corrupted sets differ; the generation fields are not
+  compared between two TFDS evaluations. A field that either lacks (results written before it
+  existed) is not compared, unless `missing_differs`: then a field `b` knows and `a` lacks
+  differs (a baseline `a` must prove it saw the sets `b` describes)."""
   if not a or not b:
     return []
   both_tfds = a.get("source") == "tfds" and b.get("source") == "tfds"
   return [k for k in CORRUPTED_SET_FIELDS
-          if not (both_tfds and k in GENERATION_FIELDS)
-          and a.get(k) is not None and b.get(k) is not None and a[k] != b[k]]
+          if not (both_tfds and k in GENERATION_FIELDS) and b.get(k) is not None
+          and (a.get(k) != b[k] if missing_differs else a.get(k) not in (None, b[k]))]
 
 
 def accuracy_table(results: Mapping[str, Any]) -> Dict[str, Dict[int, float]]:

@@ -215,3 +215,14 @@ def test_baseline_on_another_clean_test_set_is_refused(tmp_path):
     evaluate.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",)),
                                  str(tmp_path / "model"), base, load_split=other_split,
                                  progress=False)
+  # A baseline that cannot show which images it saw (a field missing) is refused too.
+  results_path = os.path.join(base, "corruption_eval", "results.json")
+  with open(results_path) as f:
+    written = json.load(f)
+  del written["clean_sha256"]
+  with open(results_path, "w") as f:
+    json.dump(written, f)
+  with pytest.raises(ValueError, match="clean_sha256: None"):
+    evaluate.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",)),
+                                 str(tmp_path / "model2"), base, load_split=_load_split,
+                                 progress=False)

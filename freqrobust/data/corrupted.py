@@ -93,6 +93,14 @@ class CorruptionSettings:
     return corruptions.frost_source(self.frost_dir) if self.source == "generated" else (
         "photographs (published CIFAR-10-C)")
 
+  def set_fields(self, num_examples: Optional[int]) -> dict:
+    """What the corrupted sets are made from, as an evaluation records it (the keys of
+    `workdir.CORRUPTED_SET_FIELDS` but the clean images' digest); `num_examples` is the number
+    of test images per set (None: not known yet)."""
+    return {"dataset": self.dataset, "source": self.source, "num_examples": num_examples,
+            "seed": self.seed, "recipe_version": corruptions.RECIPE_VERSION,
+            "frost": self.frost_source}
+
 
 def tfds_config_name(name: str, severity: int) -> str:
   """TFDS builder config of CIFAR-10-C for a corruption and severity."""
