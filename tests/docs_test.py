@@ -47,3 +47,12 @@ def test_a_wrong_override_is_caught(monkeypatch):
   message = cli_main.unknown_field_message(
       ["--config=configs/baselines.py:apr_p,cpu", "--config.method_args.prob=0.6"])
   assert "has no field 'prob'" in message and "pair_prob" in message
+
+
+def test_ci_runs_the_readmes_test_command():
+  """CI (`.ci/run`) runs the test command the README gives users, not another one."""
+  ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if "pytest" in line and not line.lstrip().startswith("#")]
+  readme = [line.strip() for line in (ROOT / "README.md").read_text().splitlines()
+            if line.startswith("python -m pytest")]
+  assert len(ci) == 1 and readme == ci, (ci, readme)
