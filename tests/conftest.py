@@ -11,7 +11,10 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # compile the same tiny train steps from fresh closures, which the on-disk cache (keyed on the
 # computation, not the Python function) compiles once. A fresh temporary folder per session, so
 # every session still compiles each computation at least once; FREQROBUST_TEST_JAX_CACHE=off
-# turns it off, a path keeps it between sessions.
+# turns it off, a path keeps it between sessions. The pytest-xdist workers share the folder: an
+# entry another worker is still writing reads as damaged, which JAX reports with a warning and
+# compiles anew; identical computations compile to identical entries, so a race never serves a
+# wrong executable.
 _cache = os.environ.get("FREQROBUST_TEST_JAX_CACHE", "")
 if _cache != "off" and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   if not _cache:
