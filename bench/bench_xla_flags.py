@@ -17,7 +17,8 @@ paper's augmentation and extended APS, as `bench_train.py`).
 
 Settings (`--settings`, comma-separated names): defaults (XLA_FLAGS empty: jaxlib's own choice),
 platform (`freqrobust.platform.CPU_XLA_FLAGS`, what the CLI sets), and the named alternatives in
-SETTINGS below.
+SETTINGS below; each under glibc's malloc, or with the suffix `@tcmalloc` (`platform@tcmalloc`)
+with tcmalloc preloaded, as the CLI runs when it is installed.
 """
 import argparse
 import json
@@ -75,8 +76,31 @@ def child(args) -> None:
   print("RESULT " + json.dumps(r), flush=True)
 
 
+def setting_environment(setting: str) -> dict:
+  """The child's environment for a setting name: SETTINGS' XLA_FLAGS, and with the suffix
+  `@tcmalloc` tcmalloc preloaded as the CLI does (freqrobust.platform); glibc's malloc without."""
+  flags_name, _, malloc = setting.partition("@")
+  env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+  env.update(XLA_FLAGS=SETTINGS[flags_name], JAX_PLATFORMS="cpu")
+  if malloc:
+    env = platform.tcmalloc_environment(env, library=platform.find_tcmalloc())
+  return env
+
+
+def check_setting(setting: str) -> str:
+  """An error message for a setting name that cannot run here, or ''."""
+  flags_name, _, malloc = setting.partition("@")
+  if flags_name not in SETTINGS:
+    return f"unknown flags {flags_name!r}; valid: {', '.join(SETTINGS)}"
+  if malloc and malloc != "tcmalloc":
+    return f"{setting!r}: the only allocator suffix is @tcmalloc"
+  if malloc and platform.find_tcmalloc() is None:
+    return f"{setting!r}: tcmalloc is not installed (apt-get install libtcmalloc-minimal4)"
+  return ""
+
+
 def run_child(setting: str, workload: str, args) -> dict:
-  env = dict(os.environ, XLA_FLAGS=SETTINGS[setting], JAX_PLATFORMS="cpu")
+  env = setting_environment(setting)
   cmd = [sys.executable, os.path.abspath(__file__), "--child", f"--setting={setting}",
          f"--workload={workload}", f"--steps={args.steps}", f"--repeats={args.repeats}"]
   out = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -102,9 +126,9 @@ def main():
   if args.child:
     return child(args)
   settings = [s.strip() for s in args.settings.split(",") if s.strip()]
-  unknown = [s for s in settings if s not in SETTINGS]
-  if unknown:
-    p.error(f"--settings: unknown {unknown}; valid: {', '.join(SETTINGS)}")
+  for s in settings:
+    if check_setting(s):
+      p.error(f"--settings: {check_setting(s)}")
   workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
   valid = workload_names()
   for w in workloads:  # Fail on a bad name before any timing.
@@ -114,7 +138,9 @@ def main():
               if l.startswith("model name")), "?") if os.path.exists("/proc/cpuinfo") else "?"
   print(f"# {cpu}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; settings:")
   for s in settings:
-    print(f"#   {s}: XLA_FLAGS={SETTINGS[s]!r}")
+    env = setting_environment(s)
+    print(f"#   {s}: XLA_FLAGS={env['XLA_FLAGS']!r}"
+          + (f" LD_PRELOAD={env['LD_PRELOAD']}" if "LD_PRELOAD" in env else ""))
   header = f"{'workload':16s}" + "".join(f"{s:>24s}" for s in settings)
   print(header)
   for w in workloads:

@@ -13,6 +13,7 @@ from typing import Callable
 
 from absl import app, flags
 
+from freqrobust import platform
 from freqrobust.data.errors import DatasetError
 from freqrobust.workdir import UserError
 
@@ -27,7 +28,15 @@ def report_user_error(error: BaseException) -> None:
 
 
 def run(main: Callable, **app_kwargs) -> None:
-  """`absl.app.run(main)`, with user errors as one paragraph (exit 2) unless --debug."""
+  """`absl.app.run(main)`, with user errors as one paragraph (exit 2) unless --debug.
+
+  A CPU run first re-executes itself with tcmalloc preloaded when it is installed
+  (`platform.reexec_with_tcmalloc`; FREQROBUST_MALLOC=system keeps glibc's malloc)."""
+  try:
+    platform.reexec_with_tcmalloc()
+  except ValueError as error:  # A FREQROBUST_MALLOC value it does not know.
+    report_user_error(error)
+    sys.exit(2)
 
   def guarded(argv):
     if not flags.FLAGS.debug:

@@ -18,11 +18,20 @@ the maths: the gradients move by as much as a one-ulp change of the input images
 Call `configure_xla_for_cpu()` before the first JAX computation (XLA reads XLA_FLAGS when it
 creates its backend). It does nothing when the user set XLA_FLAGS, when the run will not be on the
 CPU, or when the backend already exists.
+
+The memory allocator (`reexec_with_tcmalloc`, called by every command line tool before it parses
+its flags): under glibc's malloc XLA:CPU's per-step buffers go back to the kernel and come back
+as fresh pages every step (2.1 million page faults in 20 small-ResNet steps, a sixth of the CPU
+time in the kernel). Google's tcmalloc keeps them. A CPU run re-executes itself once with
+Debian's libtcmalloc-minimal4 preloaded when it is installed (`launch/setup.sh` installs it):
+the README's quickstart took 210 instead of 282 s on the AVX-512 AMD EPYC of 2026-11-30, with
+the same losses to the last printed digit (docs/BENCHMARKS.md, "The AVX-512 AMD EPYC (Zen 4)").
+FREQROBUST_MALLOC=system keeps glibc's malloc.
 """
 import importlib.util
 import os
 import sys
-from typing import Mapping, MutableMapping, Optional, Sequence, Tuple
+from typing import Dict, Mapping, MutableMapping, Optional, Sequence, Tuple
 
 # jaxlib's default YNNPACK fusion list, minus lone convolutions (to XLA's Eigen runtime). "-"
 # edits the default list instead of replacing it.
@@ -53,6 +62,63 @@ def cpu_flags_to_set(environ: Mapping[str, str],
   if "XLA_FLAGS" in environ or not will_run_on_cpu(environ, installed):
     return None
   return " ".join(CPU_XLA_FLAGS)
+
+
+# Where Debian/Ubuntu (libtcmalloc-minimal4), Fedora and source builds put tcmalloc.
+TCMALLOC_NAMES: Tuple[str, ...] = ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4")
+TCMALLOC_DIRS: Tuple[str, ...] = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
+                                  "/usr/lib64", "/usr/lib", "/usr/local/lib")
+MALLOC_ENV = "FREQROBUST_MALLOC"  # "tcmalloc" (the default: when installed) or "system".
+
+
+def find_tcmalloc(dirs: Sequence[str] = TCMALLOC_DIRS) -> Optional[str]:
+  """The path of an installed tcmalloc shared library, or None."""
+  for directory in dirs:
+    for name in TCMALLOC_NAMES:
+      path = os.path.join(directory, name)
+      if os.path.exists(path):
+        return path
+  return None
+
+
+def tcmalloc_environment(environ: Mapping[str, str], installed: Optional[Sequence[str]] = None,
+                         library: Optional[str] = None,
+                         system: str = sys.platform) -> Optional[Dict[str, str]]:
+  """The environment to re-execute a CPU run in with tcmalloc preloaded, or None to stay as is:
+  not Linux, not a CPU run, FREQROBUST_MALLOC=system, tcmalloc already in LD_PRELOAD (which also
+  ends the re-execution after one round), or no tcmalloc installed (`library` None)."""
+  choice = environ.get(MALLOC_ENV, "tcmalloc").strip().lower()
+  if choice not in ("tcmalloc", "system"):
+    raise ValueError(f"{MALLOC_ENV}={environ[MALLOC_ENV]!r}: use 'tcmalloc' (the default: "
+                     "preload tcmalloc when it is installed) or 'system' (glibc's malloc).")
+  preload = environ.get("LD_PRELOAD", "")
+  if (choice == "system" or not system.startswith("linux") or "tcmalloc" in preload
+      or library is None or not will_run_on_cpu(environ, installed)):
+    return None
+  new = dict(environ)
+  new["LD_PRELOAD"] = f"{library}:{preload}" if preload else library
+  # tcmalloc reports every allocation above 1 GiB on stderr by default (a CIFAR set on the device).
+  new.setdefault("TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD", str(1 << 40))
+  return new
+
+
+def reexec_with_tcmalloc(argv: Optional[Sequence[str]] = None) -> None:
+  """Replaces this process by the same command with tcmalloc preloaded, when
+  `tcmalloc_environment` says so; returns otherwise. Call it first thing in a command line tool:
+  whatever the process did before is redone by the new one."""
+  library = find_tcmalloc()
+  environ = tcmalloc_environment(os.environ, library=library)
+  if environ is None:
+    if library is None and tcmalloc_environment(os.environ, library="tcmalloc") is not None:
+      print("freqrobust: tcmalloc is not installed, so this CPU run keeps glibc's malloc (its "
+            "small-model steps up to 1.35x slower): apt-get install libtcmalloc-minimal4, or set "
+            f"{MALLOC_ENV}=system to silence this.", file=sys.stderr, flush=True)
+    return
+  argv = list(sys.orig_argv if argv is None else argv)
+  argv[0] = sys.executable
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os.execve(sys.executable, argv, environ)
 
 
 def _backend_initialised() -> bool:

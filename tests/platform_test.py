@@ -73,3 +73,96 @@ def test_flags_take_effect_and_keep_the_maths():
   assert on["program"] != off["program"]  # XLA read the flags: a different compiled program.
   import numpy as np
   np.testing.assert_allclose(on["grad"], off["grad"], rtol=1e-4, atol=1e-4)
+
+
+def test_tcmalloc_environment_only_for_cpu_runs_that_lack_it():
+  lib = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
+  env = platform.tcmalloc_environment({"PATH": "/bin"}, [], lib, "linux")
+  assert env["LD_PRELOAD"] == lib and env["PATH"] == "/bin"
+  assert int(env["TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD"]) >= 1 << 40
+  # A user's preload is kept, after tcmalloc.
+  env = platform.tcmalloc_environment({"LD_PRELOAD": "/x/libfoo.so"}, [], lib, "linux")
+  assert env["LD_PRELOAD"] == f"{lib}:/x/libfoo.so"
+  # Stays as is: already preloaded (ends the re-execution), opted out, not installed, GPU run,
+  # not Linux.
+  assert platform.tcmalloc_environment({"LD_PRELOAD": lib}, [], lib, "linux") is None
+  assert platform.tcmalloc_environment({"FREQROBUST_MALLOC": "system"}, [], lib, "linux") is None
+  assert platform.tcmalloc_environment({}, [], None, "linux") is None
+  assert platform.tcmalloc_environment({}, ["jax_cuda12_plugin"], lib, "linux") is None
+  assert platform.tcmalloc_environment({"JAX_PLATFORMS": "cuda"}, [], lib, "linux") is None
+  assert platform.tcmalloc_environment({}, [], lib, "darwin") is None
+  assert platform.tcmalloc_environment({"FREQROBUST_MALLOC": " TCMalloc"}, [], lib, "linux")
+
+
+def test_unknown_malloc_choice_is_named():
+  import pytest
+  with pytest.raises(ValueError, match="FREQROBUST_MALLOC='jemalloc'.*'system'"):
+    platform.tcmalloc_environment({"FREQROBUST_MALLOC": "jemalloc"}, [], None, "linux")
+
+
+def test_find_tcmalloc(tmp_path):
+  assert platform.find_tcmalloc([str(tmp_path)]) is None
+  (tmp_path / "libtcmalloc.so.4").write_bytes(b"")
+  assert platform.find_tcmalloc([str(tmp_path)]) == str(tmp_path / "libtcmalloc.so.4")
+  (tmp_path / "libtcmalloc_minimal.so.4").write_bytes(b"")  # The minimal one first.
+  assert platform.find_tcmalloc([str(tmp_path)]) == str(tmp_path / "libtcmalloc_minimal.so.4")
+
+
+_MALLOC_CHILD = textwrap.dedent("""
+  import json, os, sys
+  sys.path.insert(0, {root!r})
+  from freqrobust import cli
+
+  def main(argv):
+    with open("/proc/self/maps") as maps:
+      loaded = any("tcmalloc" in line for line in maps)
+    print(json.dumps(dict(loaded=loaded, argv=argv[1:], pid=os.getpid())))
+
+  cli.run(main)
+""")
+
+
+def _malloc_child(tmp_path, **env_extra) -> "subprocess.CompletedProcess":
+  script = tmp_path / "child.py"
+  script.write_text(_MALLOC_CHILD.format(root=ROOT))
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("LD_PRELOAD", "FREQROBUST_MALLOC", "JAX_PLATFORM_NAME")}
+  env.update(JAX_PLATFORMS="cpu", **env_extra)
+  return subprocess.run([sys.executable, str(script), "extra"], env=env, capture_output=True,
+                        text=True, timeout=120)
+
+
+def test_command_line_tools_reexecute_with_tcmalloc(tmp_path):
+  import pytest
+  if platform.find_tcmalloc() is None:
+    pytest.skip("tcmalloc is not installed (launch/setup.sh installs libtcmalloc-minimal4)")
+  child = _malloc_child(tmp_path)
+  assert child.returncode == 0, child.stderr
+  out = json.loads(child.stdout.strip().splitlines()[-1])
+  assert out["loaded"] and out["argv"] == ["extra"]  # Same arguments after the re-execution.
+  child = _malloc_child(tmp_path, FREQROBUST_MALLOC="system")
+  assert not json.loads(child.stdout.strip().splitlines()[-1])["loaded"]
+  child = _malloc_child(tmp_path, FREQROBUST_MALLOC="jemalloc")
+  assert child.returncode == 2 and "FREQROBUST_MALLOC='jemalloc'" in child.stderr
+
+
+def test_reexec_replaces_the_process_once_or_says_why_not(monkeypatch, capsys):
+  calls = []
+  monkeypatch.setattr(platform.os, "execve", lambda *a: calls.append(a))
+  monkeypatch.setattr(platform, "will_run_on_cpu", lambda environ, installed=None: True)
+  monkeypatch.delenv("LD_PRELOAD", raising=False)
+  monkeypatch.delenv("FREQROBUST_MALLOC", raising=False)
+  monkeypatch.setattr(platform, "find_tcmalloc", lambda: "/lib/libtcmalloc_minimal.so.4")
+  platform.reexec_with_tcmalloc(["python", "-m", "freqrobust.main", "--workdir=x"])
+  (executable, argv, env), = calls
+  assert argv == [sys.executable, "-m", "freqrobust.main", "--workdir=x"]
+  assert executable == sys.executable and env["LD_PRELOAD"] == "/lib/libtcmalloc_minimal.so.4"
+  # Not installed: no re-execution, one line on stderr that names the package and the opt-out.
+  monkeypatch.setattr(platform, "find_tcmalloc", lambda: None)
+  platform.reexec_with_tcmalloc(["python", "x.py"])
+  assert len(calls) == 1
+  err = capsys.readouterr().err
+  assert "libtcmalloc-minimal4" in err and "FREQROBUST_MALLOC=system" in err
+  monkeypatch.setenv("FREQROBUST_MALLOC", "system")  # Opted out: silent.
+  platform.reexec_with_tcmalloc(["python", "x.py"])
+  assert len(calls) == 1 and capsys.readouterr().err == ""
