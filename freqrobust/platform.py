@@ -106,6 +106,8 @@ def reexec_with_tcmalloc(argv: Optional[Sequence[str]] = None) -> None:
   """Replaces this process by the same command with tcmalloc preloaded, when
   `tcmalloc_environment` says so; returns otherwise. Call it first thing in a command line tool:
   whatever the process did before is redone by the new one."""
+  if argv is None and ("pytest" in sys.modules or sys.orig_argv[1:2] == ["-c"]):
+    return  # A tool called inside a test or a `python -c` program: never replace that process.
   library = find_tcmalloc()
   environ = tcmalloc_environment(os.environ, library=library)
   if environ is None:

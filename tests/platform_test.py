@@ -166,3 +166,14 @@ def test_reexec_replaces_the_process_once_or_says_why_not(monkeypatch, capsys):
   monkeypatch.setenv("FREQROBUST_MALLOC", "system")  # Opted out: silent.
   platform.reexec_with_tcmalloc(["python", "x.py"])
   assert len(calls) == 1 and capsys.readouterr().err == ""
+
+
+def test_a_tool_called_inside_pytest_never_replaces_the_test_process(monkeypatch):
+  calls = []
+  monkeypatch.setattr(platform.os, "execve", lambda *a: calls.append(a))
+  monkeypatch.setattr(platform, "will_run_on_cpu", lambda environ, installed=None: True)
+  monkeypatch.setattr(platform, "find_tcmalloc", lambda: "/lib/libtcmalloc_minimal.so.4")
+  monkeypatch.delenv("LD_PRELOAD", raising=False)
+  monkeypatch.delenv("FREQROBUST_MALLOC", raising=False)
+  platform.reexec_with_tcmalloc()  # This process's own command line: pytest's.
+  assert calls == []
