@@ -87,8 +87,9 @@ def get_config() -> ml_collections.ConfigDict:
   # from the host).
   config.train.device_data = True
   config.train.label_smoothing = 0.0  # Label smoothing of the CE targets (0 = off).
-  # EMA of the weights for training's own evaluations (clean, corruptions, figure), e.g. 0.999
-  # (0 = off); checkpoints keep the live weights.
+  # EMA of the weights and of the BatchNorm statistics for every evaluation (clean, corruptions,
+  # figure, `evaluate`, `analyze`), e.g. 0.999 (0 = off); checkpoints keep the live weights and
+  # hold the EMAs in the optimizer state.
   config.train.ema_decay = 0.0
   # Evaluate on the mean logits of each image and its mirror image.
   config.train.test_time_flip = False

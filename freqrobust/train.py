@@ -122,6 +122,9 @@ def train_step(state: TrainState, batch: Dict[str, jax.Array], key: jax.Array, *
 
   (loss, (batch_stats, logged)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  # The EMA of the BatchNorm statistics beside the optimizer's EMA of the weights (a no-op
+  # without config.train.ema_decay).
+  state = state.replace(opt_state=experiment.track_ema_batch_stats(state.opt_state, batch_stats))
   b_metrics = {}
   if "aps" in state.params:  # The learned b(M) after the update (eq. 9).
     b = frequency.basic_open_ratios(state.params["aps"]["theta_b"])

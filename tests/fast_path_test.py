@@ -70,6 +70,26 @@ def test_scanned_steps_on_8_devices_equal_single_steps(device_data):
   assert set(metrics) >= {"loss", "ce", "aux_loss", "accuracy", "nonfinite"}
 
 
+def test_ema_run_evaluates_the_ema_of_weights_and_batchnorm_statistics():
+  config, exp, sharder = built(paper_config(ema_decay=0.5), jax.devices()[:1])
+  images, labels = train.load_data(config)[:2]
+  order = train.EpochOrder(len(images), config.train.batch_size, config.seed)
+  runner = train.StepRunner(exp, sharder, images, labels, order, 3, True)
+  state = exp.init_state(jax.random.key(0), sharder)
+  live = experiment.evaluation_variables(config, state)  # Before any step: the live variables.
+  chex.assert_trees_all_close(live["batch_stats"], state.batch_stats)
+  state, _ = runner(state, 0, jax.random.key(1))
+  used = experiment.evaluation_variables(config, state)
+  ema = experiment._ema_state(state.opt_state)
+  assert int(ema.count) == 3 and jax.tree.leaves(ema.batch_stats)
+  chex.assert_trees_all_close(used["batch_stats"], jax.tree.map(
+      lambda e: e / (1 - 0.5 ** 3), ema.batch_stats), rtol=1e-6)
+  # Three steps with decay 0.5 weigh the last statistics 4/7: not the live ones, nor the first.
+  mean_of = lambda tree: np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
+  assert not np.allclose(mean_of(used["batch_stats"]), mean_of(state.batch_stats))
+  assert all(np.any(np.asarray(x) != 0) for x in jax.tree.leaves(used["batch_stats"]))
+
+
 def test_effective_steps_per_call_divides_every_boundary():
   assert train.effective_steps_per_call(50, (50, 1000, 3900, 35100, 0)) == 50
   assert train.effective_steps_per_call(50, (50, 500, 1404, 2808, 0)) == 2
@@ -183,6 +203,22 @@ def test_label_smoothing_ema_and_flip_laws():
   expected = np.dot(weights, history) / (1 - 0.5 ** 3)
   np.testing.assert_allclose(float(experiment.ema_params(opt_state, 0.5, params)["model"]["w"]),
                              expected, rtol=1e-6)
+
+  # The BatchNorm statistics' EMA, kept beside it by the train step, is the same weighted mean.
+  opt_state = experiment.init_ema_batch_stats(tx.init(params), {"bn": {"mean": jnp.zeros(2)}})
+  live = {"bn": {"mean": jnp.asarray([-1.0, 9.0])}}
+  assert experiment.ema_batch_stats(opt_state, live) is live  # No update yet: the live ones.
+  stats = [np.array([1.0, 2.0]), np.array([3.0, -2.0]), np.array([0.5, 0.0])]
+  for g, st in zip((1.0, 2.0, 0.0), stats):
+    updates, opt_state = tx.update({"model": {"w": jnp.asarray(g)}}, opt_state, params)
+    opt_state = experiment.track_ema_batch_stats(opt_state, {"bn": {"mean": jnp.asarray(st)}})
+  np.testing.assert_allclose(experiment.ema_batch_stats(opt_state, live)["bn"]["mean"],
+                             np.dot(weights, np.stack(stats)) / (1 - 0.5 ** 3), rtol=1e-6)
+  # Without an EMA in the chain, the step's call changes nothing.
+  plain_tx, _ = experiment.make_optimizer(paper_config().train, steps_per_epoch=100)
+  plain_state = plain_tx.init(params)
+  assert jax.tree.structure(experiment.track_ema_batch_stats(plain_state, live)) == \
+      jax.tree.structure(plain_state)
 
   class Stub:  # logits = the first row of the image: a mirror image reverses them.
     def apply(self, variables, x, train):
