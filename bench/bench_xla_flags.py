@@ -127,8 +127,9 @@ def main():
     return child(args)
   settings = [s.strip() for s in args.settings.split(",") if s.strip()]
   for s in settings:
-    if check_setting(s):
-      p.error(f"--settings: {check_setting(s)}")
+    problem = check_setting(s)
+    if problem:
+      p.error(f"--settings: {problem}")
   workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
   valid = workload_names()
   for w in workloads:  # Fail on a bad name before any timing.

@@ -278,7 +278,7 @@ class EmaState(NamedTuple):
   count: jax.Array
   ema: Any
   batch_stats: Any = ()  # Filled with zeros of the statistics' shapes by `init_ema_batch_stats`.
-  decay: Any = ()
+  decay: Any = ()  # For `track_ema_batch_stats`, which the train step calls without the config.
 
 
 def track_ema(decay: float) -> optax.GradientTransformation:
@@ -332,7 +332,7 @@ def evaluation_variables(config: ml_collections.ConfigDict, state: Any) -> Dict[
   decay = train_option(config, "ema_decay")
   if decay:
     params = ema_params(state.opt_state, decay, params)
-    batch_stats = ema_batch_stats(state.opt_state, batch_stats)
+    batch_stats = ema_batch_stats(state.opt_state, decay, batch_stats)
   return {"params": params["model"], "batch_stats": batch_stats}
 
 
@@ -371,13 +371,13 @@ def ema_params(opt_state: Any, decay: float, params: Any) -> Any:
   return _debiased(state, state.ema, decay, params)
 
 
-def ema_batch_stats(opt_state: Any, batch_stats: Any) -> Any:
-  """The debiased EMA of the BatchNorm statistics (as `ema_params`); `batch_stats` (the live
+def ema_batch_stats(opt_state: Any, decay: float, batch_stats: Any) -> Any:
+  """The debiased EMA of the BatchNorm statistics, as `ema_params`; `batch_stats` (the live
   ones) before the first update or when the model has none."""
   state = _ema_state(opt_state)
   if not jax.tree.leaves(state.batch_stats):
     return batch_stats
-  return _debiased(state, state.batch_stats, float(state.decay), batch_stats)
+  return _debiased(state, state.batch_stats, decay, batch_stats)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -81,20 +81,23 @@ def find_tcmalloc(dirs: Sequence[str] = TCMALLOC_DIRS) -> Optional[str]:
   return None
 
 
-def tcmalloc_environment(environ: Mapping[str, str], installed: Optional[Sequence[str]] = None,
-                         library: Optional[str] = None,
-                         system: str = sys.platform) -> Optional[Dict[str, str]]:
-  """The environment to re-execute a CPU run in with tcmalloc preloaded, or None to stay as is:
-  not Linux, not a CPU run, FREQROBUST_MALLOC=system, tcmalloc already in LD_PRELOAD (which also
-  ends the re-execution after one round), or no tcmalloc installed (`library` None)."""
+def wants_tcmalloc(environ: Mapping[str, str], installed: Optional[Sequence[str]] = None,
+                   system: str = sys.platform) -> bool:
+  """Whether this run should have tcmalloc preloaded and lacks it: a CPU run on Linux, not
+  FREQROBUST_MALLOC=system, and tcmalloc not yet in LD_PRELOAD (which also ends the re-execution
+  after one round). An unknown FREQROBUST_MALLOC value is a ValueError naming both choices."""
   choice = environ.get(MALLOC_ENV, "tcmalloc").strip().lower()
   if choice not in ("tcmalloc", "system"):
     raise ValueError(f"{MALLOC_ENV}={environ[MALLOC_ENV]!r}: use 'tcmalloc' (the default: "
                      "preload tcmalloc when it is installed) or 'system' (glibc's malloc).")
+  return (choice == "tcmalloc" and system.startswith("linux")
+          and "tcmalloc" not in environ.get("LD_PRELOAD", "")
+          and will_run_on_cpu(environ, installed))
+
+
+def _with_preload(environ: Mapping[str, str], library: str) -> Dict[str, str]:
+  """A copy of `environ` with `library` first in LD_PRELOAD (a user's preload kept after it)."""
   preload = environ.get("LD_PRELOAD", "")
-  if (choice == "system" or not system.startswith("linux") or "tcmalloc" in preload
-      or library is None or not will_run_on_cpu(environ, installed)):
-    return None
   new = dict(environ)
   new["LD_PRELOAD"] = f"{library}:{preload}" if preload else library
   # tcmalloc reports every allocation above 1 GiB on stderr by default (a CIFAR set on the device).
@@ -102,25 +105,36 @@ def tcmalloc_environment(environ: Mapping[str, str], installed: Optional[Sequenc
   return new
 
 
+def tcmalloc_environment(environ: Mapping[str, str], installed: Optional[Sequence[str]] = None,
+                         library: Optional[str] = None,
+                         system: str = sys.platform) -> Optional[Dict[str, str]]:
+  """The environment to re-execute a CPU run in with tcmalloc preloaded, or None to stay as is:
+  `wants_tcmalloc` says no, or no tcmalloc is installed (`library` None)."""
+  if not wants_tcmalloc(environ, installed, system) or library is None:
+    return None
+  return _with_preload(environ, library)
+
+
 def reexec_with_tcmalloc(argv: Optional[Sequence[str]] = None) -> None:
-  """Replaces this process by the same command with tcmalloc preloaded, when
-  `tcmalloc_environment` says so; returns otherwise. Call it first thing in a command line tool:
-  whatever the process did before is redone by the new one."""
+  """Replaces this process by the same command with tcmalloc preloaded, when `wants_tcmalloc`
+  says so and it is installed; returns otherwise (with one line on stderr when it is not
+  installed). Call it first thing in a command line tool: whatever the process did before is
+  redone by the new one."""
   if argv is None and ("pytest" in sys.modules or sys.orig_argv[1:2] == ["-c"]):
     return  # A tool called inside a test or a `python -c` program: never replace that process.
+  if not wants_tcmalloc(os.environ):
+    return
   library = find_tcmalloc()
-  environ = tcmalloc_environment(os.environ, library=library)
-  if environ is None:
-    if library is None and tcmalloc_environment(os.environ, library="tcmalloc") is not None:
-      print("freqrobust: tcmalloc is not installed, so this CPU run keeps glibc's malloc (its "
-            "small-model steps up to 1.35x slower): apt-get install libtcmalloc-minimal4, or set "
-            f"{MALLOC_ENV}=system to silence this.", file=sys.stderr, flush=True)
+  if library is None:
+    print("freqrobust: tcmalloc is not installed, so this CPU run keeps glibc's malloc (its "
+          "small-model steps up to 1.35x slower): apt-get install libtcmalloc-minimal4, or set "
+          f"{MALLOC_ENV}=system to silence this.", file=sys.stderr, flush=True)
     return
   argv = list(sys.orig_argv if argv is None else argv)
   argv[0] = sys.executable
   sys.stdout.flush()
   sys.stderr.flush()
-  os.execve(sys.executable, argv, environ)
+  os.execve(sys.executable, argv, _with_preload(os.environ, library))
 
 
 def _backend_initialised() -> bool:

@@ -207,12 +207,12 @@ def test_label_smoothing_ema_and_flip_laws():
   # The BatchNorm statistics' EMA, kept beside it by the train step, is the same weighted mean.
   opt_state = experiment.init_ema_batch_stats(tx.init(params), {"bn": {"mean": jnp.zeros(2)}})
   live = {"bn": {"mean": jnp.asarray([-1.0, 9.0])}}
-  assert experiment.ema_batch_stats(opt_state, live) is live  # No update yet: the live ones.
+  assert experiment.ema_batch_stats(opt_state, 0.5, live) is live  # No update yet: the live ones.
   stats = [np.array([1.0, 2.0]), np.array([3.0, -2.0]), np.array([0.5, 0.0])]
   for g, st in zip((1.0, 2.0, 0.0), stats):
     updates, opt_state = tx.update({"model": {"w": jnp.asarray(g)}}, opt_state, params)
     opt_state = experiment.track_ema_batch_stats(opt_state, {"bn": {"mean": jnp.asarray(st)}})
-  np.testing.assert_allclose(experiment.ema_batch_stats(opt_state, live)["bn"]["mean"],
+  np.testing.assert_allclose(experiment.ema_batch_stats(opt_state, 0.5, live)["bn"]["mean"],
                              np.dot(weights, np.stack(stats)) / (1 - 0.5 ** 3), rtol=1e-6)
   # Without an EMA in the chain, the step's call changes nothing.
   plain_tx, _ = experiment.make_optimizer(paper_config().train, steps_per_epoch=100)
