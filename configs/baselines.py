@@ -5,9 +5,9 @@
   --config=configs/baselines.py:gaussian,cpu,seed=1          # CPU scale (quickstart budget)
   --config=configs/baselines.py:apr_p,cpu --config.method_args.pair_prob=0.5
 
-Arguments: the method, then optionally a backbone (resnet18, vgg16, vgg16_bn, small_resnet),
-`cpu` (small ResNet on Fashion-MNIST with the quickstart's budget, evaluated on 1000 images per
-generated Fashion-MNIST-C set) and `seed=N`. Every method keeps its original hyperparameters
+Arguments: the method, then optionally either a backbone (resnet18, vgg16, vgg16_bn,
+small_resnet) or `cpu` (small ResNet on Fashion-MNIST with the quickstart's budget, evaluated on
+1000 images per generated Fashion-MNIST-C set; a backbone beside it is an error), and `seed=N`. Every method keeps its original hyperparameters
 (`config.method_args`, defaults from `freqrobust/augment/<method>.py`, sources in
 docs/METHOD.md); any of them can be overridden with `--config.method_args.FIELD=VALUE`.
 The paper's own methods are `configs/paper.py`; `natural` and `paper_both_att` here are the
@@ -53,16 +53,23 @@ def _parse(arg: str):
     raise ValueError(f"configs/baselines.py needs a method first; valid: {', '.join(valid)}. "
                      f"Got {arg!r}.")
   opts = {"method": parts[0], "model": "resnet18", "cpu": False, "seed": 0}
+  backbone = None
   for p in parts[1:]:
     if p == "cpu":
       opts["cpu"] = True
     elif p.startswith("seed="):
       opts["seed"] = int(p[5:])
     elif p in MODELS:
-      opts["model"] = p
+      opts["model"] = backbone = p
     else:
       raise ValueError(f"configs/baselines.py: unknown option {p!r} in {arg!r}; options: a "
                        f"backbone ({', '.join(MODELS)}), cpu, seed=N.")
+  if opts["cpu"] and backbone is not None:
+    # `cpu` is the quickstart's budget, small ResNet included: a backbone beside it would name a
+    # model the run does not train.
+    raise ValueError(f"configs/baselines.py: {arg!r} names the backbone {backbone!r} and `cpu`, "
+                     "whose budget trains the small ResNet; drop one of them (to change the CPU "
+                     "run's model, override --config.model.name=...).")
   return opts
 
 

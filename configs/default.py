@@ -111,7 +111,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.corruptions.include_extra = False
   config.corruptions.num_examples = 0  # Test examples per corrupted set (0 = the whole test set).
   config.corruptions.seed = 0  # Seed of generated corruptions.
-  config.corruptions.frost_dir = ""  # Folder of frost photographs; "" = procedural frost texture.
+  # Folder of frost photographs; "" = the photographs of an installed imagecorruptions package
+  # (launch/setup.sh installs it), else the procedural texture; "procedural" forces the texture.
+  config.corruptions.frost_dir = ""
   config.corruptions.baseline_workdir = ""  # Baseline run's workdir: mCE vs it, H&D Relative mCE.
 
   config.distributed = False  # Call jax.distributed.initialize() (multi-host GPU/TPU).

@@ -72,7 +72,29 @@ def run_child(cmd, log_path: str, echo: Callable[[str], bool]) -> Tuple[int, boo
 
 
 def run_name(arg: str) -> str:
-  return arg.replace(",", "_").replace("=", "-")
+  """The workdir name of a run: its arguments in their order, `seed=N` last, so that
+  `--runs="natural,cpu"` and `--table=all --cpu` (which writes `natural,seed=0,cpu`) name the same
+  run alike (`natural_cpu_seed-0`) and each sees the other's finished runs."""
+  parts = arg.split(",")
+  parts = [p for p in parts if not p.startswith("seed=")] + [p for p in parts if p.startswith("seed=")]
+  return ",".join(parts).replace(",", "_").replace("=", "-")
+
+
+def legacy_run_name(arg: str) -> str:
+  """The name sweeps before 2026-11-30 gave a `--table ... --cpu` run: `seed=N` before `cpu`
+  (`natural_seed-0_cpu`)."""
+  parts = [p for p in arg.split(",") if p != "cpu"]
+  parts = [p for p in parts if not p.startswith("seed=")] + [p for p in parts if p.startswith("seed=")]
+  return ",".join(parts + (["cpu"] if "cpu" in arg.split(",") else [])).replace(
+      ",", "_").replace("=", "-")
+
+
+def workdir_for(root: str, arg: str) -> str:
+  """The run's workdir under root: the one of the older naming when only that one exists (its
+  results and checkpoints are kept and resumed), else the current name."""
+  current = os.path.join(root, run_name(arg))
+  legacy = os.path.join(root, legacy_run_name(arg))
+  return legacy if not os.path.exists(current) and os.path.isdir(legacy) else current
 
 
 def is_finished(workdir: str) -> bool:
@@ -135,7 +157,7 @@ def main(argv):
   for arg in runs:  # Fail on a bad argument before anything runs.
     configs.get_config(arg)
   os.makedirs(root, exist_ok=True)
-  todo = [(a, os.path.join(root, run_name(a))) for a in runs]
+  todo = [(a, workdir_for(root, a)) for a in runs]
   print(f"{len(todo)} runs under {root}", flush=True)
   failures = []
   for k, (arg, workdir) in enumerate(todo, 1):

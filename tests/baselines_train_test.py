@@ -158,6 +158,14 @@ def test_every_baseline_config_resolves():
     assert config.corruptions.evaluate
 
 
+def test_baseline_config_refuses_a_backbone_beside_cpu():
+  # `cpu` trains the small ResNet whatever the argument says; naming another model is an error.
+  with pytest.raises(ValueError, match="vgg16_bn.*cpu.*small ResNet"):
+    baselines.get_config("augmix,vgg16_bn,cpu")
+  assert baselines.get_config("augmix,vgg16_bn").model.name == "vgg16_bn"
+  assert baselines.get_config("augmix,cpu,seed=1").model.name == "small_resnet"
+
+
 def test_cli_trains_a_baseline(tmp_path):
   env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
   out = subprocess.run(

@@ -296,6 +296,30 @@ def test_sweep_skips_finished_runs_and_reruns_unfinished(tmp_path):
   assert all("freqrobust.main" in l for l in lines[1:])
 
 
+
+def test_sweep_names_a_run_alike_whatever_the_argument_order(tmp_path):
+  # --runs="natural,cpu" writes natural,cpu,seed=0; --table=all --cpu writes natural,seed=0,cpu.
+  assert sweep.run_name("natural,cpu,seed=0") == sweep.run_name("natural,seed=0,cpu") \
+      == "natural_cpu_seed-0"
+  assert sweep.run_name("table3,nat,seed=1,cpu") == "table3_nat_cpu_seed-1"
+  assert sweep.run_name("augmix,vgg16_bn,seed=2") == "augmix_vgg16_bn_seed-2"
+  # A run of the older naming (seed before cpu) is found, skipped when finished, resumed when not.
+  root = str(tmp_path)
+  assert sweep.legacy_run_name("natural,cpu,seed=0") == "natural_seed-0_cpu"
+  fake_run(root, "natural_seed-0_cpu", 90.0, 60.0)
+  fake_run(root, "gaussian_seed-0_cpu", 89.0, 60.0, status="preempted")
+  assert sweep.workdir_for(root, "natural,cpu,seed=0") == os.path.join(root, "natural_seed-0_cpu")
+  assert sweep.workdir_for(root, "gaussian,seed=0,cpu") == os.path.join(root, "gaussian_seed-0_cpu")
+  assert sweep.workdir_for(root, "augmix,cpu,seed=0") == os.path.join(root, "augmix_cpu_seed-0")
+  out = subprocess.run([sys.executable, os.path.join(REPO, "launch", "sweep.py"),
+                        "--config_file=baselines", "--runs=natural,cpu;gaussian,cpu;augmix,cpu",
+                        "--seeds=0", f"--root={root}", "--dry_run"],
+                       capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr
+  lines = [l for l in out.stdout.splitlines() if l.startswith("[")]
+  assert "finished, skipped" in lines[0]
+  assert "gaussian_seed-0_cpu" in lines[1] and "augmix_cpu_seed-0" in lines[2]
+
 CHILD = """
 import signal, sys, time
 def stop(signum, frame):
