@@ -15,10 +15,12 @@ from configs import default
 
 
 def cpu_budget(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Fashion-MNIST, the small ResNet, 5 epochs, and the evaluation every CPU run shares.
+  """Fashion-MNIST, the small ResNet, 6 epochs, and the evaluation every CPU run shares.
 
-  5 epochs: the protocol asks that natural training reach 90% clean accuracy at this budget
-  (issue 14); 3 epochs gave 88.49% (seed 0, docs/RESULTS.md)."""
+  6 epochs: the protocol asks that natural training reach 90% clean accuracy at this budget
+  (issue 14). It reaches 90.38 +- 0.07% at 6 epochs (3 seeds), 89.94 +- 0.08% at 5 and 88.49% at 3
+  (docs/RESULTS.md, "Six epochs at corrupted-set recipe 4" and "Reading"). Tables measured at 5
+  epochs before 2026-11-30 reproduce with --config.train.num_epochs=5."""
   config.data.dataset = "fashion_mnist"
   config.model.name = "small_resnet"
   # The stem (and its attention) at 28x28, then stride-2 stages at 14x14 and 7x7: no residual
@@ -26,9 +28,9 @@ def cpu_budget(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.model.small_stage_sizes = (0, 1, 1)
   config.model.attention_hidden = 64
   config.train.batch_size = 128
-  config.train.num_epochs = 5
+  config.train.num_epochs = 6
   config.train.learning_rate = 0.1
-  # The cosine starts after the warm-up and ends at 0.4% of the peak (experiment.SCHEDULES);
+  # The cosine starts after the warm-up and ends at 0.27% of the peak (experiment.SCHEDULES);
   # every CPU run in docs/RESULTS.md used it. "warmup_cosine" would end at 0.
   config.train.schedule = "cosine"
   config.train.warmup_epochs = 0.2

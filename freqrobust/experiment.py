@@ -229,7 +229,7 @@ def build_method(config: ml_collections.ConfigDict) -> Method:
 # - "step": x decay_factor every decay_epochs, counted from step 0 (the warm-up does not move them);
 # - "cosine": a cosine from the peak over num_epochs that starts when the warm-up ends, so it
 #   stops short of 0: at warm-up w of T steps the last step has lr * (1 + cos(pi (T - w) / T)) / 2
-#   (0.4% of the peak for the CPU protocol's 0.2 of 5 epochs). Every CPU run in docs/RESULTS.md
+#   (0.27% of the peak for the CPU protocol's 0.2 of 6 epochs). Every CPU run in docs/RESULTS.md
 #   used it; kept so that they stay reproducible;
 # - "warmup_cosine": the cosine over the steps after the warm-up, down to 0 at the last step
 #   (optax.warmup_cosine_decay_schedule).
