@@ -19,7 +19,7 @@ def cpu_budget(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
   6 epochs: the protocol asks that natural training reach 90% clean accuracy at this budget
   (issue 14). It reaches 90.38 +- 0.07% at 6 epochs (3 seeds), 89.94 +- 0.08% at 5 and 88.49% at 3
-  (docs/RESULTS.md, "Six epochs at corrupted-set recipe 4" and "Reading"). Tables measured at 5
+  (docs/RESULTS.md, "Current table: six epochs at corrupted-set recipe 4"). Tables measured at 5
   epochs before 2026-11-30 reproduce with --config.train.num_epochs=5."""
   config.data.dataset = "fashion_mnist"
   config.model.name = "small_resnet"

@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Callable, Tuple
+from typing import Callable, List, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -75,18 +75,23 @@ def run_name(arg: str) -> str:
   """The workdir name of a run: its arguments in their order, `seed=N` last, so that
   `--runs="natural,cpu"` and `--table=all --cpu` (which writes `natural,seed=0,cpu`) name the same
   run alike (`natural_cpu_seed-0`) and each sees the other's finished runs."""
-  parts = arg.split(",")
-  parts = [p for p in parts if not p.startswith("seed=")] + [p for p in parts if p.startswith("seed=")]
-  return ",".join(parts).replace(",", "_").replace("=", "-")
+  return _name(_seed_last(arg.split(",")))
 
 
 def legacy_run_name(arg: str) -> str:
   """The name sweeps before 2026-11-30 gave a `--table ... --cpu` run: `seed=N` before `cpu`
   (`natural_seed-0_cpu`)."""
-  parts = [p for p in arg.split(",") if p != "cpu"]
-  parts = [p for p in parts if not p.startswith("seed=")] + [p for p in parts if p.startswith("seed=")]
-  return ",".join(parts + (["cpu"] if "cpu" in arg.split(",") else [])).replace(
-      ",", "_").replace("=", "-")
+  parts = arg.split(",")
+  return _name(_seed_last([p for p in parts if p != "cpu"]) + ["cpu"] * ("cpu" in parts))
+
+
+def _seed_last(parts: List[str]) -> List[str]:
+  return [p for p in parts if not p.startswith("seed=")] + [p for p in parts
+                                                            if p.startswith("seed=")]
+
+
+def _name(parts: List[str]) -> str:
+  return "_".join(parts).replace("=", "-")
 
 
 def workdir_for(root: str, arg: str) -> str:

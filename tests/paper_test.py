@@ -296,7 +296,6 @@ def test_sweep_skips_finished_runs_and_reruns_unfinished(tmp_path):
   assert all("freqrobust.main" in l for l in lines[1:])
 
 
-
 def test_sweep_names_a_run_alike_whatever_the_argument_order(tmp_path):
   # --runs="natural,cpu" writes natural,cpu,seed=0; --table=all --cpu writes natural,seed=0,cpu.
   assert sweep.run_name("natural,cpu,seed=0") == sweep.run_name("natural,seed=0,cpu") \
@@ -319,6 +318,7 @@ def test_sweep_names_a_run_alike_whatever_the_argument_order(tmp_path):
   lines = [l for l in out.stdout.splitlines() if l.startswith("[")]
   assert "finished, skipped" in lines[0]
   assert "gaussian_seed-0_cpu" in lines[1] and "augmix_cpu_seed-0" in lines[2]
+
 
 CHILD = """
 import signal, sys, time
