@@ -113,13 +113,13 @@ class _APRFields(base.SingleAndPaired):
     pad, flip, crop_fill: RandomCrop(32, padding=4, fill=128) + flip (transforms.py:16-18).
     uint8_wrap: APR-S's `x.astype(np.uint8)` of the recombined image (APR.py:51) wraps values
       outside [0, 255] around, as it does on x86 (True, the reference); False clips them (the
-      CPU runs of docs/RESULTS.md made before this field).
+      CPU runs of docs/results/five_epochs.md made before this field).
     keep_dc: an ablation that is not APR (default off): APR-P keeps each image's own DC
       amplitude (its mean intensity) instead of the partner's, to test whether the pair-wise
       methods' gain on background-lifting corruptions comes from swapping mean brightness
-      (docs/RESULTS.md).
+      (docs/results/five_epochs.md).
     keep_black: an ablation that is not APR (default off): pixels that are exactly 0 in an image
-      stay 0 in its APR-P view, so the mixed views keep a black background (docs/RESULTS.md).
+      stay 0 in its APR-P view, so the mixed views keep a black background (docs/results/five_epochs.md).
   """
   ce_views: ClassVar[tuple[int, ...]] = (0,)
 

@@ -127,10 +127,10 @@ class _HybridFields(base.SingleAndPaired):
     uint8_wrap: the single-image hybrid's uint8 casts (ToPILImage's `mul(255).byte()`,
       APR.py:49, 53, 63, 116; APR-S's `astype(np.uint8)`) wrap values outside [0, 255] around,
       as they do on x86 (True, the reference); False clips them (the CPU runs of
-      docs/RESULTS.md made before this field).
+      docs/results/five_epochs.md made before this field).
     keep_black: an ablation that is not HybridAugment (default off): pixels that are exactly 0
       in an image stay 0 in its paired view, so the paired views keep a black background; the
-      single-image hybrid is unchanged (docs/RESULTS.md, the APR-P ablation's counterpart).
+      single-image hybrid is unchanged (docs/results/five_epochs.md, the APR-P ablation's counterpart).
   """
   ce_views: ClassVar[tuple[int, ...]] = (0,)
 
