@@ -338,10 +338,11 @@ def write(summary: Dict, out: str) -> None:
   ax.set_ylabel("%")
   lo = min([r["clean_mean"] for r in rows] + [r.get("robust_mean", 100) for r in rows])
   ax.set_ylim(max(0, lo - 10), 100)
-  ax.legend(fontsize=8, loc="lower right")
+  # Beside the axes, not over them: inside, it hid the last rows' bars.
+  ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
   ax.set_title("Accuracy and robustness (mean ± std over seeds)", fontsize=9)
   fig.tight_layout()
-  fig.savefig(os.path.join(out, "robustness.png"), dpi=120)
+  fig.savefig(os.path.join(out, "robustness.png"), dpi=120, bbox_inches="tight")
   plt.close(fig)
 
 

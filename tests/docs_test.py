@@ -14,7 +14,7 @@ _OVERRIDE = re.compile(r"--config\.([\w.]+)=([^\s`'\"]+)")
 
 def documented_commands():
   """(file, line number, argv) for each line (continuations joined) that names a config."""
-  files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+  files = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")),
            *sorted((ROOT / "configs").glob("*.py"))]
   found = []
   for path in files:
