@@ -7,7 +7,10 @@ corruption beside the first-layer PDM histogram. Measured wall time and accuracy
 docs/BENCHMARKS.md ("Quickstart").
 
 `cpu_budget(config)` is the CPU-scale protocol every method shares: the baselines' `cpu` runs
-(configs/baselines.py) take it from here, so the quickstart is exactly their `paper_both_att` row.
+(configs/baselines.py) take it from here. The quickstart is their `paper_both_att` row with one
+change, a second residual block at 7x7 (`small_stage_sizes = (0, 1, 2)`), which lifts its clean
+accuracy above 91% (91.35% mean, 91.23% min over 3 seeds) in under 5 minutes on a 2-core AVX-512
+machine; the protocol's table keeps (0, 1, 1), on which its thirteen rows were measured.
 """
 import ml_collections
 
@@ -53,4 +56,9 @@ def get_config():
   config.aps.configuration = "learnable"
   config.aps.aux_weight = 50.0
   config.train.summary_figure = True  # workdir/summary.png at the end.
+  # The quickstart's one departure from the protocol: a second residual block at 7x7 (64
+  # channels). Seeds 0-2: 91.41 / 91.42 / 91.23% clean against 89.88 / 89.80 / 89.43% for the
+  # protocol's (0, 1, 1), in 280-292 s against 222-240 s on the AVX-512 EPYC; wider stages
+  # (16-48-96) or a flattened head did not do it (docs/BENCHMARKS.md, "Quickstart").
+  config.model.small_stage_sizes = (0, 1, 2)
   return config
