@@ -1,4 +1,5 @@
-"""What the pair-wise Fourier methods do to Fashion-MNIST's black background (docs/results/five_epochs.md).
+"""What the pair-wise Fourier methods do to Fashion-MNIST's black background
+(docs/results/five_epochs.md).
 
 Not a speed benchmark: it prints, for the first N test images, the mean and the RMS of the pixels
 that are black (exactly 0) in the original image, after each augmentation and after the

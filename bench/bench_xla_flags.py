@@ -12,8 +12,9 @@ images/s over rounds of each setting and its ratio to jaxlib's defaults (no XLA_
 
 Workloads: a method name of `configs/baselines.py` (its `<method>,cpu` config: the small ResNet
 on 28x28x1, batch 128, with the method's views and losses; `paper_both_att` is the quickstart's
-step but for the quickstart's second block at 7x7), or `resnet18` / `resnet18_paper` (ResNet-18, 32x32x3, batch 128, without / with the
-paper's augmentation and extended APS, as `bench_train.py`).
+step but for the quickstart's second block at 7x7), or `resnet18` / `resnet18_paper` (ResNet-18,
+32x32x3, batch 128, without / with the paper's augmentation and extended APS, as
+`bench_train.py`).
 
 Settings (`--settings`, comma-separated names): defaults (XLA_FLAGS empty: jaxlib's own choice),
 platform (`freqrobust.platform.CPU_XLA_FLAGS`, what the CLI sets), and the named alternatives in

@@ -8,8 +8,9 @@
 Arguments: the method, then optionally either a backbone (resnet18, vgg16, vgg16_bn,
 small_resnet) or `cpu` (small ResNet on Fashion-MNIST with the quickstart's budget, evaluated on
 1000 images per generated Fashion-MNIST-C set; a backbone beside it is an error), and `seed=N`.
-Every method keeps its original hyperparameters (`config.method_args`, defaults from `freqrobust/augment/<method>.py`, sources in
-docs/METHOD.md); any of them can be overridden with `--config.method_args.FIELD=VALUE`.
+Every method keeps its original hyperparameters (`config.method_args`, defaults from
+`freqrobust/augment/<method>.py`, sources in docs/METHOD.md); any of them can be overridden with
+`--config.method_args.FIELD=VALUE`.
 The paper's own methods are `configs/paper.py`; `natural` and `paper_both_att` here are the
 same protocol's reference rows (natural training; suppression + NFD + extended APS, learnable).
 

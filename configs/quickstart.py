@@ -56,9 +56,8 @@ def get_config():
   config.aps.configuration = "learnable"
   config.aps.aux_weight = 50.0
   config.train.summary_figure = True  # workdir/summary.png at the end.
-  # The quickstart's one departure from the protocol: a second residual block at 7x7 (64
-  # channels). Seeds 0-2: 91.41 / 91.42 / 91.23% clean against 89.88 / 89.80 / 89.43% for the
-  # protocol's (0, 1, 1), in 280-292 s against 222-240 s on the AVX-512 EPYC; wider stages
-  # (16-48-96) or a flattened head did not do it (docs/BENCHMARKS.md, "Quickstart").
+  # The quickstart's one departure from the protocol (module docstring): a second residual block
+  # at 7x7, 64 channels. Wider stages or a flattened head did not reach 91% (docs/BENCHMARKS.md,
+  # "Quickstart").
   config.model.small_stage_sizes = (0, 1, 2)
   return config

@@ -119,7 +119,8 @@ class _APRFields(base.SingleAndPaired):
       methods' gain on background-lifting corruptions comes from swapping mean brightness
       (docs/results/five_epochs.md).
     keep_black: an ablation that is not APR (default off): pixels that are exactly 0 in an image
-      stay 0 in its APR-P view, so the mixed views keep a black background (docs/results/five_epochs.md).
+      stay 0 in its APR-P view, so the mixed views keep a black background
+      (docs/results/five_epochs.md).
   """
   ce_views: ClassVar[tuple[int, ...]] = (0,)
 

@@ -130,7 +130,8 @@ class _HybridFields(base.SingleAndPaired):
       docs/results/five_epochs.md made before this field).
     keep_black: an ablation that is not HybridAugment (default off): pixels that are exactly 0
       in an image stay 0 in its paired view, so the paired views keep a black background; the
-      single-image hybrid is unchanged (docs/results/five_epochs.md, the APR-P ablation's counterpart).
+      single-image hybrid is unchanged (docs/results/five_epochs.md, the APR-P ablation's
+      counterpart).
   """
   ce_views: ClassVar[tuple[int, ...]] = (0,)
 
