@@ -104,7 +104,17 @@ def train_step(state: TrainState, batch: Dict[str, jax.Array], key: jax.Array, *
   labels = batch["label"]
   frozen = {"params": jax.lax.stop_gradient(state.params["model"]),
             "batch_stats": state.batch_stats}
-  forward = lambda x: state.apply_fn(frozen, x, train=False)[0].astype(jnp.float32)
+
+  def forward(x, bn: str = "running"):
+    # bn="running": inference mode (running statistics); "batch": the statistics of `x` itself,
+    # as in training, with the running statistics left untouched (adversarial training's choice).
+    if bn == "running":
+      return state.apply_fn(frozen, x, train=False)[0].astype(jnp.float32)
+    if bn != "batch":
+      raise ValueError(f"forward(bn={bn!r}); valid: 'running', 'batch'.")
+    (logits, _), _ = state.apply_fn(frozen, x, train=True, mutable=["batch_stats"])
+    return logits.astype(jnp.float32)
+
   views, aux = method.views(jax.random.fold_in(key, state.step), images, labels, forward)
   aux_views = tuple(method.aux_bn_views) if aux_bn else ()
 

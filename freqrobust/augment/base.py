@@ -22,8 +22,11 @@ Conventions:
 - `aux` is a dict of arrays with leading dimension N or (V, N); the key "labels", when present,
   is an int32 (V, N) array of per-view labels that replaces `labels` in the CE.
   Soft labels: "label_weights" (V, N, K) float32, when present, replace the one-hot targets.
-- `forward(images (M, H, W, C)) -> logits (M, K)`: the model in inference mode with the current
-  parameters held fixed (no gradient flows to them); for methods with an inner loop (AFA).
+- `forward(images (M, H, W, C), bn="running") -> logits (M, K)`: the model with the current
+  parameters held fixed (no gradient flows to them); for methods with an inner loop (AFA,
+  adversarial training). `bn="running"`: inference mode (BatchNorm's running statistics);
+  `bn="batch"`: BatchNorm normalises with the statistics of `images` as in training, and the
+  running statistics are not updated (the adversarial-training references craft this way).
 - `loss_terms` returns named scalar terms already multiplied by their weights; they are added to
   the loss and logged under their names.
 - `ce_paired_views`: views whose CE is added to the loss with weight 1 each (a sum, beside the
@@ -55,7 +58,7 @@ import jax.numpy as jnp
 from freqrobust.augment import ops
 
 Array = jax.Array
-Forward = Callable[[Array], Array]
+Forward = Callable[..., Array]  # forward(images, bn="running") -> logits
 
 
 @dataclasses.dataclass(frozen=True)
