@@ -5,7 +5,8 @@ from; docs/METHOD.md §10 lists every hyperparameter with its source.
 """
 from __future__ import annotations
 
-from freqrobust.augment import afa, apr, augmix, base, fourier_basis, gaussian, hybrid, prime
+from freqrobust.augment import (adversarial, afa, apr, augmix, base, fourier_basis, gaussian,
+                                hybrid, prime)
 
 _CLASSES: tuple[type[base.Method], ...] = (
     gaussian.GaussianNoise,
@@ -19,6 +20,8 @@ _CLASSES: tuple[type[base.Method], ...] = (
     hybrid.HybridAugmentP,
     hybrid.HybridAugmentPS,
     fourier_basis.FourierBasisNoise,
+    adversarial.PGDAT,
+    adversarial.FGSMRS,
 )
 
 METHODS: dict[str, type[base.Method]] = {cls.name: cls for cls in _CLASSES}

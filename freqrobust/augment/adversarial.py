@@ -1,0 +1,207 @@
+"""Adversarial training as augmentation methods: PGD-AT (Madry, Makelov, Schmidt, Tsipras, Vladu,
+ICLR 2018) and FGSM-RS ("fast is better than free", Wong, Rice, Kolter, ICLR 2020), both crafting
+through `forward` (the model with its parameters held fixed) with the attacks of
+freqrobust/attacks (docs/METHOD.md §11).
+
+Per batch: crop + flip (RandomCrop(padding=pad) + horizontal flip, as every baseline here and both
+references: Madry's cifar10_input.py:94-103, Wong's CIFAR10/utils.py:24-25), then the attack on
+the cropped batch, and the train step's CE on the adversarial batch only (one view; Madry's
+train.py:103-137 trains on x_batch_adv alone, as does Wong's train_fgsm.py:120-125):
+
+  pgd_at:  x' = PGD_steps(x), random start x + U(-eps, eps) clipped to [0, 1], `steps` steps of
+           `step_size` (sign of the CE gradient; L2: normalised gradient), projection onto the
+           ball and [0, 1] after each, the last iterate (cifar10_challenge pgd_attack.py:43-61).
+  fgsm_rs: delta ~ U(-eps, eps), clamped to the image range (CIFAR10/train_fgsm.py:105-110), one
+           step delta <- clamp(delta + alpha sign(g), -eps, eps), clamped to the image range
+           (:116-118), alpha = 1.25 eps (train_fgsm.py:30-31, 68-69: eps 8/255, alpha 10/255;
+           MNIST/train_mnist.py:28-29: eps 0.3, alpha 0.375).
+
+Defaults are the protocol's Fashion-MNIST scale: L-inf eps = 0.1, PGD-AT with 10 steps of 0.025
+(Madry's CIFAR-10 ratio step = eps / 4 = 2.5 eps / steps), FGSM-RS alpha = 0.125 (1.25 eps).
+CIFAR-10 values: eps = 8/255, step_size = 2/255, steps = 10 (Madry's config.json:26-29; PGD-7
+with 2/255 in Wong's train_pgd.py:29-32) and FGSM-RS alpha = 10/255; Madry's MNIST: eps 0.3,
+40 steps of 0.01.
+
+BatchNorm while crafting (`bn`): "batch" (default) normalises the attacked batch with its own
+statistics, as both references craft with the model in training mode (Madry's model.py:100-110,
+`is_training=(mode == 'train')`; Wong's `model.train()`), but here the running statistics are NOT
+updated by the attack's forward passes (the references' are: TF's updates_collections=None and
+PyTorch's train-mode forward both update them at every attack step); only the train step's own
+forward on the adversarial batch updates them. "running" crafts in inference mode.
+
+Composition with the paper's method (`AdversarialPaper`): the paper's view (power suppression,
+NFD, crop, flip; `aps.PaperMethod`) is attacked, then trained with the paper's loss terms (APS's
+auxiliary L2 term, its labels from the un-attacked augmentation). It needs the config to build it
+(experiment.build_method); see its docstring.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+
+from freqrobust.attacks import ball, fgsm_pgd
+from freqrobust.augment import aps, base, ops
+
+Array = jax.Array
+
+BN_MODES = ("batch", "running")
+
+
+def _set_choice(obj: Any, name: str, valid: tuple[str, ...]) -> None:
+  value = getattr(obj, name)
+  if value not in valid:
+    raise ValueError(f"{type(obj).__name__}.{name} must be one of {', '.join(valid)}, got "
+                     f"{value!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Adversarial(base.Method):
+  """Crop + flip, then `_craft` through `forward` (one view, plain CE on the adversarial view)."""
+  num_views: ClassVar[int] = 1
+
+  def _craft(self, key: Array, images: Array, labels: Array, logits_fn) -> Array:
+    raise NotImplementedError
+
+  @property
+  def _norm(self) -> str:
+    return "linf"
+
+  def craft(self, key: Array, images: Array, labels: Array,
+            forward: Optional[base.Forward]) -> Array:
+    """The adversarial images of `images` (no crop), without gradient."""
+    if forward is None:
+      raise ValueError(f"{type(self).__name__} needs `forward` (the model with fixed parameters) "
+                       "to craft adversarial examples.")
+    logits_fn = lambda x: forward(x, bn=self.bn)
+    return jax.lax.stop_gradient(self._craft(key, images.astype(jnp.float32), labels, logits_fn))
+
+  def views(self, key, images, labels, forward=None):
+    ops.check_batch(images, self)
+    k_crop, k_attack = jax.random.split(key)
+    clean = ops.crop_flip_batch(k_crop, images, self.pad, self.flip, self.crop_fill)
+    adv = self.craft(k_attack, clean, labels, forward)
+    return adv.astype(images.dtype)[None], {"perturbation": ball.norms(adv - clean, self._norm)}
+
+  def step_metrics(self, open_ratios, aux, params):
+    del open_ratios, params
+    return {"adv_perturbation": jnp.mean(aux["perturbation"])}
+
+
+@dataclasses.dataclass(frozen=True)
+class PGDAT(_Adversarial):
+  """PGD adversarial training (Madry et al. 2018): CE on PGD examples of the batch.
+
+  Attributes:
+    eps: the ball's radius in [0, 1] pixel units (0.1 L-inf: the Fashion-MNIST protocol;
+      CIFAR-10 8/255).
+    step_size: the PGD step (0.025 = eps / 4; CIFAR-10 2/255).
+    steps: PGD iterations (10; Madry's CIFAR-10 10, MNIST 40).
+    random_start: start from x + U(-eps, eps) (L2: uniform in the ball), clipped to [0, 1].
+    norm: "linf" or "l2" (L2: normalised-gradient steps, L2 projection).
+    bn: BatchNorm while crafting, "batch" (the references') or "running" (module docstring).
+    pad, flip, crop_fill: RandomCrop(padding=4) + flip before the attack.
+  """
+  name: ClassVar[str] = "pgd_at"
+
+  eps: float = 0.1
+  step_size: float = 0.025
+  steps: int = 10
+  random_start: bool = True
+  norm: str = "linf"
+  bn: str = "batch"
+  pad: int = 4
+  flip: bool = True
+  crop_fill: float = 0.0
+
+  def __post_init__(self):
+    ops.set_float(self, "eps", 0.0)
+    ops.set_float(self, "step_size", 0.0, lo_open=True)
+    ops.set_int(self, "steps", 1)
+    ops.set_bool(self, "random_start")
+    _set_choice(self, "norm", ball.NORMS)
+    _set_choice(self, "bn", BN_MODES)
+    ops.set_crop_fields(self)
+
+  @property
+  def _norm(self) -> str:
+    return self.norm
+
+  def _craft(self, key, images, labels, logits_fn):
+    return fgsm_pgd.pgd_core(logits_fn, key, images, labels, self.eps, self.step_size,
+                             norm=self.norm, steps=self.steps, restarts=1, loss="ce",
+                             random_start=self.random_start, select="last")
+
+
+@dataclasses.dataclass(frozen=True)
+class FGSMRS(_Adversarial):
+  """FGSM with a random start (Wong, Rice, Kolter 2020): CE on one-step L-inf examples.
+
+  Attributes:
+    eps: the L-inf radius in [0, 1] pixel units (0.1; CIFAR-10 8/255, MNIST 0.3).
+    alpha: the step from the random start (0.125 = 1.25 eps; CIFAR-10 10/255, MNIST 0.375).
+    bn: BatchNorm while crafting, "batch" (the reference's) or "running".
+    pad, flip, crop_fill: RandomCrop(padding=4) + flip before the attack.
+  """
+  name: ClassVar[str] = "fgsm_rs"
+
+  eps: float = 0.1
+  alpha: float = 0.125
+  bn: str = "batch"
+  pad: int = 4
+  flip: bool = True
+  crop_fill: float = 0.0
+
+  def __post_init__(self):
+    ops.set_float(self, "eps", 0.0)
+    ops.set_float(self, "alpha", 0.0, lo_open=True)
+    _set_choice(self, "bn", BN_MODES)
+    ops.set_crop_fields(self)
+
+  def _craft(self, key, images, labels, logits_fn):
+    return fgsm_pgd.pgd_core(logits_fn, key, images, labels, self.eps, self.alpha, norm="linf",
+                             steps=1, restarts=1, loss="ce", random_start=True, select="last")
+
+
+@dataclasses.dataclass(frozen=True)
+class AdversarialPaper(base.Method):
+  """The paper's method under adversarial training: its view (suppression, NFD, crop, flip)
+  attacked by `attack` (a `PGDAT` or `FGSMRS`, whose own crop/flip fields are not used: the
+  paper's view is already cropped and flipped), trained with the paper's loss terms, metrics and
+  parameters (APS's auxiliary term on the attacked view's attention, with the labels of the
+  augmentation that made the view).
+
+  Not a registry entry: the paper's fields come from `config.augment` / `config.aps`, so
+  `experiment.build_method` has to build it (proposed: `config.adversarial = "pgd_at"` and
+  `config.adversarial_args`, wrapping the `PaperMethod` it builds).
+  """
+  name: ClassVar[str] = "paper_adversarial"
+  num_views: ClassVar[int] = 1
+
+  paper: aps.PaperMethod = aps.PaperMethod()
+  attack: _Adversarial = PGDAT()
+
+  def __post_init__(self):
+    if not isinstance(self.paper, aps.PaperMethod):
+      raise ValueError(f"AdversarialPaper.paper must be an aps.PaperMethod, got {self.paper!r}.")
+    if not isinstance(self.attack, _Adversarial):
+      raise ValueError(f"AdversarialPaper.attack must be PGDAT or FGSMRS, got {self.attack!r}.")
+
+  def views(self, key, images, labels, forward=None):
+    k_paper, k_attack = jax.random.split(key)
+    views, aux = self.paper.views(k_paper, images, labels)
+    adv = self.attack.craft(k_attack, views[0], labels, forward)
+    aux = dict(aux, perturbation=ball.norms(adv - views[0], self.attack._norm))
+    return adv.astype(images.dtype)[None], aux
+
+  def loss_terms(self, logits, open_ratios, labels, aux: Mapping[str, Array], params):
+    return self.paper.loss_terms(logits, open_ratios, labels, aux, params)
+
+  def step_metrics(self, open_ratios, aux, params):
+    return dict(self.paper.step_metrics(open_ratios, aux, params),
+                adv_perturbation=jnp.mean(aux["perturbation"]))
+
+  def init_params(self) -> dict:
+    return self.paper.init_params()

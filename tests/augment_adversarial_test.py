@@ -1,0 +1,226 @@
+"""Adversarial training methods (freqrobust/augment/adversarial.py): views inside the ball and
+[0, 1], the references' one-step and multi-step laws on a linear model, no gradient to the
+parameters through the attack, BatchNorm running statistics untouched by the attack, the
+composition with the paper's method, and a tiny CLI run."""
+import functools
+import json
+import os
+import subprocess
+import sys
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import baselines, default
+from freqrobust import experiment, sharding, train
+from freqrobust.attacks import ball
+from freqrobust.augment import adversarial, aps, registry
+from freqrobust.augment.paper import AugmentParams
+
+import baselines_test
+import workdirs
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHAPE = (8, 8, 1)
+D = int(np.prod(SHAPE))
+_rng = np.random.default_rng(0)
+W = jnp.asarray(_rng.standard_normal((D, 10)) / np.sqrt(D), jnp.float32)
+W2 = W[:, :2]
+
+
+def forward(x, bn="running"):
+  """A fixed nonlinear model (bn ignored)."""
+  del bn
+  h = x.reshape(x.shape[0], -1)
+  return 4.0 * jnp.tanh(h @ W) @ jnp.eye(10, dtype=jnp.float32)
+
+
+def forward_binary(x, bn="running"):
+  """A linear two-class model: the sign of the CE gradient is sign(w_other - w_y) everywhere."""
+  del bn
+  return x.reshape(x.shape[0], -1) @ W2
+
+
+@pytest.mark.parametrize("method", [
+    adversarial.PGDAT(pad=0, flip=False, steps=3),
+    adversarial.PGDAT(norm="l2", eps=0.5, step_size=0.2, steps=2, pad=0, flip=False),
+    adversarial.FGSMRS(pad=0, flip=False)])
+def test_views_are_in_the_ball_and_range(method):
+  batch = baselines_test.images(0, (6,) + SHAPE)
+  labels = jnp.asarray([0, 1, 2, 3, 4, 5], jnp.int32)
+  views, aux = baselines_test.assert_views_contract(method, batch, labels, forward, eager=False)
+  adv = views[0]
+  assert bool(jnp.all(ball.in_ball(adv, batch, method.eps, method._norm, atol=1e-6)))
+  assert float(jnp.max(aux["perturbation"])) <= method.eps + 1e-5
+  assert float(jnp.max(aux["perturbation"])) > 0.5 * method.eps  # They do perturb.
+  assert set(method.step_metrics(None, aux, None)) == {"adv_perturbation"}
+
+
+def test_with_crop_the_ball_is_around_the_cropped_image():
+  method = adversarial.PGDAT(steps=2)  # pad 4 + flip (the default).
+  batch = baselines_test.images(1, (4,) + SHAPE)
+  views, aux = jax.jit(method.views, static_argnums=3)(jax.random.key(0), batch,
+                                                       jnp.zeros(4, jnp.int32), forward)
+  assert views.shape == (1,) + batch.shape
+  assert float(jnp.max(aux["perturbation"])) <= method.eps + 1e-6
+  assert bool(jnp.all((views >= 0) & (views <= 1)))
+
+
+@pytest.mark.parametrize("method", [
+    adversarial.FGSMRS(eps=0.05, alpha=0.1, pad=0, flip=False),  # alpha >= 2 eps
+    adversarial.PGDAT(eps=0.05, step_size=0.025, steps=4, pad=0, flip=False)])  # 4 a >= 2 eps
+def test_on_a_linear_model_the_attack_lands_on_the_corner(method):
+  """With a constant gradient sign s and a total step >= 2 eps, from any random start the
+  references' update ends at x + eps s (interior images: no [0, 1] clipping)."""
+  x = 0.3 + 0.4 * baselines_test.images(2, (8,) + SHAPE)
+  y = jnp.argmax(forward_binary(x), -1).astype(jnp.int32)
+  views, _ = method.views(jax.random.key(0), x, y, forward_binary)
+  s = jnp.sign(W2[:, 1] - W2[:, 0]).reshape(SHAPE)
+  want = x + method.eps * jnp.where((y == 0)[:, None, None, None], s, -s)
+  np.testing.assert_allclose(np.asarray(views[0]), np.asarray(want), atol=1e-6)
+
+
+def test_no_gradient_flows_to_parameters_through_the_attack():
+  method = adversarial.PGDAT(steps=2, pad=0, flip=False)
+  x = baselines_test.images(3, (4,) + SHAPE)
+  y = jnp.asarray([0, 1, 2, 3], jnp.int32)
+
+  def through(w):  # A forward whose parameters are NOT stop_gradient'ed.
+    fwd = lambda z, bn="running": jnp.tanh(z.reshape(z.shape[0], -1) @ w)
+    return jnp.sum(method.views(jax.random.key(0), x, y, fwd)[0])
+
+  grad = jax.grad(through)(W)
+  assert float(jnp.max(jnp.abs(grad))) == 0.0
+
+
+def test_fields_are_validated():
+  for cls, field, value in ((adversarial.PGDAT, "eps", -0.1), (adversarial.PGDAT, "steps", 0),
+                            (adversarial.PGDAT, "norm", "l1"), (adversarial.PGDAT, "bn", "aux"),
+                            (adversarial.PGDAT, "step_size", 0.0),
+                            (adversarial.FGSMRS, "alpha", 0.0), (adversarial.FGSMRS, "bn", 1)):
+    with pytest.raises(ValueError, match=f"{cls.__name__}.{field} must be"):
+      cls(**{field: value})
+  assert registry.METHODS["pgd_at"] is adversarial.PGDAT
+  assert registry.METHODS["fgsm_rs"] is adversarial.FGSMRS
+  assert adversarial.FGSMRS().alpha == pytest.approx(1.25 * adversarial.FGSMRS().eps)
+  with pytest.raises(ValueError, match="forward"):
+    adversarial.PGDAT().views(jax.random.key(0), baselines_test.images(0, (2,) + SHAPE),
+                              jnp.zeros(2, jnp.int32))
+
+
+def _tiny(method: str, **args):
+  config = workdirs.tiny_config()
+  config.data.synthetic_size = 8
+  config.data.synthetic_channels = 1
+  config.model.small_widths = (4, 4, 4)
+  config.model.attention = "none"
+  config.method = method
+  config.method_args = baselines._defaults(registry.METHODS[method])
+  config.method_args.update(args)
+  return experiment.resolve_config(config)
+
+
+def _stats(tree):
+  return flax.traverse_util.flatten_dict(flax.core.unfreeze(tree))
+
+
+def test_attack_leaves_the_running_batch_statistics_alone(bn="batch"):
+  """After a train step the running statistics are one BatchNorm update with the adversarial
+  view's own statistics (as natural training on that view), whatever the attack's forward
+  passes saw: recomputed here from the step's views."""
+  exp = experiment.build(_tiny("pgd_at", steps=3, pad=0, flip=False, bn=bn), 64)
+  state = exp.init_state(jax.random.key(0), sharding.Sharder(jax.devices()[:1]))
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.integers(0, 256, (16, 8, 8, 1)).astype(np.uint8),
+           "label": rng.integers(0, 10, 16).astype(np.int32)}
+  key = jax.random.key(1)
+  step = jax.jit(functools.partial(train.train_step, method=exp.method, schedule=exp.schedule))
+  new_state, metrics = step(state, batch, key)
+  assert np.isfinite(float(metrics["loss"])) and 0 < float(metrics["adv_perturbation"]) <= 0.1 + 1e-6
+
+  # The same views as the step (its forward, reproduced), then one training forward on them.
+  frozen = {"params": state.params["model"], "batch_stats": state.batch_stats}
+
+  def fwd(x, bn="running"):
+    if bn == "running":
+      return state.apply_fn(frozen, x, train=False)[0]
+    (logits, _), _ = state.apply_fn(frozen, x, train=True, mutable=["batch_stats"])
+    return logits
+
+  @jax.jit
+  def expected(images, labels):
+    views, _ = exp.method.views(jax.random.fold_in(key, state.step), images, labels, fwd)
+    return train._apply_views(state.apply_fn, state.params["model"], state.batch_stats,
+                              views)[2]
+
+  want = _stats(expected(batch["image"].astype(np.float32) / 255.0, batch["label"]))
+  got, before = _stats(new_state.batch_stats), _stats(state.batch_stats)
+  assert got.keys() == want.keys() and got
+  for k in got:  # Margins, not float equality: the two programs may fuse differently.
+    np.testing.assert_allclose(got[k], want[k], rtol=2e-3, atol=2e-4)
+  moved = max(float(np.max(np.abs(got[k] - before[k]))) for k in got)
+  assert moved > 1e-3  # The step's own forward did update them.
+
+
+def test_composition_with_the_papers_method():
+  paper = aps.PaperMethod(augment=AugmentParams(pad=0, suppress_prob=1.0))
+  method = adversarial.AdversarialPaper(paper=paper, attack=adversarial.PGDAT(steps=2))
+  x = baselines_test.images(4, (6,) + SHAPE)
+  y = jnp.asarray([0, 1, 2, 3, 4, 5], jnp.int32)
+  key = jax.random.key(0)
+  views, aux = method.views(key, x, y, forward)
+  paper_views, paper_aux = paper.views(jax.random.split(key)[0], x, y)
+  assert views.shape == (1,) + x.shape
+  assert bool(jnp.all(ball.in_ball(views[0], paper_views[0], 0.1, "linf", atol=1e-6)))
+  assert float(jnp.max(jnp.abs(views[0] - paper_views[0]))) > 0.05
+  for k, v in paper_aux.items():
+    np.testing.assert_array_equal(np.asarray(aux[k]), np.asarray(v))
+  assert method.init_params() == paper.init_params()
+  assert "adv_perturbation" in method.step_metrics(None, aux, None)
+  with pytest.raises(ValueError, match="attack"):
+    adversarial.AdversarialPaper(attack=paper)
+
+
+# The corruption report off (the config's field for it is being renamed: either spelling).
+_NO_CORRUPTIONS = ("--config.evals.corruptions.at_end=false" if "evals" in default.get_config()
+                   else "--config.corruptions.evaluate=false")
+
+
+def test_cli_trains_pgd_at(tmp_path):
+  env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
+  out = subprocess.run(
+      [sys.executable, "-m", "freqrobust.main", "--config=configs/baselines.py:pgd_at,cpu",
+       f"--workdir={tmp_path}", "--config.data.dataset=synthetic",
+       "--config.data.synthetic_size=8", "--config.data.synthetic_channels=1",
+       "--config.data.synthetic_examples=32", "--config.model.small_widths=(4, 4, 4)",
+       "--config.train.batch_size=16", "--config.train.num_epochs=1",
+       "--config.train.max_steps=2", "--config.method_args.steps=2",
+       "--config.eval.batch_size=16", _NO_CORRUPTIONS],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "method=pgd_at" in out.stdout
+  with open(tmp_path / "results.json") as f:
+    results = json.load(f)
+  assert results["status"] == "finished" and results["method_choices"]["method"] == "pgd_at"
+
+
+def test_the_paper_method_composes_with_adversarial_training_through_the_config():
+  from configs import baselines
+  from freqrobust import experiment
+  from freqrobust.augment import adversarial as adversarial_lib
+  from freqrobust.workdir import UserError
+  config = experiment.resolve_config(baselines.get_config("paper_pgd_at,cpu"))
+  method = experiment.build_method(config)
+  assert isinstance(method, adversarial_lib.AdversarialPaper)
+  assert method.attack.eps == 0.1 and method.paper.aps.enabled  # The paper's APS term kept.
+  assert experiment.method_choices(config, method)["adversarial"] == "pgd_at"
+  cifar = experiment.build_method(experiment.resolve_config(baselines.get_config("paper_pgd_at")))
+  assert cifar.attack.eps == pytest.approx(8 / 255) and cifar.attack.step_size == pytest.approx(
+      2 / 255)
+  config.adversarial = "trades"
+  with pytest.raises(UserError, match=r"config\.adversarial='trades'"):
+    experiment.resolve_config(config)
+  assert "pgd_at" not in baselines.TABLES["all"] and "pgd_at" in baselines.TABLES["adversarial"]
