@@ -8,17 +8,49 @@ from typing import Any, Callable, Dict, Tuple
 import jax.numpy as jnp
 
 from freqrobust.models.backbone import BN_ROUTES, Backbone, DualBatchNorm
-from freqrobust.models.layers import ATTENTIONS, ChannelAttention, SemanticLayer, Stem
+from freqrobust.models.layers import (ACTIVATIONS, ATTENTIONS, PADDINGS, ChannelAttention,
+                                      SemanticLayer, Stem)
+from freqrobust.models.preact_resnet import PreActResNet
 from freqrobust.models.resnet import ResNet
 from freqrobust.models.vgg import VGG
+from freqrobust.models.wideresnet import WideResNet
+
+# Model fields added with the imported backbones (docs/MODELS.md), with the value a config.json
+# written before them (an older run's workdir) stands for.
+MODEL_FIELD_DEFAULTS = {"padding": "same", "activation": "relu", "wrn_depth": 28,
+                        "wrn_width": 10, "preact_shortcut": "activated", "preact_final_bn": True}
+
+
+def _field(cfg: Any, name: str) -> Any:
+  return cfg.get(name, MODEL_FIELD_DEFAULTS[name])
+
+
+def _relu_only(cfg: Any) -> Dict[str, Any]:
+  """The backbones without an activation choice refuse another one rather than ignore it."""
+  if _field(cfg, "activation") != "relu":
+    raise ValueError(f"config.model.activation={_field(cfg, 'activation')!r}: "
+                     f"config.model.name={cfg.name!r} has ReLU only (swish: wrn, preact_resnet18).")
+  return {}
+
 
 # name -> (class, fields from the model config).
 MODELS: Dict[str, Tuple[type, Callable[[Any], Dict[str, Any]]]] = {
     "small_resnet": (ResNet, lambda cfg: dict(stage_sizes=tuple(cfg.small_stage_sizes),
-                                              widths=tuple(cfg.small_widths))),
-    "resnet18": (ResNet, lambda cfg: dict(stage_sizes=(2, 2, 2, 2), widths=(64, 128, 256, 512))),
-    "vgg16": (VGG, lambda cfg: dict(use_bn=False)),
-    "vgg16_bn": (VGG, lambda cfg: dict(use_bn=True)),
+                                              widths=tuple(cfg.small_widths),
+                                              padding=_field(cfg, "padding"), **_relu_only(cfg))),
+    "resnet18": (ResNet, lambda cfg: dict(stage_sizes=(2, 2, 2, 2), widths=(64, 128, 256, 512),
+                                          padding=_field(cfg, "padding"), **_relu_only(cfg))),
+    "vgg16": (VGG, lambda cfg: dict(use_bn=False, **_relu_only(cfg))),
+    "vgg16_bn": (VGG, lambda cfg: dict(use_bn=True, **_relu_only(cfg))),
+    # The imported CIFAR-10 families (docs/MODELS.md; freqrobust/convert.py).
+    "wrn": (WideResNet, lambda cfg: dict(depth=_field(cfg, "wrn_depth"),
+                                         width=_field(cfg, "wrn_width"),
+                                         activation=_field(cfg, "activation"),
+                                         padding=_field(cfg, "padding"))),
+    "preact_resnet18": (PreActResNet, lambda cfg: dict(shortcut=_field(cfg, "preact_shortcut"),
+                                                       final_bn=_field(cfg, "preact_final_bn"),
+                                                       activation=_field(cfg, "activation"),
+                                                       padding=_field(cfg, "padding"))),
 }
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -48,5 +80,6 @@ def first_layer_kernel(variables):
 
 
 __all__ = ["MODELS", "BN_ROUTES", "Backbone", "DualBatchNorm", "build_model", "first_layer",
-           "first_layer_kernel", "ResNet", "VGG", "ChannelAttention", "SemanticLayer", "Stem",
-           "ATTENTIONS"]
+           "first_layer_kernel", "ResNet", "VGG", "WideResNet", "PreActResNet",
+           "ChannelAttention", "SemanticLayer", "Stem", "ATTENTIONS", "ACTIVATIONS", "PADDINGS",
+           "MODEL_FIELD_DEFAULTS"]

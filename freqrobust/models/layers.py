@@ -18,10 +18,13 @@ class SemanticLayer(nn.Module):
   use_bn: bool
   norm: Optional[ModuleDef] = None
   dtype: Any = jnp.float32
+  use_bias: Optional[bool] = None  # None: a bias exactly when there is no BN (pre-activation
+  # networks have neither).
 
   @nn.compact
   def __call__(self, x):
-    x = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=not self.use_bn,
+    use_bias = not self.use_bn if self.use_bias is None else self.use_bias
+    x = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=use_bias,
                 kernel_init=conv_init, dtype=self.dtype, name="conv")(x)
     if self.use_bn:
       x = self.norm(name="bn")(x)
@@ -62,7 +65,9 @@ class Stem(nn.Module):
   """First semantic layer + optional attention + ReLU: the part every backbone shares.
 
   Returns (activation, open_ratios or None, relu(pre-gate features)); point detection maps read
-  the last.
+  the last. Pre-activation networks (WideResNet, PreActResNet: their blocks start with BN and the
+  activation) use `activate=False`: the first value is then the (gated) convolution itself, and
+  `use_bias=False` (their first convolution has no bias and no BN).
   """
   features: int
   use_bn: bool
@@ -70,16 +75,19 @@ class Stem(nn.Module):
   attention_hidden: int
   norm: Optional[ModuleDef] = None
   dtype: Any = jnp.float32
+  use_bias: Optional[bool] = None
+  activate: bool = True
 
   @nn.compact
   def __call__(self, x):
-    h = SemanticLayer(self.features, self.use_bn, self.norm, self.dtype, name="semantic")(x)
+    h = SemanticLayer(self.features, self.use_bn, self.norm, self.dtype, self.use_bias,
+                      name="semantic")(x)
     open_ratios = None
     before_gate = h
     if self.attention != "none":
       h, open_ratios = ChannelAttention(self.attention_hidden, self.attention == "extended",
                                         self.norm, self.dtype, name="attention")(h)
-    return nn.relu(h), open_ratios, nn.relu(before_gate)
+    return (nn.relu(h) if self.activate else h), open_ratios, nn.relu(before_gate)
 
 
 def normalise(x, mean, std):
@@ -94,6 +102,30 @@ def normalise(x, mean, std):
 
 
 ATTENTIONS = ("none", "basic", "extended")
+
+# Activations of the imported backbones (config.model.activation): DeepMind's WideResNets and
+# PreActResNets use Swish (x * sigmoid(x)), the TRADES-style ones ReLU.
+ACTIVATIONS = {"relu": nn.relu, "swish": nn.swish}
+
+# Padding of the 3x3 convolutions (config.model.padding). They differ only at stride 2 (even
+# input sides): "same" is Flax's/TensorFlow's SAME, (0, 1) on each spatial axis, which DeepMind's
+# models reproduce by hand with F.pad(x, (0, 1, 0, 1)); "pytorch" is PyTorch's padding=1, (1, 1).
+PADDINGS = ("same", "pytorch")
+
+
+def conv3x3_padding(padding: str):
+  """The nn.Conv padding of a 3x3 convolution under `padding` (see PADDINGS)."""
+  if padding == "same":
+    return "SAME"
+  if padding == "pytorch":
+    return ((1, 1), (1, 1))
+  raise ValueError(f"config.model.padding={padding!r}; valid: {', '.join(PADDINGS)}.")
+
+
+def activation_fn(name: str):
+  if name not in ACTIVATIONS:
+    raise ValueError(f"config.model.activation={name!r}; valid: {', '.join(ACTIVATIONS)}.")
+  return ACTIVATIONS[name]
 
 
 def check_attention(attention: str) -> None:

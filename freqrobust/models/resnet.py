@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from freqrobust.models.backbone import Backbone
-from freqrobust.models.layers import conv_init
+from freqrobust.models.layers import conv3x3_padding, conv_init
 
 
 class BasicBlock(nn.Module):
@@ -14,11 +14,15 @@ class BasicBlock(nn.Module):
   strides: int
   norm: Any
   dtype: Any = jnp.float32
+  # The stride-2 convolution's padding: "same" (Flax's SAME, (0, 1)) or "pytorch" (padding=1,
+  # (1, 1): the published PyTorch ResNet-18s; layers.PADDINGS).
+  padding: str = "same"
 
   @nn.compact
   def __call__(self, x):
     residual = x
-    y = nn.Conv(self.features, (3, 3), (self.strides, self.strides), padding="SAME",
+    y = nn.Conv(self.features, (3, 3), (self.strides, self.strides),
+                padding=conv3x3_padding(self.padding),
                 use_bias=False, kernel_init=conv_init, dtype=self.dtype)(x)
     y = nn.relu(self.norm()(y))
     y = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False, kernel_init=conv_init,
@@ -37,6 +41,11 @@ class ResNet(Backbone):
   """ResNet for small images (3x3 stem, no max-pool); ResNet-18 by default."""
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
   widths: Sequence[int] = (64, 128, 256, 512)
+  padding: str = "same"  # same or pytorch: the stride-2 convolutions' padding (BasicBlock)
+
+  def __post_init__(self):
+    conv3x3_padding(self.padding)  # Fails early on an unknown value.
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x, train: bool = False, first_layer_only: bool = False,
@@ -48,5 +57,5 @@ class ResNet(Backbone):
     for i, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths)):
       for j in range(blocks):
         strides = 2 if i > 0 and j == 0 else 1
-        h = BasicBlock(width, strides, norm, self.dtype)(h)
+        h = BasicBlock(width, strides, norm, self.dtype, self.padding)(h)
     return self.head(h), open_ratios
