@@ -141,8 +141,8 @@ def main_section(spec: dict, out_dir: str, timeout_s: float) -> dict:
          f"--config.data.synthetic_size={spec['size']}", "--config.data.synthetic_channels=3",
          f"--config.data.synthetic_examples={spec['examples']}",
          f"--config.train.batch_size={spec['batch']}", f"--config.train.num_epochs={epochs}",
-         f"--config.train.max_steps={spec['steps']}", "--config.train.eval_every_epochs=0",
-         "--config.corruptions.evaluate=False", *spec["overrides"]]
+         f"--config.train.max_steps={spec['steps']}", "--config.evals.clean.every_epochs=0",
+         "--config.evals.corruptions.at_end=False", *spec["overrides"]]
   t0 = time.perf_counter()
   try:
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout_s)

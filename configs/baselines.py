@@ -26,14 +26,23 @@ import ml_collections
 if __name__ == "__main__":  # `python configs/baselines.py`: make the repository importable.
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from configs import args  # noqa: E402
 from configs import default  # noqa: E402
 from configs import quickstart  # noqa: E402
 from freqrobust.augment import registry  # noqa: E402
+from freqrobust.workdir import UserError  # noqa: E402
 
 MODELS = ("resnet18", "vgg16", "vgg16_bn", "small_resnet")
-# The protocol's reference rows, then every baseline of the registry.
-REFERENCES = ("natural", "paper_both_att")
-TABLES = {"all": REFERENCES + tuple(registry.METHODS)}
+# The protocol's reference rows, then every baseline of the registry. paper_pgd_at: the paper's
+# method (as paper_both_att) with PGD-AT on its view (config.adversarial).
+REFERENCES = ("natural", "paper_both_att", "paper_pgd_at")
+# Adversarial training: 5.6x (PGD-AT) and 1.5x (FGSM-RS) a natural step's cost on the CPU, so a
+# table of its own (issue #29's comparison), not part of `all`.
+ADVERSARIAL = ("pgd_at", "fgsm_rs")
+TABLES = {"all": ("natural", "paper_both_att")
+                 + tuple(m for m in registry.METHODS if m not in ADVERSARIAL),
+          "adversarial": ("natural", "paper_both_att", "gaussian", "augmix", "apr_sp")
+                         + ADVERSARIAL + ("paper_pgd_at",)}
 
 
 def _defaults(cls) -> ml_collections.ConfigDict:
@@ -47,30 +56,32 @@ def _defaults(cls) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(values)
 
 
+_FILE = "configs/baselines.py"
+_LISTING = "`python configs/baselines.py` lists every run"
+
+
 def _parse(arg: str):
-  parts = [p.strip() for p in arg.split(",") if p.strip()]
+  """(options) of an argument string (configs/args.py); UserError naming what is valid."""
   valid = REFERENCES + tuple(registry.METHODS)
-  if not parts or parts[0] not in valid:
-    raise ValueError(f"configs/baselines.py needs a method first; valid: {', '.join(valid)}. "
-                     f"Got {arg!r}.")
-  opts = {"method": parts[0], "model": "resnet18", "cpu": False, "seed": 0}
+  options = {"seed": int}
+  parsed = args.parse(arg, _FILE, head="method", heads=valid, flags=("cpu",), options=options,
+                      listing=_LISTING)
+  opts = {"method": parsed.head, "model": "resnet18", "cpu": "cpu" in parsed.flags,
+          "seed": parsed.options.get("seed", 0)}
   backbone = None
-  for p in parts[1:]:
-    if p == "cpu":
-      opts["cpu"] = True
-    elif p.startswith("seed="):
-      opts["seed"] = int(p[5:])
-    elif p in MODELS:
-      opts["model"] = backbone = p
-    else:
-      raise ValueError(f"configs/baselines.py: unknown option {p!r} in {arg!r}; options: a "
-                       f"backbone ({', '.join(MODELS)}), cpu, seed=N.")
+  for p in parsed.words:
+    if p not in MODELS:
+      raise args.unknown_word(_FILE, arg, p, f"a backbone ({', '.join(MODELS)})", ("cpu",),
+                              options, _LISTING)
+    if backbone is not None:
+      raise args.error(_FILE, arg, f"two backbones, {backbone!r} and {p!r}; give one.", _LISTING)
+    opts["model"] = backbone = p
   if opts["cpu"] and backbone is not None:
     # `cpu` is the quickstart's budget, small ResNet included: a backbone beside it would name a
     # model the run does not train.
-    raise ValueError(f"configs/baselines.py: {arg!r} names the backbone {backbone!r} and `cpu`, "
-                     "whose budget trains the small ResNet; drop one of them (to change the CPU "
-                     "run's model, override --config.model.name=...).")
+    raise args.error(_FILE, arg, f"names the backbone {backbone!r} and `cpu`, whose budget "
+                     "trains the small ResNet; drop one of them (to change the CPU run's model, "
+                     "override --config.model.name=...).")
   return opts
 
 
@@ -88,14 +99,27 @@ def get_config(arg: str = "natural") -> ml_collections.ConfigDict:
     config.train.schedule = "step"
     config.train.decay_epochs = 30
     config.train.learning_rate = 0.01 if opts["model"].startswith("vgg") else 0.1
-  config.corruptions.evaluate = True
+  config.evals.corruptions.at_end = True
   method = opts["method"]
-  if method == "paper_both_att":  # Suppression + NFD + extended APS, learnable (Table 4).
+  if method in ("paper_both_att", "paper_pgd_at"):  # Suppression + NFD + extended APS,
+    # learnable (Table 4); paper_pgd_at adds PGD-AT (defaults of augment/adversarial.py).
     config.augment.suppress_prob = 1.0 / 3.0
     config.augment.nfd = True
     config.model.attention = "extended"
     config.aps.configuration = "learnable"
     config.aps.aux_weight = 50.0 if opts["cpu"] else 100.0
+    if method == "paper_pgd_at":
+      config.adversarial = "pgd_at"
+      if not opts["cpu"]:  # Madry's CIFAR-10 threat model (augment/adversarial.py).
+        config.adversarial_args = ml_collections.ConfigDict(dict(eps=8 / 255, step_size=2 / 255))
+  elif method in ADVERSARIAL and not opts["cpu"]:
+    config.method = method
+    config.method_args = _defaults(registry.METHODS[method])
+    config.method_args.eps = 8 / 255  # Madry's / Wong et al.'s CIFAR-10 radius.
+    if method == "pgd_at":
+      config.method_args.step_size = 2 / 255
+    else:
+      config.method_args.alpha = 10 / 255
   elif method != "natural":
     config.method = method
     config.method_args = _defaults(registry.METHODS[method])
@@ -105,16 +129,20 @@ def get_config(arg: str = "natural") -> ml_collections.ConfigDict:
 def runs(table: str = "all", cpu: bool = False, seeds=(0,)):
   """The config argument strings of every run (for launch/sweep.py), seed-major."""
   if table not in TABLES:
-    raise ValueError(f"configs/baselines.py tables: {', '.join(TABLES)}; got {table!r}.")
+    raise UserError(f"{_FILE} has no table {table!r}; its tables: {', '.join(TABLES)} (`all`: "
+                    f"{', '.join(TABLES['all'])}).")
   return [",".join([m, f"seed={s}"] + (["cpu"] if cpu else [])) for s in seeds
           for m in TABLES[table]]
 
 
 if __name__ == "__main__":
-  for arg in runs("all"):
-    method = arg.split(",")[0]
-    doc = (registry.METHODS[method].__doc__ or "").strip().splitlines()[0] \
-        if method in registry.METHODS else {
-            "natural": "natural training (reference)",
-            "paper_both_att": "the paper's method (reference)"}[method]
-    print(f"{arg:28s} # {doc}")
+  for table in TABLES:
+    print(f"# --table={table}")
+    for arg in runs(table):
+      method = arg.split(",")[0]
+      doc = (registry.METHODS[method].__doc__ or "").strip().splitlines()[0] \
+          if method in registry.METHODS else {
+              "natural": "natural training (reference)",
+              "paper_both_att": "the paper's method (reference)",
+              "paper_pgd_at": "the paper's method with PGD-AT on its view"}[method]
+      print(f"{arg:28s} # {doc}")

@@ -24,7 +24,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.train_examples = 0
 
   config.model = ml_collections.ConfigDict()
-  config.model.name = "small_resnet"  # small_resnet, resnet18, vgg16, vgg16_bn.
+  # small_resnet, resnet18, vgg16, vgg16_bn; wrn, preact_resnet18 (imported models, docs/MODELS.md).
+  config.model.name = "small_resnet"
   # APS channel attention after the first layer: none, basic, extended.
   config.model.attention = "none"
   config.model.attention_hidden = 512  # Hidden units of the attention MLP (paper: 512).
@@ -35,11 +36,25 @@ def get_config() -> ml_collections.ConfigDict:
   # quickstart).
   config.model.small_stage_sizes = (1, 1, 1)
   config.model.small_widths = (16, 32, 64)  # small_resnet: channels per stage (first = stem width).
+  # Stride-2 3x3 convolutions' padding: same (Flax SAME, (0,1); DeepMind's models) or pytorch
+  # (padding=1, (1,1); PyTorch models). resnet18, small_resnet, wrn, preact_resnet18.
+  config.model.padding = "same"
+  config.model.activation = "relu"  # relu or swish (wrn, preact_resnet18; the others: relu only).
+  config.model.wrn_depth = 28  # wrn: depth 6n + 4 (28, 34, 70, ...).
+  config.model.wrn_width = 10  # wrn: widen factor k (channels 16k, 32k, 64k).
+  # preact_resnet18: the projection shortcut reads the activated input (activated, 1x1), the raw
+  # input (input, 1x1) or the raw input with a 3x3 conv (input_3x3; DeepMind's).
+  config.model.preact_shortcut = "activated"
+  config.model.preact_final_bn = True  # preact_resnet18: BN + activation before the pooling.
 
   # Augmentation method: paper (augment + aps below) or a baseline (configs/baselines.py).
   config.method = "paper"
   # A baseline's hyperparameters (configs/baselines.py fills them).
   config.method_args = ml_collections.ConfigDict()
+  # The paper's method under adversarial training (its augmented view attacked): "" (none),
+  # pgd_at or fgsm_rs; adversarial_args: that method's fields ({} = its defaults).
+  config.adversarial = ""
+  config.adversarial_args = ml_collections.ConfigDict()
 
   config.augment = ml_collections.ConfigDict()
   config.augment.pad = 4  # Zero padding before suppression/NFD and random crop (CIFAR: 32 -> 40).
@@ -76,9 +91,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.nesterov = False  # Nesterov momentum.
   config.train.weight_decay = 5e-4  # L2 weight decay on the model parameters (not theta_b).
   config.train.log_every_steps = 50  # Progress line and metrics every N steps.
-  config.train.eval_every_epochs = 10  # Clean test evaluation every N epochs (and at the end).
   config.train.checkpoint_every_steps = 1000  # Save a checkpoint every N steps (and at the end).
   config.train.keep_checkpoints = 3  # Checkpoints kept in workdir/checkpoints.
+  # Also keep one checkpoint every N epochs, beside the newest ones (0 = none): curves over
+  # training afterwards (`evaluate --step=N`, `analyze TOOL --step=N`).
+  config.train.keep_every_epochs = 0.0
   config.train.max_steps = 0  # Stop after N steps (0 = num_epochs); for smoke tests.
   # Train steps per jitted call (lax.scan); 0 = auto: 1 on CPU, min(log_every_steps, 100) on
   # GPU/TPU; always reduced to divide every log/checkpoint/eval boundary.
@@ -96,14 +113,11 @@ def get_config() -> ml_collections.ConfigDict:
   # Auxiliary BatchNorms for the views a method routes to them (AFA's dual BN, as the original);
   # False = all views share the main BN.
   config.train.aux_bn = True
-  # Write workdir/summary.png at the end: per-corruption accuracy + first-layer PDM histogram.
-  config.train.summary_figure = False
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 512  # Evaluation batch (padded and masked: no example is dropped).
 
   config.corruptions = ml_collections.ConfigDict()
-  config.corruptions.evaluate = False  # Evaluate on corrupted test sets at the end of training.
   config.corruptions.source = "auto"  # auto (tfds for cifar10, else generated), tfds or generated.
   config.corruptions.cache_dir = ""  # Generated sets cache; "" = ~/.cache/freqrobust/corrupted.
   config.corruptions.names = ()  # Corruptions to evaluate; () = the 15 benchmark corruptions.
@@ -116,5 +130,33 @@ def get_config() -> ml_collections.ConfigDict:
   config.corruptions.frost_dir = ""
   config.corruptions.baseline_workdir = ""  # Baseline run's workdir: mCE vs it, H&D Relative mCE.
 
+  # The evaluations of a run (freqrobust/evaluators: one module per type). Each entry: type,
+  # at_end (evaluate the final model; results.json says "finished" once all are done),
+  # every_epochs (also during training, logged to metrics.jsonl as eval lines; 0 = never), and the
+  # type's own settings. `python -m freqrobust.evaluate --workdir=DIR --evals=a,b` runs any later.
+  config.evals = ml_collections.ConfigDict()
+  # Clean accuracy and CE on every test example.
+  config.evals.clean = ml_collections.ConfigDict(dict(type="clean", at_end=True, every_epochs=10.0))
+  # The corruption report on the sets of config.corruptions (baseline_workdir "" = that section's).
+  config.evals.corruptions = ml_collections.ConfigDict(dict(
+      type="corruptions", at_end=False, every_epochs=0.0, baseline_workdir=""))
+  # Accuracy on low/high-pass test images (HFC): radii at 32 px, scaled to the image size;
+  # rescale "max" divides each filtered image by its maximum (HFC's scripts), "none" does not.
+  config.evals.bandpass = ml_collections.ConfigDict(dict(
+      type="bandpass", at_end=False, every_epochs=0.0, radii=(4, 8, 12, 16), num_examples=1000,
+      rescale="max"))
+  # Accuracy under PGD (every eps) and APGD-CE (main_eps) with the gradient-masking checks;
+  # eps () and main_eps 0 = the dataset's threat model (Fashion-MNIST L-inf 0.1, CIFAR-10 8/255).
+  config.evals.adversarial = ml_collections.ConfigDict(dict(
+      type="adversarial", at_end=False, every_epochs=0.0, norm="linf", eps=(), main_eps=0.0,
+      num_examples=1000, pgd_steps=20, apgd_steps=50, restarts=1, attacks=("pgd", "apgd"),
+      seed=0, batch_size=250))
+  # workdir/summary.png: per-corruption accuracy + first-layer PDM histogram (after the above).
+  config.evals.summary = ml_collections.ConfigDict(dict(type="summary", at_end=False,
+                                                        every_epochs=0.0))
+
   config.distributed = False  # Call jax.distributed.initialize() (multi-host GPU/TPU).
+  config.coordinator_address = ""  # host:port of process 0; "" = found by jax (Slurm, TPU).
+  config.num_processes = 0  # With coordinator_address: the number of processes.
+  config.process_id = -1  # With coordinator_address: this process's index (0 = the writer).
   return config

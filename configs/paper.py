@@ -34,7 +34,9 @@ import ml_collections
 if __name__ == "__main__":  # `python configs/paper.py TABLE`: make the repository importable.
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from configs import args  # noqa: E402
 from configs import default  # noqa: E402
+from freqrobust.workdir import UserError  # noqa: E402
 
 TABLES = {
     "table1": {"models": ("vgg16", "vgg16_bn"), "columns": ("nat", "aug", "att", "aug_att")},
@@ -49,23 +51,23 @@ TABLES = {
 }
 
 
+_FILE = "configs/paper.py"
+_OPTIONS = {"seed": int, "lambda": float}
+
+
+def _listing(table: str = "") -> str:
+  return f"`python configs/paper.py {table or 'TABLE'}` lists its runs"
+
+
 def _parse(arg: str):
-  parts = [p.strip() for p in arg.split(",") if p.strip()]
-  if not parts or parts[0] not in TABLES:
-    raise ValueError(f"configs/paper.py needs a table first; valid: {', '.join(TABLES)} "
-                     f"(e.g. configs/paper.py:table3,nfd). Got {arg!r}.")
-  opts = {"table": parts[0], "cpu": False, "seed": 0, "lambda": None}
-  rest = []
-  for p in parts[1:]:
-    if p == "cpu":
-      opts["cpu"] = True
-    elif p.startswith("seed="):
-      opts["seed"] = int(p[5:])
-    elif p.startswith("lambda="):
-      opts["lambda"] = float(p[7:])
-    else:
-      rest.append(p)
-  return opts, rest
+  """(options, the other words) of an argument string (configs/args.py); UserError naming what is
+  valid."""
+  parsed = args.parse(arg, _FILE, head="table", heads=TABLES, flags=("cpu",), options=_OPTIONS,
+                      word_keys=("lmh",),
+                      listing=_listing() + " (e.g. configs/paper.py:table3,nfd)")
+  opts = {"table": parsed.head, "cpu": "cpu" in parsed.flags,
+          "seed": parsed.options.get("seed", 0), "lambda": parsed.options.get("lambda")}
+  return opts, list(parsed.words)
 
 
 def _paper_base(table: str, model: str) -> ml_collections.ConfigDict:
@@ -78,7 +80,7 @@ def _paper_base(table: str, model: str) -> ml_collections.ConfigDict:
   config.train.decay_epochs = 30
   config.train.decay_factor = 0.1
   config.train.learning_rate = 0.01 if model.startswith("vgg") else 0.1  # Sections 4.1 and 4.2.
-  config.corruptions.evaluate = True
+  config.evals.corruptions.at_end = True
   return config
 
 
@@ -92,9 +94,9 @@ def _cpu_scale(config: ml_collections.ConfigDict) -> None:
   config.train.learning_rate = 0.1
   config.train.schedule = "cosine"
   config.train.warmup_epochs = 0.2
-  config.train.eval_every_epochs = 2
+  config.evals.clean.every_epochs = 2
   config.train.checkpoint_every_steps = 500
-  config.corruptions.evaluate = True
+  config.evals.corruptions.at_end = True
   config.corruptions.num_examples = 1000  # Per corrupted set, to fit a CPU session.
 
 
@@ -107,9 +109,13 @@ def get_config(arg: str = "table3,nat") -> ml_collections.ConfigDict:
   model = models[0] if models else spec["models"][0]
   column = columns[0] if columns else "nat"
   valid_columns = {c.split(",")[0] for c in spec["columns"]}
-  if column not in valid_columns or len(columns) > 1 or len(models) > 1:
-    raise ValueError(f"{table}: columns {', '.join(sorted(valid_columns))}; models "
-                     f"{', '.join(spec['models'])}; options seed=N, lambda=X, cpu. Got {arg!r}.")
+  what = (f"{table}'s columns {', '.join(sorted(valid_columns))}; models "
+          f"{', '.join(spec['models'])}")
+  if len(columns) > 1 or len(models) > 1:
+    raise args.error(_FILE, arg, f"give one column and at most one model; valid: {what}.",
+                     _listing(table))
+  if column not in valid_columns:
+    raise args.unknown_word(_FILE, arg, column, what, ("cpu",), _OPTIONS, _listing(table))
   config = _paper_base(table, model)
   config.seed = opts["seed"]
   suppress = attention = nfd = False
@@ -171,6 +177,8 @@ def describe(arg: str) -> str:
 
 def runs(table: str, cpu: bool = False, seeds=(0,)):
   """The config argument strings of every run of a table (for launch/sweep.py)."""
+  if table not in TABLES:
+    raise UserError(f"{_FILE} has no table {table!r}; its tables: {', '.join(TABLES)}.")
   spec = TABLES[table]
   out = []
   for seed in seeds:  # Seed-major: an interrupted sweep still has every column of the first seeds.

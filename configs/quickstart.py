@@ -39,9 +39,9 @@ def cpu_budget(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.train.warmup_epochs = 0.2
   config.train.nesterov = True
   config.train.label_smoothing = 0.1
-  config.train.eval_every_epochs = 0  # Clean evaluation at the end only.
+  config.evals.clean.every_epochs = 0  # Clean evaluation at the end only.
   config.train.checkpoint_every_steps = 500
-  config.corruptions.evaluate = True  # Fashion-MNIST-C report at the end (generated, cached).
+  config.evals.corruptions.at_end = True  # Fashion-MNIST-C report at the end (generated, cached).
   config.corruptions.num_examples = 1000  # Test images per corrupted set (15 x 5 sets).
   return config
 
@@ -55,7 +55,7 @@ def get_config():
   config.augment.nfd_sigma = 1.0
   config.aps.configuration = "learnable"
   config.aps.aux_weight = 50.0
-  config.train.summary_figure = True  # workdir/summary.png at the end.
+  config.evals.summary.at_end = True  # workdir/summary.png at the end.
   # The quickstart's one departure from the protocol (module docstring): a second residual block
   # at 7x7, 64 channels. Wider stages or a flattened head did not reach 91% (docs/BENCHMARKS.md,
   # "Quickstart").

@@ -7,5 +7,5 @@ def get_config():
   config.data.dataset = "cifar10"
   config.model.name = "resnet18"
   config.train.learning_rate = 0.1  # Paper section 4.2: ResNet-18 starts at 0.1.
-  config.corruptions.evaluate = True
+  config.evals.corruptions.at_end = True
   return config

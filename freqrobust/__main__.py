@@ -4,10 +4,14 @@ import sys
 TOOLS = (
     ("python -m freqrobust.main --config=FILE[:args] --workdir=DIR",
      "train (resumes from DIR's newest checkpoint; --config.a.b=v overrides any field)"),
-    ("python -m freqrobust.evaluate --workdir=DIR [--baseline=DIR]",
-     "corruption report of a trained run (15 or 19 corruptions x 5 severities)"),
-    ("python -m freqrobust.analyze TOOL --workdir=DIR",
-     "pdm, heatmap, bandpass, spectra, occlusion or compare"),
+    ("python -m freqrobust.evaluate --workdir=DIR [--evals=corruptions,bandpass] [--step=N]",
+     "the run's evaluations (freqrobust/evaluators: clean, corruptions, bandpass, summary, ...); "
+     "finishes an interrupted run's"),
+    ("python -m freqrobust.analyze TOOL --workdir=DIR [--step=N]",
+     "pdm, heatmap, bandpass, spectra, occlusion, compare, dct, hfc, smoothing, fprinciple "
+     "(TOOL --help: its flags)"),
+    ("python -m freqrobust.convert --arch=ARCH --checkpoint=FILE --workdir=DIR",
+     "import a published PyTorch CIFAR-10 model (RobustBench zoo) as a workdir (docs/MODELS.md)"),
     ("python -m freqrobust.report --root=ROOT", "a sweep's runs in the paper's table layout"),
     ("python -m freqrobust.illustrate --out=DIR", "the paper's Figures 3 and 4 on real images"),
     ("python launch/sweep.py --table=tableN --seeds=0,1 --root=ROOT",

@@ -17,7 +17,7 @@ import ml_collections
 import optax
 from flax.training import train_state
 
-from freqrobust import augment, data as data_lib, frequency, models
+from freqrobust import augment, data as data_lib, evaluators, frequency, models
 from freqrobust.augment import aps as aps_lib
 from freqrobust.augment import base as method_base
 from freqrobust.augment import registry
@@ -40,7 +40,7 @@ class TrainState(train_state.TrainState):
 # Fields of config.train added with the fast path, with the value a config.json written before
 # them (an older run's workdir) stands for.
 TRAIN_OPTION_DEFAULTS = {"steps_per_call": 0, "device_data": True, "label_smoothing": 0.0,
-                         "ema_decay": 0.0, "test_time_flip": False, "summary_figure": False,
+                         "ema_decay": 0.0, "test_time_flip": False, "keep_every_epochs": 0.0,
                          "aux_bn": False}
 
 
@@ -61,8 +61,9 @@ def _number(x) -> bool:
   return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Checks every field a user may set; raises `UserError` naming the field and what is valid."""
+def validate(config: ml_collections.ConfigDict, check_devices: bool = True) -> None:
+  """Checks every field a user may set; raises `UserError` naming the field and what is valid.
+  `check_devices`: the batch sizes must split over this machine's devices (training only)."""
   t, a, m, e = config.train, config.aps, config.model, config.eval
   _require(isinstance(t.num_epochs, int) and t.num_epochs >= 1, "train.num_epochs",
            t.num_epochs, "an integer >= 1")
@@ -84,15 +85,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
              "an integer >= 1")
   _require(_number(t.decay_epochs) and t.decay_epochs > 0, "train.decay_epochs",
            t.decay_epochs, "a number > 0")
-  _require(_number(t.eval_every_epochs) and t.eval_every_epochs >= 0, "train.eval_every_epochs",
-           t.eval_every_epochs, "a number >= 0 (0 = only at the end)")
   steps_per_call = train_option(config, "steps_per_call")
   _require(isinstance(steps_per_call, int) and not isinstance(steps_per_call, bool)
            and steps_per_call >= 0, "train.steps_per_call", steps_per_call,
            "0 (auto: 1 on CPU, min(log_every_steps, 100) on GPU/TPU) or an integer >= 1")
-  for field in ("device_data", "test_time_flip", "summary_figure", "aux_bn"):
+  for field in ("device_data", "test_time_flip", "aux_bn"):
     _require(isinstance(train_option(config, field), bool), f"train.{field}",
              train_option(config, field), "True or False")
+  keep_every = train_option(config, "keep_every_epochs")
+  _require(_number(keep_every) and keep_every >= 0, "train.keep_every_epochs", keep_every,
+           "a number >= 0 (0 = keep only the newest checkpoints)")
   smoothing = train_option(config, "label_smoothing")
   _require(_number(smoothing) and 0 <= smoothing < 1, "train.label_smoothing", smoothing,
            "a number in [0, 1) (0 = off)")
@@ -138,43 +140,21 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(all(isinstance(s, int) for s in sizes) and sizes[0] >= 0
              and all(s >= 1 for s in sizes[1:]), "model.small_stage_sizes", sizes,
              "integers >= 1 (the first may be 0: the stem then feeds the first stride-2 stage)")
-  n_dev = jax.device_count()
+  n_dev = jax.device_count() if check_devices else 1
   for field, value in (("train.batch_size", t.batch_size), ("eval.batch_size", e.batch_size)):
     _require(value % n_dev == 0, field, value,
              f"must be divisible by the number of devices ({n_dev})")
 
 
-def check_corruption_settings(config: ml_collections.ConfigDict) -> None:
-  """The corruption fields, checked at start-up rather than after training."""
-  if not config.corruptions.evaluate:
-    return
-  from freqrobust.data import corrupted
-  from freqrobust import workdir as workdir_lib
-  try:
-    settings = corrupted.CorruptionSettings.from_config(config)
-  except ValueError as err:
-    raise UserError(str(err)) from None
-  baseline = config.corruptions.baseline_workdir
-  if baseline:
-    # Raises UserError naming the missing file; then the sets must match, before any training,
-    # as `freqrobust.evaluate` will require (0 examples = the whole test set: its size is known
-    # only once it is loaded).
-    baseline_results = workdir_lib.read_corruption_results(baseline)
-    planned = settings.set_fields(settings.num_examples or None)
-    differ = workdir_lib.corrupted_set_differences(baseline_results, planned,
-                                                   missing_differs=True)
-    if differ:
-      raise UserError(
-          f"config.corruptions.baseline_workdir={baseline} was evaluated on other corrupted sets "
-          "than this run's settings would make ("
-          + ", ".join(f"{k}: {baseline_results.get(k)!r} vs {planned[k]!r}" for k in differ)
-          + f"). Re-evaluate the baseline first: python -m freqrobust.evaluate "
-          f"--workdir={baseline} (with the same corruption fields), or change the fields.")
-
-
-def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A validated copy of `config` with the dataset-derived fields (input statistics) filled."""
+def resolve_config(config: ml_collections.ConfigDict,
+                   for_training: bool = True) -> ml_collections.ConfigDict:
+  """A validated copy of `config` with the dataset-derived fields (input statistics) filled and
+  `config.evals` filled for a config written before it. `for_training=False` (loading a run for
+  evaluation or analysis) skips what only training needs: the batch sizes' divisibility by this
+  machine's device count (prediction pads its batches) and the evaluations' own checks (a moved
+  baseline run)."""
   config = ml_collections.ConfigDict(config.to_dict())
+  evaluators.normalize_config(config)
   try:
     info = data_lib.dataset_info(config.data)
   except ValueError as err:
@@ -183,13 +163,16 @@ def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     config.model.input_mean = tuple(info["mean"])
   if not config.model.input_std:
     config.model.input_std = tuple(info["std"])
-  validate(config)
+  validate(config, check_devices=for_training)
   try:
     method = build_method(config)  # Bad augmentation fields fail here, early.
     build_model(config, method, info["num_classes"])  # So do bad model fields.
   except ValueError as err:
     raise UserError(str(err)) from None
-  check_corruption_settings(config)
+  if for_training:
+    evaluators.check(config)  # Unknown evaluations, bad settings, a missing baseline: now.
+  else:
+    evaluators.build(config)
   return config
 
 
@@ -219,9 +202,26 @@ def build_method(config: ml_collections.ConfigDict) -> Method:
       return registry.METHODS[name].from_config(config.get("method_args", {}))
     except (ValueError, TypeError) as err:
       raise UserError(f"config.method_args ({name}): {err}") from None
-  return aps_lib.PaperMethod(
+  method = aps_lib.PaperMethod(
       augment=augment.AugmentParams.from_config(config.augment),
       aps=aps_lib.APSParams.from_config(config.aps, config.model.attention))
+  adversarial = config.get("adversarial", "")
+  if not adversarial:
+    return method
+  # The paper's method under adversarial training: its view attacked (augment/adversarial.py).
+  from freqrobust.augment import adversarial as adversarial_lib
+  if adversarial not in ADVERSARIAL_TRAINING:
+    raise UserError(f"config.adversarial={adversarial!r}; valid: '' (none), "
+                    f"{', '.join(ADVERSARIAL_TRAINING)}.")
+  try:
+    attack = registry.METHODS[adversarial].from_config(config.get("adversarial_args", {}))
+  except (ValueError, TypeError) as err:
+    raise UserError(f"config.adversarial_args ({adversarial}): {err}") from None
+  return adversarial_lib.AdversarialPaper(paper=method, attack=attack)
+
+
+# The adversarial-training methods the paper's method composes with (config.adversarial).
+ADVERSARIAL_TRAINING = ("pgd_at", "fgsm_rs")
 
 
 # Learning-rate schedules (config.train.schedule), each after an optional linear warm-up from 0
@@ -357,11 +357,18 @@ def _ema_state(opt_state: Any) -> EmaState:
 
 
 def _debiased(state: EmaState, tree: Any, decay: float, live: Any) -> Any:
-  count = int(state.count)
-  if count == 0:
-    return live
-  scale = 1.0 / (1.0 - decay ** count)
-  return jax.tree.map(lambda e: e * scale, tree)
+  """tree / (1 - decay^count), or `live` before the first update; traceable (no host read of the
+  count), so evaluations may call it inside jit."""
+  if not isinstance(state.count, jax.core.Tracer):  # Concrete: the scale in float64, as always.
+    count = int(state.count)
+    if count == 0:
+      return live
+    scale = 1.0 / (1.0 - decay ** count)
+    return jax.tree.map(lambda e: e * scale, tree)
+  count = jnp.asarray(state.count)
+  started = count > 0
+  scale = 1.0 / jnp.where(started, 1.0 - jnp.asarray(decay, jnp.float32) ** count, 1.0)
+  return jax.tree.map(lambda e, v: jnp.where(started, e * scale, v), tree, live)
 
 
 def ema_params(opt_state: Any, decay: float, params: Any) -> Any:
@@ -435,6 +442,9 @@ def method_choices(config: ml_collections.ConfigDict, method: Optional[Method] =
   method = build_method(config) if method is None else method
   return {"method": config.get("method", "paper"),
           "method_args": dict(config.get("method_args", {})),
+          **({"adversarial": config.adversarial,
+              "adversarial_args": dict(config.get("adversarial_args", {}))}
+             if config.get("adversarial", "") else {}),
           "aux_bn_views": list(method.aux_bn_views) if uses_aux_bn(config, method) else [],
           "aux_average": config.aps.aux_average if config.model.attention != "none" else None,
           "nfd_noise": "hermitian" if config.augment.nfd else None,

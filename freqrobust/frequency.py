@@ -573,3 +573,4 @@ def remove_radial_band(image: ArrayLike, r_lo: ArrayLike, r_hi: ArrayLike) -> Ar
   r = radial_distance(*_spatial_shape(image))
   occluded = (r >= jnp.asarray(r_lo, jnp.float32)) & (r < jnp.asarray(r_hi, jnp.float32))
   return _filter(image, 1.0 - occluded.astype(jnp.float32))
+

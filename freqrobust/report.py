@@ -1,19 +1,23 @@
 """Aggregates a sweep into the paper's table layout.
 
-  python -m freqrobust.report --root=runs/table3_cpu [--baseline=nat] [--out=DIR]
+  python -m freqrobust.report --root=runs/table3_cpu [--baseline=NAME] [--out=DIR]
 
-Runs are grouped by name without the seed (`table3_nfd_seed-1` -> `table3_nfd`). The baseline group
-of each backbone (the one whose name contains `--baseline`, default `nat`; Tables 1-2 have two
-backbones) is shown in absolute values, every other group of that backbone as differences to it (as
-Tables 1-4 do), each cell mean +- sample standard deviation (ddof = 1) over seeds. mCE is
+Runs are grouped by name without the seed (`table3_nfd_seed-1` -> `table3_nfd`); a run's backbone
+and dataset come from its config.json. The baseline group of each backbone (Tables 1-2 have two) is
+the one whose runs are natural training (no augmentation beyond crop and flip, no attention: read
+from config.json), or with `--baseline` the group whose name contains that token; it is shown in
+absolute values, every other group of that backbone as differences to it (as Tables 1-4 do), each cell mean +- sample standard deviation (ddof = 1) over seeds. mCE is
 the paper's mCE against the baseline (`metrics.mce_relative`: Hendrycks & Dietterich's mCE with the
 baseline in AlexNet's place): per corruption CE_c^rel = sum_s E(c, s) / sum_s E_baseline(c, s),
 mCE = 100 * mean_c CE_c^rel over the 15 benchmark corruptions, per seed against the baseline's
 seed-mean accuracy table; the second table adds H&D's Relative mCE (`metrics.relative_mce_hd`).
 Runs evaluated on other corrupted sets than their baseline (another dataset, source, number of
 images or clean images; for generated sets also another recipe version, generation seed or frost
-source) form rows marked "(other sets)", compared on clean accuracy only. Writes table.md,
-table.csv and a Figure 1(e)-style bar chart (robustness).
+source) form rows marked "(other sets)", compared on clean accuracy only. A corruption
+evaluation of another model than the run's final one (an older step, a retrained run) is left out,
+and the run's row says so. Every other scalar the runs' evaluations recorded (results.json
+"metrics", `<evaluation>/<metric>`) forms a third table, with the columns the evaluators declare.
+Writes table.md, table.csv and a Figure 1(e)-style bar chart (robustness).
 """
 import csv
 import os
@@ -34,29 +38,91 @@ def define_flags(flag_values: Optional[flags.FlagValues] = None) -> None:
   fv = flags.FLAGS if flag_values is None else flag_values
   flags.DEFINE_string("root", None, "Folder holding one workdir per run (a sweep's --root).",
                       flag_values=fv)
-  flags.DEFINE_string("baseline", "nat", "Runs whose name contains this token are the baseline "
-                      "of their backbone.", flag_values=fv)
+  flags.DEFINE_string("baseline", None, "Runs whose name contains this token are the baseline "
+                      "of their backbone (default: the natural-training runs, from their "
+                      "config.json).", flag_values=fv)
   flags.DEFINE_string("out", "", "Output folder (default ROOT/report).", flag_values=fv)
   flags.mark_flag_as_required("root", flag_values=fv)
 
 
+def is_natural(config: Dict) -> bool:
+  """Whether a run's config (config.json as a dict) is natural training: the paper's method with
+  suppression, NFD and attention off (crop and flip only)."""
+  augment = config.get("augment") or {}
+  return (config.get("method", "paper") in ("paper", "none")
+          and not augment.get("suppress_prob") and not augment.get("nfd")
+          and (config.get("model") or {}).get("attention", "none") == "none")
+
+
+def _not_final(results: Dict, corrupted: Dict) -> Optional[str]:
+  """Why a corruption evaluation is not of the run's final model, or None when it is."""
+  model, step = results.get("model"), results.get("step")
+  if model and corrupted.get("model") and corrupted["model"] != model:
+    return (f"its corruption evaluation is of another model (fingerprint {corrupted['model']}, "
+            f"step {corrupted.get('step')}; the run's final model is {model}, step {step})")
+  if step is not None and corrupted.get("step") is not None and corrupted["step"] != step:
+    return (f"its corruption evaluation is of step {corrupted['step']}, not of the final step "
+            f"{step}")
+  return None
+
+
 def load_run(workdir: str) -> Optional[Dict]:
-  """Clean accuracy and the corruption -> severity -> accuracy table of a finished run."""
+  """Clean accuracy, the corruption -> severity -> accuracy table and the evaluations' scalars of
+  a finished run, with its backbone, dataset and whether it is natural training (config.json)."""
   results = workdir_lib.read_finished_results(workdir)
   if results is None:
     return None
-  table, sets, corrupted_clean = None, None, None
-  if os.path.exists(workdir_lib.path(workdir, workdir_lib.CORRUPTION_EVAL, workdir_lib.RESULTS)):
-    corrupted = workdir_lib.read_corruption_results(workdir)
+  config_path = workdir_lib.path(workdir, workdir_lib.CONFIG)
+  config = workdir_lib.read_json(config_path) if os.path.exists(config_path) else {}
+  table, sets, corrupted_clean, excluded = None, None, None, None
+  corrupted = workdir_lib.read_corruption_results(workdir, required=False)
+  if corrupted is not None:
+    excluded = _not_final(results, corrupted)
+  if corrupted is not None and excluded is None:
     table = workdir_lib.accuracy_table(corrupted)
     sets = {k: corrupted.get(k) for k in workdir_lib.CORRUPTED_SET_FIELDS}
     # The clean accuracy on the images the corrupted sets were made from (H&D's Relative mCE).
     corrupted_clean = corrupted.get("clean_accuracy")
     if not all(c in table for c in CORRUPTIONS):
       table = None  # Robust. and mCE are defined over the 15 benchmark corruptions only.
+  stale = stale_notes(workdir, results, config)
+  if excluded:
+    stale = stale + [f"not compared under corruption: {excluded}; re-evaluate it (python -m "
+                     f"freqrobust.evaluate --workdir={workdir} --evals=corruptions)"]
   return {"clean": results["clean"]["accuracy"], "table": table, "b(M)": results.get("b(M)"),
           "sets": sets, "corrupted_clean": corrupted_clean, "workdir": workdir,
-          "images_per_s": training_rate(workdir), "stale": stale_notes(workdir, results)}
+          "images_per_s": training_rate(workdir), "stale": stale,
+          "model": (config.get("model") or {}).get("name", ""),
+          "dataset": (config.get("data") or {}).get("dataset", ""),
+          "natural": is_natural(config) if config else False,
+          "metrics": _evaluator_metrics(results), "columns": _declared_columns(config)}
+
+
+# The figures of the first two tables; the third holds every other evaluator scalar.
+_MAIN_EVALS = ("clean", "corruptions")
+
+
+def _evaluator_metrics(results: Dict) -> Dict[str, float]:
+  return {k: v for k, v in (results.get("metrics") or {}).items()
+          if isinstance(v, (int, float)) and not isinstance(v, bool)
+          and k.split("/", 1)[0] not in _MAIN_EVALS}
+
+
+def _declared_columns(config: Dict) -> Dict[str, Dict]:
+  """`<name>/<metric>` -> {label, convention, higher_is_better} of the run's evaluations."""
+  if not config:
+    return {}
+  import ml_collections
+  from freqrobust import evaluators
+  try:
+    cfg = ml_collections.ConfigDict(config)
+    evaluators.normalize_config(cfg)
+    built = evaluators.build(cfg)
+  except (KeyError, AttributeError, workdir_lib.UserError):  # A partial or foreign config.json.
+    return {}
+  return {f"{e.name}/{c.metric}": {"label": f"{e.name}: {c.label}", "convention": c.convention,
+                                    "higher_is_better": c.higher_is_better}
+          for e, _ in built for c in e.metric_columns()}
 
 
 def _describe_sets(sets: Optional[Dict]) -> str:
@@ -92,7 +158,7 @@ def _reevaluate() -> str:
           "of it, with python -m freqrobust.evaluate --workdir=DIR.")
 
 
-def stale_notes(workdir: str, results: Dict) -> List[str]:
+def stale_notes(workdir: str, results: Dict, config: Optional[Dict] = None) -> List[str]:
   """How a finished run's method trained differently from the current code at its recorded
   settings (fields added since, behaviour changes since: `augment.base.stale_notes`)."""
   from freqrobust.augment import aps, base, registry
@@ -101,8 +167,9 @@ def stale_notes(workdir: str, results: Dict) -> List[str]:
   cls = aps.PaperMethod if name == "paper" else registry.METHODS.get(name)
   if cls is None:
     return []
-  config_path = workdir_lib.path(workdir, workdir_lib.CONFIG)
-  config = workdir_lib.read_json(config_path) if os.path.exists(config_path) else {}
+  if config is None:
+    config_path = workdir_lib.path(workdir, workdir_lib.CONFIG)
+    config = workdir_lib.read_json(config_path) if os.path.exists(config_path) else {}
   return base.stale_notes(cls, choices, config)
 
 
@@ -116,22 +183,10 @@ def training_rate(workdir: str) -> Optional[float]:
   except (OSError, KeyError, TypeError, ValueError):
     return None
   lines = [m for m in workdir_lib.read_metrics(workdir)
-           if "time" in m and not workdir_lib.is_test_line(m)]
+           if "time" in m and workdir_lib.line_kind(m) == "train"]
   rates = [(b["step"] - a["step"]) * batch / (b["time"] - a["time"])
            for a, b in zip(lines, lines[1:]) if b["time"] > a["time"] and b["step"] > a["step"]]
   return float(np.median(rates)) if rates else None
-
-
-# Longest first: "vgg16_bn" must win over "vgg16".
-MODEL_TOKENS = ("small_resnet", "resnet18", "vgg16_bn", "vgg16")
-
-
-def model_of(group: str) -> str:
-  """The backbone named in a run name (Tables 1-2 hold two), or "" when it names none."""
-  for m in MODEL_TOKENS:
-    if f"_{m}_" in f"_{group}_":
-      return m
-  return ""
 
 
 def group_name(run: str) -> str:
@@ -143,26 +198,52 @@ def _std(values) -> float:
   return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
-def aggregate(root: str, baseline: str = "nat") -> Dict:
-  """Rows of the table; each run is compared with the baseline group of its own backbone."""
+def backbone_of(runs: List[Dict]) -> str:
+  """The backbone (and dataset) a group's runs trained: what its rows are compared within."""
+  found = sorted({f"{r['model']} on {r['dataset']}" for r in runs})
+  return found[0] if len(found) == 1 else " / ".join(found)
+
+
+def aggregate(root: str, baseline: Optional[str] = None) -> Dict:
+  """Rows of the table; each run is compared with the baseline group of its own backbone (the
+  natural-training group, read from the runs' config.json, or the group named by `baseline`)."""
   groups: Dict[str, List[Dict]] = {}
   for run in sorted(os.listdir(root)):
+    if not os.path.isdir(os.path.join(root, run)):
+      continue
     loaded = load_run(os.path.join(root, run))
     if loaded is not None:  # Stale runs form a row of their own, never averaged with fresh ones.
       name = group_name(run) + (" (stale)" if loaded["stale"] else "")
       groups.setdefault(name, []).append(loaded)
   if not groups:
-    raise FileNotFoundError(f"No finished runs under {root} (each needs results.json).")
-  base_of_model = {}
-  for g in groups:
-    if re.search(rf"(^|_){re.escape(baseline)}($|_)", g):
-      base_of_model.setdefault(model_of(g), g)
+    raise FileNotFoundError(f"No finished runs under {root} (each needs results.json with status "
+                            "\"finished\"; `python -m freqrobust.evaluate --workdir=DIR` finishes "
+                            "a run whose evaluations were interrupted).")
+  model_of = {g: backbone_of(runs) for g, runs in groups.items()}
+  if baseline:
+    candidates = [g for g in groups if re.search(rf"(^|_){re.escape(baseline)}($|_)", g)]
+    what = f"whose name contains {baseline!r}"
+  else:
+    candidates = [g for g, runs in groups.items()
+                  if all(r["natural"] for r in runs) and "(stale)" not in g]
+    what = "of natural training (by their config.json)"
+  base_of_model: Dict[str, str] = {}
+  for g in candidates:
+    if model_of[g] in base_of_model:
+      raise workdir_lib.UserError(
+          f"Two baseline groups {what} for {model_of[g]}: {base_of_model[model_of[g]]} and {g}; "
+          "name one with --baseline=TOKEN.")
+    base_of_model[model_of[g]] = g
   if not base_of_model:
-    raise ValueError(f"No baseline group matching {baseline!r} among: {', '.join(groups)}.")
+    raise workdir_lib.UserError(
+        f"No baseline group {what} under {root}; groups: {', '.join(groups)}. Pass "
+        "--baseline=TOKEN (a token of the baseline's run name).")
   # Differences, mCE and Relative mCE compare a run with its baseline on the same corrupted sets.
   base_sets = {model: _merged_sets(name, groups[name]) for model, name in base_of_model.items()}
   for name in [g for g in groups if g not in base_of_model.values()]:
-    model = model_of(name) if model_of(name) in base_sets else next(iter(base_sets))
+    model = model_of[name]
+    if model not in base_sets:
+      continue  # Refused below, naming the baselines there are.
     for r in groups[name]:
       r["other_sets"] = [
           f"{k}: {r['sets'].get(k)!r} (baseline {base_sets[model].get(k)!r})"
@@ -180,6 +261,7 @@ def aggregate(root: str, baseline: str = "nat") -> Dict:
     rates = [r["images_per_s"] for r in base if r["images_per_s"]]
     stats[model] = dict(
         name=name, clean=float(np.mean([r["clean"] for r in base])), sets=base_sets[model],
+        metrics=_metric_means(base),
         corrupted_clean=(float(np.mean([r["corrupted_clean"] for r in with_c]))
                          if with_c and all(r["corrupted_clean"] is not None for r in with_c)
                          else None),
@@ -191,11 +273,12 @@ def aggregate(root: str, baseline: str = "nat") -> Dict:
                     for s in metrics.SEVERITIES} for c in CORRUPTIONS} if with_c else None))
   rows = []
   for name, runs in groups.items():
-    model = model_of(name)
+    model = model_of.get(name.replace(" (other sets)", ""), model_of.get(name))
     if model not in stats:
-      if len(stats) != 1:
-        raise ValueError(f"No baseline for {name}: baselines are {sorted(stats)}.")
-      model = next(iter(stats))
+      raise workdir_lib.UserError(
+          f"No baseline for {name} ({model}): the baselines are "
+          + ", ".join(f"{b['name']} ({m})" for m, b in stats.items())
+          + ". Add natural-training runs of that backbone, or pass --baseline=TOKEN.")
     base = stats[model]
     clean = np.array([r["clean"] for r in runs])
     stale: Dict[str, int] = {}
@@ -233,10 +316,32 @@ def aggregate(root: str, baseline: str = "nat") -> Dict:
                                                 base["corrupted_clean"], CORRUPTIONS)
                         for r in tabled])
         row.update(relative_mce_hd_mean=float(rel.mean()), relative_mce_hd_std=_std(rel))
+    row["metrics"] = {}
+    for key, values in _metric_values(runs).items():
+      mean = float(np.mean(values))
+      base_mean = base["metrics"].get(key)
+      row["metrics"][key] = {"mean": mean, "std": _std(values), "seeds": len(values),
+                             "delta": None if base_mean is None else mean - base_mean}
     rows.append(row)
   rows.sort(key=lambda r: (r["baseline_of"], not r["baseline"], r["name"]))
+  columns: Dict[str, Dict] = {}
+  for runs in groups.values():
+    for r in runs:
+      columns.update(r.get("columns", {}))
   return {"baselines": sorted(b["name"] for b in stats.values()), "rows": rows,
-          "sets": {b["name"]: b["sets"] for b in stats.values()}}
+          "sets": {b["name"]: b["sets"] for b in stats.values()}, "columns": columns}
+
+
+def _metric_values(runs: List[Dict]) -> Dict[str, List[float]]:
+  values: Dict[str, List[float]] = {}
+  for r in runs:
+    for k, v in r.get("metrics", {}).items():
+      values.setdefault(k, []).append(float(v))
+  return values
+
+
+def _metric_means(runs: List[Dict]) -> Dict[str, float]:
+  return {k: float(np.mean(v)) for k, v in _metric_values(runs).items()}
 
 
 def _detail(row: Dict, tabled: List[Dict], base: Dict) -> None:
@@ -303,6 +408,7 @@ def write(summary: Dict, out: str) -> None:
             "the baseline's (the cost of the method: 0.5x = twice the training time); measured "
             "wherever each run ran, so compare rows from one machine."]
   lines += _detail_lines(rows)
+  lines += _evaluation_lines(rows, summary.get("columns", {}))
   lines += _sets_lines(summary)
   lines += _stale_lines(rows)
   workdir_lib.atomic_write(os.path.join(out, "table.md"),
@@ -314,15 +420,29 @@ def write(summary: Dict, out: str) -> None:
           "robust_no_bg_std", "robust_no_bg_delta", "other_sets"]
   keys += [f"{c}_{k}" for c in metrics.CATEGORIES for k in ("mean", "delta")]
   keys += [f"severity{s}_mean" for s in metrics.SEVERITIES]
+  # Every scalar the evaluations recorded: <evaluation>/<metric> mean, std and delta.
+  evaluated = sorted({k for r in rows for k in r.get("metrics", {})})
+  fields = keys + [f"{k}_{part}" for k in evaluated for part in ("mean", "std", "delta")]
+
+  def value(r, k):
+    for m in evaluated:
+      for part in ("mean", "std", "delta"):
+        if k == f"{m}_{part}":
+          got = r.get("metrics", {}).get(m)
+          return "" if got is None or got[part] is None or (
+              part == "std" and got["seeds"] < 2) else got[part]
+    if k.endswith("_std") and r["seeds"] < 2:  # A single seed's std is unknown: left empty.
+      return ""
+    return "; ".join(r.get(k) or ()) if k == "other_sets" else r.get(k, "")
+
   def write_csv(f):
-    w = csv.DictWriter(f, fieldnames=keys)
+    w = csv.DictWriter(f, fieldnames=fields)
     w.writeheader()
-    for r in rows:  # A single seed's std is unknown: left empty.
-      w.writerow({k: ("" if k.endswith("_std") and r["seeds"] < 2
-                      else "; ".join(r.get(k) or ()) if k == "other_sets" else r.get(k, ""))
-                  for k in keys})
+    for r in rows:
+      w.writerow({k: value(r, k) for k in fields})
   workdir_lib.atomic_write(os.path.join(out, "table.csv"), write_csv)
   _plot_category_gains(rows, os.path.join(out, "category_gains.png"))
+  _plot_corruption_vs_adversarial(rows, os.path.join(out, "corruption_vs_adversarial.png"))
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -331,9 +451,13 @@ def write(summary: Dict, out: str) -> None:
   x = np.arange(len(rows))
   ax.bar(x - 0.2, [r["clean_mean"] for r in rows], 0.4, yerr=[r["clean_std"] for r in rows],
          label="clean accuracy", color="#4c72b0")
-  ax.bar(x + 0.2, [r.get("robust_mean", 0) for r in rows], 0.4,
-         yerr=[r.get("robust_std", 0) for r in rows], label="Robust. (mean corrupted accuracy)",
-         color="#dd8452")
+  robust = robust_bar_heights(rows)
+  ax.bar(x + 0.2, robust, 0.4, yerr=[r.get("robust_std", 0) for r in rows],
+         label="Robust. (mean corrupted accuracy)", color="#dd8452")
+  for xi, value in zip(x, robust):
+    if np.isnan(value):
+      ax.text(xi + 0.2, 0.02, "n/a", transform=ax.get_xaxis_transform(), ha="center",
+              va="bottom", fontsize=7, rotation=90)
   ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
   ax.set_ylabel("%")
   lo = min([r["clean_mean"] for r in rows] + [r.get("robust_mean", 100) for r in rows])
@@ -344,6 +468,39 @@ def write(summary: Dict, out: str) -> None:
   fig.tight_layout()
   fig.savefig(os.path.join(out, "robustness.png"), dpi=120, bbox_inches="tight")
   plt.close(fig)
+
+
+def robust_bar_heights(rows: List[Dict]) -> np.ndarray:
+  """The robustness figure's Robust. bars: NaN (drawn as "n/a", no bar) for a row without the
+  figure, never 0%."""
+  return np.asarray([r.get("robust_mean", np.nan) for r in rows], np.float64)
+
+
+def _evaluation_lines(rows: List[Dict], columns: Dict[str, Dict]) -> List[str]:
+  """The third table: every other scalar the runs' evaluations recorded (`<evaluation>/<metric>`,
+  labelled as the evaluator declares; undeclared ones under their key), baseline absolute."""
+  present = {k for r in rows for k in r.get("metrics", {})}
+  # The columns the evaluators declare (every recorded scalar is in table.csv).
+  keys = sorted(present & set(columns)) if columns else sorted(present)
+  if not keys:
+    return []
+  label = lambda k: columns.get(k, {}).get("label", k)
+  lines = ["", "| run | " + " | ".join(label(k) for k in keys) + " |",
+           "|---|" + "---|" * len(keys)]
+  for r in rows:
+    cells = []
+    for k in keys:
+      m = r.get("metrics", {}).get(k)
+      cells.append("n/a" if m is None else _cell(m["mean"], m["std"], m["delta"],
+                                                 r["baseline"] or m["delta"] is None,
+                                                 m["seeds"]))
+    lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+  notes = [f"{label(k)}: {columns[k]['convention']}"
+           + ("" if columns[k]["higher_is_better"] else " (lower is better)")
+           for k in keys if k in columns]
+  lines += ["", "Other evaluations (results.json \"metrics\"), baseline absolute, the rest as "
+            "differences to it. " + "; ".join(notes) + ("." if notes else "")]
+  return lines
 
 
 def _sets_lines(summary: Dict) -> List[str]:
@@ -415,6 +572,44 @@ def _detail_lines(rows: List[Dict]) -> List[str]:
   return lines
 
 
+def adversarial_keys(rows: List[Dict]) -> List[str]:
+  """The adversarial evaluations' main-radius accuracies the rows recorded (`<name>/pgd_main`,
+  `<name>/apgd_main`)."""
+  return sorted({k for r in rows for k in r.get("metrics", {})
+                 if k.endswith(("/pgd_main", "/apgd_main"))})
+
+
+def _plot_corruption_vs_adversarial(rows: List[Dict], path: str) -> None:
+  """Robust. (corruptions) against adversarial accuracy, one point per row with its seed spread
+  as error bars, one panel per adversarial figure (shared axes)."""
+  keys = adversarial_keys(rows)
+  points = [r for r in rows if "robust_mean" in r]
+  if not keys or not points:
+    return
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.8), sharex=True,
+                           sharey=True, squeeze=False)
+  for ax, key in zip(axes[0], keys):
+    for r in points:
+      m = r.get("metrics", {}).get(key)
+      if m is None:
+        continue
+      ax.errorbar(r["robust_mean"], m["mean"], xerr=r.get("robust_std", 0), yerr=m["std"],
+                  fmt="o", capsize=3)
+      ax.annotate(r["name"], (r["robust_mean"], m["mean"]), fontsize=7,
+                  xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("Robust. (%, mean corrupted accuracy)")
+    ax.set_title(key, fontsize=9)
+    ax.grid(alpha=0.3)
+  axes[0][0].set_ylabel("adversarial accuracy (%)")
+  fig.suptitle("Corruption against adversarial robustness (mean ± std over seeds)", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
 def _plot_category_gains(rows: List[Dict], path: str) -> None:
   """Bar chart: accuracy gain per corruption family against the baseline, one group per run."""
   others = [r for r in rows if not r["baseline"] and any(f"{c}_delta" in r
@@ -445,7 +640,7 @@ def main(argv, flag_values: Optional[flags.FlagValues] = None):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   values = flags.FLAGS if flag_values is None else flag_values
-  summary = aggregate(values.root, values.baseline)
+  summary = aggregate(values.root, values.baseline or None)
   out = values.out or os.path.join(values.root, "report")
   write(summary, out)
   with open(os.path.join(out, "table.md")) as f:

@@ -30,8 +30,8 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from freqrobust import checkpoint, data as data_lib, evaluate as evaluate_lib, experiment
-from freqrobust import frequency, progress as progress_lib, sharding, trained
+from freqrobust import checkpoint, data as data_lib, evaluators, experiment
+from freqrobust import distributed, frequency, progress as progress_lib, sharding, trained
 from freqrobust import workdir as workdir_lib
 from freqrobust.augment.base import Method, soft_cross_entropy
 from freqrobust.experiment import TrainState, train_option
@@ -135,11 +135,13 @@ def train_step(state: TrainState, batch: Dict[str, jax.Array], key: jax.Array, *
   # The EMA of the BatchNorm statistics beside the optimizer's EMA of the weights (a no-op
   # without config.train.ema_decay).
   state = state.replace(opt_state=experiment.track_ema_batch_stats(state.opt_state, batch_stats))
-  b_metrics = {}
-  if "aps" in state.params:  # The learned b(M) after the update (eq. 9).
-    b = frequency.basic_open_ratios(state.params["aps"]["theta_b"])
-    b_metrics = dict(b_L=b[0], b_M=b[1], b_H=b[2])
-  metrics = dict(logged, **b_metrics, loss=loss, learning_rate=schedule(state.step - 1),
+  # A method's metrics are the values its step used (APS's b(M): before the update); a name
+  # logged twice would silently lose one of them, so none may shadow the step's own.
+  reserved = {"loss", "learning_rate", "nonfinite"} & set(logged)
+  if reserved:
+    raise ValueError(f"Method {method.name!r} logs {sorted(reserved)}, names of the train step's "
+                     "own metrics; rename them.")
+  metrics = dict(logged, loss=loss, learning_rate=schedule(state.step - 1),
                  nonfinite=(~jnp.isfinite(loss)).astype(jnp.int32))
   return state, metrics
 
@@ -176,25 +178,6 @@ def train_steps(state: TrainState, data: Optional[Dict[str, jax.Array]],
     state, metrics = body(state, jax.tree.map(lambda a: a[0], xs))
     return state, jax.tree.map(lambda m: jnp.asarray(m)[None], metrics)
   return jax.lax.scan(body, state, xs)
-
-
-def clean_accuracy(predictor: sharding.BatchedPredict, state: Optional[TrainState],
-                   images: np.ndarray, labels: np.ndarray,
-                   variables: Optional[Dict[str, Any]] = None) -> Dict[str, float]:
-  """Accuracy (%) and mean CE on every example of a uint8 test set (of `variables` when given,
-  else of the state's live weights)."""
-  if variables is None:
-    variables = {"params": state.params["model"], "batch_stats": state.batch_stats}
-  logits = predictor(variables, np.asarray(images, np.float32) / 255.0)
-  log_probs = jax.nn.log_softmax(jnp.asarray(logits, jnp.float32))
-  loss = -float(jnp.mean(jnp.take_along_axis(log_probs, jnp.asarray(labels)[:, None], 1)))
-  return {"accuracy": 100.0 * float(np.mean(logits.argmax(-1) == labels)), "loss": loss,
-          "examples": int(len(labels))}
-
-
-# The weights and the apply function every evaluation uses (also `trained.load_trained`).
-evaluation_variables = experiment.evaluation_variables
-predict_apply = experiment.predict_apply
 
 
 @jax.jit
@@ -340,10 +323,18 @@ def peak_memory() -> Dict[str, Optional[float]]:
 
 
 class _Preemption:
-  """Turns SIGTERM into a flag the loop checks, so the run saves and exits cleanly."""
+  """Turns SIGTERM into a flag the loop checks, so the run saves and exits cleanly.
+
+  `poll()`, called once per loop iteration by every process, sets `requested` to whether any
+  process has received SIGTERM (`distributed.any_process`, a collective): all processes then save
+  the same step and leave together, whichever of them the signal reached."""
 
   def __init__(self):
-    self.requested, self._previous = False, None
+    self.requested, self._received, self._previous = False, False, None
+
+  def poll(self) -> bool:
+    self.requested = self.requested or distributed.any_process(self._received)
+    return self.requested
 
   def __enter__(self):
     try:
@@ -354,7 +345,7 @@ class _Preemption:
 
   def _handle(self, signum, frame):
     del signum, frame
-    self.requested = True
+    self._received = True
 
   def __exit__(self, *exc):
     if self._previous is not None:
@@ -390,7 +381,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   steps per call, K times after each call); a SIGTERM is acted on at the end of a call.
   """
   config = experiment.resolve_config(config)
-  with workdir_lib.locked(workdir):
+  workdir_lib.check_workdir(workdir)  # A URL epath cannot write is refused before any work.
+  # Every process must run the same config (a collective: a mismatch fails in all at once).
+  distributed.agree(config.to_json_best_effort(sort_keys=True), "resolved config")
+  warning = sharding.unseen_accelerator_warning()
+  if warning:
+    _info(warning)
+  # Process 0 holds the lock for all; a busy workdir is refused in every process at once.
+  with distributed.held_by_writer(lambda: workdir_lib.locked(workdir)):
     return _train_and_evaluate(config, workdir, step_callback)
 
 
@@ -398,8 +396,10 @@ def _restore(exp: experiment.Experiment, sharder: sharding.Sharder, workdir: str
   """(state, start step, manager). config.json is compared first and written only once the
   restore succeeded, so a refused config leaves the workdir as it was."""
   config = exp.config
-  changed = workdir_lib.config_changes(workdir, config)
-  manager = checkpoint.make_manager(workdir, config.train.keep_checkpoints)
+  # Process 0 reads config.json; every process gets its answer (or its error).
+  changed = distributed.decide(lambda: workdir_lib.config_changes(workdir, config))
+  manager = checkpoint.make_manager(workdir, config.train.keep_checkpoints,
+                                    kept_every_steps(config, exp.steps_per_epoch))
   try:
     state, start_step, manager = checkpoint.restore_latest(manager, exp.init_state(key, sharder))
   except checkpoint.IncompatibleCheckpoint as err:
@@ -407,7 +407,7 @@ def _restore(exp: experiment.Experiment, sharder: sharding.Sharder, workdir: str
                     f"{'; '.join(changed) or 'none'}.") from None
   if start_step:
     _info(f"Resumed from the checkpoint of step {start_step} in {manager.directory}.")
-    dropped = workdir_lib.truncate_metrics(workdir, start_step)
+    dropped = distributed.decide(lambda: workdir_lib.truncate_metrics(workdir, start_step))
     if dropped:
       _info(f"Dropped {dropped} metrics.jsonl lines logged after step {start_step}.")
     if changed:
@@ -429,10 +429,11 @@ def _train_and_evaluate(config, workdir, step_callback):
   init_key, step_key = jax.random.split(jax.random.key(config.seed))
   state, start_step, manager = _restore(exp, sharder, workdir, init_key)
   platform = sharder.devices[0].platform
-  eval_every = int(config.train.eval_every_epochs * order.steps_per_epoch)  # 0: end only.
+  in_loop = evaluators.in_loop(config, order.steps_per_epoch)  # (evaluator, every N steps)
   k = effective_steps_per_call(
       requested_steps_per_call(config, platform),
-      (config.train.log_every_steps, config.train.checkpoint_every_steps, eval_every,
+      (config.train.log_every_steps, config.train.checkpoint_every_steps,
+       kept_every_steps(config, order.steps_per_epoch), *(every for _, every in in_loop),
        total_steps, start_step))
   device_data = bool(train_option(config, "device_data"))
   if device_data and not _fits_on_devices(train_images.nbytes + train_labels.nbytes, sharder):
@@ -444,21 +445,25 @@ def _train_and_evaluate(config, workdir, step_callback):
   if k > 1 and platform == "cpu":
     _info(f"WARNING: {k} steps per call on the CPU: XLA:CPU runs the scanned steps 10-20x slower "
           "than single steps; set config.train.steps_per_call=1 (or 0, auto) for CPU runs.")
-  predictor = sharding.BatchedPredict(
-      predict_apply(exp.model, bool(train_option(config, "test_time_flip"))),
-      config.eval.batch_size, sharder)
+  predictor = trained.predictor_of(config, exp.model, sharder)
   log = workdir_lib.MetricsWriter(workdir, enabled=jax.process_index() == 0)
   _info(f"Training {config.model.name} (attention={config.model.attention}, method="
         f"{exp.method.name}, {config.model.dtype}) on {config.data.dataset}: "
         f"{len(train_images)} images ({'on the devices' if device_data else 'fed from the host'}), "
         f"{exp.steps_per_epoch} steps/epoch, steps {start_step}..{total_steps}, {k} step(s) per "
         f"call, {sharder.num_devices} device(s) ({platform}).")
-  evaluate_clean = lambda s: clean_accuracy(predictor, None, test_images, test_labels,
-                                            evaluation_variables(config, s))
+
+  def evaluate_in_loop(state, step, due):
+    """The in-loop evaluations due at `step`: scalars only, logged as an eval line."""
+    model = trained.from_state(config, exp.model, state, step, sharder, predictor)
+    context = evaluators.Context(model, workdir, test_set=(test_images, test_labels),
+                                 progress=False, write_files=False)
+    return {k: v for e in due for k, v in evaluators.prefixed(e.name, e.run(context)).items()}
+
   try:
     state, step, status, last_good = _loop(
-        config, state, start_step, total_steps, runner, step_key, eval_every, order, manager,
-        log, evaluate_clean, step_callback)
+        config, state, start_step, total_steps, runner, step_key, in_loop, order, manager,
+        log, evaluate_in_loop, step_callback)
     manager.wait_until_finished()
   except BaseException as err:
     log.close()
@@ -471,19 +476,21 @@ def _train_and_evaluate(config, workdir, step_callback):
   if status == "preempted":
     log.close()
     return {"status": status, "step": step}
-  results = _finish(config, exp, state, step, predictor, test_images, test_labels, workdir, log)
+  results = _finish(config, exp, state, step, sharder, predictor, (test_images, test_labels),
+                    workdir, log)
   log.close()
   manager.close()
   return results
 
 
-def _loop(config, state, step, total_steps, runner, step_key, eval_every, order, manager, log,
-          evaluate_clean, step_callback):
+def _loop(config, state, step, total_steps, runner, step_key, in_loop, order, manager, log,
+          evaluate_in_loop, step_callback):
   """The training loop, `runner.k` steps per call; returns (state, step, status, last good
   checkpoint step). Nothing here waits for the devices between log boundaries."""
   progress = progress_lib.TrainProgress(step, total_steps, order.steps_per_epoch,
                                         enabled=jax.process_index() == 0)
   pending, last_good, status = [], step, "finished"
+  keep_every = kept_every_steps(config, order.steps_per_epoch)
   with _Preemption() as preemption:
     while step < total_steps:
       state, metrics = runner(state, step, step_key)
@@ -492,15 +499,17 @@ def _loop(config, state, step, total_steps, runner, step_key, eval_every, order,
         step = done
         if step_callback is not None:
           step_callback(step)
-      save_now = step % config.train.checkpoint_every_steps == 0 or step == total_steps
-      if save_now or preemption.requested or step % config.train.log_every_steps == 0:
+      save_now = (step % config.train.checkpoint_every_steps == 0 or step == total_steps
+                  or (keep_every and step % keep_every == 0))
+      if preemption.poll() or save_now or step % config.train.log_every_steps == 0:
         summary, pending = mean_metrics(pending), []
         if summary.pop("nonfinite") > 0:
           _raise_nonfinite(step, last_good, manager)
         log.write(step, summary)
         progress.update(step, summary)
-      if eval_every and step % eval_every == 0 and step != total_steps:
-        log.write(step, {f"test_{k}": v for k, v in evaluate_clean(state).items()})
+      due = [e for e, every in in_loop if step % every == 0]
+      if due and step != total_steps:  # The final model is evaluated by _finish.
+        log.write(step, evaluate_in_loop(state, step, due), kind="eval")
       if save_now or preemption.requested:
         if not bool(all_finite(state.params)):  # Never overwrite good weights with bad ones.
           _raise_nonfinite(step, last_good, manager)
@@ -512,6 +521,13 @@ def _loop(config, state, step, total_steps, runner, step_key, eval_every, order,
   return state, step, status, last_good
 
 
+def kept_every_steps(config, steps_per_epoch: int) -> int:
+  """Steps between the checkpoints kept beside the newest ones (config.train.keep_every_epochs;
+  0: none)."""
+  epochs = train_option(config, "keep_every_epochs")
+  return int(round(epochs * steps_per_epoch)) if epochs else 0
+
+
 def _raise_nonfinite(step: int, last_good: int, manager) -> None:
   manager.wait_until_finished()
   kept = (f"The last good checkpoint (step {last_good}) is kept in {manager.directory}; rerun "
@@ -521,121 +537,46 @@ def _raise_nonfinite(step: int, last_good: int, manager) -> None:
       "Lower config.train.learning_rate or config.aps.aux_weight.")
 
 
-def _finish(config, exp, state, step, predictor, test_images, test_labels, workdir,
+def _finish(config, exp, state, step, sharder, predictor, test_set, workdir,
             log) -> Dict[str, Any]:
-  """Clean (and, when configured, corruption) evaluation and the summary figure; writes
-  results.json and prints where everything is."""
-  variables = evaluation_variables(config, state)
-  flip = bool(train_option(config, "test_time_flip"))
-  results = {"status": "finished", "step": int(state.step), "epochs": step / exp.steps_per_epoch,
+  """Records the trained model in results.json (status "trained"), runs every evaluation of
+  config.evals with at_end (each recorded as it finishes: an interrupted evaluation resumes on the
+  next run of the same command), then marks the run "finished" and prints where everything is."""
+  model = trained.from_state(config, exp.model, state, step, sharder, predictor)
+  write = distributed.is_writer()
+  # Every process must run the same evaluations (their predictions are collectives): process 0
+  # reads what is already recorded and tells the others.
+  previous = distributed.decide(lambda: workdir_lib.read_results(workdir) or {})
+  results = {"status": "trained", "step": int(state.step), "epochs": step / exp.steps_per_epoch,
+             "model": model.fingerprint,
              "method_choices": experiment.method_choices(config, exp.method),
              "evaluated_weights": "ema" if train_option(config, "ema_decay") else "final",
-             "test_time_flip": flip,
-             "clean": clean_accuracy(predictor, None, test_images, test_labels, variables)}
-  if "aps" in state.params:
-    theta = np.asarray(state.params["aps"]["theta_b"])
-    results["theta_b"] = theta.tolist()
-    results["b(M)"] = dict(zip("LMH", np.asarray(frequency.basic_open_ratios(theta)).tolist()))
-  _info(f"Clean test accuracy {results['clean']['accuracy']:.2f}% "
-        f"({results['clean']['examples']} examples).")
-  log.write(step, {f"test_{k}": v for k, v in results["clean"].items()})
-  write = jax.process_index() == 0
-  if write:
-    workdir_lib.write_results(workdir, dict(results, peak_memory=peak_memory()))
-  if config.corruptions.evaluate:
-    model_fingerprint = trained.fingerprint(variables)
-    if flip:  # Other predictions than the plain model's: never share its resumable results.
-      model_fingerprint += "+flip"
-    results["corruptions"] = evaluate_lib.run_corruption_eval(
-        predictor.bind(variables), config, workdir,
-        baseline_workdir=config.corruptions.baseline_workdir or None, step=step,
-        model_fingerprint=model_fingerprint)
-  figure = None
-  if train_option(config, "summary_figure") and write:
-    figure = write_summary_figure(
-        workdir_lib.path(workdir, SUMMARY_FIGURE), exp.model, variables, exp.image_shape,
-        results["clean"]["accuracy"], results.get("corruptions"),
-        f"{config.model.name}, method {exp.method.name}, {config.data.dataset}")
-    results["summary_figure"] = figure
-  results["peak_memory"] = peak_memory()
+             "test_time_flip": model.test_time_flip}
+  if model.theta_b is not None:
+    results["theta_b"] = model.theta_b.tolist()
+    results["b(M)"] = dict(zip("LMH", np.asarray(
+        frequency.basic_open_ratios(model.theta_b)).tolist()))
+  # Records of this model's evaluations from an earlier, interrupted run of the same command.
+  records = {name: r for name, r in (previous.get("evals") or {}).items()
+             if r.get("model") == model.fingerprint and r.get("step") == results["step"]}
+
+  def save(records):
+    if write:
+      workdir_lib.write_results(workdir, dict(results, **evaluators.results_fields(records),
+                                              peak_memory=peak_memory()))
+
+  save(records)
+  context = evaluators.Context(model, workdir, test_set=test_set)
+  flat = evaluators.run_evals(context, evaluators.at_end(config), records, save, _info)
+  log.write(step, flat, kind="eval")
+  results.update(status="finished", **evaluators.results_fields(records),
+                 peak_memory=peak_memory())
   if write:
     workdir_lib.write_results(workdir, results)
   memory = results["peak_memory"]
   _info(f"Peak memory: {memory['host_rss_mib']:.0f} MiB resident (host)"
         + (f", {memory['device_peak_mib']:.0f} MiB on device 0" if memory["device_peak_mib"]
            is not None else "") + ".")
-  _info(f"Results: {workdir_lib.path(workdir, workdir_lib.RESULTS)}")
-  if "corruptions" in results:
-    c = results["corruptions"]
-    _info(f"Corruption report ({len(c['accuracy'])} corruptions x "
-          f"{len(next(iter(c['accuracy'].values()), {}))} severities, {c['num_examples']} "
-          f"images per set; robust accuracy {_fmt(c['robust_accuracy'])}%, unnormalised mCE "
-          f"{_fmt(c['mce_unnormalized'])}): "
-          f"{workdir_lib.path(workdir, evaluate_lib.OUT_DIR, 'report.md')}")
-  if figure is not None:
-    _info(f"Summary figure (per-corruption accuracy, first-layer PDM histogram): {figure['path']}")
+  _info(f"Results: {workdir_lib.path(workdir, workdir_lib.RESULTS)}; per evaluation: " + ", ".join(
+      f"{name} -> {r['dir']}" for name, r in records.items()))
   return results
-
-
-# ----------------------------------------------------------------------------- the figure
-
-SUMMARY_FIGURE = "summary.png"
-
-
-def write_summary_figure(path: str, model, variables, image_shape, clean_acc: float,
-                         corruption_results: Optional[Dict[str, Any]] = None,
-                         title: str = "") -> Dict[str, Any]:
-  """One figure of the method's point (METHOD §5-6): per-corruption accuracy (mean over the
-  severities) beside the clean accuracy, and the first semantic layer's PDM response histogram
-  (`analysis.pdm_response` -> `normalize_response_maps` -> `response_histogram`, DC centred).
-
-  Returns {"path", "histogram_high_frequency_fraction"} (the histogram's share of votes beyond a
-  quarter of the image side, against the share of the area there: the paper's robust models
-  shift votes to low frequencies).
-  """
-  from freqrobust import analysis, models
-  from freqrobust.analysis import plots  # Sets matplotlib's Agg backend.
-  import matplotlib.pyplot as plt
-  h, w, c = image_shape
-  layer_fn = jax.jit(lambda x: models.first_layer(model, variables, x))
-  responses = analysis.pdm_response(layer_fn, h, w, c, progress=False)
-  histogram = analysis.response_histogram(analysis.normalize_response_maps(responses))
-  radius = min(h, w) / 4
-  high = float(analysis.high_frequency_fraction(histogram, radius))
-  area = float(analysis.high_frequency_fraction(np.ones((h, w)), radius))
-  fig, (bars, spectrum) = plt.subplots(1, 2, figsize=(11.5, 4.0),
-                                       gridspec_kw={"width_ratios": [2.3, 1]})
-  if corruption_results:
-    names = list(corruption_results["accuracy"])
-    means = [float(np.mean(list(corruption_results["accuracy"][n].values()))) for n in names]
-    bars.bar(np.arange(len(names)), means, color="tab:blue")
-    bars.set_xticks(np.arange(len(names)), names, rotation=60, ha="right", fontsize=8)
-    severities = len(next(iter(corruption_results["accuracy"].values()), {}))
-    bars.set_title(f"accuracy per corruption (mean of {severities} severities, "
-                   f"{corruption_results['num_examples']} images per set); robust accuracy "
-                   f"{_fmt(corruption_results['robust_accuracy'])}%, unnormalised mCE "
-                   f"{_fmt(corruption_results['mce_unnormalized'])}", fontsize=9)
-  else:
-    bars.text(0.5, 0.5, "corruption evaluation off\n(config.corruptions.evaluate)",
-              ha="center", va="center", transform=bars.transAxes)
-    bars.set_xticks([])
-    bars.set_title("accuracy per corruption", fontsize=9)
-  bars.axhline(clean_acc, color="black", linestyle="--", linewidth=1,
-               label=f"clean {clean_acc:.1f}%")
-  bars.set_ylim(0, 100)
-  bars.set_ylabel("accuracy (%)")
-  bars.legend(fontsize=8, loc="lower left")
-  plots._show_spectrum(spectrum, histogram,  # pylint: disable=protected-access
-                       f"first-layer PDM histogram (DC centred)\nvotes beyond r = {radius:g}: "
-                       f"{100 * high:.0f}% (area there: {100 * area:.0f}%)")
-  if title:
-    fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
-  plots._save(fig, path)  # pylint: disable=protected-access
-  return {"path": path, "histogram_high_frequency_fraction": high,
-          "area_high_frequency_fraction": area}
-
-
-
-def _fmt(value: Optional[float]) -> str:
-  return "n/a" if value is None else f"{value:.2f}"

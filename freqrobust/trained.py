@@ -34,6 +34,9 @@ class TrainedModel:
   step: int
   predict: Callable[[np.ndarray], np.ndarray]  # float32 NHWC in [0, 1] -> logits
   test_time_flip: bool = False  # `predict` averages the logits of each image and its mirror
+  # `apply(variables, images) -> logits`: the jax function `predict` batches (for gradients:
+  # attacks differentiate exactly the reported function).
+  apply: Optional[Callable[[Any, Any], Any]] = None
 
   @property
   def fingerprint(self) -> str:
@@ -54,7 +57,7 @@ def load_trained(workdir: str, step: Optional[int] = None) -> TrainedModel:
   """Loads the newest intact (or the given) checkpoint of a run, with the evaluation weights
   (EMA when `config.train.ema_decay` > 0) and predictions (flip-averaged when
   `config.train.test_time_flip`) of training's own evaluation."""
-  config = experiment.resolve_config(workdir_lib.read_config(workdir))
+  config = experiment.resolve_config(workdir_lib.read_config(workdir), for_training=False)
   # The number of training examples only shapes the LR schedule, not the state's structure.
   exp = experiment.build(config, num_train=config.train.batch_size)
   sharder = sharding.Sharder()
@@ -66,13 +69,35 @@ def load_trained(workdir: str, step: Optional[int] = None) -> TrainedModel:
       raise workdir_lib.UserError(f"No checkpoint in {manager.directory}: the run has not saved "
                                   "yet (train it first).")
   else:
+    kept = sorted(int(s) for s in manager.all_steps())
+    if int(step) not in kept:
+      manager.close()
+      raise workdir_lib.UserError(
+          f"No checkpoint of step {step} in {manager.directory}; kept steps: "
+          f"{', '.join(map(str, kept)) or 'none'} (config.train.keep_every_epochs keeps one "
+          "every N epochs).")
     state = checkpoint.restore(manager, state, step)
   manager.close()
-  # The weights and predictions training's own evaluation used: the EMA of the weights and the
-  # flip test-time augmentation when the run's config asks for them.
+  return from_state(config, exp.model, state, int(step), sharder)
+
+
+def predictor_of(config: ml_collections.ConfigDict, model: Any,
+                 sharder: Optional[sharding.Sharder] = None) -> sharding.BatchedPredict:
+  """The batched prediction of the reported function (build it once: it compiles once)."""
+  flip = bool(experiment.train_option(config, "test_time_flip"))
+  return sharding.BatchedPredict(experiment.predict_apply(model, flip), config.eval.batch_size,
+                                 sharder)
+
+
+def from_state(config: ml_collections.ConfigDict, model: Any, state: Any, step: int,
+               sharder: Optional[sharding.Sharder] = None,
+               predictor: Optional[sharding.BatchedPredict] = None) -> TrainedModel:
+  """The model a train state reports: the weights and predictions of every evaluation (the EMA
+  of the weights and the flip test-time augmentation when the run's config asks for them).
+  `predictor`: a `predictor_of` to reuse (the train loop evaluates many states)."""
   variables = experiment.evaluation_variables(config, state)
   flip = bool(experiment.train_option(config, "test_time_flip"))
   theta = np.asarray(state.params["aps"]["theta_b"]) if "aps" in state.params else None
-  predict = sharding.batched_predict(experiment.predict_apply(exp.model, flip), variables,
-                                     config.eval.batch_size, sharder)
-  return TrainedModel(config, exp.model, variables, theta, int(step), predict, flip)
+  apply = experiment.predict_apply(model, flip)
+  predict = (predictor or predictor_of(config, model, sharder)).bind(variables)
+  return TrainedModel(config, model, variables, theta, int(step), predict, flip, apply)

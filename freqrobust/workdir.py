@@ -5,13 +5,24 @@
     DIR/tensorboard/                TensorBoard events of the same metrics
     DIR/checkpoints/<step>/         Orbax checkpoints (`freqrobust.checkpoint`)
     DIR/checkpoints_damaged/        checkpoints that failed to restore, moved aside, never deleted
-    DIR/results.json                status, clean accuracy, learned theta_b, method choices
-    DIR/corruption_eval/            corruption report (`freqrobust.evaluate`)
+    DIR/results.json                status ("trained", then "finished" once every evaluation
+                                    listed at_end is done), the model's fingerprint and step,
+                                    the evaluations' records ("evals") and scalars ("metrics")
+    DIR/corruption_eval/            the corruption report (evaluation type `corruptions`)
+    DIR/evals/<name>/               other evaluations' tables and figures (freqrobust.evaluators)
     DIR/analysis/<tool>/            outputs of `python -m freqrobust.analyze TOOL`
+    DIR/steps/<step>/               the same, of a kept checkpoint (`--step=N`)
     DIR/.lock                       held by the one process training into DIR
 
 Every file is written through `atomic_write` (a unique temporary name in the same folder, then
 `os.replace`), so a reader never sees half a file and two writers never share a temporary file.
+
+Every read and write goes through one path layer, `etils.epath` (as Orbax's checkpoints do): a
+workdir is a local folder or a URL epath knows (gs://, s3://, az://; docs/SCALING.md). On an
+object store an object appears whole when its writer closes it (so `atomic_write` writes it
+directly), nothing can be appended (metrics.jsonl is rewritten whole), and there is no `flock`:
+the lock is a lease file that process 0 renews while it trains (`locked`). Any other URL scheme is
+refused up front (`check_workdir`), never taken for a local folder named `scheme:`.
 """
 from __future__ import annotations
 
@@ -21,11 +32,14 @@ import json
 import math
 import os
 import socket
+import re
 import tempfile
+import threading
 import time
 from typing import Any, Callable, Dict, IO, Iterator, List, Mapping, Optional
 
 import numpy as np
+from etils import epath
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -36,24 +50,75 @@ DAMAGED_CHECKPOINTS = "checkpoints_damaged"
 CORRUPTION_EVAL = "corruption_eval"
 ANALYSIS = "analysis"
 LOCK = ".lock"
+STEPS = "steps"
 
 
 class UserError(ValueError):
   """An error the user caused and can fix; the CLIs print its message without a traceback."""
 
 
+# The URL schemes of etils.epath (its `gpath` module): gs://, s3://, az://.
+REMOTE_SCHEMES = ("gs", "s3", "az")
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def is_remote(workdir) -> bool:
+  """Whether `workdir` is a URL (an object store) rather than a local path."""
+  return _URL.match(os.fspath(workdir)) is not None
+
+
+def check_workdir(workdir) -> epath.Path:
+  """`workdir` as an epath.Path; a URL whose scheme epath cannot read or write (memory://,
+  http://, a typo) is refused with the schemes that work, never made a local folder."""
+  text = os.fspath(workdir)
+  match = _URL.match(text)
+  if match and match.group(1) not in REMOTE_SCHEMES:
+    raise UserError(f"--workdir={text}: the URL scheme {match.group(1)}:// is not supported; "
+                    "use a local or mounted folder, or one of "
+                    f"{', '.join(s + '://' for s in REMOTE_SCHEMES)} (etils.epath, which Orbax "
+                    "writes checkpoints with).")
+  return epath.Path(text)
+
+
 def path(workdir: str, *parts: str) -> str:
+  """DIR/part/...: a local path joined as `os.path.join`, a URL with '/'."""
+  if is_remote(workdir):
+    return os.fspath(check_workdir(workdir).joinpath(*parts))
   return os.path.join(workdir, *parts)
 
 
-def corruption_dir(workdir: str) -> str:
-  return path(workdir, CORRUPTION_EVAL)
+def exists(target: str) -> bool:
+  """Whether a file or folder of a workdir exists (local path or URL)."""
+  return _exists(target)
+
+
+def make_dir(target: str) -> str:
+  """Creates a folder of a workdir (and its parents) if missing; returns it."""
+  epath.Path(target).mkdir(parents=True, exist_ok=True)
+  return target
+
+
+def _exists(target: str) -> bool:
+  return epath.Path(target).exists() if is_remote(target) else os.path.exists(target)
+
+
+def _read_text(source: str) -> str:
+  if is_remote(source):
+    return epath.Path(source).read_text()
+  with open(source) as f:
+    return f.read()
+
+
+def step_dir(workdir: str, step: int) -> str:
+  """DIR/steps/<step>/: where evaluations and analyses of a kept checkpoint (not the newest) go,
+  laid out as a workdir's own (results.json, corruption_eval/, evals/, analysis/)."""
+  return path(workdir, STEPS, str(int(step)))
 
 
 def tool_dir(workdir: str, tool: str) -> str:
   """`DIR/analysis/<tool>/`, created if missing."""
   out = path(workdir, ANALYSIS, tool)
-  os.makedirs(out, exist_ok=True)
+  epath.Path(out).mkdir(parents=True, exist_ok=True)
   return out
 
 
@@ -77,7 +142,14 @@ def to_jsonable(value: Any) -> Any:
 
 
 def atomic_write(target: str, write: Callable[[IO], None], mode: str = "w") -> None:
-  """Writes `target` via a uniquely named temporary file in its folder and `os.replace`."""
+  """Writes `target` via a uniquely named temporary file in its folder and `os.replace`; on an
+  object store directly (the object appears whole when it is closed)."""
+  if is_remote(target):
+    remote = check_workdir(target)
+    remote.parent.mkdir(parents=True, exist_ok=True)
+    with remote.open(mode) as f:
+      write(f)
+    return
   folder = os.path.dirname(os.path.abspath(target))
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(target) + ".", suffix=".tmp")
@@ -101,8 +173,7 @@ def write_json(target: str, content: Any, indent: int = 2, sort_keys: bool = Fal
 def read_json(source: str) -> Any:
   """A JSON file; a damaged one raises `UserError` naming it."""
   try:
-    with open(source) as f:
-      return json.load(f)
+    return json.loads(_read_text(source))
   except json.JSONDecodeError as e:
     raise UserError(f"{source} is damaged ({e}); delete it or restore it from a backup.") from e
 
@@ -119,7 +190,7 @@ def read_config(workdir: str):
   """The run's config.json as a ConfigDict."""
   import ml_collections
   source = path(workdir, CONFIG)
-  if not os.path.exists(source):
+  if not _exists(source):
     raise UserError(f"{source} not found: {workdir} is not a freqrobust workdir (train into it "
                     "with `python -m freqrobust.main --config=... --workdir=...`).")
   return ml_collections.ConfigDict(read_json(source))
@@ -139,7 +210,7 @@ def config_changes(workdir: str, config) -> List[str]:
   """Fields whose value differs from the config.json a previous run left in `workdir`, as
   'field: old -> new'."""
   source = path(workdir, CONFIG)
-  if not os.path.exists(source):
+  if not _exists(source):
     return []
   old = _flatten(read_json(source))
   new = _flatten(json.loads(config.to_json_best_effort()))
@@ -153,7 +224,7 @@ def write_results(workdir: str, results: Mapping[str, Any]) -> None:
 
 def read_results(workdir: str) -> Optional[Dict[str, Any]]:
   source = path(workdir, RESULTS)
-  return read_json(source) if os.path.exists(source) else None
+  return read_json(source) if _exists(source) else None
 
 
 def read_finished_results(workdir: str) -> Optional[Dict[str, Any]]:
@@ -162,14 +233,23 @@ def read_finished_results(workdir: str) -> Optional[Dict[str, Any]]:
   return results if results is not None and results.get("status") == "finished" else None
 
 
-def read_corruption_results(workdir: str) -> Dict[str, Any]:
-  """DIR/corruption_eval/results.json of a finished evaluation."""
+def read_corruption_results(workdir: str, required: bool = True) -> Optional[Dict[str, Any]]:
+  """DIR/corruption_eval/results.json of a finished corruption evaluation; when there is none,
+  a UserError naming the command that makes it (`required`) or None."""
   source = path(workdir, CORRUPTION_EVAL, RESULTS)
-  if not os.path.exists(source):
+  if not _exists(source):
+    if not required:
+      return None
     raise UserError(
         f"{source} not found: evaluate that run first (`python -m freqrobust.evaluate "
-        f"--workdir={workdir}`, or train it with config.corruptions.evaluate=True).")
-  return read_json(source)
+        f"--workdir={workdir} --evals=corruptions`, or train it with "
+        "config.evals.corruptions.at_end=True).")
+  content = read_json(source)
+  if not isinstance(content, Mapping):
+    raise UserError(f"{source} holds a {type(content).__name__}, not a corruption report; "
+                    f"re-evaluate: python -m freqrobust.evaluate --workdir={workdir} "
+                    "--evals=corruptions.")
+  return content
 
 
 # What a corruption evaluation's sets were made from (fields of corruption_eval/results.json).
@@ -203,28 +283,31 @@ def accuracy_table(results: Mapping[str, Any]) -> Dict[str, Dict[int, float]]:
 # ----------------------------------------------------------------------------- metrics.jsonl
 
 
-def is_test_line(entry: Dict[str, Any]) -> bool:
-  """Whether a metrics.jsonl line is a clean-evaluation line (its keys start with "test_")
-  rather than a training line."""
-  return any(k.startswith("test_") for k in entry)
+METRIC_KINDS = ("train", "eval")
+
+
+def line_kind(entry: Dict[str, Any]) -> str:
+  """"train" or "eval": a metrics.jsonl line's `kind` field (every line written since evaluations
+  became modules has one); older lines: "eval" when a key starts with "test_"."""
+  if "kind" in entry:
+    return entry["kind"]
+  return "eval" if any(k.startswith("test_") for k in entry) else "train"
 
 
 def read_metrics(workdir: str) -> List[Dict[str, Any]]:
-  """The lines of metrics.jsonl, one per (step, train or test line), the last written winning: a run
+  """The lines of metrics.jsonl, one per (step, kind), the last written winning: a run
   resumed from an older checkpoint logs those steps again. Sorted by step; unreadable lines (a
   kill in mid-write) are skipped."""
   source = path(workdir, METRICS)
-  if not os.path.exists(source):
+  if not _exists(source):
     return []
   latest: Dict[tuple, Dict[str, Any]] = {}
-  with open(source) as f:
-    for line in f:
-      try:
-        entry = json.loads(line)
-      except json.JSONDecodeError:
-        continue
-      kind = "test" if is_test_line(entry) else "train"
-      latest[(entry.get("step", 0), kind)] = entry
+  for line in _read_text(source).splitlines():
+    try:
+      entry = json.loads(line)
+    except json.JSONDecodeError:
+      continue
+    latest[(entry.get("step", 0), line_kind(entry))] = entry
   return [latest[k] for k in sorted(latest, key=lambda k: k[0])]
 
 
@@ -232,10 +315,9 @@ def truncate_metrics(workdir: str, last_step: int) -> int:
   """Drops the metrics.jsonl lines after `last_step` (logged after the checkpoint a run resumes
   from, and about to be logged again); returns how many were dropped."""
   source = path(workdir, METRICS)
-  if not os.path.exists(source):
+  if not _exists(source):
     return 0
-  with open(source) as f:
-    lines = f.readlines()
+  lines = _read_text(source).splitlines(keepends=True)
   keep = []
   for line in lines:
     try:
@@ -249,24 +331,46 @@ def truncate_metrics(workdir: str, last_step: int) -> int:
 
 
 class MetricsWriter:
-  """Appends to metrics.jsonl and TensorBoard; disabled (a no-op) on processes other than 0."""
+  """Appends to metrics.jsonl and TensorBoard; disabled (a no-op) on processes other than 0.
+
+  On an object store (no appends) the file is rewritten whole at each write, and TensorBoard
+  events are not written (metrics.jsonl holds the same values)."""
 
   def __init__(self, workdir: str, enabled: bool = True):
     self.enabled = enabled
-    self._file = open(path(workdir, METRICS), "a") if enabled else None
-    self._tb = None
-    if enabled:
-      try:
-        from tensorboardX import SummaryWriter
-        self._tb = SummaryWriter(path(workdir, TENSORBOARD))
-      except ImportError:  # TensorBoard events are optional; JSONL always exists.
-        self._tb = None
+    self._target = path(workdir, METRICS)
+    self._remote = is_remote(workdir)
+    self._file, self._lines, self._tb = None, None, None
+    if not enabled:
+      return
+    if self._remote:
+      self._lines = _read_text(self._target).splitlines(True) if _exists(self._target) else []
+      return
+    self._file = open(self._target, "a")
+    try:
+      from tensorboardX import SummaryWriter
+      self._tb = SummaryWriter(path(workdir, TENSORBOARD))
+    except ImportError:  # TensorBoard events are optional; JSONL always exists.
+      self._tb = None
 
-  def write(self, step: int, values: Mapping[str, Any]) -> None:
+  def write(self, step: int, values: Mapping[str, Any], kind: str = "train") -> None:
+    """One line: {"step", "time", "kind", **values}; `kind` is "train" (the loop's averages) or
+    "eval" (evaluations, named `<evaluation>/<metric>`), so neither can replace the other."""
+    if kind not in METRIC_KINDS:
+      raise ValueError(f"kind={kind!r}; valid: {', '.join(METRIC_KINDS)}.")
+    reserved = {"step", "time", "kind"} & set(values)
+    if reserved:
+      raise ValueError(f"metric names {sorted(reserved)} are reserved in metrics.jsonl.")
     if not self.enabled:
       return
-    self._file.write(json.dumps(to_jsonable({"step": step, "time": time.time(), **values})) + "\n")
-    self._file.flush()
+    line = json.dumps(to_jsonable({"step": step, "time": time.time(), "kind": kind,
+                                   **values})) + "\n"
+    if self._remote:
+      self._lines.append(line)
+      atomic_write(self._target, lambda f: f.writelines(self._lines))
+    else:
+      self._file.write(line)
+      self._file.flush()
     if self._tb is not None:
       for k, v in values.items():
         if isinstance(v, (int, float)) and math.isfinite(v):
@@ -286,15 +390,32 @@ class WorkdirBusy(UserError):
   pass
 
 
+# An object store's lease: valid this long after its last renewal, renewed every third of it.
+LEASE_SECONDS = 300.0
+
+
+def _holder() -> str:
+  return f"pid {os.getpid()} on host {socket.gethostname()}"
+
+
 @contextlib.contextmanager
 def locked(workdir: str) -> Iterator[None]:
-  """Holds DIR/.lock (an exclusive `flock`) while a run trains into DIR.
+  """Holds DIR/.lock while a run trains into DIR; in a multi-process run, process 0 alone holds
+  it for all (`distributed.held_by_writer`).
 
-  A second run on the same workdir is refused with the holder's pid and host. The kernel drops
-  the lock when its process dies, however it dies, so a stale lock never blocks a later run; the
-  file itself stays and is reused.
+  A second run on the same workdir is refused with the holder's pid and host. On a local or
+  mounted filesystem it is an exclusive `flock`: the kernel drops it when its process dies,
+  however it dies, so a stale lock never blocks a later run; the file itself stays and is reused.
+  (On NFS, flock is emulated with byte-range locks where the server supports them; on other
+  shared filesystems it may be local to one machine: docs/SCALING.md.) An object store has no
+  locking primitive: there the lock is a lease (`lease_lock`).
   """
+  if is_remote(workdir):
+    with lease_lock(workdir):
+      yield
+    return
   import fcntl
+  check_workdir(workdir)
   os.makedirs(workdir, exist_ok=True)
   lock_path = path(workdir, LOCK)
   fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -309,7 +430,60 @@ def locked(workdir: str) -> Iterator[None]:
                         "or use another --workdir. (If that process is gone, the lock is free "
                         f"again: {lock_path} can stay.)") from None
     os.ftruncate(fd, 0)
-    os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()}".encode(), 0)
+    os.pwrite(fd, _holder().encode(), 0)
     yield
   finally:
     os.close(fd)  # Releases the flock.
+
+
+@contextlib.contextmanager
+def lease_lock(workdir: str, seconds: Optional[float] = None) -> Iterator[None]:
+  """The lock of a workdir on an object store, which has no locking primitive: DIR/.lock holds
+  {"holder", "expires"}, renewed by a thread every third of `seconds` (LEASE_SECONDS) and
+  deleted on exit. A lease that has not expired refuses a second run; one whose holder died
+  expires after `seconds`. Not atomic: two runs started within the same second can both take
+  it (the write-then-read-back check narrows this window, it cannot close it)."""
+  seconds = float(LEASE_SECONDS if seconds is None else seconds)
+  target = check_workdir(workdir) / LOCK
+  target.parent.mkdir(parents=True, exist_ok=True)
+
+  def current() -> Optional[Dict[str, Any]]:
+    try:
+      return json.loads(target.read_text())
+    except (FileNotFoundError, json.JSONDecodeError, ValueError):
+      return None
+
+  def busy(lease: Optional[Dict[str, Any]]) -> None:
+    raise WorkdirBusy(
+        f"{workdir} is in use by another run ({lease.get('holder', 'unknown')}; its lease on "
+        f"{target} runs until {time.strftime('%H:%M:%S UTC', time.gmtime(lease['expires']))}); "
+        "wait for it to finish, or use another --workdir. An object store has no lock: a run "
+        f"that died frees the workdir when its lease expires ({seconds:.0f} s after its last "
+        "renewal).")
+
+  me = f"{_holder()} [{time.time():.6f}]"
+  lease = current()
+  if lease and lease.get("holder") != me and lease.get("expires", 0) > time.time():
+    busy(lease)
+  write = lambda: target.write_text(json.dumps({"holder": me, "expires": time.time() + seconds}))
+  write()
+  lease = current()
+  if not lease or lease.get("holder") != me:  # Another run wrote its lease at the same time.
+    busy(lease or {"expires": time.time() + seconds})
+  stop = threading.Event()
+
+  def renew() -> None:
+    while not stop.wait(seconds / 3):
+      with contextlib.suppress(Exception):  # A failed renewal is retried at the next one.
+        write()
+
+  thread = threading.Thread(target=renew, name="freqrobust-lease", daemon=True)
+  thread.start()
+  try:
+    yield
+  finally:
+    stop.set()
+    thread.join(timeout=5)
+    with contextlib.suppress(Exception):
+      if (current() or {}).get("holder") == me:
+        target.unlink()

@@ -18,3 +18,24 @@ python -m pip install -q --disable-pip-version-check -r requirements.txt
 # import needs OpenCV and pkg_resources, and breaks with NumPy 2). --no-deps: only the photos are
 # wanted, so its requirements (opencv-python above all) stay out of the environment.
 python -m pip install -q --disable-pip-version-check --no-deps imagecorruptions
+# An NVIDIA GPU (nvidia-smi lists one): JAX's CUDA 12 build of the jax version just installed (the
+# plain jax wheel runs on the CPU only). A run whose GPU JAX still cannot see says so in a WARNING
+# line at its start (freqrobust/sharding.py: unseen_accelerator_warning).
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then
+  jax_version=$(python -c "import importlib.metadata as m; print(m.version('jax'))")
+  echo "NVIDIA GPU found ($(nvidia-smi -L | head -n 1)); installing jax[cuda12]==$jax_version"
+  python -m pip install -q --disable-pip-version-check "jax[cuda12]==$jax_version"
+fi
+# Test-only references of tests/models_zoo_test.py and tests/convert_test.py (freqrobust.convert
+# itself needs torch only to read a checkpoint). PyTorch: the CPU build only, "2.13.0+cpu", which
+# this workplace keeps in pip's local wheel folder (190 MB, ~30 s); PyPI's torch 2.13.0 is the
+# CUDA build (GBs with its nvidia-* dependencies) and is never pulled: where the CPU wheel is
+# absent the install is skipped and those tests skip. RobustBench's published architecture
+# definitions, --no-deps: the tests load its architecture files (they import only torch) by path;
+# its package __init__ (timm, autoattack, ...) is never imported.
+if ! python -c "import torch" >/dev/null 2>&1; then
+  python -m pip install -q --disable-pip-version-check "torch==2.13.0+cpu" \
+    || echo "launch/setup.sh: no CPU build of torch 2.13.0 here; the PyTorch comparison tests" \
+            "will skip." >&2
+fi
+python -m pip install -q --disable-pip-version-check --no-deps robustbench==1.1.1

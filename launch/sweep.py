@@ -103,9 +103,14 @@ def workdir_for(root: str, arg: str) -> str:
 
 
 def is_finished(workdir: str) -> bool:
+  """Whether a run is "finished": trained, and every evaluation its config lists at the end done
+  (results.json says so since evaluations are modules; before, "finished" was written before the
+  corruption evaluation, whose results then had to be present too)."""
   results = workdir_lib.read_finished_results(workdir)
   if results is None:
     return False
+  if "evals" in results:
+    return True
   config_path = os.path.join(workdir, "config.json")
   if os.path.exists(config_path):
     with open(config_path) as f:
@@ -120,8 +125,10 @@ def command(arg: str, workdir: str, overrides, config_file: str = "paper") -> li
           f"--workdir={workdir}"] + list(overrides)
 
 
+CONFIG_FILES = ("paper", "baselines")  # configs/<name>.py, each with TABLES and runs()
+
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("config_file", "paper", ["paper", "baselines"],
+flags.DEFINE_enum("config_file", "paper", list(CONFIG_FILES),
                   "configs/<name>.py whose runs to train: the paper's tables or the baselines.")
 flags.DEFINE_string("table", "", "paper: table1..table4; baselines: all. Every run of that table.")
 flags.DEFINE_string("runs", "", "Explicit config arguments separated by ';' (no seed).")
@@ -131,6 +138,24 @@ flags.DEFINE_string("root", None, "Folder holding one workdir per run.")
 flags.DEFINE_enum("submit", "", ["", "slurm"], "Submit cluster jobs instead of running here.")
 flags.DEFINE_bool("dry_run", False, "Print what would run.")
 flags.mark_flag_as_required("root")
+
+
+def check_table(config_file: str, table: str) -> None:
+  """A UserError naming the valid tables of every config file when `table` is not one of
+  configs/<config_file>.py's (and the --config_file that has it, if another one does)."""
+  tables = {name: tuple(importlib.import_module(f"configs.{name}").TABLES)
+            for name in CONFIG_FILES}
+  if table in tables[config_file]:
+    return
+  owner = [name for name in CONFIG_FILES if table in tables[name]]
+  hint = (f" It is a table of configs/{owner[0]}.py: add --config_file={owner[0]}."
+          if owner else "")
+  valid = "; ".join(f"--config_file={name} (configs/{name}.py): {', '.join(names)}"
+                    for name, names in tables.items())
+  raise workdir_lib.UserError(
+      f"--table={table}: configs/{config_file}.py (--config_file={config_file}) has no table "
+      f"{table!r}.{hint} Valid tables: {valid}. `python configs/paper.py TABLE` and `python "
+      f"configs/baselines.py` list their runs.")
 
 
 def split_overrides(argv):
@@ -153,6 +178,7 @@ def main(argv):
   seeds = [int(s) for s in FLAGS.seeds if s.strip()]
   configs = importlib.import_module(f"configs.{FLAGS.config_file}")
   if FLAGS.table:
+    check_table(FLAGS.config_file, FLAGS.table)
     runs = configs.runs(FLAGS.table, cpu=FLAGS.cpu, seeds=seeds)
   elif FLAGS.runs:
     runs = [f"{r},seed={s}" + (",cpu" if FLAGS.cpu else "")

@@ -11,7 +11,7 @@ from PIL import Image
 import pytest
 
 from freqrobust import analysis
-from freqrobust import analyze
+from freqrobust import analyze, tools
 from freqrobust import frequency
 from freqrobust.analysis import _batching
 from freqrobust.analysis import examples
@@ -359,18 +359,20 @@ def test_accuracy_changes():
     analysis.accuracy_changes({"aps": better}, "nat", ["fog"])
 
 
-def test_read_corruption_results(tmp_path):
-  assert analysis.read_corruption_results(str(tmp_path)) is None
+def test_one_reader_of_corruption_results(tmp_path):
+  """workdir.read_corruption_results is the one reader: None or a UserError naming the command
+  when missing, a UserError for a file that is not a report."""
+  from freqrobust import workdir as workdir_lib
+  assert not hasattr(analysis, "read_corruption_results")
+  assert workdir_lib.read_corruption_results(str(tmp_path), required=False) is None
+  with pytest.raises(workdir_lib.UserError, match="--evals=corruptions"):
+    workdir_lib.read_corruption_results(str(tmp_path))
   os.makedirs(tmp_path / "corruption_eval")
   (tmp_path / "corruption_eval" / "results.json").write_text(json.dumps({"fog_1": 0.5}))
-  assert analysis.read_corruption_results(str(tmp_path)) == {"fog_1": 0.5}
-  other = tmp_path / "trained_with_evaluation"
-  os.makedirs(other)
-  (other / "results.json").write_text(json.dumps({"clean": {}, "corruptions": {"fog_2": 0.4}}))
-  assert analysis.read_corruption_results(str(other)) == {"fog_2": 0.4}
+  assert workdir_lib.read_corruption_results(str(tmp_path)) == {"fog_1": 0.5}
   (tmp_path / "corruption_eval" / "results.json").write_text("[1, 2]")
-  with pytest.raises(ValueError, match="JSON object"):
-    analysis.read_corruption_results(str(tmp_path))
+  with pytest.raises(workdir_lib.UserError, match="not a corruption report"):
+    workdir_lib.read_corruption_results(str(tmp_path), required=False)
 
 
 # --- compare and the CLI's tool runners -------------------------------------------------------
@@ -382,10 +384,10 @@ def test_compare_keeps_the_order_given(tmp_path):
     os.makedirs(tmp_path / d / "analysis" / "pdm")
     np.savez(tmp_path / d / "analysis" / "pdm" / "pdm.npz", histogram=hist)
   order = [str(tmp_path / d) for d in ["c", "a", "b"]]
-  pairs = analysis.collect_histograms(order, analyze.saved_histogram)
+  pairs = analysis.collect_histograms(order, tools.compare.saved_histogram)
   assert [name for name, _ in pairs] == ["c", "a", "b"]
   assert [float(h[0, 0]) for _, h in pairs] == [2.0, 0.0, 1.0]
-  summary = analyze.run_compare(str(tmp_path), order, analyze.saved_histogram,
+  summary = tools.compare.run_compare(str(tmp_path), order, tools.compare.saved_histogram,
                                 ["C", "A", "B"])
   assert summary["labels"] == ["C", "A", "B"]
   assert summary["pdm_settings"] == [None, None, None]  # no pdm.json written here
@@ -393,17 +395,17 @@ def test_compare_keeps_the_order_given(tmp_path):
   assert [float(h[0, 0]) for h in saved] == [2.0, 0.0, 1.0]
   assert_nonblank_png(str(tmp_path / "compare.png"))
   with pytest.raises(ValueError, match="labels"):
-    analysis.collect_histograms(order, analyze.saved_histogram, ["x"])
+    analysis.collect_histograms(order, tools.compare.saved_histogram, ["x"])
   with pytest.raises(FileNotFoundError, match="analyze pdm"):
-    analyze.saved_histogram(str(tmp_path / "missing"))
+    tools.compare.saved_histogram(str(tmp_path / "missing"))
   computed = []
-  analyze.saved_histogram(str(tmp_path / "a"), computed.append)
+  tools.compare.saved_histogram(str(tmp_path / "a"), computed.append)
   assert not computed  # only computed when missing
 
 
 def test_run_pdm_writes_figures_and_numbers(tmp_path):
   layer_fn, kernel = first_layer(BOX)
-  summary = analyze.run_pdm(str(tmp_path), layer_fn, (H, W, 2), kernel,
+  summary = tools.pdm.run_pdm(str(tmp_path), layer_fn, (H, W, 2), kernel,
                             open_ratio=np.array([1.0, 0.0, 0.5]), progress=False)
   for name in summary["figures"]:
     assert_nonblank_png(str(tmp_path / name))
@@ -422,12 +424,12 @@ def test_run_heatmap_bandpass_occlusion_spectra_write_outputs(tmp_path):
   images, labels = grey_images(n=6)
   key = jax.random.key(0)
   runs = {
-      "heatmap": lambda d: analyze.run_heatmap(d, predict, images, labels, 1.0, key,
+      "heatmap": lambda d: tools.heatmap.run_heatmap(d, predict, images, labels, 1.0, key,
                                                progress=False),
-      "bandpass": lambda d: analyze.run_bandpass(d, predict, images, labels, progress=False),
-      "occlusion": lambda d: analyze.run_occlusion(d, predict, images, labels, num_bands=4,
+      "bandpass": lambda d: tools.bandpass.run_bandpass(d, predict, images, labels, progress=False),
+      "occlusion": lambda d: tools.occlusion.run_occlusion(d, predict, images, labels, num_bands=4,
                                                    progress=False),
-      "spectra": lambda d: analyze.run_spectra(
+      "spectra": lambda d: tools.spectra.run_spectra(
           d, key, images, ["checker", "brighter"], 3, corrupt_fn=checker_corruption,
           accuracies={"nat": {"checker": {3: 80.0}, "brighter": {3: 90.0}},
                       "aps": {"checker": {3: 85.0}, "brighter": {3: 89.0}}}, progress=False),
@@ -502,7 +504,7 @@ def test_cli_spectra_with_real_corruptions_and_results_files(tmp_path, cli_flags
   images = np.broadcast_to(images, (4, H, W, 1)).astype(np.float32)
   out = str(tmp_path / "out")
   os.makedirs(out)
-  summary = analyze._spectra_main(out, jax.random.key(0), images, runs,
+  summary = tools.spectra._spectra_main(out, jax.random.key(0), images, runs,
                                   dict(batch_size=8, progress=False), values)
   hf = summary["high_frequency_fraction"]
   assert hf["contrast"] < 0.01 and hf["gaussian_noise"] > 0.5

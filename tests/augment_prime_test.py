@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from baselines_test import assert_views_contract, images
-from freqrobust.augment import ops, prime
+from freqrobust.augment import ops, prime, registry
 
 METHOD = prime.PRIME()
 
@@ -191,3 +191,34 @@ def test_per_image_draws_are_the_earlier_prime():
   np.testing.assert_allclose(views[1:], np.asarray(mixed).reshape(2, 2, 8, 8, 3), atol=1e-6)
   with pytest.raises(ValueError, match="shared_draws"):
     prime.PRIME(shared_draws="no")
+
+
+def test_views_accept_a_legacy_uint32_key():
+  """A plain `jax.random.PRNGKey(0)` ((2,) uint32, the most common key) works as a typed key
+  does: the shared draws split it into (2, N) keys (issue #27)."""
+  method = prime.PRIME(pad=0, flip=False, width=1, depth=1)
+  batch = images(10, (2, 8, 8, 3))
+  labels = jnp.zeros(2, jnp.int32)
+  legacy, _ = method.views(jax.random.PRNGKey(0), batch, labels)
+  typed, _ = method.views(jax.random.wrap_key_data(jax.random.PRNGKey(0)), batch, labels)
+  assert legacy.shape == (3, 2, 8, 8, 3)
+  np.testing.assert_allclose(legacy, typed, atol=1e-6)  # the same draws from the same bits
+
+
+@pytest.mark.parametrize("name", sorted(registry.METHODS) + ["paper"])
+def test_every_method_accepts_a_legacy_key(name):
+  """Every method's views take a legacy (2,) uint32 key as well as a typed one, eagerly."""
+  batch = images(11, (2, 8, 8, 3))
+  labels = jnp.asarray([0, 1], jnp.int32)
+  if name == "paper":
+    from freqrobust.augment import aps, paper
+    method = aps.PaperMethod(augment=paper.AugmentParams())
+  else:
+    method = registry.METHODS[name]()
+  # base.Forward: forward(images, bn=...) -> logits; linear in the images (attacks need a
+  # gradient).
+  forward = lambda x, **kwargs: (jnp.zeros((x.shape[0], 10), jnp.float32)
+                                 + x.mean((1, 2, 3))[:, None] * jnp.arange(10.0))
+  views, _ = method.views(jax.random.PRNGKey(1), batch, labels, forward)
+  assert views.shape == (method.num_views,) + batch.shape
+  assert bool(jnp.all(jnp.isfinite(views)))

@@ -15,7 +15,7 @@ import pytest
 from freqrobust.augment import base, registry
 
 EXPECTED = {"gaussian", "augmix", "apr_s", "apr_p", "apr_sp", "prime", "afa", "hybrid_s",
-            "hybrid_p", "hybrid_ps", "fourier_basis"}
+            "hybrid_p", "hybrid_ps", "fourier_basis", "pgd_at", "fgsm_rs"}
 
 
 def images(seed: int, shape=(4, 8, 8, 3)) -> jax.Array:

@@ -155,7 +155,7 @@ def test_baseline_with_attention_is_refused():
 def test_every_baseline_config_resolves():
   for arg in baselines.runs("all", cpu=True) + baselines.runs("all")[:3]:
     config = experiment.resolve_config(baselines.get_config(arg))
-    assert config.corruptions.evaluate
+    assert config.evals.corruptions.at_end
 
 
 def test_baseline_config_refuses_a_backbone_beside_cpu():
@@ -174,7 +174,7 @@ def test_cli_trains_a_baseline(tmp_path):
        "--config.data.synthetic_size=16", "--config.data.synthetic_channels=3",
        "--config.data.synthetic_examples=32", "--config.model.small_widths=(4, 4, 4)",
        "--config.train.batch_size=16", "--config.train.num_epochs=1",
-       "--config.eval.batch_size=16", "--config.corruptions.evaluate=false"],
+       "--config.eval.batch_size=16", "--config.evals.corruptions.at_end=false"],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
   assert "method=augmix" in out.stdout

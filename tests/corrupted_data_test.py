@@ -238,7 +238,7 @@ def test_cifar10_c_through_mocked_tfds(tmp_path):
 
 def test_evaluation_on_mocked_cifar10_c(tmp_path):
   tfds = pytest.importorskip("tensorflow_datasets")
-  from freqrobust import evaluate
+  from freqrobust.evaluators import corruptions as evaluate
   config = _config(tmp_path / "cache", dataset="cifar10", num_examples=6,
                    names=("snow", "elastic_transform"))
   config.eval = ml_collections.ConfigDict({"batch_size": 4})

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from freqrobust import evaluate
+from freqrobust.evaluators import corruptions as corruption_eval
 from freqrobust import metrics
 from freqrobust import workdir as workdir_lib
 from workdirs import random_workdir
@@ -47,15 +48,15 @@ def test_accuracy_counts_every_image_through_the_batched_predictor():
   images, labels = _load_split(None, "test")
   labels = labels.copy()
   labels[:3] = 1 - labels[:3]  # three mistakes
-  assert evaluate.accuracy(_predict, images, labels) == pytest.approx(85.)
+  assert corruption_eval.accuracy(_predict, images, labels) == pytest.approx(85.)
   for batch_size in (1, 7, 20, 64):  # Padded, sharded over 8 devices, unpadded: same answer.
     batched = sharding.batched_predict(lambda v, x: _predict(x), {}, batch_size)
-    assert evaluate.accuracy(batched, images, labels) == pytest.approx(85.)
+    assert corruption_eval.accuracy(batched, images, labels) == pytest.approx(85.)
 
 
 def test_report_files_and_figures_follow_the_metrics(tmp_path):
   config = _config(tmp_path)
-  results = evaluate.run_corruption_eval(_predict, config, str(tmp_path / "run"),
+  results = corruption_eval.run_corruption_eval(_predict, config, str(tmp_path / "run"),
                                          load_split=_load_split, progress=False)
   out = tmp_path / "run" / "corruption_eval"
   for name in ("results.json", "accuracy.csv", "report.md", "heatmap.png", "per_corruption.png"):
@@ -83,8 +84,8 @@ def test_report_files_and_figures_follow_the_metrics(tmp_path):
 def test_relative_mce_against_itself_is_100(tmp_path):
   config = _config(tmp_path)
   first = str(tmp_path / "a")
-  evaluate.run_corruption_eval(_predict, config, first, load_split=_load_split, progress=False)
-  results = evaluate.run_corruption_eval(_predict, config, str(tmp_path / "b"), first,
+  corruption_eval.run_corruption_eval(_predict, config, first, load_split=_load_split, progress=False)
+  results = corruption_eval.run_corruption_eval(_predict, config, str(tmp_path / "b"), first,
                                          load_split=_load_split, progress=False)
   # The baseline (this classifier) is perfect on contrast and pixelate: their error ratios, and
   # so the mean over corruptions, are undefined; the report says why instead of failing.
@@ -98,14 +99,14 @@ def test_relative_mce_against_itself_is_100(tmp_path):
   assert "mCE vs baseline" in report and "Relative mCE (H&D)" in report
   config = _config(tmp_path, names=("brightness",))  # errs at every severity > 1
   first = str(tmp_path / "a1")
-  evaluate.run_corruption_eval(_predict, config, first, load_split=_load_split, progress=False)
-  results = evaluate.run_corruption_eval(_predict, config, str(tmp_path / "b1"), first,
+  corruption_eval.run_corruption_eval(_predict, config, first, load_split=_load_split, progress=False)
+  results = corruption_eval.run_corruption_eval(_predict, config, str(tmp_path / "b1"), first,
                                          load_split=_load_split, progress=False)
   assert results["mce_relative"] == pytest.approx(100.)
   assert results["relative_mce_hd"] == pytest.approx(100.)
   # A model with its own clean error: each side's degradation is taken from its own clean error.
   shifted = jax.jit(lambda images: _predict(images) + jnp.asarray([0.3, -0.3]))
-  results = evaluate.run_corruption_eval(shifted, config, str(tmp_path / "s1"), first,
+  results = corruption_eval.run_corruption_eval(shifted, config, str(tmp_path / "s1"), first,
                                          load_split=_load_split, progress=False)
   clean, base_clean = results["clean_accuracy"], results["baseline_clean_accuracy"]
   assert clean < base_clean == 100.
@@ -116,13 +117,13 @@ def test_relative_mce_against_itself_is_100(tmp_path):
   assert results["relative_mce_hd"] == pytest.approx(by_hand)
   assert abs(by_hand - swapped) > 1 and abs(by_hand - results["mce_relative"]) > 1
   with pytest.raises(ValueError, match="evaluate that run first"):
-    evaluate.run_corruption_eval(_predict, config, str(tmp_path / "c"), str(tmp_path / "none"),
+    corruption_eval.run_corruption_eval(_predict, config, str(tmp_path / "c"), str(tmp_path / "none"),
                                  load_split=_load_split, progress=False)
 
 
 def test_interrupted_evaluation_resumes_and_equals_an_uninterrupted_one(tmp_path):
   config = _config(tmp_path)
-  full = evaluate.run_corruption_eval(_predict, config, str(tmp_path / "full"),
+  full = corruption_eval.run_corruption_eval(_predict, config, str(tmp_path / "full"),
                                       load_split=_load_split, progress=False)
   calls = {"n": 0}
 
@@ -134,7 +135,7 @@ def test_interrupted_evaluation_resumes_and_equals_an_uninterrupted_one(tmp_path
 
   workdir = str(tmp_path / "resumed")
   with pytest.raises(KeyboardInterrupt):
-    evaluate.run_corruption_eval(flaky, config, workdir, load_split=_load_split, progress=False)
+    corruption_eval.run_corruption_eval(flaky, config, workdir, load_split=_load_split, progress=False)
   partial = json.loads(open(os.path.join(workdir, "corruption_eval", "partial.json")).read())
   done = len(partial["sets"])
   assert 0 < done < len(NAMES) * 5
@@ -145,7 +146,7 @@ def test_interrupted_evaluation_resumes_and_equals_an_uninterrupted_one(tmp_path
     counted["n"] += 1
     return _predict(images)
 
-  resumed = evaluate.run_corruption_eval(counting, config, workdir, load_split=_load_split,
+  resumed = corruption_eval.run_corruption_eval(counting, config, workdir, load_split=_load_split,
                                          progress=False)
   assert counted["n"] == len(NAMES) * 5 - done  # only the missing sets
   assert resumed["accuracy"] == full["accuracy"]
@@ -163,7 +164,7 @@ def test_changed_settings_or_model_start_over(tmp_path):
 
   def run(step, model="a", **fields):
     calls["n"] = 0
-    evaluate.run_corruption_eval(counting, _config(tmp_path, names=("contrast",), **fields),
+    corruption_eval.run_corruption_eval(counting, _config(tmp_path, names=("contrast",), **fields),
                                  workdir, load_split=_load_split, progress=False, step=step,
                                  model_fingerprint=model)
     return calls["n"]
@@ -179,10 +180,10 @@ def test_changed_settings_or_model_start_over(tmp_path):
 
 def test_baseline_on_other_sets_is_refused(tmp_path):
   base = str(tmp_path / "base")
-  evaluate.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",)), base,
+  corruption_eval.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",)), base,
                                load_split=_load_split, progress=False)
   with pytest.raises(ValueError, match="num_examples"):
-    evaluate.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",), num_examples=10),
+    corruption_eval.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",), num_examples=10),
                                  str(tmp_path / "model"), base, load_split=_load_split,
                                  progress=False)
 
@@ -193,7 +194,8 @@ def test_cli_evaluates_a_checkpoint(tmp_path):
   workdir = random_workdir(str(tmp_path / "run"))
   flag_values = flags.FlagValues()
   evaluate.define_flags(flag_values)
-  flag_values(["evaluate", f"--workdir={workdir}", "--num_examples=16", "--names=contrast",
+  flag_values(["evaluate", f"--workdir={workdir}", "--evals=corruptions", "--num_examples=16",
+               "--names=contrast",
                f"--cache_dir={tmp_path / 'cache'}", "--progress=false"])
   evaluate.main([], flag_values)
   results = workdir_lib.read_corruption_results(workdir)
@@ -204,7 +206,7 @@ def test_cli_evaluates_a_checkpoint(tmp_path):
 
 def test_baseline_on_another_clean_test_set_is_refused(tmp_path):
   base = str(tmp_path / "base")
-  evaluate.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",)), base,
+  corruption_eval.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",)), base,
                                load_split=_load_split, progress=False)
 
   def other_split(data_cfg, split):  # Same dataset name, other images.
@@ -212,7 +214,7 @@ def test_baseline_on_another_clean_test_set_is_refused(tmp_path):
     return images[::-1].copy(), labels[::-1].copy()
 
   with pytest.raises(ValueError, match="clean_sha256"):
-    evaluate.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",)),
+    corruption_eval.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",)),
                                  str(tmp_path / "model"), base, load_split=other_split,
                                  progress=False)
   # A baseline that cannot show which images it saw (a field missing) is refused too.
@@ -223,6 +225,6 @@ def test_baseline_on_another_clean_test_set_is_refused(tmp_path):
   with open(results_path, "w") as f:
     json.dump(written, f)
   with pytest.raises(ValueError, match="clean_sha256: None"):
-    evaluate.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",)),
+    corruption_eval.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",)),
                                  str(tmp_path / "model2"), base, load_split=_load_split,
                                  progress=False)

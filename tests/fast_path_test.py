@@ -110,8 +110,8 @@ def final_state(workdir):
 
 def test_resumed_scanned_run_equals_uninterrupted_run(tmp_path):
   # 64 examples / 16 = 4 steps per epoch, 2 epochs: two calls of 4 steps.
-  config = paper_config(steps_per_call=4, log_every_steps=4, checkpoint_every_steps=4,
-                        eval_every_epochs=0)
+  config = paper_config(steps_per_call=4, log_every_steps=4, checkpoint_every_steps=4)
+  config.evals.clean.every_epochs = 0
   full = train.train_and_evaluate(config, str(tmp_path / "a"))
   assert full["status"] == "finished" and full["step"] == 8
 
@@ -162,7 +162,7 @@ def test_bfloat16_step_keeps_float32_weights_and_a_close_loss():
 def test_new_fields_are_validated():
   for field, value in (("steps_per_call", -1), ("steps_per_call", 2.5), ("device_data", "yes"),
                        ("label_smoothing", 1.0), ("ema_decay", 1.0), ("ema_decay", -0.1),
-                       ("test_time_flip", 1), ("summary_figure", None)):
+                       ("test_time_flip", 1)):
     config = paper_config()
     del config.train[field]  # ConfigDict refuses a value of another type; a JSON file does not.
     config.train[field] = value
@@ -225,16 +225,18 @@ def test_label_smoothing_ema_and_flip_laws():
       return x[:, 0, :, 0], None
 
   x = jnp.arange(8.0).reshape(1, 2, 4, 1)
-  np.testing.assert_allclose(train.predict_apply(Stub(), True)(None, x), [[1.5, 1.5, 1.5, 1.5]])
-  np.testing.assert_allclose(train.predict_apply(Stub(), False)(None, x), [[0, 1, 2, 3]])
+  np.testing.assert_allclose(experiment.predict_apply(Stub(), True)(None, x),
+                             [[1.5, 1.5, 1.5, 1.5]])
+  np.testing.assert_allclose(experiment.predict_apply(Stub(), False)(None, x), [[0, 1, 2, 3]])
 
 
 def test_finished_run_writes_report_figure_and_peak_memory(tmp_path, capsys):
-  config = paper_config(max_steps=2, log_every_steps=2, summary_figure=True, ema_decay=0.9,
-                        test_time_flip=True, label_smoothing=0.1)
+  config = paper_config(max_steps=2, log_every_steps=2, ema_decay=0.9, test_time_flip=True,
+                        label_smoothing=0.1)
   config.data.synthetic_size = 8
   config.model.small_widths = (4, 4, 4)
-  config.corruptions.evaluate = True
+  config.evals.corruptions.at_end = True
+  config.evals.summary.at_end = True
   config.corruptions.names = ("gaussian_noise", "contrast")
   config.corruptions.cache_dir = str(tmp_path / "cache")
   config.corruptions.num_examples = 32
@@ -242,16 +244,17 @@ def test_finished_run_writes_report_figure_and_peak_memory(tmp_path, capsys):
   out = capsys.readouterr().out
   figure = tmp_path / "run" / "summary.png"
   assert figure.exists() and figure.stat().st_size > 1000
-  assert results["summary_figure"]["path"] == str(figure)
-  assert 0 <= results["summary_figure"]["histogram_high_frequency_fraction"] <= 1
+  assert results["evals"]["summary"]["dir"] == str(tmp_path / "run")
+  assert 0 <= results["metrics"]["summary/histogram_high_frequency_fraction"] <= 1
   assert results["evaluated_weights"] == "ema" and results["test_time_flip"]
   assert results["peak_memory"]["host_rss_mib"] > 0
   with open(tmp_path / "run" / "results.json") as f:
     written = json.load(f)
-  assert written["peak_memory"]["host_rss_mib"] > 0 and "corruptions" in written
-  assert written["corruptions"]["model"].endswith("+flip")
+  assert written["peak_memory"]["host_rss_mib"] > 0 and written["status"] == "finished"
+  assert written["evals"]["corruptions"]["model"].endswith("+flip")
+  assert written["model"] == written["evals"]["corruptions"]["model"]
   # `freqrobust.evaluate` and `analyze` load the same evaluation weights (the EMA) and flip-average
   # as training's own evaluation did: the same model key, so a re-evaluation resumes its sets.
   run = trained.load_trained(str(tmp_path / "run"))
-  assert run.test_time_flip and run.fingerprint == written["corruptions"]["model"]
-  assert "Peak memory" in out and str(figure) in out and "report.md" in out
+  assert run.test_time_flip and run.fingerprint == written["evals"]["corruptions"]["model"]
+  assert "Peak memory" in out and "summary" in out and "corruption_eval" in out

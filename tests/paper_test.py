@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from configs import baselines, paper
@@ -75,16 +76,25 @@ def test_cpu_variant_and_bad_arguments():
 
 
 def fake_run(root, name, clean, corrupted_acc, status="finished", first_corruption_acc=None,
-             method_choices=None, label_smoothing=None, sets=None, corrupted_clean=None):
+             method_choices=None, label_smoothing=None, sets=None, corrupted_clean=None,
+             model="small_resnet", natural=None, metrics=None, corrupted_meta=None):
+  """A finished run's files as training writes them: results.json, config.json (the backbone
+  `model`; natural training when `natural`, by default when a token of the name is nat/natural)
+  and corruption_eval/results.json."""
   workdir = os.path.join(root, name)
   os.makedirs(os.path.join(workdir, "corruption_eval"), exist_ok=True)
   with open(os.path.join(workdir, "results.json"), "w") as f:
-    results = {"status": status, "clean": {"accuracy": clean}, "corruptions": {}}
+    results = {"status": status, "step": 100, "clean": {"accuracy": clean},
+               "metrics": dict(metrics or {}), "evals": {}}
     if method_choices is not None:
       results["method_choices"] = method_choices
     json.dump(results, f)
+  if natural is None:
+    natural = bool({"nat", "natural"} & set(name.split("_")))
   with open(os.path.join(workdir, "config.json"), "w") as f:
-    config = {"corruptions": {"evaluate": True}}
+    config = {"corruptions": {"evaluate": True}, "model": {"name": model, "attention": "none"},
+              "data": {"dataset": "fashion_mnist"}, "method": "paper",
+              "augment": {"suppress_prob": 0.0 if natural else 1 / 3, "nfd": not natural}}
     if label_smoothing is not None:
       config["train"] = {"label_smoothing": label_smoothing}
     json.dump(config, f)
@@ -92,7 +102,7 @@ def fake_run(root, name, clean, corrupted_acc, status="finished", first_corrupti
   if first_corruption_acc is not None:
     accuracy[CORRUPTIONS[0]] = {str(s): first_corruption_acc for s in range(1, 6)}
   with open(os.path.join(workdir, "corruption_eval", "results.json"), "w") as f:
-    corrupted = {"accuracy": accuracy, **(sets or {})}
+    corrupted = {"accuracy": accuracy, "step": 100, **(sets or {}), **(corrupted_meta or {})}
     if corrupted_clean is not None:
       corrupted["clean_accuracy"] = corrupted_clean
     json.dump(corrupted, f)
@@ -205,16 +215,77 @@ def test_report_keeps_runs_evaluated_on_other_corrupted_sets_apart(tmp_path):
 
 def test_report_compares_each_backbone_with_its_own_baseline(tmp_path):
   root = str(tmp_path)
-  fake_run(root, "table2_vgg16_nat_seed-0", 90.0, 60.0)
-  fake_run(root, "table2_vgg16_bn_nat_seed-0", 92.0, 70.0)
-  fake_run(root, "table2_vgg16_lmh-011_seed-0", 89.0, 65.0)
-  fake_run(root, "table2_vgg16_bn_lmh-011_seed-0", 91.0, 72.0)
+  fake_run(root, "table2_vgg16_nat_seed-0", 90.0, 60.0, model="vgg16")
+  fake_run(root, "table2_vgg16_bn_nat_seed-0", 92.0, 70.0, model="vgg16_bn")
+  fake_run(root, "table2_vgg16_lmh-011_seed-0", 89.0, 65.0, model="vgg16")
+  fake_run(root, "table2_vgg16_bn_lmh-011_seed-0", 91.0, 72.0, model="vgg16_bn")
   rows = {r["name"]: r for r in report.aggregate(root, "nat")["rows"]}
   assert rows["table2_vgg16_nat"]["baseline"] and rows["table2_vgg16_bn_nat"]["baseline"]
   assert rows["table2_vgg16_lmh-011"]["clean_delta"] == pytest.approx(-1.0)
   assert rows["table2_vgg16_lmh-011"]["robust_delta"] == pytest.approx(5.0)
   assert rows["table2_vgg16_bn_lmh-011"]["clean_delta"] == pytest.approx(-1.0)
   assert rows["table2_vgg16_bn_lmh-011"]["robust_delta"] == pytest.approx(2.0)
+
+
+def test_report_finds_the_baseline_in_the_configs_not_the_run_names(tmp_path):
+  """Without --baseline the natural-training group of each backbone is the baseline, whatever
+  the runs are called; a second natural group of one backbone is an error naming both."""
+  root = str(tmp_path)
+  fake_run(root, "plain_seed-0", 90.0, 60.0, natural=True)
+  fake_run(root, "plain_seed-1", 92.0, 60.0, natural=True)
+  fake_run(root, "mine_seed-0", 89.0, 70.0, natural=False)
+  fake_run(root, "big_plain_seed-0", 93.0, 65.0, natural=True, model="resnet18")
+  fake_run(root, "big_mine_seed-0", 92.0, 75.0, natural=False, model="resnet18")
+  summary = report.aggregate(root)
+  rows = {r["name"]: r for r in summary["rows"]}
+  assert rows["plain"]["baseline"] and rows["big_plain"]["baseline"]
+  assert rows["mine"]["clean_delta"] == pytest.approx(89.0 - 91.0)
+  assert rows["big_mine"]["clean_delta"] == pytest.approx(-1.0)
+  fake_run(root, "other_plain_seed-0", 91.0, 60.0, natural=True)
+  with pytest.raises(report.workdir_lib.UserError, match="--baseline"):
+    report.aggregate(root)
+  with pytest.raises(report.workdir_lib.UserError, match=r"No baseline for big_mine \(resnet18"):
+    report.aggregate(root, "other")  # No baseline of that name for the ResNet-18 runs.
+
+
+def test_report_leaves_out_a_corruption_evaluation_of_another_model(tmp_path):
+  """A run extended (or retrained) whose corruption evaluation is of an earlier model: its
+  Robust. is not the final model's, so it is not reported as such."""
+  root = str(tmp_path)
+  fake_run(root, "natural_seed-0", 90.0, 60.0)
+  fake_run(root, "gaussian_seed-0", 89.0, 70.0, corrupted_meta={"step": 50})
+  fake_run(root, "augmix_seed-0", 89.0, 72.0, corrupted_meta={"model": "aaaa"})
+  results = json.load(open(os.path.join(root, "augmix_seed-0", "results.json")))
+  json.dump(dict(results, model="bbbb"), open(os.path.join(root, "augmix_seed-0",
+                                                           "results.json"), "w"))
+  rows = {r["name"]: r for r in report.aggregate(root)["rows"]}
+  for name in ("gaussian (stale)", "augmix (stale)"):
+    assert "robust_mean" not in rows[name] and "mce_mean" not in rows[name], name
+    assert any("re-evaluate" in note for note in rows[name]["stale"]), name
+  assert "not of the final step 100" in " ".join(rows["gaussian (stale)"]["stale"])
+
+
+def test_robustness_figure_draws_a_missing_figure_as_missing_and_evaluations_get_columns(
+    tmp_path):
+  root = str(tmp_path)
+  fake_run(root, "natural_seed-0", 90.0, 60.0, metrics={"bandpass/low_r4": 40.0,
+                                                        "adversarial/pgd_main": 2.0})
+  fake_run(root, "gaussian_seed-0", 89.0, 70.0, metrics={"bandpass/low_r4": 55.0,
+                                                         "adversarial/pgd_main": 9.0})
+  os.remove(os.path.join(root, "gaussian_seed-0", "corruption_eval", "results.json"))
+  summary = report.aggregate(root)
+  rows = {r["name"]: r for r in summary["rows"]}
+  assert "robust_mean" not in rows["gaussian"]
+  assert np.isnan(report.robust_bar_heights(summary["rows"])[
+      [r["name"] for r in summary["rows"]].index("gaussian")])
+  assert rows["gaussian"]["metrics"]["bandpass/low_r4"]["delta"] == pytest.approx(15.0)
+  out = str(tmp_path / "out")
+  report.write(summary, out)
+  table = open(os.path.join(out, "table.md")).read()
+  assert "| gaussian | +7.00 | +15.00 |" in table and "| natural | (2.00) | (40.00) |" in table
+  assert os.path.getsize(os.path.join(out, "corruption_vs_adversarial.png")) > 1000
+  header = open(os.path.join(out, "table.csv")).readline()
+  assert "adversarial/pgd_main_mean" in header and "bandpass/low_r4_delta" in header
 
 
 def test_report_and_sweep_flag_runs_trained_before_a_method_change(tmp_path):

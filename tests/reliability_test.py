@@ -28,7 +28,7 @@ def config(**train_fields):
   c.train.max_steps = 4
   c.train.checkpoint_every_steps = 2
   c.train.log_every_steps = 2
-  c.train.eval_every_epochs = 0
+  c.evals.clean.every_epochs = 0
   for k, v in train_fields.items():
     c.train[k] = v
   return c
@@ -75,7 +75,7 @@ def test_learnable_configuration_without_attention_is_refused():
 
 def test_bad_corruption_settings_fail_at_start_up(tmp_path):
   c = config()
-  c.corruptions.evaluate = True
+  c.evals.corruptions.at_end = True
   c.corruptions.names = ("gaussian_noise", "gausian_blur")
   with pytest.raises(workdir_lib.UserError, match="gausian_blur"):
     train.train_and_evaluate(c, str(tmp_path / "a"))
@@ -100,7 +100,7 @@ def test_bad_corruption_settings_fail_at_start_up(tmp_path):
   assert not os.path.exists(tmp_path / "c")
   sets["recipe_version"] = corruptions.RECIPE_VERSION  # the same sets: accepted at start-up
   (old / "corruption_eval" / "results.json").write_text(json.dumps(sets))
-  experiment.check_corruption_settings(c)
+  experiment.resolve_config(c)
 
 
 def test_a_second_run_on_a_busy_workdir_is_refused_and_a_stale_lock_is_not(tmp_path):

@@ -9,7 +9,9 @@ real archives TFDS's own checksums apply).
 """
 import io
 import os
+import socket
 import tarfile
+import time
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ tfds = pytest.importorskip("tensorflow_datasets")
 
 from configs import default  # noqa: E402
 from freqrobust import data as data_lib  # noqa: E402
+from freqrobust.data import cifar10  # noqa: E402
 from freqrobust.data import corrupted  # noqa: E402
 from tensorflow_datasets.core.download import checksums  # noqa: E402
 from tensorflow_datasets.core.download import downloader  # noqa: E402
@@ -36,16 +39,30 @@ class NetworkUsed(ConnectionError):
   pass
 
 
+class Attempts(list):
+  """The URLs TFDS tried to download; `probes`: the (host, port) the connectivity check tried."""
+
+  def __init__(self):
+    super().__init__()
+    self.probes = []
+
+
 @pytest.fixture
 def offline(monkeypatch):
-  """No network: any TFDS download raises, GCS stays off. Returns the list of attempted URLs."""
-  attempts = []
+  """No network: the connectivity check's connect fails as DNS does offline, any TFDS download
+  raises, GCS stays off. Returns the attempted URLs (with the probes in `.probes`)."""
+  attempts = Attempts()
 
   def download(self, url, destination_path, verify=True):
     attempts.append(url)
     raise NetworkUsed(f"Failed to resolve host of {url} (the test machine has no network)")
+
+  def connect(host, port, timeout):
+    attempts.probes.append((host, port))
+    raise socket.gaierror(-2, "Name or service not known")
   monkeypatch.setattr(downloader._Downloader, "download", download)
   monkeypatch.setattr(gcs_utils, "_is_gcs_disabled", True)
+  monkeypatch.setattr(cifar10, "_connect", connect)
   return attempts
 
 
@@ -133,7 +150,12 @@ def test_cifar10_prepared_by_tfds_round_trips_through_load_split(tmp_path, offli
   assert_same_examples(data_lib.load_split(cfg.data, "test"), expected["test"])
   assert_same_examples(data_lib.load_split(cfg.data, "train"), expected["train"])
   assert offline == []  # prepared from the manual folder; no download was tried
+  assert offline.probes == []  # nor a connectivity check: the archive was there
   assert tfds.builder("cifar10", data_dir=str(tmp_path)).is_prepared()
+  # Prepared: read offline without the archive and without a connectivity check.
+  os.remove(archive)
+  assert_same_examples(data_lib.load_split(cfg.data, "test"), expected["test"])
+  assert offline == [] and offline.probes == []
   # Label names come from batches.meta.txt, as in the real archive.
   assert tfds.builder("cifar10", data_dir=str(tmp_path)).info.features["label"].names == CLASSES
   # A damaged prepared file: the error names the folder and the fix, not a bare DataLossError.
@@ -165,7 +187,59 @@ def test_cifar10_c_prepared_by_tfds_round_trips_through_load_corrupted(tmp_path,
   assert offline == [] and not os.path.exists(tmp_path / "cache")  # nothing generated
 
 
-def test_offline_without_data_one_clear_error(tmp_path, offline):
+def test_offline_the_connectivity_check_fails_at_once_naming_the_fixes(tmp_path, offline):
+  """Offline (DNS fails), the error comes before TFDS's download, whose retries take minutes
+  (issue #27), and names the fixes: a prepared TFDS folder (--config.data.tfds_data_dir)."""
+  cfg = _cifar10_config(tmp_path)
+  start = time.monotonic()
+  with pytest.raises(data_lib.DatasetError) as error:
+    data_lib.load_split(cfg.data, "test")
+  assert time.monotonic() - start < 2.0
+  message = str(error.value)
+  for part in ["cifar10 is not prepared", "no network", "www.cs.toronto.edu:443", "gaierror",
+               "A prepared TFDS folder needs no network", "--config.data.tfds_data_dir",
+               "copy an already prepared TFDS folder", "cifar-10-binary.tar.gz",
+               cifar10.SKIP_PROBE_ENV]:
+    assert part in message, part
+  assert offline.probes == [("www.cs.toronto.edu", 443)]
+  assert offline == []  # TFDS's download was never started
+  config = _cifar10_config(tmp_path)  # CIFAR-10-C: its own host
+  with pytest.raises(data_lib.DatasetError, match="zenodo.org:443.*--config.corruptions.source"):
+    corrupted.load_corrupted(config, "glass_blur", 2)
+
+
+def test_a_hanging_connectivity_check_is_cut_at_its_timeout(tmp_path, offline, monkeypatch):
+  """A connect (or DNS lookup) that hangs is given up after the timeout: the check runs in a
+  daemon thread."""
+  monkeypatch.setattr(cifar10, "_connect", lambda host, port, timeout: time.sleep(30))
+  monkeypatch.setattr(cifar10, "PROBE_TIMEOUT_S", 0.3)
+  start = time.monotonic()
+  with pytest.raises(data_lib.DatasetError, match="no answer from www.cs.toronto.edu:443 "
+                     "within 0.3 s"):
+    data_lib.load_split(_cifar10_config(tmp_path).data, "test")
+  assert time.monotonic() - start < 2.0
+  assert offline == []
+
+
+def test_the_connectivity_check_can_be_skipped_and_uses_the_proxy(tmp_path, offline,
+                                                                   monkeypatch):
+  monkeypatch.setenv(cifar10.SKIP_PROBE_ENV, "1")
+  with pytest.raises(data_lib.DatasetError, match="NetworkUsed"):  # TFDS's download ran
+    data_lib.load_split(_cifar10_config(tmp_path).data, "test")
+  assert offline == [CIFAR_URL] and offline.probes == []
+  monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
+  monkeypatch.delenv("no_proxy", raising=False)
+  monkeypatch.delenv("NO_PROXY", raising=False)
+  assert cifar10._probe_target(CIFAR_URL) == ("proxy.example", 3128)
+  monkeypatch.delenv("https_proxy")
+  monkeypatch.delenv("HTTPS_PROXY", raising=False)
+  assert cifar10._probe_target(CIFAR_URL) == ("www.cs.toronto.edu", 443)
+
+
+def test_offline_without_data_one_clear_error(tmp_path, offline, monkeypatch):
+  # A host that answers the connectivity check, then a download that fails: TFDS's error,
+  # summarised in the same message.
+  monkeypatch.setattr(cifar10, "_connect", lambda host, port, timeout: None)
   cfg = _cifar10_config(tmp_path)
   with pytest.raises(data_lib.DatasetError) as error:
     data_lib.load_split(cfg.data, "test")
@@ -211,3 +285,52 @@ def test_a_missing_package_is_named(tmp_path, offline, monkeypatch):
   monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", prepare)
   with pytest.raises(data_lib.DatasetError, match="pip install importlib_resources"):
     data_lib.load_split(_cifar10_config(tmp_path).data, "test")
+
+
+def test_cifar10_c_and_the_clean_test_set_are_prepared_in_the_same_order(tmp_path, offline,
+                                                                          monkeypatch):
+  """The clean accuracy beside the corrupted sets (and Relative mCE) pairs image i of
+  cifar10_corrupted/* with image i of cifar10's test split, also after num_examples truncation.
+  TFDS writes both in an order shuffled by a hash of each example's key: the two agree because
+  both builders key an example by its index in the archive's test set and salt the hash with the
+  split name ("test"). Here, on TFDS's real preparation code: a CIFAR-10-C archive whose
+  severity 1 is the fake test set itself and severity 2 its negative, in the test set's order."""
+  test_size = 16
+  cifar = os.path.join(manual_dir(tmp_path), "cifar-10-binary.tar.gz")
+  expected = write_cifar10_archive(cifar, np.random.default_rng(3), train_per_file=1,
+                                   test=test_size)
+  register_checksum(monkeypatch, "cifar10", CIFAR_URL, cifar)
+  test_images, test_labels = expected["test"]
+  severities = [test_images, 255 - test_images] + [np.zeros_like(test_images)] * 3
+  archive = os.path.join(manual_dir(tmp_path), "CIFAR-10-C.tar")
+  with tarfile.open(archive, "w") as tar:
+    for name, array in [("gaussian_noise.npy", np.concatenate(severities)),
+                        ("labels.npy", np.tile(test_labels.astype(np.uint8), 5))]:
+      buffer = io.BytesIO()
+      np.save(buffer, array)
+      _add(tar, f"CIFAR-10-C/{name}", buffer.getvalue())
+  register_checksum(monkeypatch, "cifar10_corrupted", CIFAR_C_URL, archive)
+  config = _cifar10_config(tmp_path)
+  config.corruptions.cache_dir = str(tmp_path / "cache")
+
+  clean_images, clean_labels = corrupted.clean_test_set(config)
+  assert len(clean_labels) == test_size
+  # The prepared order is a shuffle of the archive's (else this test would prove nothing).
+  order = [next(i for i in range(test_size) if np.array_equal(test_images[i], image))
+           for image in clean_images]
+  assert sorted(order) == list(range(test_size)) and order != list(range(test_size))
+  np.testing.assert_array_equal(clean_labels, test_labels[order])
+  first, labels = corrupted.load_corrupted(config, "gaussian_noise", 1)
+  np.testing.assert_array_equal(first, clean_images)  # image for image
+  np.testing.assert_array_equal(labels, clean_labels)
+  second, labels = corrupted.load_corrupted(config, "gaussian_noise", 2)
+  np.testing.assert_array_equal(second, 255 - clean_images)
+  np.testing.assert_array_equal(labels, clean_labels)
+  # num_examples: the split slice test[:N] of the corrupted sets and the truncated clean set.
+  config.corruptions.num_examples = 5
+  clean_head, head_labels = corrupted.clean_test_set(config)
+  first, labels = corrupted.load_corrupted(config, "gaussian_noise", 1)
+  np.testing.assert_array_equal(first, clean_head)
+  np.testing.assert_array_equal(clean_head, clean_images[:5])
+  np.testing.assert_array_equal(labels, head_labels)
+  assert offline == [] and offline.probes == []

@@ -135,10 +135,10 @@ def test_quickstart_trains_the_full_method_and_reports_corruptions_and_the_figur
   assert method.augment.suppress_prob > 0 and method.augment.nfd  # Suppression and NFD.
   assert method.aps.enabled and method.aps.aux_weight > 0  # APS with its auxiliary term.
   assert config.model.attention == "extended"
-  assert config.corruptions.evaluate and config.corruptions.num_examples >= 1000
+  assert config.evals.corruptions.at_end and config.corruptions.num_examples >= 1000
   settings = corrupted.CorruptionSettings.from_config(config)
   assert tuple(settings.names) == tuple(corruptions.CORRUPTIONS) and len(settings.names) == 15
-  assert config.train.summary_figure
+  assert config.evals.summary.at_end
   # Literature convention for every reported number: no test-time augmentation.
   assert not config.train.test_time_flip
   # The baselines' CPU protocol is the quickstart's budget: paper_both_att,cpu is the quickstart
@@ -147,7 +147,7 @@ def test_quickstart_trains_the_full_method_and_reports_corruptions_and_the_figur
   other = experiment.resolve_config(baselines.get_config("paper_both_att,cpu"))
   assert tuple(other.model.small_stage_sizes) == (0, 1, 1)
   assert tuple(config.model.small_stage_sizes) == (0, 1, 2)
-  other.train.summary_figure = True
+  other.evals.summary.at_end = True
   other.model.small_stage_sizes = config.model.small_stage_sizes
   assert other.to_dict() == config.to_dict()
 

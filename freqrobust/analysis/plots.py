@@ -23,7 +23,7 @@ def _extent(h: int, w: int) -> tuple[float, float, float, float]:
   return (-(w // 2) - 0.5, w - w // 2 - 0.5, h - h // 2 - 0.5, -(h // 2) - 0.5)
 
 
-def _show_spectrum(ax, spectrum: np.ndarray, title: str, cmap: str = "inferno",
+def show_spectrum(ax, spectrum: np.ndarray, title: str, cmap: str = "inferno",
                    colorbar: bool = True, ticks: bool = True, scale_without_dc: bool = False
                    ) -> None:
   h, w = spectrum.shape[-2:]
@@ -44,8 +44,12 @@ def _show_spectrum(ax, spectrum: np.ndarray, title: str, cmap: str = "inferno",
     ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=6)
 
 
-def _save(fig, path: str) -> str:
-  fig.savefig(path, dpi=110, bbox_inches="tight")
+def save_figure(fig, path: str, dpi: int = 110, bbox_inches: str | None = "tight") -> str:
+  """Writes a PNG to a local path or a URL (etils.epath, as every workdir file) and closes the
+  figure."""
+  from etils import epath
+  with epath.Path(path).open("wb") as f:
+    fig.savefig(f, format="png", dpi=dpi, bbox_inches=bbox_inches)
   plt.close(fig)
   return path
 
@@ -57,11 +61,11 @@ def plot_spectra_row(path: str, spectra: Sequence[np.ndarray], titles: Sequence[
     raise ValueError("need one title per spectrum and at least one spectrum")
   fig, axes = plt.subplots(1, len(spectra), figsize=(2.6 * len(spectra), 2.6), squeeze=False)
   for ax, spectrum, title in zip(axes[0], spectra, titles):
-    _show_spectrum(ax, np.asarray(spectrum), title, cmap)
+    show_spectrum(ax, np.asarray(spectrum), title, cmap)
   if suptitle:
     fig.suptitle(suptitle, fontsize=9)
   fig.tight_layout()
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def plot_spectra_grid(path: str, spectra: Sequence[np.ndarray], titles: Sequence[str],
@@ -80,12 +84,12 @@ def plot_spectra_grid(path: str, spectra: Sequence[np.ndarray], titles: Sequence
     ax.axis("off")
   for ax, spectrum, title in zip(axes.ravel(), spectra, titles):
     ax.axis("on")
-    _show_spectrum(ax, np.asarray(spectrum), title, cmap, colorbar=False, ticks=False,
+    show_spectrum(ax, np.asarray(spectrum), title, cmap, colorbar=False, ticks=False,
                    scale_without_dc=scale_without_dc)
   if suptitle:
     fig.suptitle(suptitle, fontsize=9)
   fig.tight_layout()
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def plot_images(path: str, images: Sequence[np.ndarray], titles: Sequence[str],
@@ -106,7 +110,7 @@ def plot_images(path: str, images: Sequence[np.ndarray], titles: Sequence[str],
   if suptitle:
     fig.suptitle(suptitle, fontsize=9)
   fig.tight_layout()
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def plot_bandpass(path: str, result: Mapping[str, np.ndarray], title: str = "") -> str:
@@ -122,7 +126,7 @@ def plot_bandpass(path: str, result: Mapping[str, np.ndarray], title: str = "") 
   ax.legend(fontsize=7)
   ax.set_title(title, fontsize=9)
   fig.tight_layout()
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def plot_hf_scatter(path: str, hf_fraction: Mapping[str, float],
@@ -143,7 +147,7 @@ def plot_hf_scatter(path: str, hf_fraction: Mapping[str, float],
   ax.set_ylabel(f"accuracy change vs {baseline} (points)")
   ax.legend(fontsize=6)
   fig.tight_layout()
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def plot_occlusion(path: str, result: Mapping[str, np.ndarray],
@@ -169,4 +173,4 @@ def plot_occlusion(path: str, result: Mapping[str, np.ndarray],
   right.set_ylabel("true class")
   fig.colorbar(im, ax=right)
   fig.tight_layout()
-  return _save(fig, path)
+  return save_figure(fig, path)

@@ -6,7 +6,6 @@ Accuracies come from each workdir's `corruption_eval/results.json` (written by
 `freqrobust.evaluate`), read defensively by `corruption_accuracies`.
 """
 from collections.abc import Callable, Mapping, Sequence
-import os
 from typing import Any
 
 import jax
@@ -80,28 +79,6 @@ def high_frequency_fraction(spectrum: np.ndarray, radius: float) -> np.ndarray:
 
 
 # --- corruption_eval/results.json -------------------------------------------------------------
-
-def read_corruption_results(workdir: str) -> dict[str, Any] | None:
-  """Corruption results of a run, or None when it has none.
-
-  Reads `DIR/corruption_eval/results.json`; failing that, the `"corruptions"` entry of the run's
-  `DIR/results.json` (where training puts the evaluation when `config.corruptions.evaluate`).
-  """
-  path = workdir_lib.path(workdir, workdir_lib.CORRUPTION_EVAL, workdir_lib.RESULTS)
-  if os.path.exists(path):
-    return _read_json(path)
-  results = workdir_lib.read_results(workdir)
-  if results is not None and isinstance(results.get("corruptions"), Mapping):
-    return dict(results["corruptions"])
-  return None
-
-
-def _read_json(path: str) -> dict[str, Any]:
-  content = workdir_lib.read_json(path)
-  if not isinstance(content, Mapping):
-    raise ValueError(f"{path} holds a {type(content).__name__}, expected a JSON object")
-  return content
-
 
 def corruption_accuracies(results: Mapping[str, Any]) -> dict[str, dict[int, float]]:
   """corruption -> severity -> accuracy (percent) of a `freqrobust.evaluate` results mapping."""

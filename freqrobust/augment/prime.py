@@ -360,7 +360,8 @@ class PRIME(base.CleanAndTwoAugmented):
       return super()._augment_draws(key, images)
     n, h, w = images.shape[:3]
     k_each, k_shared = jax.random.split(key)
-    keys = jax.random.split(k_each, 2 * n).reshape(2, n)
+    # (2, N) keys; a legacy uint32 key's split has a trailing (2,) axis of key data.
+    keys = jax.random.split(k_each, (2, n))
     # Two PRIME calls (the reference's `aug(img)` twice), each with its own shared parameters.
     return jax.vmap(lambda k, s: augment_images(self, k, images, s)[0])(
         keys, jax.vmap(lambda k: self.shared_params(k, h, w))(jax.random.split(k_shared)))

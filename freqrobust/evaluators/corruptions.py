@@ -1,13 +1,13 @@
-"""Corruption-robustness evaluation (docs/METHOD.md §6) and its report.
+"""Corruption-robustness evaluation (docs/METHOD.md §6) and its report: the `corruptions`
+evaluator.
 
-Library: `run_corruption_eval(predict_fn, config, workdir, baseline_workdir=None)` evaluates a
+`run_corruption_eval(predict_fn, config, workdir, baseline_workdir=None)` evaluates a
 `predict_fn(images float32 NHWC in [0, 1]) -> logits` on the clean test set and on every
-(corruption, severity) set, and writes DIR/corruption_eval/: results.json, accuracy.csv,
-report.md, heatmap.png and per_corruption.png. Finished sets are kept in partial.json, so an
-interrupted evaluation continues where it stopped.
-
-CLI: `python -m freqrobust.evaluate --workdir=DIR [--baseline=OTHER_WORKDIR]` loads the run with
-`freqrobust.trained.load_trained` and evaluates it with the run's config.
+(corruption, severity) set of `config.corruptions`, and writes into DIR/corruption_eval/:
+results.json, accuracy.csv, report.md, heatmap.png and per_corruption.png.
+Finished sets are kept in partial.json, so an interrupted evaluation continues where it stopped.
+The evaluator `Corruptions` runs it on a loaded model (`python -m freqrobust.evaluate
+--workdir=DIR --evals=corruptions [--baseline=OTHER_WORKDIR]`).
 
 Resuming is keyed on the model's identity (a content hash of its variables) and every evaluation
 setting, so results of another model (a retrained run at the same step) are never reused.
@@ -20,12 +20,12 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from freqrobust import corruptions
+from freqrobust import corruptions, distributed
 from freqrobust import metrics
 from freqrobust import progress as progress_lib
-from freqrobust import trained as trained_lib
 from freqrobust import workdir as workdir_lib
 from freqrobust.data import corrupted
+from freqrobust.evaluators import base
 
 OUT_DIR = workdir_lib.CORRUPTION_EVAL
 PredictFn = Callable[[np.ndarray], Any]
@@ -50,7 +50,7 @@ def _set_name(name: str, severity: int) -> str:
 
 def _load_partial(path: str, meta: dict) -> dict:
   """The finished sets of an interrupted evaluation of the same model with the same settings."""
-  if os.path.exists(path):
+  if workdir_lib.exists(path):
     try:
       partial = workdir_lib.read_json(path)
       if partial.get("meta") == meta:
@@ -88,8 +88,9 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
   baseline_results = None
   if baseline_workdir:  # fail before the long evaluation, not after it
     baseline_results = workdir_lib.read_corruption_results(baseline_workdir)
-  out_dir = os.path.join(workdir, OUT_DIR)
-  os.makedirs(out_dir, exist_ok=True)
+  out_dir = workdir_lib.path(workdir, OUT_DIR)
+  if distributed.is_writer():
+    workdir_lib.make_dir(out_dir)
   clean = corrupted.clean_test_set(config, load_split)
   meta = dict(settings.set_fields(int(len(clean[0]))), step=step, model=model_fingerprint,
               clean_sha256=corrupted.content_digest(*clean))
@@ -105,11 +106,15 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
           f"--workdir={baseline_workdir}, same corruption fields).")
     baseline = workdir_lib.accuracy_table(baseline_results)
   baseline_clean = baseline_results.get("clean_accuracy") if baseline_results else None
-  partial_path = os.path.join(out_dir, "partial.json")
-  partial = _load_partial(partial_path, meta)
+  partial_path = workdir_lib.path(out_dir, "partial.json")
+  # Process 0 reads what is done and tells the others: every process must predict the same sets
+  # (the predictions are collectives), and only process 0 writes.
+  partial = distributed.decide(lambda: _load_partial(partial_path, meta))
+  write = distributed.is_writer()
   if partial["clean_accuracy"] is None:
     partial["clean_accuracy"] = accuracy(predict_fn, *clean)
-    _write_json(partial_path, partial)
+    if write:
+      _write_json(partial_path, partial)
   todo = [(n, s) for n in settings.names for s in corruptions.SEVERITIES
           if _set_name(n, s) not in partial["sets"]]
 
@@ -117,7 +122,7 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
     return corrupted.load_corrupted(config, *name_severity, clean=clean, load_split=load_split)
 
   bar = None
-  if progress:
+  if progress and write:
     import tqdm  # only for the interactive bar
     bar = tqdm.tqdm(total=len(settings.names) * len(corruptions.SEVERITIES),
                     initial=len(settings.names) * len(corruptions.SEVERITIES) - len(todo),
@@ -132,7 +137,8 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
       partial["sets"][_set_name(name, severity)] = {
           "accuracy": accuracy(predict_fn, images, labels),
           "examples": int(len(images))}
-      _write_json(partial_path, partial)
+      if write:
+        _write_json(partial_path, partial)
       if bar is not None:
         bar.set_postfix_str(_set_name(name, severity))
         bar.update()
@@ -143,7 +149,8 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
            for n in settings.names}
   results = build_results(table, partial["clean_accuracy"], settings, meta, baseline,
                           baseline_workdir, baseline_clean)
-  write_report(results, out_dir)
+  if write:
+    write_report(results, out_dir)
   return results
 
 
@@ -200,7 +207,8 @@ def build_results(table: dict[str, dict[int, float]], clean_accuracy: float,
   }
 
 
-def _fmt(value: Optional[float]) -> str:
+def format_value(value: Optional[float]) -> str:
+  """Two decimals, or "n/a" for a figure that is undefined."""
   return "n/a" if value is None else f"{value:.2f}"
 
 
@@ -209,7 +217,7 @@ def _against_baseline(results: dict, label: str, key: str, undefined_why: str,
   """The report line of a figure taken against the baseline run: value, convention, baseline and
   the corruptions on which it is undefined."""
   undefined = results.get(f"{key}_undefined_on")
-  return (f"- {label}: **{_fmt(results[key])}** ({results['conventions'][key]}; {averaged}; "
+  return (f"- {label}: **{format_value(results[key])}** ({results['conventions'][key]}; {averaged}; "
           f"baseline: {results['baseline_workdir'] or 'none given'}"
           + (f"; undefined: the baseline {undefined_why} {', '.join(undefined)}"
              if undefined else "") + ")")
@@ -222,10 +230,10 @@ def markdown_report(results: dict) -> str:
   averaged = (f"{results.get('corruptions_averaged', len(results['benchmark_corruptions']))} "
               "corruptions averaged")
   lines += [
-      f"- Clean accuracy: **{_fmt(results['clean_accuracy'])}** ({conv['clean_accuracy']})",
-      f"- Robust.: **{_fmt(results['robust_accuracy'])}** ({conv['robust_accuracy']}; "
+      f"- Clean accuracy: **{format_value(results['clean_accuracy'])}** ({conv['clean_accuracy']})",
+      f"- Robust.: **{format_value(results['robust_accuracy'])}** ({conv['robust_accuracy']}; "
       f"{averaged})",
-      f"- Unnormalised mCE: **{_fmt(results['mce_unnormalized'])}** "
+      f"- Unnormalised mCE: **{format_value(results['mce_unnormalized'])}** "
       f"({conv['mce_unnormalized']}; {averaged})",
       _against_baseline(results, "mCE vs baseline", "mce_relative", "makes no error on",
                         averaged),
@@ -257,7 +265,7 @@ def markdown_report(results: dict) -> str:
 
 def write_report(results: dict, out_dir: str) -> None:
   """results.json, accuracy.csv, report.md, heatmap.png and per_corruption.png in `out_dir`."""
-  _write_json(os.path.join(out_dir, "results.json"), results)
+  _write_json(workdir_lib.path(out_dir, "results.json"), results)
 
   def write_csv(f):
     writer = csv.writer(f)
@@ -268,18 +276,21 @@ def write_report(results: dict, out_dir: str) -> None:
       for s in corruptions.SEVERITIES:
         writer.writerow([name, s, f"{row[str(s)]:.4f}", f"{100 - row[str(s)]:.4f}",
                          int(name in corruptions.CORRUPTIONS)])
-  workdir_lib.atomic_write(os.path.join(out_dir, "accuracy.csv"), write_csv)
-  workdir_lib.atomic_write(os.path.join(out_dir, "report.md"),
+  workdir_lib.atomic_write(workdir_lib.path(out_dir, "accuracy.csv"), write_csv)
+  workdir_lib.atomic_write(workdir_lib.path(out_dir, "report.md"),
                            lambda f: f.write(markdown_report(results)))
-  plot_heatmap(results, os.path.join(out_dir, "heatmap.png"))
-  plot_corruption_errors(results, os.path.join(out_dir, "per_corruption.png"))
+  plot_heatmap(results, workdir_lib.path(out_dir, "heatmap.png"))
+  plot_corruption_errors(results, workdir_lib.path(out_dir, "per_corruption.png"))
 
 
 def _pyplot():
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  return plt
+  from freqrobust.analysis import plots  # Sets matplotlib's Agg backend.
+  return plots.plt
+
+
+def _plots():
+  from freqrobust.analysis import plots
+  return plots
 
 
 def _labels(results: dict) -> list[str]:
@@ -305,8 +316,7 @@ def plot_heatmap(results: dict, path: str) -> None:
   fig.colorbar(im, ax=ax, label="accuracy (%)")
   ax.set_title(f"Accuracy (%), clean {results['clean_accuracy']:.1f}", fontsize=9)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  _plots().save_figure(fig, path, dpi=120, bbox_inches=None)
 
 
 def plot_corruption_errors(results: dict, path: str) -> None:
@@ -327,67 +337,66 @@ def plot_corruption_errors(results: dict, path: str) -> None:
   ax.set_ylabel("CE = 100 - mean accuracy (%)")
   averaged = results.get("corruptions_averaged", len(results["benchmark_corruptions"]))
   ax.set_title(f"Corruption error CE_c ({averaged} corruptions averaged)\nunnormalised mCE "
-               f"{_fmt(results['mce_unnormalized'])}, mCE vs baseline (mean of per-corruption "
-               f"ratios) {_fmt(results['mce_relative'])}", fontsize=9)
+               f"{format_value(results['mce_unnormalized'])}, mCE vs baseline (mean of per-corruption "
+               f"ratios) {format_value(results['mce_relative'])}", fontsize=9)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  _plots().save_figure(fig, path, dpi=120, bbox_inches=None)
 
 
-def main(argv, flag_values=None):
-  """CLI entry: evaluates the run in --workdir (see `define_flags`)."""
-  del argv
-  if flag_values is None:
-    from absl import flags
-    flag_values = flags.FLAGS
-  trained = trained_lib.load_trained(flag_values.workdir)
-  config = trained.config
-  if "corruptions" not in config:
-    import ml_collections
-    config.corruptions = ml_collections.ConfigDict()
-  overrides = {"num_examples": flag_values.num_examples, "source": flag_values.source,
-               "cache_dir": flag_values.cache_dir, "frost_dir": flag_values.frost_dir,
-               "include_extra": flag_values.include_extra,
-               "names": tuple(flag_values.names) if flag_values.names else None}
-  for field, value in overrides.items():
-    if value is not None:
-      config.corruptions[field] = value
-  baseline = flag_values.baseline or config.corruptions.get("baseline_workdir", "") or None
-  results = run_corruption_eval(trained.predict, config, flag_values.workdir, baseline,
-                                progress=flag_values.progress, step=trained.step,
-                                model_fingerprint=trained.fingerprint)
-  print(markdown_report(results))
-  print(f"Report written to {os.path.join(flag_values.workdir, OUT_DIR)}")
+class Corruptions(base.Evaluator):
+  """The corruption report of `config.corruptions` (its settings live in that section, shared
+  with the corrupted-set cache; this entry's own field is the baseline run)."""
+  type = "corruptions"
+  folder = OUT_DIR
+  defaults = {"baseline_workdir": ""}  # "" = config.corruptions.baseline_workdir.
+  columns = (
+      base.Column("robust_accuracy", "Robust. (%)",
+                  "mean accuracy over the 15 benchmark corruptions x 5 severities"),
+      base.Column("mce_unnormalized", "mCE (unnorm., %)", "mean_c (100 - mean_s accuracy)",
+                  higher_is_better=False),
+      base.Column("mce_relative", "mCE vs baseline (%)",
+                  "100 * mean_c sum_s E(c,s) / sum_s E_baseline(c,s)", higher_is_better=False),
+      base.Column("relative_mce_hd", "Rel. mCE (H&D, %)",
+                  "Hendrycks & Dietterich's Relative mCE against the baseline",
+                  higher_is_better=False))
 
+  def baseline(self, config) -> Optional[str]:
+    return (self.settings.get("baseline_workdir")
+            or config.corruptions.get("baseline_workdir", "") or None)
 
-def define_flags(flag_values=None) -> None:
-  """Defines the CLI flags (on absl's global FLAGS unless `flag_values` is given)."""
-  from absl import flags
-  fv = flags.FLAGS if flag_values is None else flag_values
-  flags.DEFINE_string("workdir", None, "Workdir of a trained run (holds config.json and "
-                      "checkpoints); the report goes to WORKDIR/corruption_eval/.", flag_values=fv)
-  flags.DEFINE_string("baseline", None, "Workdir of an evaluated baseline run, for the mCE "
-                      "against it and H&D's Relative mCE (default: "
-                      "config.corruptions.baseline_workdir).",
-                      flag_values=fv)
-  flags.DEFINE_integer("num_examples", None, "Override config.corruptions.num_examples "
-                       "(0 = whole test set).", flag_values=fv)
-  flags.DEFINE_enum("source", None, list(corrupted.SOURCES),
-                    "Override config.corruptions.source.", flag_values=fv)
-  flags.DEFINE_string("cache_dir", None, "Override config.corruptions.cache_dir.",
-                      flag_values=fv)
-  flags.DEFINE_string("frost_dir", None, "Override config.corruptions.frost_dir.",
-                      flag_values=fv)
-  flags.DEFINE_bool("include_extra", None, "Override config.corruptions.include_extra.",
-                    flag_values=fv)
-  flags.DEFINE_list("names", None, "Override config.corruptions.names (comma-separated).",
-                    flag_values=fv)
-  flags.DEFINE_bool("progress", True, "Show a progress bar over the corrupted sets.",
-                    flag_values=fv)
-  flags.mark_flag_as_required("workdir", flag_values=fv)
+  def key(self, config):
+    fields = {k: v for k, v in config.corruptions.to_dict().items()
+              if k not in ("evaluate", "baseline_workdir")}
+    return dict(fields, baseline_workdir=self.baseline(config) or "")
 
+  def check(self, config) -> None:
+    try:
+      settings = corrupted.CorruptionSettings.from_config(config)
+    except ValueError as err:
+      raise workdir_lib.UserError(str(err)) from None
+    baseline = self.baseline(config)
+    if not baseline:
+      return
+    # The baseline must exist and have seen the sets this run will make, before any training
+    # (0 examples = the whole test set: its size is known only once it is loaded).
+    baseline_results = workdir_lib.read_corruption_results(baseline)
+    planned = settings.set_fields(settings.num_examples or None)
+    differ = workdir_lib.corrupted_set_differences(baseline_results, planned,
+                                                   missing_differs=True)
+    if differ:
+      raise workdir_lib.UserError(
+          f"The baseline {baseline} was evaluated on other corrupted sets than this run's "
+          "settings would make ("
+          + ", ".join(f"{k}: {baseline_results.get(k)!r} vs {planned[k]!r}" for k in differ)
+          + f"). Re-evaluate the baseline first: python -m freqrobust.evaluate "
+          f"--workdir={baseline} --evals=corruptions (with the same corruption fields), or "
+          "change the fields.")
 
-if __name__ == "__main__":
-  from freqrobust import cli
-  define_flags()
-  cli.run(main)
+  def run(self, context: base.Context):
+    results = run_corruption_eval(
+        context.model.predict, context.config, context.out_root, self.baseline(
+            context.config), progress=context.progress, step=context.step,
+        model_fingerprint=context.model.fingerprint)
+    self.details = results  # The whole report, for the summary figure.
+    return {k: results[k] for k in ("clean_accuracy", "robust_accuracy", "mce_unnormalized",
+                                    "mce_relative", "relative_mce_hd")}

@@ -1,0 +1,150 @@
+"""Every evaluation a run makes, by type: `EVALUATORS` maps a type to its `base.Evaluator`.
+
+The config lists what a run evaluates (`config.evals.<name> = dict(type=..., at_end=...,
+every_epochs=..., <its own settings>)`); the train loop and `python -m freqrobust.evaluate` call
+`run_evals` and never name a particular evaluation. Adding one: a module here with an
+`Evaluator` subclass, one entry in `EVALUATORS`, one entry in configs/default.py's `evals`.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+from freqrobust import workdir as workdir_lib
+from freqrobust.evaluators import adversarial, bandpass, base, clean, corruptions, summary
+from freqrobust.evaluators.base import Column, Context, Evaluator
+from freqrobust.workdir import UserError
+
+EVALUATORS: Dict[str, type] = {cls.type: cls for cls in (
+    clean.Clean, corruptions.Corruptions, bandpass.Bandpass, summary.Summary,
+    adversarial.Adversarial)}
+
+
+def register(cls: type) -> type:
+  """Adds an evaluator class to `EVALUATORS` (for evaluators that live outside this package)."""
+  EVALUATORS[cls.type] = cls
+  return cls
+
+
+def _legacy_entries(config) -> Dict[str, Dict[str, Any]]:
+  """The evaluations of a config written before `config.evals` (an older run's config.json)."""
+  every = float(config.train.get("eval_every_epochs", 0) or 0)
+  entries = {"clean": {"type": "clean", "at_end": True, "every_epochs": every}}
+  entries["corruptions"] = {"type": "corruptions",
+                            "at_end": bool(config.corruptions.get("evaluate", False))}
+  entries["summary"] = {"type": "summary",
+                        "at_end": bool(config.train.get("summary_figure", False))}
+  return entries
+
+
+def normalize_config(config) -> None:
+  """Fills `config.evals` of a config written before it existed (from train.eval_every_epochs,
+  corruptions.evaluate and train.summary_figure), in place, and drops those fields."""
+  import ml_collections
+  if "evals" in config:
+    return
+  config.evals = ml_collections.ConfigDict(_legacy_entries(config))
+  if "eval_every_epochs" in config.train:
+    del config.train["eval_every_epochs"]
+  if "evaluate" in config.corruptions:
+    del config.corruptions["evaluate"]
+  if "summary_figure" in config.train:
+    del config.train["summary_figure"]
+
+
+def build(config, names: Optional[List[str]] = None) -> List[Tuple[Evaluator, Dict[str, Any]]]:
+  """(evaluator, common fields) for every entry of `config.evals` (or the `names` given, in that
+  order); unknown names, types or fields raise `UserError` naming them."""
+  entries = dict(config.evals.to_dict() if hasattr(config.evals, "to_dict") else config.evals)
+  if names is None:
+    names = list(entries)
+  out = []
+  for name in names:
+    if name not in entries:
+      raise UserError(f"No evaluation named {name!r} in config.evals; listed: "
+                      f"{', '.join(entries) or 'none'}.")
+    entry = entries[name]
+    if not isinstance(entry, Mapping) or entry.get("type") not in EVALUATORS:
+      got = entry.get("type") if isinstance(entry, Mapping) else entry
+      raise UserError(f"config.evals.{name}.type={got!r} is invalid: one of "
+                      f"{', '.join(EVALUATORS)}.")
+    cls = EVALUATORS[entry["type"]]
+    common, settings = base.entry_settings(name, entry, cls)
+    out.append((cls(name, settings), common))
+  return out
+
+
+def check(config) -> None:
+  """Every entry of config.evals, checked against the run's config before training."""
+  for evaluator, _ in build(config):
+    evaluator.check(config)
+
+
+def at_end(config) -> List[Evaluator]:
+  return [e for e, common in build(config) if common["at_end"]]
+
+
+def in_loop(config, steps_per_epoch: int) -> List[Tuple[Evaluator, int]]:
+  """(evaluator, every how many steps) of the entries evaluated during training."""
+  return [(e, max(1, int(round(common["every_epochs"] * steps_per_epoch))))
+          for e, common in build(config) if common["every_epochs"]]
+
+
+def record(evaluator: Evaluator, context: Context, metrics: Mapping[str, Any]) -> Dict[str, Any]:
+  return {"type": evaluator.type, "step": context.step, "model": context.model.fingerprint,
+          "settings": workdir_lib.to_jsonable(evaluator.key(context.config)),
+          "dir": evaluator.out_dir(context), "time": time.time(),
+          "metrics": workdir_lib.to_jsonable(dict(metrics))}
+
+
+def matches(stored: Optional[Mapping[str, Any]], evaluator: Evaluator, context: Context) -> bool:
+  """Whether a stored record is this evaluation of this model (resumable)."""
+  return bool(stored) and stored.get("type") == evaluator.type and \
+      stored.get("model") == context.model.fingerprint and \
+      stored.get("step") == context.step and \
+      stored.get("settings") == workdir_lib.to_jsonable(evaluator.key(context.config))
+
+
+def run_evals(context: Context, evaluators: List[Evaluator], records: Dict[str, Any],
+              on_record: Optional[Callable[[Dict[str, Any]], None]] = None,
+              say: Callable[[str], None] = print) -> Dict[str, float]:
+  """Runs each evaluator whose record in `records` (name -> record, updated in place) does not
+  match this model and settings; `on_record(records)` is called after each one (to save them), so
+  an interrupted call keeps what it finished. Returns the flat `<name>/<metric>` scalars."""
+  flat = {}
+  for evaluator in evaluators:
+    if matches(records.get(evaluator.name), evaluator, context):
+      say(f"Evaluation {evaluator.name!r}: already done for this model (step {context.step}).")
+    else:
+      started = time.time()
+      metrics = evaluator.run(context)
+      records[evaluator.name] = record(evaluator, context, metrics)
+      if on_record is not None:
+        on_record(records)
+      say(f"Evaluation {evaluator.name!r} ({evaluator.type}) done in "
+          f"{time.time() - started:.0f} s: " + ", ".join(
+              f"{k} {v:.2f}" for k, v in metrics.items() if isinstance(v, float)))
+    flat.update(prefixed(evaluator.name, records[evaluator.name]["metrics"]))
+    context.metrics.update(flat)
+  return flat
+
+
+def results_fields(records: Mapping[str, Any]) -> Dict[str, Any]:
+  """What results.json holds beside "evals" and "metrics": the flat `<name>/<metric>` scalars,
+  and each recorded evaluation's metrics under its type's `results_key` (e.g. "clean")."""
+  out = {"evals": dict(records), "metrics": {}}
+  for name, r in records.items():
+    out["metrics"].update(prefixed(name, r["metrics"]))
+    key = getattr(EVALUATORS.get(r.get("type")), "results_key", None)
+    if key:
+      out[key] = r["metrics"]
+  return out
+
+
+def prefixed(name: str, metrics: Mapping[str, Any]) -> Dict[str, Any]:
+  return {f"{name}/{k}": v for k, v in metrics.items()}
+
+
+__all__ = ["EVALUATORS", "Column", "Context", "Evaluator", "at_end", "build", "check",
+           "in_loop", "matches", "normalize_config", "prefixed", "record", "register",
+           "run_evals"]

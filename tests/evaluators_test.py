@@ -1,0 +1,270 @@
+"""Evaluations as modules: the registry, the resumable records, results.json's statuses, in-loop
+evaluation lines, kept checkpoints, and the defects these replaced."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import workdirs
+from freqrobust import evaluate, evaluators, experiment, frequency, report, train, trained
+from freqrobust import workdir as workdir_lib
+from freqrobust.evaluators import base
+
+
+def tiny(**train_fields):
+  c = workdirs.tiny_config()
+  c.train.max_steps = 4
+  c.train.num_epochs = 1
+  c.train.checkpoint_every_steps = 4
+  c.train.log_every_steps = 2
+  c.evals.clean.every_epochs = 0
+  for k, v in train_fields.items():
+    c.train[k] = v
+  return c
+
+
+class Counting(base.Evaluator):
+  """A test evaluator: counts its runs; fails while `fail` is set."""
+  type = "counting"
+  defaults = {"fail": False}
+  columns = (base.Column("mean_logit", "mean logit", "mean of every logit"),)
+  calls = []
+
+  def run(self, context):
+    Counting.calls.append(context.step)
+    if self.settings["fail"]:
+      raise RuntimeError("evaluation crashed")
+    images, _ = context.test_set()
+    logits = context.model.predict(images[:8].astype(np.float32) / 255.0)
+    return {"mean_logit": float(np.mean(logits))}
+
+
+@pytest.fixture(autouse=True)
+def counting_registered():
+  evaluators.register(Counting)
+  Counting.calls.clear()
+  yield
+  evaluators.EVALUATORS.pop("counting", None)
+
+
+def with_counting(config, **fields):
+  import ml_collections
+  config.evals.counting = ml_collections.ConfigDict(dict(type="counting", **fields))
+  return config
+
+
+def test_finished_only_when_every_evaluation_is_done_and_a_rerun_finishes_them(tmp_path):
+  """The defect: results.json said "finished" before the corruption evaluation ran, so a run
+  whose evaluation crashed was reported with another model's numbers. Now it says "trained"
+  until every at_end evaluation is recorded; the same command finishes them without training."""
+  workdir = str(tmp_path / "run")
+  config = with_counting(tiny(), fail=True)
+  with pytest.raises(RuntimeError, match="crashed"):
+    train.train_and_evaluate(config, workdir)
+  results = workdir_lib.read_results(workdir)
+  assert results["status"] == "trained" and results["step"] == 4
+  assert "clean" in results["evals"] and "counting" not in results["evals"]
+  assert workdir_lib.read_finished_results(workdir) is None  # The report skips it.
+  clean_record = results["evals"]["clean"]
+  config.evals.counting.fail = False
+  finished = train.train_and_evaluate(config, workdir)
+  assert finished["status"] == "finished" and finished["step"] == 4
+  assert finished["evals"]["clean"]["time"] == clean_record["time"]  # Recorded, not rerun.
+  assert finished["metrics"]["counting/mean_logit"] == pytest.approx(
+      finished["evals"]["counting"]["metrics"]["mean_logit"])
+  assert Counting.calls == [4, 4]
+  written = workdir_lib.read_results(workdir)
+  assert written["status"] == "finished" and written["model"] == finished["model"]
+  assert written["clean"]["accuracy"] == written["metrics"]["clean/accuracy"]
+  # The report's third table has the evaluation's declared column.
+  run = report.load_run(workdir)
+  assert run["metrics"] == {"counting/mean_logit": written["metrics"]["counting/mean_logit"]}
+  assert run["columns"]["counting/mean_logit"]["label"] == "counting: mean logit"
+  # evaluate finishes an interrupted run too, and skips what is recorded.
+  evaluate.evaluate_run(workdir, ["counting"], progress=False)
+  assert Counting.calls == [4, 4]
+
+
+def test_in_loop_evaluations_are_eval_lines_and_never_replace_training_lines(tmp_path):
+  """The defect: a line counted as an evaluation only with a key starting "test_", so an
+  in-loop evaluation under another name replaced the training line of its step, and the
+  report's training rate read it."""
+  workdir = str(tmp_path / "run")
+  config = with_counting(tiny(max_steps=8), every_epochs=0.5, at_end=False)
+  config.data.synthetic_examples = 64  # 4 steps per epoch: evaluations at steps 2, 4 and 6.
+  config.train.num_epochs = 2
+  train.train_and_evaluate(config, workdir)
+  lines = workdir_lib.read_metrics(workdir)
+  kinds = {(m["step"], workdir_lib.line_kind(m)) for m in lines}
+  for step in (2, 4, 6):
+    assert (step, "train") in kinds and (step, "eval") in kinds, step
+  evals = [m for m in lines if m["kind"] == "eval"]
+  assert [m["step"] for m in evals if "counting/mean_logit" in m] == [2, 4, 6]
+  assert all("loss" not in m for m in evals) and all(
+      "counting/mean_logit" not in m for m in lines if m["kind"] == "train")
+  assert 8 in [m["step"] for m in evals if "clean/accuracy" in m]  # The end's evaluation.
+  assert report.training_rate(workdir) is not None
+  # An old line without "kind" still reads as before.
+  assert workdir_lib.line_kind({"step": 1, "test_accuracy": 0.5}) == "eval"
+  assert workdir_lib.line_kind({"step": 1, "loss": 0.5}) == "train"
+
+
+def test_metrics_writer_keeps_kinds_apart(tmp_path):
+  writer = workdir_lib.MetricsWriter(str(tmp_path))
+  writer.write(10, {"loss": 1.0, "accuracy": 0.5})
+  writer.write(10, {"accuracy": 0.9}, kind="eval")  # The same name: a separate line.
+  with pytest.raises(ValueError, match="reserved"):
+    writer.write(11, {"kind": 1.0})
+  with pytest.raises(ValueError, match="kind="):
+    writer.write(11, {"x": 1.0}, kind="test")
+  writer.close()
+  lines = workdir_lib.read_metrics(str(tmp_path))
+  assert [(m["kind"], m["accuracy"]) for m in lines] == [("train", 0.5), ("eval", 0.9)]
+
+
+def test_learned_b_is_logged_once_as_the_step_used_it():
+  """The defect: b(M) was logged by the method (before the update) and again by the train step
+  (after it), and the second silently won."""
+  config = experiment.resolve_config(workdirs.tiny_paper_config())
+  exp = experiment.build(config, 64)
+  state = exp.init_state(jax.random.key(0), train.sharding.Sharder(jax.devices()[:1]))
+  before = np.asarray(frequency.basic_open_ratios(state.params["aps"]["theta_b"]))
+  rng = np.random.default_rng(0)
+  batch = {"image": jnp.asarray(rng.integers(0, 256, (16, 12, 12, 1)), jnp.uint8),
+           "label": jnp.asarray(rng.integers(0, 10, 16), jnp.int32)}
+  step = jax.jit(lambda s, b, k: train.train_step(s, b, k, method=exp.method,
+                                                  schedule=exp.schedule))
+  new, metrics = step(state, batch, jax.random.key(1))
+  after = np.asarray(frequency.basic_open_ratios(new.params["aps"]["theta_b"]))
+  assert not np.allclose(before, after)  # The update moved theta_b: the two values differ.
+  np.testing.assert_allclose([metrics["b_L"], metrics["b_M"], metrics["b_H"]], before,
+                             rtol=1e-6)
+
+
+def test_a_run_loads_for_analysis_with_a_moved_baseline_and_another_device_count(tmp_path):
+  """The defects: loading a run went through the corruption-settings check (a moved baseline
+  made it unloadable) and the device-count divisibility check (8 devices here; batch 12)."""
+  workdir = workdirs.random_workdir(str(tmp_path / "run"))
+  config = workdir_lib.read_config(workdir)
+  config.corruptions.baseline_workdir = str(tmp_path / "moved_away")
+  config.evals.corruptions.at_end = True
+  config.eval.batch_size = 12
+  workdir_lib.write_config(workdir, config)
+  assert jax.device_count() == 8
+  with pytest.raises(workdir_lib.UserError):
+    experiment.resolve_config(config)  # Training refuses both, before any work.
+  run = trained.load_trained(workdir)
+  logits = run.predict(np.zeros((5, 12, 12, 1), np.float32))
+  assert logits.shape == (5, 10)
+
+
+def test_evaluation_variables_trace_under_jit():
+  """The defect: int() on the EMA's count, which fails on a traced value."""
+  config = experiment.resolve_config(workdirs.tiny_paper_config(ema_decay=0.9))
+  exp = experiment.build(config, 64)
+  state = exp.init_state(jax.random.key(0), train.sharding.Sharder(jax.devices()[:1]))
+  eager = experiment.evaluation_variables(config, state)
+  traced = jax.jit(lambda s: experiment.evaluation_variables(config, s))(state)
+  jax.tree.map(np.testing.assert_allclose, eager, traced)
+
+
+def test_bandpass_evaluator_laws_and_the_cli_on_a_checkpoint(tmp_path):
+  workdir = workdirs.random_workdir(str(tmp_path / "run"))
+  flat = evaluate.evaluate_run(workdir, ["bandpass"], progress=False)
+  clean = evaluate.evaluate_run(workdir, ["clean"], progress=False)["clean/accuracy"]
+  assert set(flat) == {"bandpass/examples"} | {f"bandpass/{p}_r{r}" for p in ("low", "high")
+                                               for r in (4, 8, 12, 16)}
+  assert flat["bandpass/examples"] == 64  # The synthetic test split, under num_examples.
+  # r = 16 at 32 px is 6 at 12 px; a radius past every frequency keeps the whole image, so
+  # without the per-image rescaling the low-pass accuracy is the clean accuracy.
+  config = workdir_lib.read_config(workdir)
+  config.evals.bandpass.radii = (100,)
+  config.evals.bandpass.rescale = "none"
+  workdir_lib.write_config(workdir, config)
+  wide = evaluate.evaluate_run(workdir, ["bandpass"], progress=False)
+  assert wide["bandpass/low_r100"] == pytest.approx(clean)
+  assert os.path.exists(os.path.join(workdir, "evals", "bandpass", "bandpass.png"))
+  with pytest.raises(workdir_lib.UserError, match="No evaluation named 'nosuch'"):
+    evaluate.evaluate_run(workdir, ["nosuch"])
+
+
+def test_bad_evaluation_entries_are_refused_before_training(tmp_path):
+  config = tiny()
+  config.evals.clean.type = "cleen"
+  with pytest.raises(workdir_lib.UserError, match=r"config\.evals\.clean\.type='cleen'"):
+    train.train_and_evaluate(config, str(tmp_path / "a"))
+  config = tiny()
+  config.evals.bandpass.radii = (0,)
+  config.evals.bandpass.at_end = True
+  with pytest.raises(workdir_lib.UserError, match="radii"):
+    train.train_and_evaluate(config, str(tmp_path / "b"))
+  config = with_counting(tiny(), colour="red")
+  with pytest.raises(workdir_lib.UserError, match=r"unknown field\(s\) \['colour'\]"):
+    train.train_and_evaluate(config, str(tmp_path / "c"))
+  assert not any(os.path.exists(tmp_path / d) for d in "abc")
+
+
+def test_kept_checkpoints_are_evaluated_and_analysed_per_step(tmp_path):
+  workdir = str(tmp_path / "run")
+  config = tiny(max_steps=8, keep_checkpoints=1, keep_every_epochs=1.0)
+  config.train.num_epochs = 2
+  config.train.checkpoint_every_steps = 8
+  train.train_and_evaluate(config, workdir)
+  steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
+  assert steps == [4, 8]  # Epoch 1 kept beside the newest.
+  flat = evaluate.evaluate_run(workdir, ["clean"], step=4, progress=False)
+  at4 = workdir_lib.read_results(workdir_lib.step_dir(workdir, 4))
+  assert at4["step"] == 4 and at4["evals"]["clean"]["step"] == 4
+  assert flat["clean/accuracy"] == at4["metrics"]["clean/accuracy"]
+  assert workdir_lib.read_results(workdir)["step"] == 8  # The run's own record is untouched.
+  with pytest.raises(workdir_lib.UserError, match="kept steps: 4, 8"):
+    trained.load_trained(workdir, 6)
+  from absl import flags
+  from freqrobust import analyze
+  values = flags.FlagValues()
+  analyze.define_flags(values, "heatmap")
+  values(["analyze", f"--workdir={workdir}", "--step=4", "--num_images=4", "--progress=false"])
+  analyze.main(["analyze", "heatmap"], values)
+  assert os.path.exists(os.path.join(workdir, "steps", "4", "analysis", "heatmap",
+                                     "heatmap.json"))
+
+
+def test_the_train_loop_names_no_particular_evaluation():
+  import inspect
+  source = inspect.getsource(train)
+  for name in evaluators.EVALUATORS:
+    assert f'"{name}"' not in source and f"'{name}'" not in source, name
+  for word in ("corruption", "summary_figure", "run_corruption_eval"):
+    assert word not in source, word
+
+
+def test_adversarial_evaluation_attacks_the_reported_function(tmp_path):
+  """eps = 0 gives the clean accuracy; the curve falls with eps; the checks are recorded."""
+  workdir = str(tmp_path / "run")
+  config = tiny(max_steps=8, test_time_flip=True)
+  config.train.num_epochs = 2
+  config.evals.adversarial.update(dict(eps=(0.0, 0.05, 0.3), main_eps=0.05, num_examples=32,
+                                       pgd_steps=5, apgd_steps=5, batch_size=32))
+  train.train_and_evaluate(config, workdir)
+  flat = evaluate.evaluate_run(workdir, ["adversarial", "clean"], progress=False)
+  run = trained.load_trained(workdir)
+  images, labels = workdirs_images(run.config, 32)
+  clean32 = 100.0 * np.mean(run.predict(images).argmax(-1) == labels)
+  assert flat["adversarial/clean"] == pytest.approx(clean32)
+  assert flat["adversarial/pgd_eps0"] == pytest.approx(clean32)  # No perturbation at eps 0.
+  assert flat["adversarial/pgd_eps0.3"] <= flat["adversarial/pgd_eps0.05"] <= clean32
+  assert flat["adversarial/pgd_eps0.3"] <= 5.0  # ~0 at a large eps (a 12x12 synthetic task).
+  saved = json.load(open(os.path.join(workdir, "evals", "adversarial", "adversarial.json")))
+  assert set(saved["results"]) == {"pgd", "apgd"}
+  assert set(saved["results"]["pgd"]["checks"]) >= {"monotone", "pgd_le_fgsm_le_clean",
+                                                    "noise_weaker", "in_ball"}
+  assert flat["adversarial/failed_checks"] == len(saved["failed_checks"])
+  assert saved["results"]["pgd"]["checks"]["in_ball"]
+
+
+def workdirs_images(config, n):
+  from freqrobust.tools import base as tools_base
+  return tools_base.load_test_images(config, n)

@@ -1,0 +1,76 @@
+"""The analysis tools of `python -m freqrobust.analyze` as a registry: each tool's own flags, the
+new frequency explanations on a trained run, and the curves over kept checkpoints."""
+import json
+import os
+
+from absl import flags
+import numpy as np
+import pytest
+
+import workdirs
+from freqrobust import analyze, tools, train
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+  """A tiny run with a checkpoint kept at each of its two epochs."""
+  workdir = str(tmp_path_factory.mktemp("tools") / "run")
+  c = workdirs.tiny_config()
+  c.train.num_epochs = 2
+  c.train.keep_every_epochs = 1.0
+  c.train.keep_checkpoints = 1
+  c.train.log_every_steps = 2
+  c.evals.clean.every_epochs = 0
+  train.train_and_evaluate(c, workdir)
+  return workdir
+
+
+def run_tool(tool, *args):
+  values = flags.FlagValues()
+  analyze.define_flags(values, tool)
+  values(["analyze", "--progress=false", *args])
+  analyze.main(["analyze", tool], values)
+
+
+def test_each_tool_defines_only_its_own_flags():
+  seen = {}
+  for name in tools.TOOLS:
+    values = flags.FlagValues()
+    analyze.define_flags(values, name)
+    seen[name] = set(values)
+  assert "eps" in seen["heatmap"] and "eps" not in seen["pdm"]
+  assert "curves" in seen["hfc"] and "curves" not in seen["dct"]
+  assert "rhos" in seen["smoothing"] and "deltas" in seen["fprinciple"]
+  with pytest.raises(analyze.app.UsageError, match="TOOL"):
+    run_tool("nonsense")
+
+
+def test_hfc_curves_and_fprinciple_over_kept_checkpoints(trained_run):
+  run_tool("hfc", f"--workdir={trained_run}", "--curves", "--num_images=16")
+  out = os.path.join(trained_run, "analysis", "hfc")
+  summary = json.load(open(os.path.join(out, "hfc.json")))
+  for split in ("train", "test"):
+    assert summary[split]["epochs"] == [1.0, 2.0]  # The two kept checkpoints.
+    low = np.asarray(summary[split]["low_accuracy"])
+    assert low.shape == (2, 4) and np.all((low >= 0) & (low <= 1))
+    assert os.path.getsize(os.path.join(out, split, "hfc_curves.png")) > 1000
+  run_tool("fprinciple", f"--workdir={trained_run}", "--num_images=24", "--deltas=1,10")
+  f = json.load(open(os.path.join(trained_run, "analysis", "fprinciple", "fprinciple.json")))
+  assert f["epochs"] == [1.0, 2.0] and np.shape(f["e_low"]) == (2, 2)
+
+
+def test_dct_smoothing_and_hfc_of_one_model(trained_run):
+  run_tool("dct", f"--workdir={trained_run}", "--num_images=16", "--num_bands=4")
+  d = json.load(open(os.path.join(trained_run, "analysis", "dct", "dct_attribution.json")))
+  assert d["num_bands"] == 4 and d["num_images"] == 16
+  run_tool("smoothing", f"--workdir={trained_run}", "--num_images=16", "--rhos=0,0.5")
+  s = json.load(open(os.path.join(trained_run, "analysis", "smoothing", "smoothing.json")))
+  # rho = 0 is the model itself: its accuracy on the first 16 test images.
+  from freqrobust import trained
+  from freqrobust.tools import base
+  run = trained.load_trained(trained_run)
+  images, labels = base.load_test_images(run.config, 16)
+  itself = 100.0 * np.mean(run.predict(images).argmax(-1) == labels)
+  assert s["rho"] == [0.0, 0.5] and s["clean_accuracy"][0] == pytest.approx(itself)
+  run_tool("hfc", f"--workdir={trained_run}", "--num_images=16", "--step=4")
+  assert os.path.exists(os.path.join(trained_run, "steps", "4", "analysis", "hfc", "hfc.json"))
