@@ -74,3 +74,15 @@ def test_dct_smoothing_and_hfc_of_one_model(trained_run):
   assert s["rho"] == [0.0, 0.5] and s["clean_accuracy"][0] == pytest.approx(itself)
   run_tool("hfc", f"--workdir={trained_run}", "--num_images=16", "--step=4")
   assert os.path.exists(os.path.join(trained_run, "steps", "4", "analysis", "hfc", "hfc.json"))
+
+
+def test_perturbation_spectra_of_the_model_pgd(trained_run):
+  run_tool("perturbation", f"--workdir={trained_run}", "--num_images=16", "--pgd_steps=3",
+           "--attack_eps=0.05")
+  out = os.path.join(trained_run, "analysis", "perturbation")
+  p = json.load(open(os.path.join(out, "perturbation.json")))
+  assert p["eps"] == 0.05 and p["num_images"] == 16 and 0 <= p["fooled"] <= 1
+  # Every perturbation lies in the L-inf ball: its L2 norm is at most eps * sqrt(H W C).
+  assert 0 < p["mean_l2_norm"] <= 0.05 * np.sqrt(12 * 12 * 1) + 1e-6
+  assert 0 <= p["half_power_radius"] <= np.sqrt(2) * 6 + 1e-6
+  assert os.path.getsize(os.path.join(out, "perturbation.png")) > 1000

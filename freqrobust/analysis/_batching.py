@@ -42,6 +42,26 @@ def map_chunks(fn: Callable[[np.ndarray], Any], num_items: int, batch_size: int,
   return _concat(outputs)
 
 
+def split_accuracy(predict_fn: Callable[[Any], Any], images, labels, num_values: int,
+                   split: Callable[[Any], tuple[Any, Any]], batch_size: int, desc: str = "",
+                   progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+  """Accuracy (fractions, (num_values,) each) of `predict_fn` on the two parts of every image
+  under each of `num_values` settings of a filter pair (low/high-pass over a bandwidth or a
+  radius): `split(pairs) -> (first, second)` filters image `pairs % N` with setting `pairs // N`.
+  The settings x images list is one flat job list (one compilation)."""
+  n = images.shape[0]
+
+  def run(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pair = jax.numpy.asarray(idx, jax.numpy.int32)
+    truth = np.asarray(labels)[idx % n]
+    first, second = split(pair)
+    return (np.asarray(np.argmax(np.asarray(predict_fn(first)), -1) == truth, np.float32),
+            np.asarray(np.argmax(np.asarray(predict_fn(second)), -1) == truth, np.float32))
+
+  first, second = map_chunks(run, num_values * n, batch_size, desc=desc, progress=progress)
+  return first.reshape(num_values, n).mean(axis=1), second.reshape(num_values, n).mean(axis=1)
+
+
 def _take_leading(tree: Any, n: int) -> Any:
   return jax.tree.map(lambda a: np.asarray(a)[:n], tree)
 

@@ -35,20 +35,13 @@ def bandlimited_accuracy(predict_fn: PredictFn, images: np.ndarray, labels: np.n
   if bands.ndim != 1 or bands.size == 0 or np.any(bands < 0):
     raise ValueError(f"bandwidths must be a non-empty list of non-negative ints, got {bandwidths}")
   band_values = jnp.asarray(bands)
-
-  def run(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    pair = jnp.asarray(idx, jnp.int32)
-    truth = labels[pair % n]
-    low = jnp.argmax(predict_fn(_bandlimit(pair, images, band_values, False)), -1) == truth
-    high = jnp.argmax(predict_fn(_bandlimit(pair, images, band_values, True)), -1) == truth
-    return np.asarray(low, np.float32), np.asarray(high, np.float32)
-
-  low, high = _batching.map_chunks(run, bands.size * n, batch_size, desc="bandpass",
-                                   progress=progress)
+  low, high = _batching.split_accuracy(
+      predict_fn, images, labels, bands.size,
+      lambda pair: (_bandlimit(pair, images, band_values, False),
+                    _bandlimit(pair, images, band_values, True)), batch_size, "bandpass", progress)
   clean_logits = np.asarray(predict_fn(images), np.float32)
   clean = float(np.mean(np.argmax(clean_logits, -1) == np.asarray(labels)))
-  return {"bandwidths": bands, "lowpass_accuracy": low.reshape(bands.size, n).mean(axis=1),
-          "highpass_accuracy": high.reshape(bands.size, n).mean(axis=1),
+  return {"bandwidths": bands, "lowpass_accuracy": low, "highpass_accuracy": high,
           "clean_accuracy": np.float64(clean)}
 
 

@@ -115,22 +115,13 @@ def hfc_accuracies(logits_fn: LogitsFn, images: np.ndarray, labels: np.ndarray,
   if radii_np.ndim != 1 or radii_np.size == 0 or np.any(radii_np < 0):
     raise ValueError(f"radii must be a non-empty list of non-negative numbers, got {radii}")
   radii_j = jnp.asarray(radii_np)
-
-  def run(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    pair = jnp.asarray(idx, jnp.int32)
-    truth = labels[pair % n]
-    low, high = _split_pair(pair, images, radii_j, rescale)
-    low_ok = jnp.argmax(logits_fn(low), -1) == truth
-    high_ok = jnp.argmax(logits_fn(high), -1) == truth
-    return np.asarray(low_ok, np.float32), np.asarray(high_ok, np.float32)
-
-  low, high = _batching.map_chunks(run, radii_np.size * n, batch_size, desc="hfc",
-                                   progress=progress)
+  low, high = _batching.split_accuracy(
+      logits_fn, images, labels, radii_np.size,
+      lambda pair: _split_pair(pair, images, radii_j, rescale), batch_size, "hfc", progress)
   clean = _batching.map_chunks(
       lambda idx: np.asarray(jnp.argmax(logits_fn(images[idx]), -1) == labels[idx], np.float32),
       n, batch_size, progress=False)
-  return {"radii": radii_np, "low_accuracy": low.reshape(radii_np.size, n).mean(axis=1),
-          "high_accuracy": high.reshape(radii_np.size, n).mean(axis=1),
+  return {"radii": radii_np, "low_accuracy": low, "high_accuracy": high,
           "clean_accuracy": np.float64(clean.mean())}
 
 

@@ -6,11 +6,12 @@ and one entry in `TOOLS`. The numbers come from `freqrobust.analysis` (pure func
 from __future__ import annotations
 
 from freqrobust.tools import bandpass, base, compare, dct, fprinciple, heatmap, hfc, occlusion
-from freqrobust.tools import pdm, spectra
+from freqrobust.tools import pdm, perturbation, spectra
 
 TOOLS: dict[str, base.Tool] = {tool.name: tool for tool in (
     pdm.PDM(), heatmap.Heatmap(), bandpass.Bandpass(), spectra.Spectra(), occlusion.Occlusion(),
-    compare.Compare(), dct.DCT(), hfc.HFC(), hfc.Smoothing(), fprinciple.FPrinciple())}
+    compare.Compare(), dct.DCT(), hfc.HFC(), hfc.Smoothing(), fprinciple.FPrinciple(),
+    perturbation.Perturbation())}
 
 
 def register(tool: base.Tool) -> base.Tool:
