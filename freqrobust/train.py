@@ -577,6 +577,8 @@ def _finish(config, exp, state, step, sharder, predictor, test_set, workdir,
   _info(f"Peak memory: {memory['host_rss_mib']:.0f} MiB resident (host)"
         + (f", {memory['device_peak_mib']:.0f} MiB on device 0" if memory["device_peak_mib"]
            is not None else "") + ".")
-  _info(f"Results: {workdir_lib.path(workdir, workdir_lib.RESULTS)}; per evaluation: " + ", ".join(
-      f"{name} -> {r['dir']}" for name, r in records.items()))
+  written = [f"{name} -> {r['dir']}" for name, r in records.items()
+              if write and workdir_lib.exists(r["dir"])]
+  _info(f"Results: {workdir_lib.path(workdir, workdir_lib.RESULTS)}"
+        + (f"; evaluation outputs: {', '.join(written)}" if written else ""))
   return results

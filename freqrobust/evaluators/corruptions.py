@@ -66,7 +66,8 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
                         baseline_workdir: Optional[str] = None, *,
                         load_split: Optional[Callable] = None, progress: bool = True,
                         step: Optional[int] = None,
-                        model_fingerprint: Optional[str] = None) -> dict:
+                        model_fingerprint: Optional[str] = None,
+                        write: Optional[bool] = None) -> dict:
   """Evaluates `predict_fn` on the clean and corrupted test sets; writes and returns the report.
 
   Args:
@@ -80,6 +81,8 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
     step: the checkpoint step evaluated (recorded; part of the resume key).
     model_fingerprint: a content hash of the model's variables (`trained.fingerprint`): the
       resume key, so results of another model are never reused. None: the step alone keys it.
+    write: write partial.json and the report (default: on process 0 only); False for an
+      evaluation during training (scalars only).
 
   Returns:
     The contents of results.json.
@@ -89,7 +92,9 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
   if baseline_workdir:  # fail before the long evaluation, not after it
     baseline_results = workdir_lib.read_corruption_results(baseline_workdir)
   out_dir = workdir_lib.path(workdir, OUT_DIR)
-  if distributed.is_writer():
+  resumable = True if write is None else bool(write)  # False: scalars only, nothing kept.
+  write = resumable and distributed.is_writer()
+  if write:
     workdir_lib.make_dir(out_dir)
   clean = corrupted.clean_test_set(config, load_split)
   meta = dict(settings.set_fields(int(len(clean[0]))), step=step, model=model_fingerprint,
@@ -109,8 +114,8 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
   partial_path = workdir_lib.path(out_dir, "partial.json")
   # Process 0 reads what is done and tells the others: every process must predict the same sets
   # (the predictions are collectives), and only process 0 writes.
-  partial = distributed.decide(lambda: _load_partial(partial_path, meta))
-  write = distributed.is_writer()
+  partial = (distributed.decide(lambda: _load_partial(partial_path, meta)) if resumable
+             else {"meta": meta, "clean_accuracy": None, "sets": {}})
   if partial["clean_accuracy"] is None:
     partial["clean_accuracy"] = accuracy(predict_fn, *clean)
     if write:
@@ -396,7 +401,7 @@ class Corruptions(base.Evaluator):
     results = run_corruption_eval(
         context.model.predict, context.config, context.out_root, self.baseline(
             context.config), progress=context.progress, step=context.step,
-        model_fingerprint=context.model.fingerprint)
+        model_fingerprint=context.model.fingerprint, write=context.write_files)
     self.details = results  # The whole report, for the summary figure.
     return {k: results[k] for k in ("clean_accuracy", "robust_accuracy", "mce_unnormalized",
                                     "mce_relative", "relative_mce_hd")}
