@@ -6,18 +6,20 @@ Runs are grouped by name without the seed (`table3_nfd_seed-1` -> `table3_nfd`);
 and dataset come from its config.json. The baseline group of each backbone (Tables 1-2 have two) is
 the one whose runs are natural training (no augmentation beyond crop and flip, no attention: read
 from config.json), or with `--baseline` the group whose name contains that token; it is shown in
-absolute values, every other group of that backbone as differences to it (as Tables 1-4 do), each cell mean +- sample standard deviation (ddof = 1) over seeds. mCE is
-the paper's mCE against the baseline (`metrics.mce_relative`: Hendrycks & Dietterich's mCE with the
-baseline in AlexNet's place): per corruption CE_c^rel = sum_s E(c, s) / sum_s E_baseline(c, s),
-mCE = 100 * mean_c CE_c^rel over the 15 benchmark corruptions, per seed against the baseline's
-seed-mean accuracy table; the second table adds H&D's Relative mCE (`metrics.relative_mce_hd`).
-Runs evaluated on other corrupted sets than their baseline (another dataset, source, number of
-images or clean images; for generated sets also another recipe version, generation seed or frost
-source) form rows marked "(other sets)", compared on clean accuracy only. A corruption
-evaluation of another model than the run's final one (an older step, a retrained run) is left out,
-and the run's row says so. Every other scalar the runs' evaluations recorded (results.json
-"metrics", `<evaluation>/<metric>`) forms a third table, with the columns the evaluators declare.
-Writes table.md, table.csv and a Figure 1(e)-style bar chart (robustness).
+absolute values, every other group of that backbone as differences to it (as Tables 1-4 do), each
+cell mean +- sample standard deviation (ddof = 1) over seeds. mCE is the paper's mCE against the
+baseline (`metrics.mce_relative`: Hendrycks & Dietterich's mCE with the baseline in AlexNet's
+place): per corruption CE_c^rel = sum_s E(c, s) / sum_s E_baseline(c, s), mCE = 100 * mean_c
+CE_c^rel over the 15 benchmark corruptions, per seed against the baseline's seed-mean accuracy
+table; the second table adds H&D's Relative mCE (`metrics.relative_mce_hd`). Runs evaluated on other
+corrupted sets than their baseline (another dataset, source, number of images or clean images; for
+generated sets also another recipe version, generation seed or frost source) form rows marked
+"(other sets)", compared on clean accuracy only. A corruption evaluation of another model than the
+run's final one (an older step, a retrained run) is left out, and the run's row says so. Every other
+scalar the runs' evaluations recorded (results.json "metrics", `<evaluation>/<metric>`) forms a
+third table, with the columns the evaluators declare. Writes table.md, table.csv, a Figure
+1(e)-style bar chart (robustness), the gains per corruption family and, when the runs were
+attacked, Robust. against adversarial accuracy.
 """
 import csv
 import os

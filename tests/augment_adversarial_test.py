@@ -139,7 +139,8 @@ def test_attack_leaves_the_running_batch_statistics_alone(bn="batch"):
   key = jax.random.key(1)
   step = jax.jit(functools.partial(train.train_step, method=exp.method, schedule=exp.schedule))
   new_state, metrics = step(state, batch, key)
-  assert np.isfinite(float(metrics["loss"])) and 0 < float(metrics["adv_perturbation"]) <= 0.1 + 1e-6
+  assert np.isfinite(float(metrics["loss"]))
+  assert 0 < float(metrics["adv_perturbation"]) <= 0.1 + 1e-6
 
   # The same views as the step (its forward, reproduced), then one training forward on them.
   frozen = {"params": state.params["model"], "batch_stats": state.batch_stats}

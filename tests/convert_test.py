@@ -180,3 +180,21 @@ def test_cli_converts_a_checkpoint_that_load_trained_predicts_like_torch(tmp_pat
   # A second conversion into the same workdir is refused.
   with pytest.raises(UserError, match="already holds a run"):
     convert.convert("wrn", str(checkpoint), workdir, depth=10, width=1)
+  # Every evaluation and analysis then runs on the converted run unchanged. Offline, synthetic
+  # 32x32x3 data stands in for CIFAR-10 (TFDS needs a network): only config.data changes.
+  from freqrobust import analyze, evaluate
+  config.data.dataset = "synthetic"
+  config.data.synthetic_size, config.data.synthetic_channels = 32, 3
+  config.eval.batch_size = 32  # Every prediction pads to it.
+  config.evals.adversarial.update(dict(num_examples=8, pgd_steps=2, attacks=("pgd",),
+                                       batch_size=8, eps=(0.0, 8 / 255), main_eps=8 / 255))
+  workdir_lib.write_config(workdir, config)
+  flat = evaluate.evaluate_run(workdir, ["clean", "bandpass", "adversarial"], progress=False)
+  assert flat["clean/examples"] == 128 and 0 <= flat["bandpass/low_r16"] <= 100
+  assert flat["adversarial/pgd_eps0"] == pytest.approx(flat["adversarial/clean"])
+  values = flags.FlagValues()
+  analyze.define_flags(values, "bandpass")
+  values(["analyze", f"--workdir={workdir}", "--num_images=4", "--bandwidths=1,33",
+          "--progress=false"])
+  analyze.main(["analyze", "bandpass"], values)
+  assert os.path.exists(os.path.join(workdir, "analysis", "bandpass", "bandpass.png"))

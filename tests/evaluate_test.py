@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from freqrobust import evaluate
-from freqrobust.evaluators import corruptions as corruption_eval
+from freqrobust.evaluators import corruptions as cev
 from freqrobust import metrics
 from freqrobust import workdir as workdir_lib
 from workdirs import random_workdir
@@ -48,16 +48,16 @@ def test_accuracy_counts_every_image_through_the_batched_predictor():
   images, labels = _load_split(None, "test")
   labels = labels.copy()
   labels[:3] = 1 - labels[:3]  # three mistakes
-  assert corruption_eval.accuracy(_predict, images, labels) == pytest.approx(85.)
+  assert cev.accuracy(_predict, images, labels) == pytest.approx(85.)
   for batch_size in (1, 7, 20, 64):  # Padded, sharded over 8 devices, unpadded: same answer.
     batched = sharding.batched_predict(lambda v, x: _predict(x), {}, batch_size)
-    assert corruption_eval.accuracy(batched, images, labels) == pytest.approx(85.)
+    assert cev.accuracy(batched, images, labels) == pytest.approx(85.)
 
 
 def test_report_files_and_figures_follow_the_metrics(tmp_path):
   config = _config(tmp_path)
-  results = corruption_eval.run_corruption_eval(_predict, config, str(tmp_path / "run"),
-                                         load_split=_load_split, progress=False)
+  results = cev.run_corruption_eval(_predict, config, str(tmp_path / "run"),
+                                    load_split=_load_split, progress=False)
   out = tmp_path / "run" / "corruption_eval"
   for name in ("results.json", "accuracy.csv", "report.md", "heatmap.png", "per_corruption.png"):
     assert (out / name).stat().st_size > 0, name
@@ -84,9 +84,9 @@ def test_report_files_and_figures_follow_the_metrics(tmp_path):
 def test_relative_mce_against_itself_is_100(tmp_path):
   config = _config(tmp_path)
   first = str(tmp_path / "a")
-  corruption_eval.run_corruption_eval(_predict, config, first, load_split=_load_split, progress=False)
-  results = corruption_eval.run_corruption_eval(_predict, config, str(tmp_path / "b"), first,
-                                         load_split=_load_split, progress=False)
+  cev.run_corruption_eval(_predict, config, first, load_split=_load_split, progress=False)
+  results = cev.run_corruption_eval(_predict, config, str(tmp_path / "b"), first,
+                                    load_split=_load_split, progress=False)
   # The baseline (this classifier) is perfect on contrast and pixelate: their error ratios, and
   # so the mean over corruptions, are undefined; the report says why instead of failing.
   assert results["mce_relative"] is None
@@ -99,15 +99,15 @@ def test_relative_mce_against_itself_is_100(tmp_path):
   assert "mCE vs baseline" in report and "Relative mCE (H&D)" in report
   config = _config(tmp_path, names=("brightness",))  # errs at every severity > 1
   first = str(tmp_path / "a1")
-  corruption_eval.run_corruption_eval(_predict, config, first, load_split=_load_split, progress=False)
-  results = corruption_eval.run_corruption_eval(_predict, config, str(tmp_path / "b1"), first,
-                                         load_split=_load_split, progress=False)
+  cev.run_corruption_eval(_predict, config, first, load_split=_load_split, progress=False)
+  results = cev.run_corruption_eval(_predict, config, str(tmp_path / "b1"), first,
+                                    load_split=_load_split, progress=False)
   assert results["mce_relative"] == pytest.approx(100.)
   assert results["relative_mce_hd"] == pytest.approx(100.)
   # A model with its own clean error: each side's degradation is taken from its own clean error.
   shifted = jax.jit(lambda images: _predict(images) + jnp.asarray([0.3, -0.3]))
-  results = corruption_eval.run_corruption_eval(shifted, config, str(tmp_path / "s1"), first,
-                                         load_split=_load_split, progress=False)
+  results = cev.run_corruption_eval(shifted, config, str(tmp_path / "s1"), first,
+                                    load_split=_load_split, progress=False)
   clean, base_clean = results["clean_accuracy"], results["baseline_clean_accuracy"]
   assert clean < base_clean == 100.
   ce, base_ce = (results["corruption_error"]["brightness"],
@@ -117,14 +117,14 @@ def test_relative_mce_against_itself_is_100(tmp_path):
   assert results["relative_mce_hd"] == pytest.approx(by_hand)
   assert abs(by_hand - swapped) > 1 and abs(by_hand - results["mce_relative"]) > 1
   with pytest.raises(ValueError, match="evaluate that run first"):
-    corruption_eval.run_corruption_eval(_predict, config, str(tmp_path / "c"), str(tmp_path / "none"),
-                                 load_split=_load_split, progress=False)
+    cev.run_corruption_eval(_predict, config, str(tmp_path / "c"), str(tmp_path / "none"),
+                            load_split=_load_split, progress=False)
 
 
 def test_interrupted_evaluation_resumes_and_equals_an_uninterrupted_one(tmp_path):
   config = _config(tmp_path)
-  full = corruption_eval.run_corruption_eval(_predict, config, str(tmp_path / "full"),
-                                      load_split=_load_split, progress=False)
+  full = cev.run_corruption_eval(_predict, config, str(tmp_path / "full"),
+                                 load_split=_load_split, progress=False)
   calls = {"n": 0}
 
   def flaky(images):
@@ -135,7 +135,7 @@ def test_interrupted_evaluation_resumes_and_equals_an_uninterrupted_one(tmp_path
 
   workdir = str(tmp_path / "resumed")
   with pytest.raises(KeyboardInterrupt):
-    corruption_eval.run_corruption_eval(flaky, config, workdir, load_split=_load_split, progress=False)
+    cev.run_corruption_eval(flaky, config, workdir, load_split=_load_split, progress=False)
   partial = json.loads(open(os.path.join(workdir, "corruption_eval", "partial.json")).read())
   done = len(partial["sets"])
   assert 0 < done < len(NAMES) * 5
@@ -146,8 +146,8 @@ def test_interrupted_evaluation_resumes_and_equals_an_uninterrupted_one(tmp_path
     counted["n"] += 1
     return _predict(images)
 
-  resumed = corruption_eval.run_corruption_eval(counting, config, workdir, load_split=_load_split,
-                                         progress=False)
+  resumed = cev.run_corruption_eval(counting, config, workdir, load_split=_load_split,
+                                    progress=False)
   assert counted["n"] == len(NAMES) * 5 - done  # only the missing sets
   assert resumed["accuracy"] == full["accuracy"]
   assert resumed["clean_accuracy"] == full["clean_accuracy"]
@@ -164,9 +164,9 @@ def test_changed_settings_or_model_start_over(tmp_path):
 
   def run(step, model="a", **fields):
     calls["n"] = 0
-    corruption_eval.run_corruption_eval(counting, _config(tmp_path, names=("contrast",), **fields),
-                                 workdir, load_split=_load_split, progress=False, step=step,
-                                 model_fingerprint=model)
+    cev.run_corruption_eval(counting, _config(tmp_path, names=("contrast",), **fields),
+                            workdir, load_split=_load_split, progress=False, step=step,
+                            model_fingerprint=model)
     return calls["n"]
 
   first = run(step=10)
@@ -180,12 +180,12 @@ def test_changed_settings_or_model_start_over(tmp_path):
 
 def test_baseline_on_other_sets_is_refused(tmp_path):
   base = str(tmp_path / "base")
-  corruption_eval.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",)), base,
-                               load_split=_load_split, progress=False)
+  cev.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",)), base,
+                          load_split=_load_split, progress=False)
   with pytest.raises(ValueError, match="num_examples"):
-    corruption_eval.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",), num_examples=10),
-                                 str(tmp_path / "model"), base, load_split=_load_split,
-                                 progress=False)
+    cev.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",), num_examples=10),
+                            str(tmp_path / "model"), base, load_split=_load_split,
+                            progress=False)
 
 
 
@@ -206,17 +206,17 @@ def test_cli_evaluates_a_checkpoint(tmp_path):
 
 def test_baseline_on_another_clean_test_set_is_refused(tmp_path):
   base = str(tmp_path / "base")
-  corruption_eval.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",)), base,
-                               load_split=_load_split, progress=False)
+  cev.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",)), base,
+                          load_split=_load_split, progress=False)
 
   def other_split(data_cfg, split):  # Same dataset name, other images.
     images, labels = _load_split(data_cfg, split)
     return images[::-1].copy(), labels[::-1].copy()
 
   with pytest.raises(ValueError, match="clean_sha256"):
-    corruption_eval.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",)),
-                                 str(tmp_path / "model"), base, load_split=other_split,
-                                 progress=False)
+    cev.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",)),
+                            str(tmp_path / "model"), base, load_split=other_split,
+                            progress=False)
   # A baseline that cannot show which images it saw (a field missing) is refused too.
   results_path = os.path.join(base, "corruption_eval", "results.json")
   with open(results_path) as f:
@@ -225,6 +225,6 @@ def test_baseline_on_another_clean_test_set_is_refused(tmp_path):
   with open(results_path, "w") as f:
     json.dump(written, f)
   with pytest.raises(ValueError, match="clean_sha256: None"):
-    corruption_eval.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",)),
-                                 str(tmp_path / "model2"), base, load_split=_load_split,
-                                 progress=False)
+    cev.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",)),
+                            str(tmp_path / "model2"), base, load_split=_load_split,
+                            progress=False)

@@ -3,10 +3,10 @@ Helps Explain the Generalization of Convolutional Neural Networks"; issue #30).
 
 Low/high split (official code: github.com/HaohanWang/HFC, utility/frequencyHelper.py at commit
 9bc0030, `distance` lines 22-27, `mask_radial` 29-35,
-`generateDataWithDifferentFrequencies_3Channel` 66-86; the first commit 992ef8f had 0.5 instead
-of 0 outside the disc, fixed by ba9c909): per channel, the centred (fftshift-ed) DFT is multiplied by a *circular* mask that is 1
-where dist < r (strict) and 0 elsewhere, dist = sqrt((i - n/2)^2 + (j - n/2)^2) on the shifted
-grid; low = real(IDFT(F * mask)), high = real(IDFT(F * (1 - mask))). Here:
+`generateDataWithDifferentFrequencies_3Channel` 66-86; the first commit 992ef8f had 0.5 instead of 0
+outside the disc, fixed by ba9c909): per channel, the centred (fftshift-ed) DFT is multiplied by a
+*circular* mask that is 1 where dist < r (strict) and 0 elsewhere, dist = sqrt((i - n/2)^2 + (j -
+n/2)^2) on the shifted grid; low = real(IDFT(F * mask)), high = real(IDFT(F * (1 - mask))). Here:
 
 - dist is `frequency.radial_distance` (integer frequencies in FFT layout), identical to the
   official distance for even sizes (the shifted DC sits at n/2); for odd sizes the official

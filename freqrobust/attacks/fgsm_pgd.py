@@ -37,7 +37,8 @@ LogitsFn = Callable[[Array], Array]
 
 
 # XLA's CPU backend runs a `while` loop of convolutions several times slower than the same steps
-# unrolled (a small ResNet's PGD-10 at batch 128: 5.7 vs 0.9 CPU s per call, bench/bench_attacks.py);
+# unrolled (a small ResNet's PGD-10 at batch 128: 5.7 vs 0.9 CPU s per call,
+# bench/bench_attacks.py);
 # so on the CPU loops of at most this many steps are unrolled (compile time grows with them).
 CPU_UNROLL_MAX_STEPS = 16
 

@@ -222,7 +222,8 @@ def _against_baseline(results: dict, label: str, key: str, undefined_why: str,
   """The report line of a figure taken against the baseline run: value, convention, baseline and
   the corruptions on which it is undefined."""
   undefined = results.get(f"{key}_undefined_on")
-  return (f"- {label}: **{format_value(results[key])}** ({results['conventions'][key]}; {averaged}; "
+  return (f"- {label}: **{format_value(results[key])}** ({results['conventions'][key]}; "
+          f"{averaged}; "
           f"baseline: {results['baseline_workdir'] or 'none given'}"
           + (f"; undefined: the baseline {undefined_why} {', '.join(undefined)}"
              if undefined else "") + ")")
@@ -342,7 +343,8 @@ def plot_corruption_errors(results: dict, path: str) -> None:
   ax.set_ylabel("CE = 100 - mean accuracy (%)")
   averaged = results.get("corruptions_averaged", len(results["benchmark_corruptions"]))
   ax.set_title(f"Corruption error CE_c ({averaged} corruptions averaged)\nunnormalised mCE "
-               f"{format_value(results['mce_unnormalized'])}, mCE vs baseline (mean of per-corruption "
+               f"{format_value(results['mce_unnormalized'])}, mCE vs baseline (mean of "
+               "per-corruption "
                f"ratios) {format_value(results['mce_relative'])}", fontsize=9)
   fig.tight_layout()
   _plots().save_figure(fig, path, dpi=120, bbox_inches=None)

@@ -77,8 +77,10 @@ def write_summary_figure(path: str, layer_fn, image_shape, clean_acc: float,
     severities = len(next(iter(corruption_results["accuracy"].values()), {}))
     bars.set_title(f"accuracy per corruption (mean of {severities} severities, "
                    f"{corruption_results['num_examples']} images per set); robust accuracy "
-                   f"{corruptions.format_value(corruption_results['robust_accuracy'])}%, unnormalised "
-                   f"mCE {corruptions.format_value(corruption_results['mce_unnormalized'])}", fontsize=9)
+                   f"{corruptions.format_value(corruption_results['robust_accuracy'])}%, "
+                   "unnormalised mCE "
+                   f"{corruptions.format_value(corruption_results['mce_unnormalized'])}",
+                   fontsize=9)
   else:
     bars.text(0.5, 0.5, "no corruption evaluation of this model\n(config.evals.corruptions)",
               ha="center", va="center", transform=bars.transAxes)
