@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar, Optional
 
+from absl import flags
 import numpy as np
 
 from freqrobust import workdir as workdir_lib
@@ -123,11 +124,6 @@ def over_steps(values, context: Context, row_fn) -> dict[float, dict]:
 
 
 def define_steps_flag(fv) -> None:
-  define_once(flags_module().DEFINE_list, "steps", [], "Kept checkpoints to trace, e.g. 100,200 "
+  define_once(flags.DEFINE_list, "steps", [], "Kept checkpoints to trace, e.g. 100,200 "
               "(default: every kept one; config.train.keep_every_epochs keeps one per N epochs).",
               flag_values=fv)
-
-
-def flags_module():
-  from absl import flags
-  return flags

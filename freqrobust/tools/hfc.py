@@ -10,6 +10,7 @@ from absl import flags
 import numpy as np
 
 from freqrobust import data
+from freqrobust import workdir as workdir_lib
 from freqrobust.analysis import hfc, records
 from freqrobust.tools import base
 
@@ -47,7 +48,7 @@ class HFC(base.Tool):
       return hfc.run_hfc(context.out_dir, run.predict, images, labels,
                          radii(values, images.shape[1:]), values.rescale,
                          base.batch_size(values, context), values.progress)
-    config = base.workdir_lib.read_config(context.workdir)
+    config = workdir_lib.read_config(context.workdir)
     sets = {"test": base.load_test_images(config, n)}
     train_images, train_labels = data.load_split(config.data, "train")
     sets["train"] = (train_images[:n].astype(np.float32) / 255.0, train_labels[:n])
