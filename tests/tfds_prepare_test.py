@@ -194,7 +194,8 @@ def test_offline_the_connectivity_check_fails_at_once_naming_the_fixes(tmp_path,
   start = time.monotonic()
   with pytest.raises(data_lib.DatasetError) as error:
     data_lib.load_split(cfg.data, "test")
-  assert time.monotonic() - start < 2.0
+  # TFDS's own retries take about 200 s; the bound is loose so a loaded machine passes too.
+  assert time.monotonic() - start < 60.0
   message = str(error.value)
   for part in ["cifar10 is not prepared", "no network", "www.cs.toronto.edu:443", "gaierror",
                "A prepared TFDS folder needs no network", "--config.data.tfds_data_dir",
@@ -211,13 +212,14 @@ def test_offline_the_connectivity_check_fails_at_once_naming_the_fixes(tmp_path,
 def test_a_hanging_connectivity_check_is_cut_at_its_timeout(tmp_path, offline, monkeypatch):
   """A connect (or DNS lookup) that hangs is given up after the timeout: the check runs in a
   daemon thread."""
-  monkeypatch.setattr(cifar10, "_connect", lambda host, port, timeout: time.sleep(30))
+  monkeypatch.setattr(cifar10, "_connect", lambda host, port, timeout: time.sleep(120))
   monkeypatch.setattr(cifar10, "PROBE_TIMEOUT_S", 0.3)
   start = time.monotonic()
   with pytest.raises(data_lib.DatasetError, match="no answer from www.cs.toronto.edu:443 "
                      "within 0.3 s"):
     data_lib.load_split(_cifar10_config(tmp_path).data, "test")
-  assert time.monotonic() - start < 2.0
+  # Cut long before the 120 s hang ends (a loose bound: loaded machines pass too).
+  assert time.monotonic() - start < 60.0
   assert offline == []
 
 
