@@ -21,6 +21,7 @@ from typing import Optional
 
 from freqrobust import workdir as workdir_lib
 
+
 def evaluate_run(workdir: str, names: Optional[list] = None, step: Optional[int] = None,
                  overrides: Optional[dict] = None, baseline: Optional[str] = None,
                  progress: bool = True) -> dict:
@@ -47,8 +48,10 @@ def evaluate_run(workdir: str, names: Optional[list] = None, step: Optional[int]
   run.config = config  # The overridden settings.
   newest = step is None or _is_newest(workdir, run.step)
   out_root = workdir if newest else workdir_lib.step_dir(workdir, run.step)
-  results = workdir_lib.read_results(out_root) or {"step": run.step,
-                                                   "model": run.fingerprint}
+  results = workdir_lib.read_results(out_root) or {"step": run.step}
+  # A run trained before results.json named its model, or imported (`freqrobust.convert`): the
+  # newest checkpoint is the run's model.
+  results.setdefault("model", run.fingerprint)
   records = dict(results.get("evals") or {})
 
   def save(records):

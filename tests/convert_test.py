@@ -192,6 +192,10 @@ def test_cli_converts_a_checkpoint_that_load_trained_predicts_like_torch(tmp_pat
   flat = evaluate.evaluate_run(workdir, ["clean", "bandpass", "adversarial"], progress=False)
   assert flat["clean/examples"] == 128 and 0 <= flat["bandpass/low_r16"] <= 100
   assert flat["adversarial/pgd_eps0"] == pytest.approx(flat["adversarial/clean"])
+  # Its at_end evaluations (clean) done: the imported run is "finished", its provenance kept, and
+  # the report and the sweep read it like a trained run.
+  results = workdir_lib.read_results(workdir)
+  assert results["status"] == "finished" and results["imported"]["sha256"] == imported["sha256"]
   values = flags.FlagValues()
   analyze.define_flags(values, "bandpass")
   values(["analyze", f"--workdir={workdir}", "--num_images=4", "--bandwidths=1,33",
