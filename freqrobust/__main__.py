@@ -8,7 +8,8 @@ TOOLS = (
      "the run's evaluations (freqrobust/evaluators: clean, corruptions, bandpass, summary, ...); "
      "finishes an interrupted run's"),
     ("python -m freqrobust.analyze TOOL --workdir=DIR [--step=N]",
-     "pdm, heatmap, bandpass, spectra, occlusion, compare, dct, hfc, smoothing, fprinciple "
+     "pdm, heatmap, bandpass, spectra, occlusion, compare, dct, hfc, smoothing, fprinciple, "
+     "perturbation "
      "(TOOL --help: its flags)"),
     ("python -m freqrobust.convert --arch=ARCH --checkpoint=FILE --workdir=DIR",
      "import a published PyTorch CIFAR-10 model (RobustBench zoo) as a workdir (docs/MODELS.md)"),

@@ -45,8 +45,11 @@ def define_flags(flag_values: flags.FlagValues | None = None, tool: str | None =
   flags.DEFINE_integer("seed", 0, "Seed of the tool's randomness.", flag_values=fv)
   flags.DEFINE_bool("progress", True, "Show progress bars.", flag_values=fv)
   chosen = [tools_lib.TOOLS[tool]] if tool in tools_lib.TOOLS else tools_lib.TOOLS.values()
+  before = set(fv)
   for t in chosen:
     t.define_flags(fv)
+  for name in sorted(set(fv) - before):  # Listed by `analyze TOOL --help` (key flags of this
+    flags.declare_key_flag(name, flag_values=fv)  # module), not only by --helpfull.
 
 
 def main(argv, flag_values: flags.FlagValues | None = None):
