@@ -46,9 +46,10 @@ def evaluate_run(workdir: str, names: Optional[list] = None, step: Optional[int]
     evaluator.check(config)
   run = trained_lib.load_trained(workdir, step)
   run.config = config  # The overridden settings.
-  newest = step is None or _is_newest(workdir, run.step)
+  own = workdir_lib.read_results(workdir) or {}
+  newest = step is None or own.get("step") in (None, run.step)
   out_root = workdir if newest else workdir_lib.step_dir(workdir, run.step)
-  results = workdir_lib.read_results(out_root) or {"step": run.step}
+  results = (own if newest else workdir_lib.read_results(out_root)) or {"step": run.step}
   # A run trained before results.json named its model, or imported (`freqrobust.convert`): the
   # newest checkpoint is the run's model.
   results.setdefault("model", run.fingerprint)
@@ -64,11 +65,6 @@ def evaluate_run(workdir: str, names: Optional[list] = None, step: Optional[int]
     results["status"] = "finished"
     save(records)
   return flat
-
-
-def _is_newest(workdir: str, step: int) -> bool:
-  results = workdir_lib.read_results(workdir) or {}
-  return results.get("step") in (None, step)
 
 
 def main(argv, flag_values=None):
