@@ -22,12 +22,18 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.synthetic_seed = 0  # synthetic dataset only: seed of the class templates.
   # Use only the first N training examples (0 = all); for smoke runs.
   config.data.train_examples = 0
+  # Randomly permute the training labels (fixed by config.seed; test labels untouched): HFC's
+  # shuffled-label runs. Tools measuring training accuracy read the same permuted labels.
+  config.data.shuffle_labels = False
 
   config.model = ml_collections.ConfigDict()
   # small_resnet, resnet18, vgg16, vgg16_bn; wrn, preact_resnet18 (imported models, docs/MODELS.md).
   config.model.name = "small_resnet"
   # APS channel attention after the first layer: none, basic, extended.
   config.model.attention = "none"
+  # small_resnet, resnet18: False builds them without BatchNorm (each BN a learned per-channel
+  # bias; HFC's "without BN" models). The other backbones refuse False.
+  config.model.batch_norm = True
   config.model.attention_hidden = 512  # Hidden units of the attention MLP (paper: 512).
   config.model.input_mean = ()  # Per-channel mean subtracted inside the model; () = the dataset's.
   config.model.input_std = ()  # Per-channel std divided inside the model; () = the dataset's.

@@ -37,8 +37,9 @@ def define_flags(flag_values: flags.FlagValues | None = None, tool: str | None =
                     flag_values=fv)
   flags.DEFINE_integer("step", None, "Analyse this kept checkpoint instead of the newest "
                        "(outputs under DIR/steps/<step>/analysis/TOOL/).", flag_values=fv)
-  flags.DEFINE_integer("num_images", 0, "Test images used (0 = the tool's default).",
-                       flag_values=fv)
+  flags.DEFINE_integer("num_images", 0, "Images used: the first N test images (hfc --curves: "
+                       "also the first N training images; fprinciple: N training images only); "
+                       "0 = the tool's default.", flag_values=fv)
   flags.DEFINE_integer("batch_size", 0, "Images per device call (0 = the run's eval.batch_size, "
                        "which its predict function is compiled for; 256 for pdm and spectra).",
                        flag_values=fv)

@@ -107,6 +107,13 @@ def validate(config: ml_collections.ConfigDict, check_devices: bool = True) -> N
            e.batch_size, "an integer >= 1")
   _require(isinstance(config.data.train_examples, int) and config.data.train_examples >= 0,
            "data.train_examples", config.data.train_examples, "0 (= all) or a positive integer")
+  _require(isinstance(config.data.get("shuffle_labels", False), bool), "data.shuffle_labels",
+           config.data.get("shuffle_labels"), "True or False")
+  _require(isinstance(m.get("batch_norm", True), bool), "model.batch_norm", m.get("batch_norm"),
+           "True or False")
+  _require(m.get("batch_norm", True) or m.name in ("small_resnet", "resnet18"), "model.batch_norm",
+           False, f"True for model.name={m.name!r} (only small_resnet and resnet18 can be built "
+           "without BatchNorm; vgg16 is VGG without BN)")
   if config.data.dataset == "synthetic":
     for field in ("synthetic_size", "synthetic_channels", "synthetic_examples"):
       _require(isinstance(config.data[field], int) and config.data[field] >= 1,
@@ -186,6 +193,10 @@ def uses_aux_bn(config: ml_collections.ConfigDict, method: Method) -> bool:
 
 
 def build_model(config: ml_collections.ConfigDict, method: Method, num_classes: int):
+  if uses_aux_bn(config, method) and not config.model.get("batch_norm", True):
+    raise UserError("config.train.aux_bn=True (auxiliary BatchNorms for the method's views) needs "
+                    "BatchNorm, but config.model.batch_norm=False: set config.train.aux_bn=False "
+                    "or keep BatchNorm.")
   return models.build_model(config.model, num_classes, aux_bn=uses_aux_bn(config, method))
 
 

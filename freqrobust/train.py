@@ -359,10 +359,7 @@ def _info(message: str) -> None:
 
 def load_data(config: ml_collections.ConfigDict):
   """(train images, train labels, test images, test labels), uint8 NHWC / int32."""
-  train_images, train_labels = data_lib.load_split(config.data, "train")
-  if config.data.train_examples:
-    train_images = train_images[:config.data.train_examples]
-    train_labels = train_labels[:config.data.train_examples]
+  train_images, train_labels = data_lib.training_set(config)
   return (train_images, train_labels) + tuple(data_lib.load_split(config.data, "test"))
 
 

@@ -125,12 +125,14 @@ def command(arg: str, workdir: str, overrides, config_file: str = "paper") -> li
           f"--workdir={workdir}"] + list(overrides)
 
 
-CONFIG_FILES = ("paper", "baselines")  # configs/<name>.py, each with TABLES and runs()
+CONFIG_FILES = ("paper", "baselines", "explain")  # configs/<name>.py, each with TABLES, runs()
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("config_file", "paper", list(CONFIG_FILES),
-                  "configs/<name>.py whose runs to train: the paper's tables or the baselines.")
-flags.DEFINE_string("table", "", "paper: table1..table4; baselines: all. Every run of that table.")
+                  "configs/<name>.py whose runs to train: the paper's tables, the baselines, or "
+                  "the frequency explanations' runs.")
+flags.DEFINE_string("table", "", "paper: table1..table4; baselines: all, adversarial; explain: "
+                    "hfc. Every run of that table.")
 flags.DEFINE_string("runs", "", "Explicit config arguments separated by ';' (no seed).")
 flags.DEFINE_list("seeds", ["0"], "Comma-separated seeds.")
 flags.DEFINE_bool("cpu", False, "CPU-scale variant (small ResNet, Fashion-MNIST).")

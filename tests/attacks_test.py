@@ -201,3 +201,18 @@ def test_attacks_refuse_bad_arguments():
     attacks.fgsm(mlp, x, y, eps=-0.1)
   with pytest.raises(ValueError, match="loss"):
     attacks.apgd(mlp, jax.random.key(0), x, y, eps=0.1, loss="margin")
+
+
+@pytest.mark.parametrize("attack", ["pgd", "apgd"])
+def test_unrolled_and_looped_steps_give_the_same_attack(attack):
+  """`unroll` is a speed setting (XLA's CPU while-loop is slow; fgsm_pgd.CPU_UNROLL_MAX_STEPS):
+  the unrolled steps and the `fori_loop` return the same adversarial images."""
+  x = images(3)
+  y = predictions(mlp, x)
+  key = jax.random.key(4)
+  run = attacks.pgd if attack == "pgd" else attacks.apgd
+  kwargs = dict(eps=0.1, norm="linf", steps=12)
+  looped = run(mlp, key, x, y, unroll=False, **kwargs)
+  unrolled = run(mlp, key, x, y, unroll=True, **kwargs)
+  np.testing.assert_allclose(unrolled, looped, atol=1e-5)
+  assert bool(jnp.any(looped != x))  # The attack moved the images.

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from configs import args, baselines, paper
+from configs import args, baselines, explain, paper
 from freqrobust.augment import registry
 from freqrobust.workdir import UserError
 
@@ -82,6 +82,41 @@ def test_paper_errors_are_user_errors():
   for table in paper.TABLES:  # every run the sweep builds still parses
     for arg in paper.runs(table, cpu=True, seeds=(0, 1)):
       paper.get_config(arg)
+
+
+def test_explain_rows_differ_only_in_labels_and_batch_norm():
+  """configs/explain.py's HFC rows: the same memorisable protocol, the four combinations of
+  shuffled labels and BatchNorm; bad arguments are UserErrors naming the rows."""
+  configs = {row: explain.get_config(f"{row},seed=2") for row in explain.ROWS}
+  natural = configs["natural"].to_dict()
+  for row, config in configs.items():
+    shuffled, batch_norm, _ = explain.ROWS[row]
+    assert (config.data.shuffle_labels, config.model.batch_norm) == (shuffled, batch_norm)
+    assert config.seed == 2 and config.data.train_examples == explain.TRAIN_EXAMPLES
+    assert config.train.keep_every_epochs > 0 and not config.augment.crop
+    other = config.to_dict()
+    other["data"]["shuffle_labels"] = natural["data"]["shuffle_labels"]
+    other["model"]["batch_norm"] = natural["model"]["batch_norm"]
+    assert other == natural, row
+  assert explain.get_config("natural,cpu").to_dict() == explain.get_config("natural").to_dict()
+  with pytest.raises(UserError, match="unknown .*'shuffeld'.*natural, shuffled"):
+    explain.get_config("shuffeld")
+  with pytest.raises(UserError, match="unknown argument 'vgg16'"):
+    explain.get_config("natural,vgg16")
+  assert explain.runs("hfc", seeds=(0, 1))[4] == "natural,seed=1"
+  with pytest.raises(UserError, match="no table 'all'"):
+    explain.runs("all")
+
+
+def test_a_backbone_that_cannot_drop_batch_norm_is_refused_before_training():
+  from freqrobust import experiment
+  config = baselines.get_config("natural,cpu")
+  config.model.name = "vgg16"
+  config.model.batch_norm = False
+  with pytest.raises(UserError, match="config.model.batch_norm=False is invalid.*small_resnet"):
+    experiment.validate(config)
+  config.model.name = "small_resnet"
+  experiment.validate(config)
 
 
 @pytest.mark.parametrize("flags, own, other", [

@@ -119,3 +119,28 @@ def test_batched_prediction_pads_the_last_batch_without_dropping():
   out = predict({}, images)
   np.testing.assert_array_equal(out, np.arange(10) * 2)  # every image once, in order
   assert predict.batch_size % predict.sharder.num_devices == 0
+
+
+def test_training_set_shuffles_labels_among_the_kept_examples_by_the_seed():
+  """config.data.shuffle_labels: the first train_examples images, their labels permuted (class
+  counts kept) by a permutation fixed by config.seed; the images and the test split untouched."""
+  config = default.get_config()
+  config.data.dataset = "synthetic"
+  config.data.synthetic_size, config.data.synthetic_examples = 8, 300
+  config.data.train_examples = 200
+  images, labels = data_lib.training_set(config)
+  all_images, all_labels = data_lib.load_split(config.data, "train")
+  np.testing.assert_array_equal(images, all_images[:200])
+  np.testing.assert_array_equal(labels, all_labels[:200])
+  config.data.shuffle_labels = True
+  s_images, s_labels = data_lib.training_set(config)
+  np.testing.assert_array_equal(s_images, images)
+  assert sorted(s_labels.tolist()) == sorted(labels.tolist())  # A permutation of the same labels.
+  assert np.mean(s_labels == labels) < 0.3  # About 1/10 agree by chance.
+  np.testing.assert_array_equal(data_lib.training_set(config)[1], s_labels)  # Fixed by the seed.
+  config.seed = 1
+  assert not np.array_equal(data_lib.training_set(config)[1], s_labels)
+  # What training reads is the same set.
+  t_images, t_labels, _, test_labels = train.load_data(config)
+  np.testing.assert_array_equal(t_labels, data_lib.training_set(config)[1])
+  np.testing.assert_array_equal(test_labels, data_lib.load_split(config.data, "test")[1])

@@ -176,3 +176,39 @@ def test_aux_route_needs_aux_batchnorm():
   with pytest.raises(ValueError, match="bn_route"):
     models.build_model(model_cfg(), 3, aux_bn=True).apply(
         variables, x, bn_route="other")
+
+
+@pytest.mark.parametrize("name", ["small_resnet", "resnet18"])
+def test_resnet_without_batch_norm_has_no_statistics_and_a_biased_stem(name):
+  """config.model.batch_norm=False (HFC's "without BN"): no BatchNorm module and no batch_stats;
+  the stem convolution gets a bias (as VGG's without BN), every other BN a per-channel bias; the
+  output in train mode equals the output in eval mode (nothing depends on the batch)."""
+  cfg = model_cfg(batch_norm=False, name=name)
+  model = models.build_model(cfg, num_classes=10)
+  x = jax.random.uniform(jax.random.key(0), (3, 12, 12, 1))
+  variables = model.init(jax.random.key(1), x)
+  assert "batch_stats" not in variables
+  assert "bias" in variables["params"]["stem"]["semantic"]["conv"]
+  names = [k for k in jax.tree_util.tree_flatten_with_path(variables["params"])[0]]
+  assert not any("BatchNorm" in jax.tree_util.keystr(path) for path, _ in names)
+  assert any("ChannelBias" in jax.tree_util.keystr(path) for path, _ in names)
+  train_out, _ = model.apply(variables, x, train=True)
+  eval_out, _ = model.apply(variables, x, train=False)
+  np.testing.assert_allclose(train_out, eval_out, rtol=1e-6, atol=1e-6)
+  # One image alone gives the same logits as inside the batch (no batch statistics).
+  single, _ = model.apply(variables, x[:1], train=True)
+  np.testing.assert_allclose(single, train_out[:1], rtol=1e-5, atol=1e-5)
+  with_bn = models.build_model(model_cfg(name=name), num_classes=10)
+  assert "batch_stats" in with_bn.init(jax.random.key(1), x)
+
+
+@pytest.mark.parametrize("name", ["vgg16", "vgg16_bn", "wrn", "preact_resnet18"])
+def test_backbones_that_cannot_drop_batch_norm_refuse_it(name):
+  with pytest.raises(ValueError, match="batch_norm=False"):
+    models.build_model(model_cfg(batch_norm=False, name=name), num_classes=10)
+
+
+def test_auxiliary_batch_norms_need_batch_norm():
+  model = models.ResNet(stage_sizes=(1,), widths=(4,), batch_norm=False, aux_bn=True)
+  with pytest.raises(ValueError, match="aux_bn"):
+    model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))

@@ -129,7 +129,7 @@ def _single_run(logits_fn, key, x, labels, eps, *, norm, steps, loss, unroll=Fal
 def apgd_core(logits_fn, key, images, labels, eps, *, norm: str, steps: int = 100,
               loss: str = "ce", restarts: int = 1, unroll=None) -> Array:
   """APGD without jit or validation; see `apgd`. Restarts are a Python loop; the iterations a
-  `fori_loop` (unrolled as `fgsm_pgd.unroll_steps` says: on the CPU for <= 16 iterations)."""
+  `fori_loop` (unrolled as `fgsm_pgd.unroll_steps` says: on the CPU for <= CPU_UNROLL_MAX_STEPS iterations)."""
   unroll = pgd_lib.unroll_steps(steps, unroll)
   x = images.astype(jnp.float32)
   eps = jnp.asarray(eps, jnp.float32)

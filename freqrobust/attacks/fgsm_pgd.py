@@ -38,9 +38,10 @@ LogitsFn = Callable[[Array], Array]
 
 # XLA's CPU backend runs a `while` loop of convolutions several times slower than the same steps
 # unrolled (a small ResNet's PGD-10 at batch 128: 5.7 vs 0.9 CPU s per call,
-# bench/bench_attacks.py);
+# bench/bench_attacks.py; the adversarial evaluation's PGD-20 at batch 250: 22.2 vs 4.4 s per
+# call, APGD-50: 55.4 vs 12.7 s, for 9 s and 36 s more compilation, Intel Xeon, 2026-12-05);
 # so on the CPU loops of at most this many steps are unrolled (compile time grows with them).
-CPU_UNROLL_MAX_STEPS = 16
+CPU_UNROLL_MAX_STEPS = 64
 
 
 def unroll_steps(steps: int, unroll=None) -> bool:

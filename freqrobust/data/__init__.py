@@ -39,4 +39,20 @@ def load_split(data_cfg: Any, split: str) -> Tuple[np.ndarray, np.ndarray]:
                         seed=data_cfg.get("synthetic_seed", 0))
 
 
-__all__ = ["DATASETS", "DatasetError", "dataset_info", "load_split"]
+def training_set(config: Any) -> Tuple[np.ndarray, np.ndarray]:
+  """The training set a run trains on: the train split, its first `config.data.train_examples`
+  (0 = all), and with `config.data.shuffle_labels` the labels randomly permuted among those
+  examples (HFC's and Zhang et al.'s random-label experiment: class counts kept, the image-label
+  link gone), by a permutation fixed by `config.seed`. Training, and every tool that measures
+  accuracy on the training images, read it here, so they agree on the labels."""
+  images, labels = load_split(config.data, "train")
+  n = config.data.get("train_examples", 0)
+  if n:
+    images, labels = images[:n], labels[:n]
+  if config.data.get("shuffle_labels", False):
+    rng = np.random.default_rng([int(config.seed), 0x1AB])
+    labels = np.asarray(labels)[rng.permutation(len(labels))]
+  return images, labels
+
+
+__all__ = ["DATASETS", "DatasetError", "dataset_info", "load_split", "training_set"]

@@ -18,11 +18,20 @@ from freqrobust.models.wideresnet import WideResNet
 # Model fields added with the imported backbones (docs/MODELS.md), with the value a config.json
 # written before them (an older run's workdir) stands for.
 MODEL_FIELD_DEFAULTS = {"padding": "same", "activation": "relu", "wrn_depth": 28,
-                        "wrn_width": 10, "preact_shortcut": "activated", "preact_final_bn": True}
+                        "wrn_width": 10, "preact_shortcut": "activated", "preact_final_bn": True,
+                        "batch_norm": True}
 
 
 def _field(cfg: Any, name: str) -> Any:
   return cfg.get(name, MODEL_FIELD_DEFAULTS[name])
+
+
+def _with_bn(cfg: Any) -> Dict[str, Any]:
+  """Only the ResNets can be built without BatchNorm; the others refuse the setting."""
+  if not _field(cfg, "batch_norm"):
+    raise ValueError(f"config.model.batch_norm=False: config.model.name={cfg.name!r} cannot drop "
+                     "its BatchNorms (small_resnet and resnet18 can; vgg16 is VGG without BN).")
+  return {}
 
 
 def _relu_only(cfg: Any) -> Dict[str, Any]:
@@ -37,20 +46,24 @@ def _relu_only(cfg: Any) -> Dict[str, Any]:
 MODELS: Dict[str, Tuple[type, Callable[[Any], Dict[str, Any]]]] = {
     "small_resnet": (ResNet, lambda cfg: dict(stage_sizes=tuple(cfg.small_stage_sizes),
                                               widths=tuple(cfg.small_widths),
-                                              padding=_field(cfg, "padding"), **_relu_only(cfg))),
+                                              padding=_field(cfg, "padding"),
+                                              batch_norm=bool(_field(cfg, "batch_norm")),
+                                              **_relu_only(cfg))),
     "resnet18": (ResNet, lambda cfg: dict(stage_sizes=(2, 2, 2, 2), widths=(64, 128, 256, 512),
-                                          padding=_field(cfg, "padding"), **_relu_only(cfg))),
-    "vgg16": (VGG, lambda cfg: dict(use_bn=False, **_relu_only(cfg))),
-    "vgg16_bn": (VGG, lambda cfg: dict(use_bn=True, **_relu_only(cfg))),
+                                          padding=_field(cfg, "padding"),
+                                          batch_norm=bool(_field(cfg, "batch_norm")),
+                                          **_relu_only(cfg))),
+    "vgg16": (VGG, lambda cfg: dict(use_bn=False, **_relu_only(cfg), **_with_bn(cfg))),
+    "vgg16_bn": (VGG, lambda cfg: dict(use_bn=True, **_relu_only(cfg), **_with_bn(cfg))),
     # The imported CIFAR-10 families (docs/MODELS.md; freqrobust/convert.py).
     "wrn": (WideResNet, lambda cfg: dict(depth=_field(cfg, "wrn_depth"),
                                          width=_field(cfg, "wrn_width"),
                                          activation=_field(cfg, "activation"),
-                                         padding=_field(cfg, "padding"))),
+                                         padding=_field(cfg, "padding"), **_with_bn(cfg))),
     "preact_resnet18": (PreActResNet, lambda cfg: dict(shortcut=_field(cfg, "preact_shortcut"),
                                                        final_bn=_field(cfg, "preact_final_bn"),
                                                        activation=_field(cfg, "activation"),
-                                                       padding=_field(cfg, "padding"))),
+                                                       padding=_field(cfg, "padding"), **_with_bn(cfg))),
 }
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 

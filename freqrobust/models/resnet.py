@@ -1,5 +1,6 @@
 """CIFAR-style ResNets (3x3 stem, no max-pool) with the APS stem: ResNet-18 and a small CPU ResNet.
 """
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -37,11 +38,33 @@ class BasicBlock(nn.Module):
     return nn.relu(residual + y)
 
 
+class ChannelBias(nn.Module):
+  """What stands for a BatchNorm in a ResNet built without them (`batch_norm=False`): a learned
+  per-channel shift (BN's beta), no normalisation, no statistics."""
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    bias = self.param("bias", nn.initializers.zeros, (x.shape[-1],), jnp.float32)
+    return x + bias.astype(self.dtype)
+
+
 class ResNet(Backbone):
   """ResNet for small images (3x3 stem, no max-pool); ResNet-18 by default."""
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
   widths: Sequence[int] = (64, 128, 256, 512)
   padding: str = "same"  # same or pytorch: the stride-2 convolutions' padding (BasicBlock)
+  # False: no BatchNorm anywhere (HFC's "without BN" models): each BN becomes a `ChannelBias`,
+  # the stem convolution gets a bias; the model has no batch_stats.
+  batch_norm: bool = True
+
+  def norm(self, train: bool, bn_route: str = "main"):
+    if self.batch_norm:
+      return super().norm(train, bn_route)
+    if self.aux_bn:
+      raise ValueError("aux_bn (a method's auxiliary BatchNorms) needs a model with BatchNorm; "
+                       "this one has config.model.batch_norm=False.")
+    return functools.partial(ChannelBias, dtype=self.dtype)
 
   def __post_init__(self):
     conv3x3_padding(self.padding)  # Fails early on an unknown value.
@@ -50,7 +73,7 @@ class ResNet(Backbone):
   @nn.compact
   def __call__(self, x, train: bool = False, first_layer_only: bool = False,
                bn_route: str = "main"):
-    h, open_ratios, before_gate = self.stem(x, train, self.widths[0], True, bn_route)
+    h, open_ratios, before_gate = self.stem(x, train, self.widths[0], self.batch_norm, bn_route)
     if first_layer_only:
       return before_gate
     norm = self.norm(train, bn_route)

@@ -27,7 +27,7 @@ class FPrinciple(base.Tool):
 
   def run(self, values, context):
     config = workdir_lib.read_config(context.workdir)
-    images, labels = data.load_split(config.data, "train")
+    images, labels = data.training_set(config)  # The labels it trained on.
     n = base.num_images(values, self)
     images = images[:n].astype(np.float32) / 255.0
     labels = np.asarray(labels[:n])

@@ -50,7 +50,7 @@ class HFC(base.Tool):
                          base.batch_size(values, context), values.progress)
     config = workdir_lib.read_config(context.workdir)
     sets = {"test": base.load_test_images(config, n)}
-    train_images, train_labels = data.load_split(config.data, "train")
+    train_images, train_labels = data.training_set(config)  # The labels it trained on.
     sets["train"] = (train_images[:n].astype(np.float32) / 255.0, train_labels[:n])
     r = radii(values, sets["test"][0].shape[1:])
     summary = {}
