@@ -41,6 +41,7 @@ def test_each_tool_defines_only_its_own_flags():
   assert "eps" in seen["heatmap"] and "eps" not in seen["pdm"]
   assert "curves" in seen["hfc"] and "curves" not in seen["dct"]
   assert "rhos" in seen["smoothing"] and "deltas" in seen["fprinciple"]
+  assert "attack_steps" in seen["smoothing"] and "attack_steps" not in seen["hfc"]
   with pytest.raises(analyze.app.UsageError, match="TOOL"):
     run_tool("nonsense")
 
@@ -63,15 +64,26 @@ def test_dct_smoothing_and_hfc_of_one_model(trained_run):
   run_tool("dct", f"--workdir={trained_run}", "--num_images=16", "--num_bands=4")
   d = json.load(open(os.path.join(trained_run, "analysis", "dct", "dct_attribution.json")))
   assert d["num_bands"] == 4 and d["num_images"] == 16
-  run_tool("smoothing", f"--workdir={trained_run}", "--num_images=16", "--rhos=0,0.5")
+  run_tool("smoothing", f"--workdir={trained_run}", "--num_images=16", "--rhos=0,0.5",
+           "--corruption_severity=2", "--attack_steps=2")
   s = json.load(open(os.path.join(trained_run, "analysis", "smoothing", "smoothing.json")))
-  # rho = 0 is the model itself: its accuracy on the first 16 test images.
-  from freqrobust import trained
+  # rho = 0 is the model itself: its accuracy on the first 16 test images, and on the same
+  # corrupted images (one key per corruption, fold_in(key(seed), index)).
+  import jax
+  from freqrobust import corruptions, trained
   from freqrobust.tools import base
   run = trained.load_trained(trained_run)
   images, labels = base.load_test_images(run.config, 16)
-  itself = 100.0 * np.mean(run.predict(images).argmax(-1) == labels)
-  assert s["rho"] == [0.0, 0.5] and s["clean_accuracy"][0] == pytest.approx(itself)
+  acc = lambda x: 100.0 * np.mean(run.predict(x).argmax(-1) == labels)
+  assert s["rho"] == [0.0, 0.5] and s["clean_accuracy"][0] == pytest.approx(acc(images))
+  corrupted = np.mean([acc(np.asarray(corruptions.corrupt(jax.random.fold_in(jax.random.key(0), i),
+                                                          images, name, 2)))
+                       for i, name in enumerate(corruptions.CORRUPTIONS)])
+  assert s["corrupted_accuracy_s2"][0] == pytest.approx(corrupted)
+  # PGD keeps the clean image as a candidate: never above the clean accuracy.
+  assert all(p <= c for p, c in zip(s["pgd2_accuracy"], s["clean_accuracy"]))
+  assert s["attack_eps"] == pytest.approx(0.1 if run.config.data.dataset == "fashion_mnist"
+                                          else 8 / 255)
   run_tool("hfc", f"--workdir={trained_run}", "--num_images=16", "--step=4")
   assert os.path.exists(os.path.join(trained_run, "steps", "4", "analysis", "hfc", "hfc.json"))
 

@@ -1,6 +1,6 @@
 """The seeds' frequency explanations: one analysis tool's outputs over the seeds of each run.
 
-  python -m freqrobust.analysis.seeds --tool=hfc --roots=runs/explain_hfc --out=docs/figures/analysis
+  python -m freqrobust.analysis.seeds --tool=hfc --roots=runs/explain_hfc --out=figures
   python -m freqrobust.analysis.seeds --tool=dct --roots=runs/adversarial_cpu \
       --groups=natural_cpu,gaussian_cpu,paper_both_att_cpu,pgd_at_cpu
 
@@ -116,7 +116,8 @@ def _same_grid(tables: List[Dict[str, np.ndarray]], keys: Sequence[str], label: 
     for t in tables[1:]:
       if t[key].shape != first.shape or not np.allclose(t[key], first):
         raise ValueError(f"{label}: the seeds' {key} differ ({first.tolist()} vs "
-                         f"{t[key].tolist()}); rerun the tool with the same settings on every seed.")
+                         f"{t[key].tolist()}); rerun the tool with the same settings on every "
+                         "seed.")
 
 
 def mean_std(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

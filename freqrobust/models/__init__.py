@@ -59,11 +59,13 @@ MODELS: Dict[str, Tuple[type, Callable[[Any], Dict[str, Any]]]] = {
     "wrn": (WideResNet, lambda cfg: dict(depth=_field(cfg, "wrn_depth"),
                                          width=_field(cfg, "wrn_width"),
                                          activation=_field(cfg, "activation"),
-                                         padding=_field(cfg, "padding"), **_with_bn(cfg))),
+                                         padding=_field(cfg, "padding"),
+                                         **_with_bn(cfg))),
     "preact_resnet18": (PreActResNet, lambda cfg: dict(shortcut=_field(cfg, "preact_shortcut"),
                                                        final_bn=_field(cfg, "preact_final_bn"),
                                                        activation=_field(cfg, "activation"),
-                                                       padding=_field(cfg, "padding"), **_with_bn(cfg))),
+                                                       padding=_field(cfg, "padding"),
+                                         **_with_bn(cfg))),
 }
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 

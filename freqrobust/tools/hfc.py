@@ -7,12 +7,15 @@ from __future__ import annotations
 import os
 
 from absl import flags
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from freqrobust import data
 from freqrobust import workdir as workdir_lib
 from freqrobust.analysis import hfc, records
 from freqrobust.tools import base
+from freqrobust.tools import perturbation as perturbation_tool
 
 
 def define_hfc_flags(fv) -> None:
@@ -67,8 +70,8 @@ class HFC(base.Tool):
 
 class Smoothing(base.Tool):
   name = "smoothing"
-  summary = ("HFC's kernel smoothing: accuracy (clean, and low/high-pass at one radius) as the "
-             "first layer's 3x3 kernels are smoothed with rho")
+  summary = ("HFC's kernel smoothing: clean, corrupted (the 15 corruptions at one severity) and "
+             "PGD accuracy as the first layer's 3x3 kernels are smoothed with rho")
   default_images = hfc.DEFAULT_NUM_IMAGES
 
   def define_flags(self, fv):
@@ -77,16 +80,66 @@ class Smoothing(base.Tool):
     flags.DEFINE_enum("boundary", "symmetric", list(hfc.SMOOTH_BOUNDARIES),
                       "Padding of the kernel convolution (HFC's code: symmetric).",
                       flag_values=fv)
+    flags.DEFINE_integer("corruption_severity", 3, "Severity of the corrupted accuracy (the "
+                         "mean over the 15 benchmark corruptions; 0 = leave it out).",
+                         flag_values=fv)
+    base.define_once(flags.DEFINE_float, "attack_eps", 0.0, "L-inf radius (0 = the dataset's: "
+                     "Fashion-MNIST 0.1, CIFAR-10 8/255).", flag_values=fv)
+    flags.DEFINE_integer("attack_steps", 10, "PGD iterations of the adversarial accuracy (step "
+                         "eps/4; 0 = leave it out).", flag_values=fv)
 
   def run(self, values, context):
+    from freqrobust import corruptions
     from freqrobust import trained as trained_lib
+    if values.corruption_severity not in (0,) + tuple(corruptions.SEVERITIES):
+      raise workdir_lib.UserError(f"--corruption_severity={values.corruption_severity}: 0 or "
+                                  f"one of {', '.join(map(str, corruptions.SEVERITIES))}.")
+    rhos = [float(r) for r in values.rhos]
     run = context.trained()
     images, labels = base.load_test_images(run.config, base.num_images(values, self))
     predictor = trained_lib.predictor_of(run.config, run.model)
+    corrupted = []
+    if values.corruption_severity:  # Generated once, the same images for every rho.
+      key = jax.random.key(values.seed)
+      corrupted = [np.asarray(corruptions.corrupt(jax.random.fold_in(key, i), images, name,
+                                                  values.corruption_severity))
+                   for i, name in enumerate(corruptions.CORRUPTIONS)]
+    eps = values.attack_eps or perturbation_tool.DEFAULT_EPS.get(run.config.data.dataset, 8 / 255)
+    attack = (_pgd_over_variables(run.apply, eps, values.attack_steps) if values.attack_steps
+              else None)
+    size = values.batch_size or 250
+
+    def accuracy(logits):
+      return 100.0 * float(np.mean(np.asarray(logits).argmax(-1) == labels))
 
     def evaluate(variables):
-      logits = np.asarray(predictor(variables, images))
-      return {"clean_accuracy": 100.0 * float(np.mean(logits.argmax(-1) == labels))}
+      out = {"clean_accuracy": accuracy(predictor(variables, images))}
+      if corrupted:
+        out[f"corrupted_accuracy_s{values.corruption_severity}"] = float(np.mean(
+            [accuracy(predictor(variables, c)) for c in corrupted]))
+      if attack is not None:
+        key = jax.random.key(values.seed)
+        adversarial = np.concatenate([
+            np.asarray(attack(variables, jax.random.fold_in(key, i), images[i:i + size],
+                              labels[i:i + size])) for i in range(0, len(images), size)])
+        out[f"pgd{values.attack_steps}_accuracy"] = accuracy(predictor(variables, adversarial))
+      return out
 
-    return hfc.run_smoothing(context.out_dir, evaluate, run.variables,
-                             [float(r) for r in values.rhos], values.boundary)
+    summary = hfc.run_smoothing(context.out_dir, evaluate, run.variables, rhos, values.boundary)
+    summary.update(num_images=int(len(labels)), corruption_severity=values.corruption_severity,
+                   attack_eps=eps, attack_steps=values.attack_steps)
+    records.save_json(context.out_dir, "smoothing", summary)
+    return summary
+
+
+def _pgd_over_variables(apply, eps: float, steps: int):
+  """PGD (L-inf, step eps/4, random start) on `apply(variables, x)`, jitted once with the
+  variables as an argument (every rho's smoothed kernels reuse the compilation)."""
+  from freqrobust.attacks import fgsm_pgd
+
+  @jax.jit
+  def attack(variables, key, images, labels):
+    return fgsm_pgd.pgd_core(lambda x: apply(variables, x), key, images, labels, eps, eps / 4,
+                             norm="linf", steps=steps)
+  return lambda variables, key, images, labels: attack(variables, key, jnp.asarray(images),
+                                                       jnp.asarray(labels))

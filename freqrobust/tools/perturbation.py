@@ -24,8 +24,8 @@ class Perturbation(base.Tool):
   default_images = 500
 
   def define_flags(self, fv):
-    flags.DEFINE_float("attack_eps", 0.0, "L-inf radius (0 = the dataset's: Fashion-MNIST 0.1, "
-                       "CIFAR-10 8/255).", flag_values=fv)
+    base.define_once(flags.DEFINE_float, "attack_eps", 0.0, "L-inf radius (0 = the dataset's: "
+                     "Fashion-MNIST 0.1, CIFAR-10 8/255).", flag_values=fv)
     flags.DEFINE_integer("pgd_steps", 20, "PGD iterations.", flag_values=fv)
     flags.DEFINE_integer("num_dct_bands", 0, "RCT bands (0 = one per diagonal u + v).",
                          flag_values=fv)
