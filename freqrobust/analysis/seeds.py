@@ -245,8 +245,8 @@ def plot(summary: Dict, path: str, labels: Optional[Dict[str, str]] = None,
     axes[0, 0].set_ylim(bottom=0)
     axes[0, -1].legend(fontsize=6)
   elif tool == "perturbation":
-    fig, axes = plt.subplots(1, len(names) + 2, figsize=(2.9 * (len(names) + 2), 2.9),
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(names) + 2, figsize=(3.1 * (len(names) + 2), 3.2),
+                             squeeze=False, layout="constrained")
     spectra = [groups[g]["main"]["mean_abs_spectrum_shifted"]["mean"] for g in names]
     spectra = [s.mean(axis=-1) if s.ndim == 3 else s for s in spectra]
     vmax = max(float(s.max()) for s in spectra)
@@ -257,7 +257,7 @@ def plot(summary: Dict, path: str, labels: Optional[Dict[str, str]] = None,
                            f"+- {float(hp['std']):.2f}", fontsize=7)
       axes[0, j].set_xticks([])
       axes[0, j].set_yticks([])
-    fig.colorbar(im, ax=axes[0, :len(names)].tolist(), fraction=0.02, label="mean |DFT|")
+    fig.colorbar(im, ax=axes[0, len(names) - 1], fraction=0.05, label="mean |DFT| (one scale)")
     ax_r, ax_b = axes[0, -2], axes[0, -1]
     for n, g in enumerate(names):
       part = groups[g]["main"]
