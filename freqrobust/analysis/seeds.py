@@ -281,7 +281,7 @@ def plot(summary: Dict, path: str, labels: Optional[Dict[str, str]] = None,
       _band(ax, np.arange(len(part["attribution"]["mean"])), part["attribution"],
             plt.cm.tab10(n), title(g))
     ax.axhline(0.0, color="gray", lw=0.8)
-    ax.set_xlabel("DCT band (u + v; 0 holds DC)")
+    ax.set_xlabel("DCT band (a group of diagonals u + v; band 0 holds DC)")
     ax.set_ylabel("drop of the true-class logit")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
