@@ -103,3 +103,15 @@ def _describe(flags: tuple, options: Mapping[str, Any]) -> str:
   parts = list(flags) + [f"{key}=N" if convert is int else f"{key}=X"
                          for key, convert in options.items()]
   return ", ".join(parts) or "none"
+
+
+def table_runs(file: str, tables: Mapping[str, Iterable[str]], table: str, cpu: bool = False,
+               seeds: Iterable[int] = (0,), listing: str = "") -> list[str]:
+  """The argument strings `<row>,seed=N[,cpu]` of every row of `tables[table]`, seed-major (an
+  interrupted sweep still has every row of the first seeds): `runs()` of configs/baselines.py and
+  configs/explain.py. An unknown table is a UserError naming `file` and the tables (`listing`:
+  more about them)."""
+  if table not in tables:
+    raise UserError(f"{file} has no table {table!r}; its tables: {', '.join(tables)}{listing}.")
+  return [",".join([row, f"seed={s}"] + (["cpu"] if cpu else [])) for s in seeds
+          for row in tables[table]]

@@ -30,7 +30,6 @@ from configs import args  # noqa: E402
 from configs import default  # noqa: E402
 from configs import quickstart  # noqa: E402
 from freqrobust.augment import registry  # noqa: E402
-from freqrobust.workdir import UserError  # noqa: E402
 
 MODELS = ("resnet18", "vgg16", "vgg16_bn", "small_resnet")
 # The protocol's reference rows, then every baseline of the registry. paper_pgd_at: the paper's
@@ -128,11 +127,8 @@ def get_config(arg: str = "natural") -> ml_collections.ConfigDict:
 
 def runs(table: str = "all", cpu: bool = False, seeds=(0,)):
   """The config argument strings of every run (for launch/sweep.py), seed-major."""
-  if table not in TABLES:
-    raise UserError(f"{_FILE} has no table {table!r}; its tables: {', '.join(TABLES)} (`all`: "
-                    f"{', '.join(TABLES['all'])}).")
-  return [",".join([m, f"seed={s}"] + (["cpu"] if cpu else [])) for s in seeds
-          for m in TABLES[table]]
+  return args.table_runs(_FILE, TABLES, table, cpu, seeds,
+                         f" (`all`: {', '.join(TABLES['all'])})")
 
 
 if __name__ == "__main__":

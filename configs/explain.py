@@ -26,7 +26,6 @@ if __name__ == "__main__":  # `python configs/explain.py`: make the repository i
 from configs import args  # noqa: E402
 from configs import default  # noqa: E402
 from configs import quickstart  # noqa: E402
-from freqrobust.workdir import UserError  # noqa: E402
 
 _FILE = "configs/explain.py"
 _LISTING = "`python configs/explain.py` lists every run"
@@ -69,10 +68,7 @@ def get_config(arg: str = "natural") -> ml_collections.ConfigDict:
 
 def runs(table: str = "hfc", cpu: bool = False, seeds=(0,)):
   """The config argument strings of every run (for launch/sweep.py), seed-major."""
-  if table not in TABLES:
-    raise UserError(f"{_FILE} has no table {table!r}; its tables: {', '.join(TABLES)}.")
-  return [",".join([r, f"seed={s}"] + (["cpu"] if cpu else [])) for s in seeds
-          for r in TABLES[table]]
+  return args.table_runs(_FILE, TABLES, table, cpu, seeds)
 
 
 if __name__ == "__main__":

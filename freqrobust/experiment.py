@@ -111,9 +111,10 @@ def validate(config: ml_collections.ConfigDict, check_devices: bool = True) -> N
            config.data.get("shuffle_labels"), "True or False")
   _require(isinstance(m.get("batch_norm", True), bool), "model.batch_norm", m.get("batch_norm"),
            "True or False")
-  _require(m.get("batch_norm", True) or m.name in ("small_resnet", "resnet18"), "model.batch_norm",
-           False, f"True for model.name={m.name!r} (only small_resnet and resnet18 can be built "
-           "without BatchNorm; vgg16 is VGG without BN)")
+  _require(m.get("batch_norm", True) or m.name in models.BATCH_NORM_OPTIONAL, "model.batch_norm",
+           False, f"True for model.name={m.name!r} (only "
+           f"{' and '.join(models.BATCH_NORM_OPTIONAL)} can be built without BatchNorm; vgg16 is "
+           "VGG without BN)")
   if config.data.dataset == "synthetic":
     for field in ("synthetic_size", "synthetic_channels", "synthetic_examples"):
       _require(isinstance(config.data[field], int) and config.data[field] >= 1,

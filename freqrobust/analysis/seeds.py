@@ -6,7 +6,7 @@
 
 `analyze TOOL` writes one run's arrays (DIR/analysis/TOOL/*.npz); a claim about training needs
 them over seeds. This reads them for every run under the roots, groups the runs by name without
-`_seed-N` (as `freqrobust.report`), and writes per group the mean and the sample standard
+`_seed-N` (`freqrobust.report.group_name`), and writes per group the mean and the sample standard
 deviation over seeds (`seeds_TOOL.json`) and one figure (`seeds_TOOL.png`) whose panels share
 their axes and colour scale:
 
@@ -32,6 +32,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from freqrobust import report
+from freqrobust import workdir as workdir_lib
+
 # tool -> (files under DIR/analysis/TOOL/ read per run, as {key: relative path})
 TOOL_FILES = {
     "hfc": {"train": "hfc/train/hfc_curves.npz", "test": "hfc/test/hfc_curves.npz"},
@@ -47,10 +50,6 @@ TOOL_COMMANDS = {
     "dct": "python -m freqrobust.analyze dct --workdir={w}",
 }
 _SEED = re.compile(r"_seed-(\d+)$")
-
-
-def group_name(run: str) -> str:
-  return _SEED.sub("", run)
 
 
 def seed_of(run: str) -> Optional[int]:
@@ -71,7 +70,7 @@ def find_runs(roots: Sequence[str], tool: str, groups: Sequence[str] = ()) -> Di
       workdir = os.path.join(root, name)
       if not os.path.exists(os.path.join(workdir, "results.json")):
         continue
-      group = group_name(name)
+      group = report.group_name(name)
       entry = found.setdefault(group, {"runs": [], "missing": []})
       files = [os.path.join(workdir, "analysis", f) for f in TOOL_FILES[tool].values()]
       if all(os.path.exists(f) for f in files):
@@ -167,18 +166,6 @@ def aggregate(found: Dict[str, Dict], tool: str) -> Dict:
     raise FileNotFoundError(f"no run has {tool} outputs: "
                             + "; ".join(notes[:4]) + ("; ..." if len(notes) > 4 else ""))
   return {"tool": tool, "groups": groups, "notes": notes}
-
-
-def _jsonable(x):
-  if isinstance(x, dict):
-    return {k: _jsonable(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
-  if isinstance(x, np.ndarray):
-    return x.tolist()
-  if isinstance(x, np.generic):
-    return x.item()
-  return x
 
 
 def _band(ax, x, stat, color, label, ls="-"):
@@ -299,7 +286,7 @@ def run(roots: Sequence[str], tool: str, out: str, groups: Sequence[str] = (),
   stem = f"seeds_{name or tool}"
   summary["figure"] = plot(summary, os.path.join(out, f"{stem}.png"), labels)
   with open(os.path.join(out, f"{stem}.json"), "w") as f:
-    json.dump(_jsonable(summary), f, indent=1)
+    json.dump(workdir_lib.to_jsonable(summary), f, indent=1)
   return summary
 
 

@@ -26,11 +26,17 @@ def _field(cfg: Any, name: str) -> Any:
   return cfg.get(name, MODEL_FIELD_DEFAULTS[name])
 
 
+# The backbones that `config.model.batch_norm=False` builds without BatchNorm (ResNet's
+# `batch_norm` field); the others refuse the setting.
+BATCH_NORM_OPTIONAL = ("small_resnet", "resnet18")
+
+
 def _with_bn(cfg: Any) -> Dict[str, Any]:
-  """Only the ResNets can be built without BatchNorm; the others refuse the setting."""
+  """The refusal of `batch_norm=False` by a backbone not in BATCH_NORM_OPTIONAL."""
   if not _field(cfg, "batch_norm"):
     raise ValueError(f"config.model.batch_norm=False: config.model.name={cfg.name!r} cannot drop "
-                     "its BatchNorms (small_resnet and resnet18 can; vgg16 is VGG without BN).")
+                     f"its BatchNorms ({' and '.join(BATCH_NORM_OPTIONAL)} can; vgg16 is VGG "
+                     "without BN).")
   return {}
 
 
@@ -65,7 +71,7 @@ MODELS: Dict[str, Tuple[type, Callable[[Any], Dict[str, Any]]]] = {
                                                        final_bn=_field(cfg, "preact_final_bn"),
                                                        activation=_field(cfg, "activation"),
                                                        padding=_field(cfg, "padding"),
-                                         **_with_bn(cfg))),
+                                                       **_with_bn(cfg))),
 }
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -94,7 +100,8 @@ def first_layer_kernel(variables):
   return variables["params"]["stem"]["semantic"]["conv"]["kernel"]
 
 
-__all__ = ["MODELS", "BN_ROUTES", "Backbone", "DualBatchNorm", "build_model", "first_layer",
+__all__ = ["MODELS", "BATCH_NORM_OPTIONAL", "BN_ROUTES", "Backbone", "DualBatchNorm",
+           "build_model", "first_layer",
            "first_layer_kernel", "ResNet", "VGG", "WideResNet", "PreActResNet",
            "ChannelAttention", "SemanticLayer", "Stem", "ATTENTIONS", "ACTIVATIONS", "PADDINGS",
            "MODEL_FIELD_DEFAULTS"]

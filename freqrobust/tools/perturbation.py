@@ -11,10 +11,12 @@ import jax
 import numpy as np
 
 from freqrobust.analysis import perturbation, records
+from freqrobust.evaluators import adversarial
 from freqrobust.tools import base
 
-# The main radius of evaluators/adversarial.py per dataset (L-inf).
-DEFAULT_EPS = {"fashion_mnist": 0.1, "cifar10": 8 / 255}
+# The main L-inf radius of the adversarial evaluation per dataset (Fashion-MNIST 0.1, CIFAR-10
+# 8/255).
+DEFAULT_EPS = {dataset: radii["linf"][0] for dataset, radii in adversarial.DEFAULT_EPS.items()}
 
 
 class Perturbation(base.Tool):
