@@ -206,7 +206,9 @@ def test_attacks_refuse_bad_arguments():
 @pytest.mark.parametrize("attack", ["pgd", "apgd"])
 def test_unrolled_and_looped_steps_give_the_same_attack(attack):
   """`unroll` is a speed setting (XLA's CPU while-loop is slow; fgsm_pgd.CPU_UNROLL_MAX_STEPS):
-  the unrolled steps and the `fori_loop` return the same adversarial images."""
+  the unrolled steps and the `fori_loop` return the same adversarial images (up to float order:
+  XLA may fuse the two differently, and a sign(gradient) within rounding of 0 may flip, so a few
+  pixels are allowed to differ)."""
   x = images(3)
   y = predictions(mlp, x)
   key = jax.random.key(4)
@@ -214,5 +216,6 @@ def test_unrolled_and_looped_steps_give_the_same_attack(attack):
   kwargs = dict(eps=0.1, norm="linf", steps=12)
   looped = run(mlp, key, x, y, unroll=False, **kwargs)
   unrolled = run(mlp, key, x, y, unroll=True, **kwargs)
-  np.testing.assert_allclose(unrolled, looped, atol=1e-5)
+  differ = np.abs(np.asarray(unrolled) - np.asarray(looped)) > 1e-5
+  assert differ.mean() <= 0.01, differ.mean()
   assert bool(jnp.any(looped != x))  # The attack moved the images.
