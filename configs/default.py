@@ -151,12 +151,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.evals.bandpass = ml_collections.ConfigDict(dict(
       type="bandpass", at_end=False, every_epochs=0.0, radii=(4, 8, 12, 16), num_examples=1000,
       rescale="max"))
-  # Accuracy under PGD (every eps) and APGD-CE (main_eps) with the gradient-masking checks;
-  # eps () and main_eps 0 = the dataset's threat model (Fashion-MNIST L-inf 0.1, CIFAR-10 8/255).
+  # Accuracy under PGD (every eps) and APGD with each of apgd_losses (main_eps), their worst case
+  # per example, and the gradient-masking checks (large_eps: PGD's unbounded check, 0 = L-inf 1
+  # or L2 sqrt(H*W*C)); eps () and main_eps 0 = the dataset's threat model (Fashion-MNIST L-inf
+  # 0.1, CIFAR-10 8/255).
   config.evals.adversarial = ml_collections.ConfigDict(dict(
       type="adversarial", at_end=False, every_epochs=0.0, norm="linf", eps=(), main_eps=0.0,
       num_examples=1000, pgd_steps=20, apgd_steps=50, restarts=1, attacks=("pgd", "apgd"),
-      seed=0, batch_size=250))
+      apgd_losses=("ce", "dlr"), large_eps=0.0, seed=0, batch_size=250))
   # workdir/summary.png: per-corruption accuracy + first-layer PDM histogram (after the above).
   config.evals.summary = ml_collections.ConfigDict(dict(type="summary", at_end=False,
                                                         every_epochs=0.0))

@@ -91,13 +91,20 @@ def load_run(workdir: str) -> Optional[Dict]:
   if excluded:
     stale = stale + [f"not compared under corruption: {excluded}; re-evaluate it (python -m "
                      f"freqrobust.evaluate --workdir={workdir} --evals=corruptions)"]
+  old_evals = stale_evaluations(config, results)
+  if old_evals:
+    stale = stale + [f"evaluation(s) {', '.join(old_evals)} recorded with other settings than the "
+                     "current code runs (left out of the columns); re-evaluate (python -m "
+                     f"freqrobust.evaluate --workdir={workdir} --evals={','.join(old_evals)})"]
+  metrics = {k: v for k, v in _evaluator_metrics(results).items()
+             if k.split("/", 1)[0] not in old_evals}
   return {"clean": results["clean"]["accuracy"], "table": table, "b(M)": results.get("b(M)"),
           "sets": sets, "corrupted_clean": corrupted_clean, "workdir": workdir,
           "images_per_s": training_rate(workdir), "stale": stale,
           "model": (config.get("model") or {}).get("name", ""),
           "dataset": (config.get("data") or {}).get("dataset", ""),
           "natural": is_natural(config) if config else False,
-          "metrics": _evaluator_metrics(results), "columns": _declared_columns(config)}
+          "metrics": metrics, "columns": _declared_columns(config)}
 
 
 # The figures of the first two tables; the third holds every other evaluator scalar.
@@ -110,21 +117,48 @@ def _evaluator_metrics(results: Dict) -> Dict[str, float]:
           and k.split("/", 1)[0] not in _MAIN_EVALS}
 
 
-def _declared_columns(config: Dict) -> Dict[str, Dict]:
-  """`<name>/<metric>` -> {label, convention, higher_is_better} of the run's evaluations."""
+def _built_evaluators(config: Dict):
+  """(config as a ConfigDict, [evaluator]) of a run's config.json under the current code's
+  defaults; (None, []) for a partial or foreign config.json."""
   if not config:
-    return {}
+    return None, []
   import ml_collections
   from freqrobust import evaluators
   try:
     cfg = ml_collections.ConfigDict(config)
     evaluators.normalize_config(cfg)
-    built = evaluators.build(cfg)
-  except (KeyError, AttributeError, workdir_lib.UserError):  # A partial or foreign config.json.
-    return {}
+    return cfg, [e for e, _ in evaluators.build(cfg)]
+  except (KeyError, AttributeError, workdir_lib.UserError):
+    return None, []
+
+
+def _declared_columns(config: Dict) -> Dict[str, Dict]:
+  """`<name>/<metric>` -> {label, convention, higher_is_better} of the run's evaluations."""
+  _, built = _built_evaluators(config)
   return {f"{e.name}/{c.metric}": {"label": f"{e.name}: {c.label}", "convention": c.convention,
                                     "higher_is_better": c.higher_is_better}
-          for e, _ in built for c in e.metric_columns()}
+          for e in built for c in e.metric_columns()}
+
+
+def stale_evaluations(config: Dict, results: Dict) -> List[str]:
+  """Names of the run's recorded evaluations (results.json "evals", beside clean and corruptions)
+  whose settings differ from what the current code would run for the run's config (a setting
+  added since, such as the adversarial evaluation's APGD-DLR and unbounded check of 2026-12-05):
+  their figures answer another question than the columns' labels say."""
+  cfg, built = _built_evaluators(config)
+  records = results.get("evals") or {}
+  stale = []
+  for e in built:
+    stored = records.get(e.name)
+    if e.name in _MAIN_EVALS or not isinstance(stored, dict) or "settings" not in stored:
+      continue
+    try:
+      current = workdir_lib.to_jsonable(e.key(cfg))
+    except (KeyError, AttributeError, TypeError, ValueError):
+      continue
+    if stored["settings"] != current:
+      stale.append(e.name)
+  return stale
 
 
 def _describe_sets(sets: Optional[Dict]) -> str:
@@ -576,9 +610,10 @@ def _detail_lines(rows: List[Dict]) -> List[str]:
 
 def adversarial_keys(rows: List[Dict]) -> List[str]:
   """The adversarial evaluations' main-radius accuracies the rows recorded (`<name>/pgd_main`,
-  `<name>/apgd_main`)."""
+  `<name>/apgd_main`, `<name>/worst_main`: the worst case over every attack, the literature's
+  robust accuracy)."""
   return sorted({k for r in rows for k in r.get("metrics", {})
-                 if k.endswith(("/pgd_main", "/apgd_main"))})
+                 if k.endswith(("/pgd_main", "/apgd_main", "/worst_main"))})
 
 
 def _plot_corruption_vs_adversarial(rows: List[Dict], path: str) -> None:

@@ -193,6 +193,53 @@ def test_evaluation_flags_gradient_masking():
   assert "no_zero_gradients" in out["failed_checks"]
 
 
+def test_unbounded_check_runs_beside_the_curve_and_flags_an_unbreakable_model():
+  """large_eps is attacked even when the curve stops below it; a model nothing can fool (a
+  constant classifier) fails it; without large_eps the check is 'not run', never 'held'."""
+  x = images(seed=13, n=12)
+  y = predictions(mlp, x)
+  out = attacks.adversarial_accuracy(mlp, jax.random.key(0), x, y, norm="linf",
+                                     eps_list=[0.02], steps=5, batch_size=12, large_eps=1.0)
+  assert out["large_eps"] == 1.0 and 1.0 not in out["accuracy"]
+  assert out["large_eps_accuracy"] <= 0.05 and out["checks"]["large_eps"] is True
+  out = attacks.adversarial_accuracy(mlp, jax.random.key(0), x, y, norm="linf",
+                                     eps_list=[0.02], steps=5, batch_size=12)
+  assert out["checks"]["large_eps"] is None and out["large_eps_accuracy"] is None
+  assert out["skipped_checks"] == ["large_eps"] and "large_eps" not in out["failed_checks"]
+
+  def constant(z):
+    return jnp.zeros((z.shape[0], 10)).at[:, 3].set(1.0) + 0.0 * z.reshape(z.shape[0], -1)[:, :1]
+
+  out = attacks.adversarial_accuracy(constant, jax.random.key(0), x, jnp.full((12,), 3),
+                                     norm="l2", eps_list=[0.5], steps=3, batch_size=12,
+                                     large_eps=float(np.sqrt(D)))
+  assert out["large_eps_accuracy"] == 1.0
+  assert {"large_eps", "no_zero_gradients"} <= set(out["failed_checks"])
+
+
+def test_a_second_attack_without_checks_gives_per_example_results():
+  """sanity_checks=False runs only the attack: the checks it skips are None; correct_main marks
+  exactly the examples counted in the accuracy, in order, over a padded last batch."""
+  x = images(seed=14, n=11)
+  y = predictions(mlp, x)
+  kw = dict(norm="linf", eps_list=[0.0, 0.03], main_eps=0.03, steps=4, batch_size=4)
+  full = attacks.adversarial_accuracy(mlp, jax.random.key(5), x, y, **kw)
+  bare = attacks.adversarial_accuracy(mlp, jax.random.key(5), x, y, sanity_checks=False,
+                                      large_eps=1.0, **kw)
+  assert bare["fgsm_accuracy"] is None and bare["large_eps"] is None
+  assert set(bare["skipped_checks"]) == {"large_eps", "pgd_le_fgsm_le_clean", "restarts_stable",
+                                         "noise_weaker", "no_zero_gradients"}
+  assert bare["checks"]["monotone"] is True and bare["checks"]["in_ball"] is True
+  for out in (full, bare):
+    assert out["correct_main"].shape == (11,) and out["correct_main"].dtype == bool
+    assert out["correct_main"].sum() == round(out["accuracy"][0.03] * 11)
+  np.testing.assert_array_equal(full["correct_main"], bare["correct_main"])  # Same key, attack.
+  x_adv = attacks.pgd(mlp, jax.random.fold_in(jax.random.key(5), 0), x[:4], y[:4], eps=0.03,
+                      norm="linf", steps=4)
+  np.testing.assert_array_equal(full["correct_main"][:4], np.asarray(predictions(mlp, x_adv))
+                                == np.asarray(y[:4]))
+
+
 def test_attacks_refuse_bad_arguments():
   x, y = images(), jnp.zeros((N,), jnp.int32)
   with pytest.raises(ValueError, match="norm"):

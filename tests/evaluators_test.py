@@ -258,11 +258,31 @@ def test_adversarial_evaluation_attacks_the_reported_function(tmp_path):
   assert flat["adversarial/pgd_eps0.3"] <= flat["adversarial/pgd_eps0.05"] <= clean32
   assert flat["adversarial/pgd_eps0.3"] <= 5.0  # ~0 at a large eps (a 12x12 synthetic task).
   saved = json.load(open(os.path.join(workdir, "evals", "adversarial", "adversarial.json")))
-  assert set(saved["results"]) == {"pgd", "apgd"}
+  assert set(saved["results"]) == {"pgd", "apgd", "apgd_dlr"}
   assert set(saved["results"]["pgd"]["checks"]) >= {"monotone", "pgd_le_fgsm_le_clean",
-                                                    "noise_weaker", "in_ball"}
+                                                    "noise_weaker", "in_ball", "large_eps"}
   assert flat["adversarial/failed_checks"] == len(saved["failed_checks"])
   assert saved["results"]["pgd"]["checks"]["in_ball"]
+  # The unbounded check ran (L-inf 1) on the first attack; the DLR pass carries no checks.
+  assert saved["large_eps"] == 1.0 and saved["results"]["pgd"]["checks"]["large_eps"] is not None
+  assert saved["results"]["pgd"]["large_eps_accuracy"] <= 0.05
+  assert saved["results"]["apgd_dlr"]["fgsm_accuracy"] is None
+  # Worst cases per example: never above any single attack, APGD's over its two losses.
+  ce, dlr = flat["adversarial/apgd_ce_main"], flat["adversarial/apgd_dlr_main"]
+  assert flat["adversarial/apgd_main"] <= min(ce, dlr)
+  assert flat["adversarial/apgd_main"] >= ce + dlr - 100.0 - 1e-9  # Inclusion-exclusion.
+  assert flat["adversarial/worst_main"] <= min(flat["adversarial/apgd_main"],
+                                               flat["adversarial/pgd_main"])
+
+
+def test_adversarial_settings_are_checked_before_training():
+  for field, value, words in (("apgd_losses", ("ce", "margin"), "apgd_losses"),
+                              ("apgd_losses", (), "non-empty"),
+                              ("large_eps", -1.0, "large_eps")):
+    bad = tiny(max_steps=8)
+    bad.evals.adversarial[field] = value
+    with pytest.raises(workdir_lib.UserError, match=words):
+      evaluators.check(bad)
 
 
 def workdirs_images(config, n):

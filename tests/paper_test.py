@@ -10,6 +10,7 @@ import pytest
 
 from configs import baselines, paper
 from freqrobust import experiment, report
+from freqrobust import workdir as workdir_lib
 from freqrobust.augment import registry
 from freqrobust.corruptions import CORRUPTIONS
 
@@ -286,6 +287,36 @@ def test_robustness_figure_draws_a_missing_figure_as_missing_and_evaluations_get
   assert os.path.getsize(os.path.join(out, "corruption_vs_adversarial.png")) > 1000
   header = open(os.path.join(out, "table.csv")).readline()
   assert "adversarial/pgd_main_mean" in header and "bandpass/low_r4_delta" in header
+
+
+def test_report_leaves_out_evaluations_recorded_with_other_settings(tmp_path):
+  """An adversarial evaluation recorded before a setting was added (APGD-DLR, the unbounded
+  check) is not shown under the current columns' labels: its row is stale and says how to
+  re-evaluate; one recorded with the current settings is shown."""
+  root = str(tmp_path)
+  for name, acc in (("natural_seed-0", 2.0), ("pgd_at_seed-0", 60.0)):
+    fake_run(root, name, 90.0, 60.0, metrics={"adversarial/pgd_main": acc})
+    path = os.path.join(root, name, "config.json")  # An entry as configs/default.py writes it.
+    config = dict(json.load(open(path)), evals={"adversarial": {
+        "type": "adversarial", "at_end": True, "every_epochs": 0.0, "norm": "linf"}})
+    json.dump(config, open(path, "w"))
+  cfg, built = report._built_evaluators(config)
+  current = workdir_lib.to_jsonable([e for e in built if e.name == "adversarial"][0].key(cfg))
+  assert current["apgd_losses"] == ["ce", "dlr"] and current["main_eps"] == 0.1
+  old = {k: v for k, v in current.items() if k not in ("apgd_losses", "large_eps")}
+  for name, settings in (("natural_seed-0", current), ("pgd_at_seed-0", old)):
+    path = os.path.join(root, name, "results.json")
+    results = json.load(open(path))
+    results["evals"] = {"adversarial": {"type": "adversarial", "settings": settings,
+                                        "metrics": {"pgd_main": 1.0}}}
+    json.dump(results, open(path, "w"))
+  rows = {r["name"]: r for r in report.aggregate(root)["rows"]}
+  assert rows["natural"]["metrics"]["adversarial/pgd_main"]["mean"] == 2.0
+  assert not rows["natural"]["stale"]
+  stale = rows["pgd_at (stale)"]
+  assert "adversarial/pgd_main" not in stale.get("metrics", {})
+  note = " ".join(stale["stale"])
+  assert "recorded with other settings" in note and "--evals=adversarial" in note
 
 
 def test_report_and_sweep_flag_runs_trained_before_a_method_change(tmp_path):
