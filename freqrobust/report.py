@@ -91,16 +91,16 @@ def load_run(workdir: str) -> Optional[Dict]:
   if excluded:
     stale = stale + [f"not compared under corruption: {excluded}; re-evaluate it (python -m "
                      f"freqrobust.evaluate --workdir={workdir} --evals=corruptions)"]
+  # An evaluation recorded with other settings is left out (its figures would sit under labels
+  # that describe another measurement); the run's other figures stand, so the row is not stale.
   old_evals = stale_evaluations(config, results)
-  if old_evals:
-    stale = stale + [f"evaluation(s) {', '.join(old_evals)} recorded with other settings than the "
-                     "current code runs (left out of the columns); re-evaluate (python -m "
-                     f"freqrobust.evaluate --workdir={workdir} --evals={','.join(old_evals)})"]
+  left_out = [f"{name} (python -m freqrobust.evaluate --workdir={workdir} --evals={name})"
+              for name in old_evals]
   metrics = {k: v for k, v in _evaluator_metrics(results).items()
              if k.split("/", 1)[0] not in old_evals}
   return {"clean": results["clean"]["accuracy"], "table": table, "b(M)": results.get("b(M)"),
           "sets": sets, "corrupted_clean": corrupted_clean, "workdir": workdir,
-          "images_per_s": training_rate(workdir), "stale": stale,
+          "images_per_s": training_rate(workdir), "stale": stale, "left_out": left_out,
           "model": (config.get("model") or {}).get("name", ""),
           "dataset": (config.get("data") or {}).get("dataset", ""),
           "natural": is_natural(config) if config else False,
@@ -324,7 +324,7 @@ def aggregate(root: str, baseline: Optional[str] = None) -> Dict:
     other_sets = sorted({d for r in runs for d in r.get("other_sets", ())})
     row = {"name": name, "seeds": len(runs), "baseline": name == base["name"], "stale": stale,
            "baseline_of": base["name"], "clean_mean": float(clean.mean()), "clean_std": _std(clean),
-           "other_sets": other_sets}
+           "other_sets": other_sets, "left_out": [n for r in runs for n in r.get("left_out", ())]}
     row["clean_delta"] = row["clean_mean"] - base["clean"]
     rates = [r["images_per_s"] for r in runs if r["images_per_s"]]
     if rates:  # Cost: training speed, and as a fraction of the baseline's.
@@ -447,6 +447,7 @@ def write(summary: Dict, out: str) -> None:
   lines += _evaluation_lines(rows, summary.get("columns", {}))
   lines += _sets_lines(summary)
   lines += _stale_lines(rows)
+  lines += _left_out_lines(rows)
   workdir_lib.atomic_write(os.path.join(out, "table.md"),
                            lambda f: f.write("\n".join(lines) + "\n"))
   keys = ["name", "seeds", "baseline", "clean_mean", "clean_std", "clean_delta", "images_per_s",
@@ -570,6 +571,19 @@ def _stale_lines(rows: List[Dict]) -> List[str]:
   for r in stale:
     for note, count in r["stale"].items():
       lines.append(f"- {r['name']}: {count} of {r['seeds']} run(s) {note}.")
+  return lines
+
+
+def _left_out_lines(rows: List[Dict]) -> List[str]:
+  """The evaluations recorded with other settings than the current code runs (not shown)."""
+  rows = [r for r in rows if r.get("left_out")]
+  if not rows:
+    return []
+  lines = ["", "Evaluations left out: recorded with other settings than the current code runs "
+           "for these runs' configs, so their figures are not shown under the columns above "
+           "(whose seed counts say how many runs each figure averages); re-evaluate with:"]
+  for r in rows:
+    lines += [f"- {r['name']}: {n}" for n in r["left_out"]]
   return lines
 
 

@@ -291,8 +291,8 @@ def test_robustness_figure_draws_a_missing_figure_as_missing_and_evaluations_get
 
 def test_report_leaves_out_evaluations_recorded_with_other_settings(tmp_path):
   """An adversarial evaluation recorded before a setting was added (APGD-DLR, the unbounded
-  check) is not shown under the current columns' labels: its row is stale and says how to
-  re-evaluate; one recorded with the current settings is shown."""
+  check) is not shown under the current columns' labels, the report says how to re-evaluate it,
+  and the run's other figures stand; one recorded with the current settings is shown."""
   root = str(tmp_path)
   for name, acc in (("natural_seed-0", 2.0), ("pgd_at_seed-0", 60.0)):
     fake_run(root, name, 90.0, 60.0, metrics={"adversarial/pgd_main": acc})
@@ -310,13 +310,17 @@ def test_report_leaves_out_evaluations_recorded_with_other_settings(tmp_path):
     results["evals"] = {"adversarial": {"type": "adversarial", "settings": settings,
                                         "metrics": {"pgd_main": 1.0}}}
     json.dump(results, open(path, "w"))
-  rows = {r["name"]: r for r in report.aggregate(root)["rows"]}
+  summary = report.aggregate(root)
+  rows = {r["name"]: r for r in summary["rows"]}
   assert rows["natural"]["metrics"]["adversarial/pgd_main"]["mean"] == 2.0
-  assert not rows["natural"]["stale"]
-  stale = rows["pgd_at (stale)"]
-  assert "adversarial/pgd_main" not in stale.get("metrics", {})
-  note = " ".join(stale["stale"])
-  assert "recorded with other settings" in note and "--evals=adversarial" in note
+  assert not rows["natural"]["left_out"] and not rows["pgd_at"]["stale"]
+  assert "adversarial/pgd_main" not in rows["pgd_at"]["metrics"]
+  assert rows["pgd_at"]["robust_mean"] == pytest.approx(60.0)  # Its other figures stand.
+  assert "--evals=adversarial" in rows["pgd_at"]["left_out"][0]
+  out = str(tmp_path / "out")
+  report.write(summary, out)
+  table = open(os.path.join(out, "table.md")).read()
+  assert "Evaluations left out" in table and "- pgd_at: adversarial (python -m" in table
 
 
 def test_report_and_sweep_flag_runs_trained_before_a_method_change(tmp_path):
