@@ -288,3 +288,20 @@ def test_adversarial_settings_are_checked_before_training():
 def workdirs_images(config, n):
   from freqrobust.tools import base as tools_base
   return tools_base.load_test_images(config, n)
+
+
+@pytest.mark.parametrize("attacks,losses,want", [
+    (("pgd",), ("ce", "dlr"), ["clean", "pgd_main", "failed_checks"]),
+    (("pgd", "apgd"), ("ce",), ["clean", "pgd_main", "apgd_main", "worst_main", "failed_checks"]),
+    (("apgd",), ("ce", "dlr"), ["clean", "apgd_main", "worst_main", "failed_checks"]),
+])
+def test_adversarial_columns_follow_the_attacks_that_run(attacks, losses, want):
+  """A worst-case column only where more than one attack runs; APGD's label names its losses."""
+  from freqrobust.evaluators import adversarial
+  e = adversarial.Adversarial("adversarial", dict(adversarial.Adversarial.defaults,
+                                                  attacks=attacks, apgd_losses=losses))
+  columns = e.metric_columns()
+  assert [c.metric for c in columns] == want
+  labels = {c.metric: c.label for c in columns}
+  if "apgd_main" in labels:
+    assert labels["apgd_main"].startswith("APGD-" + "+".join(l.upper() for l in losses))

@@ -82,7 +82,9 @@ class Adversarial(base.Evaluator):
       cols.append(base.Column("apgd_main", f"APGD-{losses} {norm} (%)",
                               f"accuracy under APGD ({losses}, worst case per example) at the "
                               "main radius"))
-    if len(self.settings["attacks"]) > 1 or len(self.settings["apgd_losses"]) > 1:
+    runs = (("pgd" in self.settings["attacks"])
+            + ("apgd" in self.settings["attacks"]) * len(self.settings["apgd_losses"]))
+    if runs > 1:
       cols.append(base.Column("worst_main", f"worst case {norm} (%)",
                               "examples every attack at the main radius left correct (the "
                               "literature's robust accuracy)"))
