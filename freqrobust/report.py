@@ -93,7 +93,8 @@ def load_run(workdir: str) -> Optional[Dict]:
                      f"freqrobust.evaluate --workdir={workdir} --evals=corruptions)"]
   # An evaluation recorded with other settings is left out (its figures would sit under labels
   # that describe another measurement); the run's other figures stand, so the row is not stale.
-  old_evals = stale_evaluations(config, results)
+  cfg, built = _built_evaluators(config)
+  old_evals = stale_evaluations(cfg, built, results)
   left_out = [f"{name} (python -m freqrobust.evaluate --workdir={workdir} --evals={name})"
               for name in old_evals]
   metrics = {k: v for k, v in _evaluator_metrics(results).items()
@@ -104,7 +105,7 @@ def load_run(workdir: str) -> Optional[Dict]:
           "model": (config.get("model") or {}).get("name", ""),
           "dataset": (config.get("data") or {}).get("dataset", ""),
           "natural": is_natural(config) if config else False,
-          "metrics": metrics, "columns": _declared_columns(config)}
+          "metrics": metrics, "columns": _declared_columns(built)}
 
 
 # The figures of the first two tables; the third holds every other evaluator scalar.
@@ -132,20 +133,21 @@ def _built_evaluators(config: Dict):
     return None, []
 
 
-def _declared_columns(config: Dict) -> Dict[str, Dict]:
-  """`<name>/<metric>` -> {label, convention, higher_is_better} of the run's evaluations."""
-  _, built = _built_evaluators(config)
+def _declared_columns(built) -> Dict[str, Dict]:
+  """`<name>/<metric>` -> {label, convention, higher_is_better} of the run's evaluations
+  (`_built_evaluators`)."""
   return {f"{e.name}/{c.metric}": {"label": f"{e.name}: {c.label}", "convention": c.convention,
                                     "higher_is_better": c.higher_is_better}
           for e in built for c in e.metric_columns()}
 
 
-def stale_evaluations(config: Dict, results: Dict) -> List[str]:
+def stale_evaluations(cfg, built, results: Dict) -> List[str]:
   """Names of the run's recorded evaluations (results.json "evals", beside clean and corruptions)
-  whose settings differ from what the current code would run for the run's config (a setting
-  added since, such as the adversarial evaluation's APGD-DLR and unbounded check of 2026-12-05):
-  their figures answer another question than the columns' labels say."""
-  cfg, built = _built_evaluators(config)
+  whose settings differ from what the current code would run for the run's config
+  (`_built_evaluators`; a setting added since, such as the adversarial evaluation's APGD-DLR and
+  unbounded check of 2026-12-05): their figures answer another question than the columns' labels
+  say."""
+  from freqrobust import evaluators
   records = results.get("evals") or {}
   stale = []
   for e in built:
@@ -153,11 +155,10 @@ def stale_evaluations(config: Dict, results: Dict) -> List[str]:
     if e.name in _MAIN_EVALS or not isinstance(stored, dict) or "settings" not in stored:
       continue
     try:
-      current = workdir_lib.to_jsonable(e.key(cfg))
+      if not evaluators.same_settings(stored, e, cfg):
+        stale.append(e.name)
     except (KeyError, AttributeError, TypeError, ValueError):
       continue
-    if stored["settings"] != current:
-      stale.append(e.name)
   return stale
 
 

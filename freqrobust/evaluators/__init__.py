@@ -97,12 +97,17 @@ def record(evaluator: Evaluator, context: Context, metrics: Mapping[str, Any]) -
           "metrics": workdir_lib.to_jsonable(dict(metrics))}
 
 
+def same_settings(stored: Mapping[str, Any], evaluator: Evaluator, config) -> bool:
+  """Whether a stored record was made with the settings `evaluator` runs for `config` (the key
+  of resuming, and of the report's test for evaluations recorded with other settings)."""
+  return stored.get("settings") == workdir_lib.to_jsonable(evaluator.key(config))
+
+
 def matches(stored: Optional[Mapping[str, Any]], evaluator: Evaluator, context: Context) -> bool:
   """Whether a stored record is this evaluation of this model (resumable)."""
   return bool(stored) and stored.get("type") == evaluator.type and \
       stored.get("model") == context.model.fingerprint and \
-      stored.get("step") == context.step and \
-      stored.get("settings") == workdir_lib.to_jsonable(evaluator.key(context.config))
+      stored.get("step") == context.step and same_settings(stored, evaluator, context.config)
 
 
 def run_evals(context: Context, evaluators: List[Evaluator], records: Dict[str, Any],

@@ -82,9 +82,7 @@ class Adversarial(base.Evaluator):
       cols.append(base.Column("apgd_main", f"APGD-{losses} {norm} (%)",
                               f"accuracy under APGD ({losses}, worst case per example) at the "
                               "main radius"))
-    runs = (("pgd" in self.settings["attacks"])
-            + ("apgd" in self.settings["attacks"]) * len(self.settings["apgd_losses"]))
-    if runs > 1:
+    if len(self._runs()) > 1:
       cols.append(base.Column("worst_main", f"worst case {norm} (%)",
                               "examples every attack at the main radius left correct (the "
                               "literature's robust accuracy)"))
@@ -92,6 +90,11 @@ class Adversarial(base.Evaluator):
                             "gradient-masking sanity checks failed (0 = all hold)",
                             higher_is_better=False))
     return tuple(cols)
+
+  def _runs(self):
+    """The attacks run, as (attack, loss): PGD with CE, APGD with each of `apgd_losses`."""
+    return [(attack, loss) for attack in self.settings["attacks"]
+            for loss in (("ce",) if attack == "pgd" else tuple(self.settings["apgd_losses"]))]
 
   def key(self, config):
     main, curve = self._radii(config)
@@ -139,13 +142,9 @@ class Adversarial(base.Evaluator):
     logits_fn = functools.partial(model.apply, model.variables)
     key = jax.random.key(s["seed"])
     large = float(s["large_eps"]) or unbounded_eps(s["norm"], images.shape[1:])
-    # (attack, loss): PGD with CE, APGD with each loss; the first run carries the sanity checks
-    # (its own FGSM, extra restart, noise, zero gradients, the unbounded radius), the first of
-    # each attack its own.
-    runs = []
-    for attack in s["attacks"]:
-      for loss in (("ce",) if attack == "pgd" else tuple(s["apgd_losses"])):
-        runs.append((attack, loss))
+    # The first run carries the sanity checks (its own FGSM, extra restart, noise, zero
+    # gradients, the unbounded radius), the first of each attack its own.
+    runs = self._runs()
     results, out = {}, {}
     for i, (attack, loss) in enumerate(runs):
       steps = s["pgd_steps"] if attack == "pgd" else s["apgd_steps"]
