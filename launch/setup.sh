@@ -28,7 +28,7 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q 
 fi
 # Test-only references of tests/models_zoo_test.py and tests/convert_test.py (freqrobust.convert
 # itself needs torch only to read a checkpoint). PyTorch: the CPU build only, "2.13.0+cpu", which
-# this workplace keeps in pip's local wheel folder (190 MB, ~30 s); PyPI's torch 2.13.0 is the
+# pip finds where the index serves it (190 MB, ~30 s); PyPI's torch 2.13.0 is the
 # CUDA build (GBs with its nvidia-* dependencies) and is never pulled: where the CPU wheel is
 # absent the install is skipped and those tests skip. RobustBench's published architecture
 # definitions, --no-deps: the tests load its architecture files (they import only torch) by path;
