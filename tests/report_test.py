@@ -62,21 +62,19 @@ def test_aggregate_is_pure_over_records_built_in_memory():
   assert report.render.cell(report.COLUMNS[6], mine) == "+9.00"  # "robust", vs the baseline
 
 
-def test_a_column_is_one_declaration():
+def test_a_column_is_one_declaration(tmp_path, monkeypatch):
   """A new figure of the report: one `Column`, and table.md and table.csv show it."""
-  import dataclasses
   rows = report.aggregate([record("nat_seed-0", 90.0, 60.0, natural=True)])
   rows[0].stats["speedup"] = report.Stat(2.5)
   extra = report.Column("speedup", ("mean",), table=1, order=9, label="Speed-up (x)",
                         cell="absolute")
-  original = report.render.COLUMNS
-  try:
-    report.render.COLUMNS = original + (extra,)
-    lines = report.render.markdown(rows)
-  finally:
-    report.render.COLUMNS = original
+  monkeypatch.setattr(report.render, "COLUMNS", report.render.COLUMNS + (extra,))
+  lines = report.render.markdown(rows)
   assert lines[0].endswith("| Speed-up (x) |") and lines[2].endswith("| 2.50 |")
-  assert dataclasses.is_dataclass(rows[0])
+  path = str(tmp_path / "table.csv")
+  report.render.write_csv(rows, path)
+  header, values = open(path).read().splitlines()
+  assert header.split(",")[-1] == "speedup_mean" and values.split(",")[-1] == "2.5"
 
 
 @pytest.mark.parametrize("name,group,seed", [
