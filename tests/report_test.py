@@ -125,7 +125,7 @@ def test_every_printed_figure_is_of_the_final_model(tmp_path):
   assert "45.85" not in table and "+25.85" not in table and "33.00" not in table
   assert "| mine | 1 | n/a | +20.00 |" in table
   assert "Evaluations of another model left out" in table
-  assert (f"- mine: clean: recorded is of another model (fingerprint bbbb, step 12; the run's "
+  assert (f"- mine: clean: its record is of another model (fingerprint bbbb, step 12; the run's "
           f"final model is aaaa, step 4) (python -m freqrobust.evaluate --workdir={w} "
           "--evals=clean)") in table
   assert "45.85" not in open(os.path.join(out, "table.csv")).read()

@@ -99,13 +99,15 @@ def not_final(results: Mapping, record: Mapping, what: str) -> Optional[str]:
 
 
 def other_model_evaluations(results: Mapping) -> Dict[str, str]:
-  """{name: why} of the evaluations in results.json "evals" whose record is of another model or
-  step than the run's final one (the corruption evaluation is judged on its own results file)."""
+  """{name: why} of the evaluations in results.json "evals" with figures whose record is of
+  another model or step than the run's final one (the corruption evaluation is judged on its own
+  results file)."""
   out = {}
   for name, record in (results.get("evals") or {}).items():
-    if not isinstance(record, Mapping) or record.get("type") == "corruptions":
+    if (not isinstance(record, Mapping) or record.get("type") == "corruptions"
+        or not record.get("metrics")):
       continue
-    why = not_final(results, record, "recorded")
+    why = not_final(results, record, "its record")
     if why:
       out[name] = why
   return out
