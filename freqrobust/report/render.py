@@ -7,7 +7,6 @@ and cell style, CSV parts); an evaluation's scalars are declared by its evaluato
 """
 import csv
 import dataclasses
-import os
 from typing import Dict, List, Optional, Tuple
 
 from freqrobust import metrics
