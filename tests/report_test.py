@@ -59,7 +59,9 @@ def test_aggregate_is_pure_over_records_built_in_memory():
   # Robust. of the one seed with a corruption table: one seed, no spread shown.
   assert mine.stats["robust"].seeds == 1 and mine.stats["robust"].delta == pytest.approx(9.0)
   assert mine.metrics["a/x"].mean == 6.0 and mine.metrics["a/x"].delta == 4.0
-  assert report.render.cell(report.COLUMNS[6], mine) == "+9.00"  # "robust", vs the baseline
+  robust = next(c for c in report.COLUMNS if c.key == "robust")
+  assert report.render.cell(robust, mine) == "+9.00" and report.render.cell(robust, nat) == \
+      "(61.00 ± 1.41)"
 
 
 def test_a_column_is_one_declaration(tmp_path, monkeypatch):
