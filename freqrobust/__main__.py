@@ -14,6 +14,8 @@ TOOLS = (
     ("python -m freqrobust.convert --arch=ARCH --checkpoint=FILE --workdir=DIR",
      "import a published PyTorch CIFAR-10 model (RobustBench zoo) as a workdir (docs/MODELS.md)"),
     ("python -m freqrobust.report --root=ROOT", "a sweep's runs in the paper's table layout"),
+    ("python -m freqrobust.seeds --tool=TOOL --roots=ROOT",
+     "an analyze tool's outputs over the seeds of each run (mean, sample std, one figure)"),
     ("python -m freqrobust.illustrate --out=DIR", "the paper's Figures 3 and 4 on real images"),
     ("python launch/sweep.py --table=tableN --seeds=0,1 --root=ROOT",
      "train a table's runs over seeds (skips finished, resumes unfinished)"),

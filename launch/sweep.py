@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Callable, List, Tuple
+from typing import Callable, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -31,6 +31,7 @@ from absl import app, flags  # noqa: E402
 
 import importlib  # noqa: E402
 
+from freqrobust import runs as runs_lib  # noqa: E402
 from freqrobust import workdir as workdir_lib  # noqa: E402
 
 
@@ -71,34 +72,11 @@ def run_child(cmd, log_path: str, echo: Callable[[str], bool]) -> Tuple[int, boo
   return proc.returncode, bool(stop)
 
 
-def run_name(arg: str) -> str:
-  """The workdir name of a run: its arguments in their order, `seed=N` last, so that
-  `--runs="natural,cpu"` and `--table=all --cpu` (which writes `natural,seed=0,cpu`) name the same
-  run alike (`natural_cpu_seed-0`) and each sees the other's finished runs."""
-  return _name(_seed_last(arg.split(",")))
-
-
-def legacy_run_name(arg: str) -> str:
-  """The name sweeps before 2026-11-30 gave a `--table ... --cpu` run: `seed=N` before `cpu`
-  (`natural_seed-0_cpu`)."""
-  parts = arg.split(",")
-  return _name(_seed_last([p for p in parts if p != "cpu"]) + ["cpu"] * ("cpu" in parts))
-
-
-def _seed_last(parts: List[str]) -> List[str]:
-  return [p for p in parts if not p.startswith("seed=")] + [p for p in parts
-                                                            if p.startswith("seed=")]
-
-
-def _name(parts: List[str]) -> str:
-  return "_".join(parts).replace("=", "-")
-
-
 def workdir_for(root: str, arg: str) -> str:
   """The run's workdir under root: the one of the older naming when only that one exists (its
   results and checkpoints are kept and resumed), else the current name."""
-  current = os.path.join(root, run_name(arg))
-  legacy = os.path.join(root, legacy_run_name(arg))
+  current = os.path.join(root, runs_lib.name_of(arg))
+  legacy = os.path.join(root, runs_lib.legacy_name_of(arg))
   return legacy if not os.path.exists(current) and os.path.isdir(legacy) else current
 
 

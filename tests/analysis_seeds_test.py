@@ -1,11 +1,19 @@
-"""freqrobust.analysis.seeds: an analysis tool's outputs over seeds (fake runs, known arrays)."""
+"""freqrobust.analysis.seeds and its command line freqrobust.seeds: an analysis tool's outputs over seeds (fake runs, known arrays)."""
 import json
 import os
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
+from absl import flags
 
+from freqrobust import seeds as cli_seeds
 from freqrobust.analysis import seeds
+from freqrobust.workdir import UserError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def fake_run(root, name, tool_arrays):
@@ -120,4 +128,46 @@ def test_bad_input_is_a_clear_error_before_any_work(tmp_path):
     seeds.find_runs([str(tmp_path)], "x")
   with pytest.raises(FileNotFoundError, match="no run has hfc outputs.*a_seed-0"):
     seeds.aggregate(seeds.find_runs([str(tmp_path)], "hfc"), "hfc")
-  assert seeds.main(["--tool=hfc", f"--roots={tmp_path}"]) == 2
+  with pytest.raises(UserError, match="--tool='x'"):
+    seeds.find_runs([str(tmp_path)], "x")
+
+
+def run_cli(*args):
+  return subprocess.run([sys.executable, "-m", "freqrobust.seeds", *args], capture_output=True,
+                        text=True, cwd=REPO, timeout=300)
+
+
+def test_the_command_line_says_what_is_wrong_and_exits_2(tmp_path):
+  """The defects: `--roots=` (empty) ended in an IndexError, and a root without runs printed
+  "no run has hfc outputs: " cut off after the colon. Both are now a full message, exit 2."""
+  done = run_cli("--tool=hfc", "--roots=")
+  assert done.returncode == 2 and "--roots is empty" in done.stderr, done.stderr
+  assert "Traceback" not in done.stderr
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  # FileNotFoundError and UserError are the user errors cli.run prints as one paragraph (exit 2).
+  with pytest.raises(FileNotFoundError,
+                     match=r"outputs: no run \(a folder with a results.json\) under the roots"):
+    main_with("--tool=hfc", f"--roots={empty}")
+  fake_run(str(tmp_path), "a_seed-0", {})
+  with pytest.raises(UserError, match="--labels has 2 entries for 1 --groups"):
+    main_with("--tool=hfc", f"--roots={tmp_path}", "--groups=a", "--labels=x,y")
+
+
+def main_with(*args):
+  flag_values = flags.FlagValues()
+  cli_seeds.define_flags(flag_values)
+  flag_values(["seeds", *args])
+  cli_seeds.main(["seeds"], flag_values)
+
+
+def test_the_command_line_writes_the_figure(tmp_path):
+  root = str(tmp_path)
+  for seed in range(2):
+    arrays = hfc_arrays([4, 8], 0.2 + 0.2 * seed)
+    fake_run(root, f"natural_seed-{seed}_cpu", {"hfc/train/hfc_curves.npz": arrays,
+                                                 "hfc/test/hfc_curves.npz": arrays})
+  main_with("--tool=hfc", f"--roots={root}", f"--out={tmp_path / 'out'}")
+  saved = json.load(open(tmp_path / "out" / "seeds_hfc.json"))
+  # The older naming (seed before cpu) keeps its seed.
+  assert saved["groups"]["natural_cpu"]["seeds"] == [0, 1]

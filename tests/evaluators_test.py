@@ -81,8 +81,9 @@ def test_finished_only_when_every_evaluation_is_done_and_a_rerun_finishes_them(t
   assert written["clean"]["accuracy"] == written["metrics"]["clean/accuracy"]
   # The report's third table has the evaluation's declared column.
   run = report.load_run(workdir)
-  assert run["metrics"] == {"counting/mean_logit": written["metrics"]["counting/mean_logit"]}
-  assert run["columns"]["counting/mean_logit"]["label"] == "counting: mean logit"
+  assert run.metrics == {"counting/mean_logit": written["metrics"]["counting/mean_logit"]}
+  assert run.columns["counting/mean_logit"]["label"] == "counting: mean logit"
+  assert run.clean == written["clean"]["accuracy"] and not run.other_model
   # evaluate finishes an interrupted run too, and skips what is recorded.
   evaluate.evaluate_run(workdir, ["counting"], progress=False)
   assert Counting.calls == [4, 4]

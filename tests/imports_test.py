@@ -91,3 +91,36 @@ def test_low_layers_import_nothing_above_them():
     if mod.startswith(("freqrobust.models", "freqrobust.augment", "freqrobust.corruptions",
                        "freqrobust.data")):
       assert not targets & upper, (mod, targets & upper)
+
+
+# What the building blocks of analysis/ may import: the core and the other building blocks,
+# never a run's set-up, evaluations, the report, the tools or the command lines.
+ANALYSIS_MAY_IMPORT = ("freqrobust.analysis", "freqrobust.frequency", "freqrobust.platform",
+                       "freqrobust.workdir", "freqrobust.runs", "freqrobust.metrics",
+                       "freqrobust.corruptions", "freqrobust.data", "freqrobust.models",
+                       "freqrobust.augment", "freqrobust.attacks")
+
+
+def _allowed(target: str, prefixes) -> bool:
+  return any(target == p or target.startswith(p + ".") for p in prefixes)
+
+
+def test_analysis_imports_nothing_above_it():
+  graph = import_graph()
+  checked = [mod for mod in graph if mod.startswith("freqrobust.analysis")]
+  assert "freqrobust.analysis.seeds" in checked and "freqrobust.analysis.examples" in checked
+  for mod in checked:
+    upward = {t for t in graph[mod] if not _allowed(t, ANALYSIS_MAY_IMPORT)}
+    assert not upward, (mod, upward)
+
+
+def test_the_run_record_sits_on_the_workdir_layer():
+  assert import_graph()["freqrobust.runs"] <= {"freqrobust.workdir"}
+
+
+def test_the_allow_list_catches_an_upward_import():
+  assert not _allowed("freqrobust.report", ANALYSIS_MAY_IMPORT)
+  assert not _allowed("freqrobust.tools.pdm", ANALYSIS_MAY_IMPORT)
+  assert not _allowed("freqrobust.cli", ANALYSIS_MAY_IMPORT)
+  assert not _allowed("freqrobust.runsx", ANALYSIS_MAY_IMPORT)
+  assert _allowed("freqrobust.frequency", ANALYSIS_MAY_IMPORT)

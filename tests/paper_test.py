@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import baselines, paper
-from freqrobust import experiment, report
+from freqrobust import experiment, report, runs
 from freqrobust import workdir as workdir_lib
 from freqrobust.augment import registry
 from freqrobust.corruptions import CORRUPTIONS
@@ -18,6 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "launch"))
 import sweep  # noqa: E402
 import workdirs  # noqa: E402
+from report_fixture import fake_run  # noqa: E402
 
 
 def test_every_paper_run_resolves_and_is_distinct():
@@ -76,51 +77,17 @@ def test_cpu_variant_and_bad_arguments():
     paper.get_config("table3,everything")
 
 
-def fake_run(root, name, clean, corrupted_acc, status="finished", first_corruption_acc=None,
-             method_choices=None, label_smoothing=None, sets=None, corrupted_clean=None,
-             model="small_resnet", natural=None, metrics=None, corrupted_meta=None):
-  """A finished run's files as training writes them: results.json, config.json (the backbone
-  `model`; natural training when `natural`, by default when a token of the name is nat/natural)
-  and corruption_eval/results.json."""
-  workdir = os.path.join(root, name)
-  os.makedirs(os.path.join(workdir, "corruption_eval"), exist_ok=True)
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    results = {"status": status, "step": 100, "clean": {"accuracy": clean},
-               "metrics": dict(metrics or {}), "evals": {}}
-    if method_choices is not None:
-      results["method_choices"] = method_choices
-    json.dump(results, f)
-  if natural is None:
-    natural = bool({"nat", "natural"} & set(name.split("_")))
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    config = {"corruptions": {"evaluate": True}, "model": {"name": model, "attention": "none"},
-              "data": {"dataset": "fashion_mnist"}, "method": "paper",
-              "augment": {"suppress_prob": 0.0 if natural else 1 / 3, "nfd": not natural}}
-    if label_smoothing is not None:
-      config["train"] = {"label_smoothing": label_smoothing}
-    json.dump(config, f)
-  accuracy = {c: {str(s): corrupted_acc for s in range(1, 6)} for c in CORRUPTIONS}
-  if first_corruption_acc is not None:
-    accuracy[CORRUPTIONS[0]] = {str(s): first_corruption_acc for s in range(1, 6)}
-  with open(os.path.join(workdir, "corruption_eval", "results.json"), "w") as f:
-    corrupted = {"accuracy": accuracy, "step": 100, **(sets or {}), **(corrupted_meta or {})}
-    if corrupted_clean is not None:
-      corrupted["clean_accuracy"] = corrupted_clean
-    json.dump(corrupted, f)
-  return workdir
-
-
 def test_report_mce_is_the_mean_of_per_corruption_ratios(tmp_path):
   root = str(tmp_path)
   fake_run(root, "table3_nat_seed-0", 90.0, 60.0, first_corruption_acc=95.0)  # CE 40, one CE 5
   fake_run(root, "table3_sup_seed-0", 90.0, 70.0, first_corruption_acc=90.0)  # CE 30, one CE 10
-  rows = {r["name"]: r for r in report.aggregate(root, "nat")["rows"]}
+  rows = {r.name: r for r in report.report_root(root, "nat")}
   n = len(CORRUPTIONS)
   per_corruption = 100 * ((n - 1) * 30 / 40 + 10 / 5) / n  # 83.3 (Hendrycks & Dietterich)
   pooled = 100 * ((n - 1) * 30 + 10) / ((n - 1) * 40 + 5)  # 76.1, the old form
-  assert rows["table3_sup"]["mce_mean"] == pytest.approx(per_corruption)
+  assert rows["table3_sup"].stats["mce"].mean == pytest.approx(per_corruption)
   assert abs(per_corruption - pooled) > 5
-  report.write({"baselines": ["table3_nat"], "rows": list(rows.values())}, str(tmp_path / "out"))
+  report.write(list(rows.values()), str(tmp_path / "out"))
   assert "per-corruption error ratios" in (tmp_path / "out" / "table.md").read_text()
 
 
@@ -131,16 +98,16 @@ def test_report_shows_baseline_absolute_and_the_rest_as_differences(tmp_path):
   fake_run(root, "table3_nfd_seed-0", 89.0, 70.0)
   fake_run(root, "table3_nfd_seed-1", 90.0, 80.0)
   fake_run(root, "table3_sup_seed-0", 95.0, 99.0, status="preempted")  # Unfinished: left out.
-  summary = report.aggregate(root, "nat")
-  rows = {r["name"]: r for r in summary["rows"]}
-  assert set(rows) == {"table3_nat", "table3_nfd"} and summary["rows"][0]["name"] == "table3_nat"
+  summary = report.report_root(root, "nat")
+  rows = {r.name: r for r in summary}
+  assert set(rows) == {"table3_nat", "table3_nfd"} and summary[0].name == "table3_nat"
   nat, nfd = rows["table3_nat"], rows["table3_nfd"]
-  assert nat["clean_mean"] == pytest.approx(91.0) and nat["clean_std"] == pytest.approx(2 ** 0.5)
-  assert nfd["clean_delta"] == pytest.approx(89.5 - 91.0)
-  assert nfd["robust_delta"] == pytest.approx(75.0 - 60.0)
-  assert nfd["robust_std"] == pytest.approx(50 ** 0.5)  # Sample std of 70 and 80.
+  assert nat.stats["clean"].mean == pytest.approx(91.0) and nat.stats["clean"].std == pytest.approx(2 ** 0.5)
+  assert nfd.stats["clean"].delta == pytest.approx(89.5 - 91.0)
+  assert nfd.stats["robust"].delta == pytest.approx(75.0 - 60.0)
+  assert nfd.stats["robust"].std == pytest.approx(50 ** 0.5)  # Sample std of 70 and 80.
   # mCE relative to the baseline: CE 30 and 20 against the baseline's 40 -> 75 and 50, mean 62.5.
-  assert nfd["mce_mean"] == pytest.approx(62.5) and nat["mce_mean"] == pytest.approx(100.0)
+  assert nfd.stats["mce"].mean == pytest.approx(62.5) and nat.stats["mce"].mean == pytest.approx(100.0)
   report.write(summary, str(tmp_path / "out"))
   table = (tmp_path / "out" / "table.md").read_text()
   assert "(91.00 ± 1.41)" in table and "-1.50 ± 0.71" in table and "+15.00 ± 7.07" in table
@@ -152,13 +119,13 @@ def test_report_relative_mce_of_hendrycks_and_dietterich(tmp_path):
   fake_run(root, "table3_nat_seed-0", 90.0, 60.0, corrupted_clean=90.0)  # degradation 30
   fake_run(root, "table3_nfd_seed-0", 88.0, 70.0, corrupted_clean=85.0)  # degradation 15
   fake_run(root, "table3_sup_seed-0", 88.0, 70.0)  # no clean accuracy recorded: not computed
-  rows = {r["name"]: r for r in report.aggregate(root, "nat")["rows"]}
-  assert rows["table3_nfd"]["relative_mce_hd_mean"] == pytest.approx(50.0)
-  assert rows["table3_nfd"]["mce_mean"] == pytest.approx(75.0)  # 30 / 40: clean error ignored
-  assert rows["table3_nat"]["relative_mce_hd_mean"] == pytest.approx(100.0)
-  assert "relative_mce_hd_mean" not in rows["table3_sup"]
+  rows = {r.name: r for r in report.report_root(root, "nat")}
+  assert rows["table3_nfd"].stats["relative_mce_hd"].mean == pytest.approx(50.0)
+  assert rows["table3_nfd"].stats["mce"].mean == pytest.approx(75.0)  # 30 / 40: clean error ignored
+  assert rows["table3_nat"].stats["relative_mce_hd"].mean == pytest.approx(100.0)
+  assert "relative_mce_hd" not in rows["table3_sup"].stats
   out = str(tmp_path / "out")
-  report.write(report.aggregate(root, "nat"), out)
+  report.write(report.report_root(root, "nat"), out)
   table = open(os.path.join(out, "table.md")).read()
   assert "Rel. mCE (H&D, %)" in table and "| table3_nfd | 30.00 | 50 |" in table
   assert "mCE (vs base, %)" in table and "not their Relative mCE" in table
@@ -176,15 +143,15 @@ def test_report_keeps_runs_evaluated_on_other_corrupted_sets_apart(tmp_path):
   fake_run(root, "gaussian_cpu_seed-0", 89.0, 70.0, sets=v3)
   fake_run(root, "gaussian_cpu_seed-1", 89.0, 72.0, sets=v4)
   fake_run(root, "augmix_cpu_seed-0", 89.0, 72.0)  # written before the fields: comparable
-  summary = report.aggregate(root, "natural")
-  rows = {r["name"]: r for r in summary["rows"]}
-  assert rows["gaussian_cpu"]["seeds"] == 1
-  assert rows["gaussian_cpu"]["robust_delta"] == pytest.approx(70.0 - 61.0)
+  summary = report.report_root(root, "natural")
+  rows = {r.name: r for r in summary}
+  assert rows["gaussian_cpu"].seeds == 1
+  assert rows["gaussian_cpu"].stats["robust"].delta == pytest.approx(70.0 - 61.0)
   other = rows["gaussian_cpu (other sets)"]
-  assert other["seeds"] == 1 and "robust_delta" not in other and "mce_mean" not in other
-  assert other["clean_delta"] == pytest.approx(-1.0)
-  assert other["other_sets"] == ["recipe_version: 4 (baseline 3)"]
-  assert "robust_delta" in rows["augmix_cpu"]
+  assert other.seeds == 1 and "robust" not in other.stats and "mce" not in other.stats
+  assert other.stats["clean"].delta == pytest.approx(-1.0)
+  assert other.other_sets == ["recipe_version: 4 (baseline 3)"]
+  assert "robust" in rows["augmix_cpu"].stats
   out = str(tmp_path / "out")
   report.write(summary, out)
   table = open(os.path.join(out, "table.md")).read()
@@ -194,24 +161,24 @@ def test_report_keeps_runs_evaluated_on_other_corrupted_sets_apart(tmp_path):
   # the fields sits between them.
   fake_run(root, "natural_cpu_seed-2", 90.0, 60.0, sets=v4)
   with pytest.raises(ValueError, match="different corrupted sets.*natural_cpu_seed-2"):
-    report.aggregate(root, "natural")
+    report.report_root(root, "natural")
   bare = str(tmp_path / "bare")
   fake_run(bare, "natural_cpu_seed-0", 90.0, 60.0)
   fake_run(bare, "natural_cpu_seed-1", 90.0, 60.0, sets=v3)
   fake_run(bare, "gaussian_cpu_seed-0", 89.0, 70.0, sets=v4)
-  assert "gaussian_cpu (other sets)" in {r["name"] for r in report.aggregate(bare, "natural")[
-      "rows"]}  # the baseline's known sets come from every seed, not only the first
+  # The baseline's known sets come from every seed, not only the first.
+  assert "gaussian_cpu (other sets)" in {r.name for r in report.report_root(bare, "natural")}
   fake_run(bare, "natural_cpu_seed-2", 90.0, 60.0, sets=v4)
   with pytest.raises(ValueError, match="different corrupted sets"):
-    report.aggregate(bare, "natural")
+    report.report_root(bare, "natural")
   # TFDS's CIFAR-10-C is the published images whatever the code's recipe version: comparable.
   tfds = str(tmp_path / "tfds")
   t3 = dict(v3, dataset="cifar10", source="tfds", frost="photographs (published CIFAR-10-C)")
   fake_run(tfds, "natural_cpu_seed-0", 90.0, 60.0, sets=t3)
   fake_run(tfds, "gaussian_cpu_seed-0", 89.0, 70.0, sets=dict(t3, recipe_version=4, seed=1))
-  rows = {r["name"]: r for r in report.aggregate(tfds, "natural")["rows"]}
+  rows = {r.name: r for r in report.report_root(tfds, "natural")}
   assert set(rows) == {"natural_cpu", "gaussian_cpu"}
-  assert rows["gaussian_cpu"]["robust_delta"] == pytest.approx(10.0)
+  assert rows["gaussian_cpu"].stats["robust"].delta == pytest.approx(10.0)
 
 
 def test_report_compares_each_backbone_with_its_own_baseline(tmp_path):
@@ -220,12 +187,12 @@ def test_report_compares_each_backbone_with_its_own_baseline(tmp_path):
   fake_run(root, "table2_vgg16_bn_nat_seed-0", 92.0, 70.0, model="vgg16_bn")
   fake_run(root, "table2_vgg16_lmh-011_seed-0", 89.0, 65.0, model="vgg16")
   fake_run(root, "table2_vgg16_bn_lmh-011_seed-0", 91.0, 72.0, model="vgg16_bn")
-  rows = {r["name"]: r for r in report.aggregate(root, "nat")["rows"]}
-  assert rows["table2_vgg16_nat"]["baseline"] and rows["table2_vgg16_bn_nat"]["baseline"]
-  assert rows["table2_vgg16_lmh-011"]["clean_delta"] == pytest.approx(-1.0)
-  assert rows["table2_vgg16_lmh-011"]["robust_delta"] == pytest.approx(5.0)
-  assert rows["table2_vgg16_bn_lmh-011"]["clean_delta"] == pytest.approx(-1.0)
-  assert rows["table2_vgg16_bn_lmh-011"]["robust_delta"] == pytest.approx(2.0)
+  rows = {r.name: r for r in report.report_root(root, "nat")}
+  assert rows["table2_vgg16_nat"].baseline and rows["table2_vgg16_bn_nat"].baseline
+  assert rows["table2_vgg16_lmh-011"].stats["clean"].delta == pytest.approx(-1.0)
+  assert rows["table2_vgg16_lmh-011"].stats["robust"].delta == pytest.approx(5.0)
+  assert rows["table2_vgg16_bn_lmh-011"].stats["clean"].delta == pytest.approx(-1.0)
+  assert rows["table2_vgg16_bn_lmh-011"].stats["robust"].delta == pytest.approx(2.0)
 
 
 def test_report_finds_the_baseline_in_the_configs_not_the_run_names(tmp_path):
@@ -237,16 +204,16 @@ def test_report_finds_the_baseline_in_the_configs_not_the_run_names(tmp_path):
   fake_run(root, "mine_seed-0", 89.0, 70.0, natural=False)
   fake_run(root, "big_plain_seed-0", 93.0, 65.0, natural=True, model="resnet18")
   fake_run(root, "big_mine_seed-0", 92.0, 75.0, natural=False, model="resnet18")
-  summary = report.aggregate(root)
-  rows = {r["name"]: r for r in summary["rows"]}
-  assert rows["plain"]["baseline"] and rows["big_plain"]["baseline"]
-  assert rows["mine"]["clean_delta"] == pytest.approx(89.0 - 91.0)
-  assert rows["big_mine"]["clean_delta"] == pytest.approx(-1.0)
+  summary = report.report_root(root)
+  rows = {r.name: r for r in summary}
+  assert rows["plain"].baseline and rows["big_plain"].baseline
+  assert rows["mine"].stats["clean"].delta == pytest.approx(89.0 - 91.0)
+  assert rows["big_mine"].stats["clean"].delta == pytest.approx(-1.0)
   fake_run(root, "other_plain_seed-0", 91.0, 60.0, natural=True)
-  with pytest.raises(report.workdir_lib.UserError, match="--baseline"):
-    report.aggregate(root)
-  with pytest.raises(report.workdir_lib.UserError, match=r"No baseline for big_mine \(resnet18"):
-    report.aggregate(root, "other")  # No baseline of that name for the ResNet-18 runs.
+  with pytest.raises(workdir_lib.UserError, match="--baseline"):
+    report.report_root(root)
+  with pytest.raises(workdir_lib.UserError, match=r"No baseline for big_mine \(resnet18"):
+    report.report_root(root, "other")  # No baseline of that name for the ResNet-18 runs.
 
 
 def test_report_leaves_out_a_corruption_evaluation_of_another_model(tmp_path):
@@ -259,11 +226,11 @@ def test_report_leaves_out_a_corruption_evaluation_of_another_model(tmp_path):
   results = json.load(open(os.path.join(root, "augmix_seed-0", "results.json")))
   json.dump(dict(results, model="bbbb"), open(os.path.join(root, "augmix_seed-0",
                                                            "results.json"), "w"))
-  rows = {r["name"]: r for r in report.aggregate(root)["rows"]}
+  rows = {r.name: r for r in report.report_root(root)}
   for name in ("gaussian (stale)", "augmix (stale)"):
-    assert "robust_mean" not in rows[name] and "mce_mean" not in rows[name], name
-    assert any("re-evaluate" in note for note in rows[name]["stale"]), name
-  assert "not of the final step 100" in " ".join(rows["gaussian (stale)"]["stale"])
+    assert "robust" not in rows[name].stats and "mce" not in rows[name].stats, name
+    assert any("re-evaluate" in note for note in rows[name].stale), name
+  assert "not of the final step 100" in " ".join(rows["gaussian (stale)"].stale)
 
 
 def test_robustness_figure_draws_a_missing_figure_as_missing_and_evaluations_get_columns(
@@ -274,12 +241,12 @@ def test_robustness_figure_draws_a_missing_figure_as_missing_and_evaluations_get
   fake_run(root, "gaussian_seed-0", 89.0, 70.0, metrics={"bandpass/low_r4": 55.0,
                                                          "adversarial/pgd_main": 9.0})
   os.remove(os.path.join(root, "gaussian_seed-0", "corruption_eval", "results.json"))
-  summary = report.aggregate(root)
-  rows = {r["name"]: r for r in summary["rows"]}
-  assert "robust_mean" not in rows["gaussian"]
-  assert np.isnan(report.robust_bar_heights(summary["rows"])[
-      [r["name"] for r in summary["rows"]].index("gaussian")])
-  assert rows["gaussian"]["metrics"]["bandpass/low_r4"]["delta"] == pytest.approx(15.0)
+  summary = report.report_root(root)
+  rows = {r.name: r for r in summary}
+  assert "robust" not in rows["gaussian"].stats
+  assert np.isnan(report.robust_bar_heights(summary)[
+      [r.name for r in summary].index("gaussian")])
+  assert rows["gaussian"].metrics["bandpass/low_r4"].delta == pytest.approx(15.0)
   out = str(tmp_path / "out")
   report.write(summary, out)
   table = open(os.path.join(out, "table.md")).read()
@@ -300,7 +267,7 @@ def test_report_leaves_out_evaluations_recorded_with_other_settings(tmp_path):
     config = dict(json.load(open(path)), evals={"adversarial": {
         "type": "adversarial", "at_end": True, "every_epochs": 0.0, "norm": "linf"}})
     json.dump(config, open(path, "w"))
-  cfg, built = report._built_evaluators(config)
+  cfg, built = report.built_evaluators(config)
   current = workdir_lib.to_jsonable([e for e in built if e.name == "adversarial"][0].key(cfg))
   assert current["apgd_losses"] == ["ce", "dlr"] and current["main_eps"] == 0.1
   old = {k: v for k, v in current.items() if k not in ("apgd_losses", "large_eps")}
@@ -310,13 +277,13 @@ def test_report_leaves_out_evaluations_recorded_with_other_settings(tmp_path):
     results["evals"] = {"adversarial": {"type": "adversarial", "settings": settings,
                                         "metrics": {"pgd_main": 1.0}}}
     json.dump(results, open(path, "w"))
-  summary = report.aggregate(root)
-  rows = {r["name"]: r for r in summary["rows"]}
-  assert rows["natural"]["metrics"]["adversarial/pgd_main"]["mean"] == 2.0
-  assert not rows["natural"]["left_out"] and not rows["pgd_at"]["stale"]
-  assert "adversarial/pgd_main" not in rows["pgd_at"]["metrics"]
-  assert rows["pgd_at"]["robust_mean"] == pytest.approx(60.0)  # Its other figures stand.
-  assert "--evals=adversarial" in rows["pgd_at"]["left_out"][0]
+  summary = report.report_root(root)
+  rows = {r.name: r for r in summary}
+  assert rows["natural"].metrics["adversarial/pgd_main"].mean == 2.0
+  assert not rows["natural"].left_out and not rows["pgd_at"].stale
+  assert "adversarial/pgd_main" not in rows["pgd_at"].metrics
+  assert rows["pgd_at"].stats["robust"].mean == pytest.approx(60.0)  # Its other figures stand.
+  assert "--evals=adversarial" in rows["pgd_at"].left_out[0]
   out = str(tmp_path / "out")
   report.write(summary, out)
   table = open(os.path.join(out, "table.md")).read()
@@ -347,17 +314,17 @@ def test_report_and_sweep_flag_runs_trained_before_a_method_change(tmp_path):
   fresh = experiment.method_choices(plain, registry.METHODS["prime"]())
   assert fresh["method_args"] == {} and fresh["method_fields"]["shared_draws"] is True
   fake_run(root, "prime_plain_cpu_seed-0", 89.0, 70.0, method_choices=fresh)
-  rows = {r["name"]: r for r in report.aggregate(root, "natural")["rows"]}
-  assert rows["apr_sp_cpu (stale)"]["seeds"] == rows["apr_sp_cpu"]["seeds"] == 1  # kept apart
-  assert rows["apr_sp_cpu"]["robust_delta"] == pytest.approx(14.0)
-  notes = rows["apr_sp_cpu (stale)"]["stale"]
+  rows = {r.name: r for r in report.report_root(root, "natural")}
+  assert rows["apr_sp_cpu (stale)"].seeds == rows["apr_sp_cpu"].seeds == 1  # kept apart
+  assert rows["apr_sp_cpu"].stats["robust"].delta == pytest.approx(14.0)
+  notes = rows["apr_sp_cpu (stale)"].stale
   assert len(notes) == 2 and set(notes.values()) == {1}
   assert any("uint8_wrap=False" in n for n in notes)
   assert any("label smoothing" in n for n in notes)
   for fresh_row in ("apr_sp_cpu", "apr_p_cpu", "prime_cpu", "prime_plain_cpu", "natural_cpu"):
-    assert not rows[fresh_row]["stale"], fresh_row
+    assert not rows[fresh_row].stale, fresh_row
   out = str(tmp_path / "out")
-  report.write(report.aggregate(root, "natural"), out)
+  report.write(report.report_root(root, "natural"), out)
   table = open(os.path.join(out, "table.md")).read()
   assert "| apr_sp_cpu (stale) | 1 |" in table and "| apr_sp_cpu | 1 |" in table
   assert "Stale rows" in table and "prime_cpu (stale)" not in table
@@ -390,8 +357,8 @@ def test_declared_revisions_survive_the_paired_structure():
 
 def test_sweep_skips_finished_runs_and_reruns_unfinished(tmp_path):
   root = str(tmp_path)
-  fake_run(root, sweep.run_name("table3,nat,seed=0,cpu"), 90.0, 60.0)
-  fake_run(root, sweep.run_name("table3,sup,seed=0,cpu"), 90.0, 60.0, status="preempted")
+  fake_run(root, runs.name_of("table3,nat,seed=0,cpu"), 90.0, 60.0)
+  fake_run(root, runs.name_of("table3,sup,seed=0,cpu"), 90.0, 60.0, status="preempted")
   out = subprocess.run([sys.executable, os.path.join(REPO, "launch", "sweep.py"), "--table=table3",
                         "--seeds=0", "--cpu", f"--root={root}", "--dry_run"],
                        capture_output=True, text=True, timeout=120)
@@ -404,13 +371,13 @@ def test_sweep_skips_finished_runs_and_reruns_unfinished(tmp_path):
 
 def test_sweep_names_a_run_alike_whatever_the_argument_order(tmp_path):
   # --runs="natural,cpu" writes natural,cpu,seed=0; --table=all --cpu writes natural,seed=0,cpu.
-  assert sweep.run_name("natural,cpu,seed=0") == sweep.run_name("natural,seed=0,cpu") \
+  assert runs.name_of("natural,cpu,seed=0") == runs.name_of("natural,seed=0,cpu") \
       == "natural_cpu_seed-0"
-  assert sweep.run_name("table3,nat,seed=1,cpu") == "table3_nat_cpu_seed-1"
-  assert sweep.run_name("augmix,vgg16_bn,seed=2") == "augmix_vgg16_bn_seed-2"
+  assert runs.name_of("table3,nat,seed=1,cpu") == "table3_nat_cpu_seed-1"
+  assert runs.name_of("augmix,vgg16_bn,seed=2") == "augmix_vgg16_bn_seed-2"
   # A run of the older naming (seed before cpu) is found, skipped when finished, resumed when not.
   root = str(tmp_path)
-  assert sweep.legacy_run_name("natural,cpu,seed=0") == "natural_seed-0_cpu"
+  assert runs.legacy_name_of("natural,cpu,seed=0") == "natural_seed-0_cpu"
   fake_run(root, "natural_seed-0_cpu", 90.0, 60.0)
   fake_run(root, "gaussian_seed-0_cpu", 89.0, 60.0, status="preempted")
   assert sweep.workdir_for(root, "natural,cpu,seed=0") == os.path.join(root, "natural_seed-0_cpu")
@@ -470,16 +437,16 @@ def test_report_details_per_family_severity_and_without_background(tmp_path):
   fake_run(root, "natural_seed-0", 90.0, 60.0, first_corruption_acc=30.0)
   fake_run(root, "gaussian_seed-0", 89.0, 60.0, first_corruption_acc=75.0)
   fake_run(root, "gaussian_seed-1", 88.0, 62.0, first_corruption_acc=75.0)
-  rows = {r["name"]: r for r in report.aggregate(root, "natural")["rows"]}
+  rows = {r.name: r for r in report.report_root(root, "natural")}
   g = rows["gaussian"]
-  assert g["seeds"] == 2
+  assert g.seeds == 2
   # noise family: (gaussian_noise + 2 others) / 3 per seed (65 and 66.33), against 50.
-  assert g["noise_delta"] == pytest.approx(((75 + 120) / 3 + (75 + 124) / 3) / 2 - 50)
-  assert g["blur_delta"] == pytest.approx(1.0)  # 60 and 62 against 60.
-  assert g["mce_unnorm_mean"] == pytest.approx(100 - g["robust_mean"])
+  assert g.stats["noise"].delta == pytest.approx(((75 + 120) / 3 + (75 + 124) / 3) / 2 - 50)
+  assert g.stats["blur"].delta == pytest.approx(1.0)  # 60 and 62 against 60.
+  assert g.stats["mce_unnorm"].mean == pytest.approx(100 - g.stats["robust"].mean)
   n_no_bg = len(CORRUPTIONS) - 5
-  assert g["robust_no_bg_delta"] == pytest.approx((45 + (n_no_bg - 1) * 1) / n_no_bg)
-  report.write(report.aggregate(root, "natural"), str(tmp_path / "out"))
+  assert g.stats["robust_no_bg"].delta == pytest.approx((45 + (n_no_bg - 1) * 1) / n_no_bg)
+  report.write(report.report_root(root, "natural"), str(tmp_path / "out"))
   table = (tmp_path / "out" / "table.md").read_text()
   assert "mCE (unnorm., %)" in table and "noise (%)" in table and "s5 (%)" in table
   assert (tmp_path / "out" / "category_gains.png").stat().st_size > 0
@@ -507,17 +474,17 @@ def test_report_cost_is_the_median_training_rate_relative_to_the_baseline(tmp_pa
   # augmix: three views, a third of the speed: 50 steps every 3 s.
   write_timed_metrics(aug, 128, [(0, 0.0), (50, 3.0), (100, 6.0), (150, 9.0)])
   assert report.training_rate(nat) == pytest.approx(6400.0)
-  rows = {r["name"]: r for r in report.aggregate(root, "natural")["rows"]}
-  assert rows["augmix_cpu"]["images_per_s"] == pytest.approx(6400.0 / 3)
-  assert rows["augmix_cpu"]["relative_speed"] == pytest.approx(1 / 3)
-  assert rows["natural_cpu"]["relative_speed"] == pytest.approx(1.0)
-  report.write(report.aggregate(root, "natural"), str(tmp_path / "out"))
+  rows = {r.name: r for r in report.report_root(root, "natural")}
+  assert rows["augmix_cpu"].stats["images_per_s"].mean == pytest.approx(6400.0 / 3)
+  assert rows["augmix_cpu"].stats["relative_speed"].mean == pytest.approx(1 / 3)
+  assert rows["natural_cpu"].stats["relative_speed"].mean == pytest.approx(1.0)
+  report.write(report.report_root(root, "natural"), str(tmp_path / "out"))
   assert "2133 (0.33x)" in (tmp_path / "out" / "table.md").read_text()
   # A run without timed metrics has no cost, and the table says n/a rather than guessing.
   os.remove(os.path.join(aug, "metrics.jsonl"))
   assert report.training_rate(aug) is None
-  assert "relative_speed" not in {r["name"]: r for r in report.aggregate(
-      root, "natural")["rows"]}["augmix_cpu"]
+  assert "relative_speed" not in {r.name: r for r in report.report_root(
+      root, "natural")}["augmix_cpu"].stats
 
 
 def test_report_gives_no_spread_for_a_single_seed(tmp_path):
@@ -527,7 +494,7 @@ def test_report_gives_no_spread_for_a_single_seed(tmp_path):
   fake_run(root, "natural_seed-0", 90.0, 60.0)
   fake_run(root, "natural_seed-1", 92.0, 60.0)
   fake_run(root, "augmix_seed-0", 89.0, 70.0)
-  report.write(report.aggregate(root, "natural"), str(tmp_path / "out"))
+  report.write(report.report_root(root, "natural"), str(tmp_path / "out"))
   table = (tmp_path / "out" / "table.md").read_text()
   augmix = [l for l in table.splitlines() if l.startswith("| augmix |")]
   assert augmix and "±" not in augmix[0] and "| -2.00 | +10.00 |" in augmix[0]

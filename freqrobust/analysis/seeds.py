@@ -1,12 +1,12 @@
 """The seeds' frequency explanations: one analysis tool's outputs over the seeds of each run.
 
-  python -m freqrobust.analysis.seeds --tool=hfc --roots=runs/explain_hfc --out=figures
-  python -m freqrobust.analysis.seeds --tool=dct --roots=runs/adversarial_cpu \
+  python -m freqrobust.seeds --tool=hfc --roots=runs/explain_hfc --out=figures
+  python -m freqrobust.seeds --tool=dct --roots=runs/adversarial_cpu \
       --groups=natural_cpu,gaussian_cpu,paper_both_att_cpu,pgd_at_cpu
 
 `analyze TOOL` writes one run's arrays (DIR/analysis/TOOL/*.npz); a claim about training needs
 them over seeds. This reads them for every run under the roots, groups the runs by name without
-`_seed-N` (`freqrobust.report.group_name`), and writes per group the mean and the sample standard
+`_seed-N` (`freqrobust.runs.parse_name`), and writes per group the mean and the sample standard
 deviation over seeds (`seeds_TOOL.json`) and one figure (`seeds_TOOL.png`) whose panels share
 their axes and colour scale:
 
@@ -20,20 +20,20 @@ their axes and colour scale:
 
 Runs of a group must share the tool's grid (epochs, radii, deltas, bands); checkpoints present in
 only some seeds are left out with a note (an epoch is kept when every seed has it). Runs without
-the tool's output are listed with the command that makes it.
+the tool's output are listed with the command that makes it. The command line is
+`freqrobust/seeds.py`; this module holds the functions.
 """
 from __future__ import annotations
 
 import json
 import os
-import re
-import sys
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from freqrobust import report
+from freqrobust import runs as runs_lib
 from freqrobust import workdir as workdir_lib
+from freqrobust.workdir import UserError
 
 # tool -> (files under DIR/analysis/TOOL/ read per run, as {key: relative path})
 TOOL_FILES = {
@@ -49,32 +49,25 @@ TOOL_COMMANDS = {
     "perturbation": "python -m freqrobust.analyze perturbation --workdir={w}",
     "dct": "python -m freqrobust.analyze dct --workdir={w}",
 }
-_SEED = re.compile(r"_seed-(\d+)$")
-
-
-def seed_of(run: str) -> Optional[int]:
-  m = _SEED.search(run)
-  return int(m.group(1)) if m else None
 
 
 def find_runs(roots: Sequence[str], tool: str, groups: Sequence[str] = ()) -> Dict[str, Dict]:
   """{group: {"runs": [(seed, workdir)], "missing": [workdir]}} of the run folders (those with a
   results.json) under `roots`, in `groups`' order when given (else sorted)."""
   if tool not in TOOL_FILES:
-    raise ValueError(f"--tool={tool!r}; valid: {', '.join(TOOL_FILES)}.")
+    raise UserError(f"--tool={tool!r}; valid: {', '.join(TOOL_FILES)}.")
+  if not roots:
+    raise UserError("--roots is empty: give the folders of runs (a sweep's --root), "
+                    "comma-separated, e.g. --roots=runs/explain_hfc.")
   found: Dict[str, Dict] = {}
   for root in roots:
     if not os.path.isdir(root):
       raise FileNotFoundError(f"--roots: {root} is not a folder of runs.")
-    for name in sorted(os.listdir(root)):
-      workdir = os.path.join(root, name)
-      if not os.path.exists(os.path.join(workdir, "results.json")):
-        continue
-      group = report.group_name(name)
-      entry = found.setdefault(group, {"runs": [], "missing": []})
+    for name, workdir in runs_lib.find(root):
+      entry = found.setdefault(name.group, {"runs": [], "missing": []})
       files = [os.path.join(workdir, "analysis", f) for f in TOOL_FILES[tool].values()]
       if all(os.path.exists(f) for f in files):
-        entry["runs"].append((seed_of(name), workdir))
+        entry["runs"].append((name.seed, workdir))
       else:
         entry["missing"].append(workdir)
   order = list(groups) if groups else sorted(found)
@@ -114,7 +107,7 @@ def _same_grid(tables: List[Dict[str, np.ndarray]], keys: Sequence[str], label: 
     first = tables[0][key]
     for t in tables[1:]:
       if t[key].shape != first.shape or not np.allclose(t[key], first):
-        raise ValueError(f"{label}: the seeds' {key} differ ({first.tolist()} vs "
+        raise UserError(f"{label}: the seeds' {key} differ ({first.tolist()} vs "
                          f"{t[key].tolist()}); rerun the tool with the same settings on every "
                          "seed.")
 
@@ -162,6 +155,10 @@ def aggregate(found: Dict[str, Dict], tool: str) -> Dict:
         part[name] = {"mean": mean, "std": std}
       out[key] = part
     groups[group] = out
+  if not groups and not notes:
+    raise FileNotFoundError(f"no run has {tool} outputs: no run (a folder with a results.json) "
+                            "under the roots; give the folders that hold the runs (a sweep's "
+                            "--root).")
   if not groups:
     raise FileNotFoundError(f"no run has {tool} outputs: "
                             + "; ".join(notes[:4]) + ("; ..." if len(notes) > 4 else ""))
@@ -175,6 +172,115 @@ def _band(ax, x, stat, color, label, ls="-"):
     ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.18, lw=0)
 
 
+def _title(groups: Dict, labels: Dict[str, str], g: str) -> str:
+  seeds = groups[g]["seeds"]
+  return f"{labels.get(g, g)} ({len(seeds)} seed{'s' if len(seeds) != 1 else ''})"
+
+
+def _plot_hfc(plt, groups: Dict, labels: Dict[str, str], max_deltas: int):
+  """Accuracy on the low / high parts per radius against the epoch, train and test."""
+  names = list(groups)
+  fig, axes = plt.subplots(len(names), 2, figsize=(8.4, 2.5 * len(names)), sharex=True,
+                           sharey=True, squeeze=False)
+  for i, g in enumerate(names):
+    for j, split in enumerate(("train", "test")):
+      ax, part = axes[i, j], groups[g][split]
+      x, radii = part["epochs"], part["radii"]
+      _band(ax, x, part["clean_accuracy"], "black", "full image")
+      for k, r in enumerate(radii):
+        shade = 0.35 + 0.65 * k / max(1, len(radii) - 1)
+        low = {s: part["low_accuracy"][s][:, k] for s in ("mean", "std")}
+        high = {s: part["high_accuracy"][s][:, k] for s in ("mean", "std")}
+        _band(ax, x, low, plt.cm.Blues(shade), f"low, r={r:g}")
+        _band(ax, x, high, plt.cm.Reds(shade), f"high, r={r:g}", "--")
+      ax.set_title(f"{_title(groups, labels, g)}: {split}", fontsize=8)
+      ax.set_ylim(0, 1.02)
+      ax.grid(alpha=0.3)
+      if i == len(names) - 1:
+        ax.set_xlabel("epoch")
+      if j == 0:
+        ax.set_ylabel("accuracy")
+  axes[0, 1].legend(fontsize=6, ncol=2, loc="lower right")
+  return fig
+
+
+def _plot_fprinciple(plt, groups: Dict, labels: Dict[str, str], max_deltas: int):
+  """e_low and e_high against the epoch at up to `max_deltas` deltas, a panel per group."""
+  names = list(groups)
+  fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.0), sharex=True,
+                           sharey=True, squeeze=False)
+  for j, g in enumerate(names):
+    part, ax = groups[g]["main"], axes[0, j]
+    deltas = part["deltas"]
+    picks = np.unique(np.linspace(0, len(deltas) - 1, min(max_deltas, len(deltas))).astype(int))
+    for n, d in enumerate(picks):
+      color = plt.cm.viridis(n / max(1, len(picks) - 1) * 0.85)
+      for key, ls, name in (("e_low", "-", "e_low"), ("e_high", "--", "e_high")):
+        stat = {s: part[key][s][:, d] for s in ("mean", "std")}
+        _band(ax, part["epochs"], stat, color, f"{name}, delta={deltas[d]:.3g}", ls)
+    ax.set_title(_title(groups, labels, g), fontsize=8)
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
+  axes[0, 0].set_ylabel("relative error")
+  axes[0, 0].set_ylim(bottom=0)
+  axes[0, -1].legend(fontsize=6)
+  return fig
+
+
+def _plot_perturbation(plt, groups: Dict, labels: Dict[str, str], max_deltas: int):
+  """The mean |DFT| per group (one colour scale), the radial profile and RCT per DCT band."""
+  names = list(groups)
+  fig, axes = plt.subplots(1, len(names) + 2, figsize=(3.1 * (len(names) + 2), 3.2),
+                           squeeze=False, layout="constrained")
+  spectra = [groups[g]["main"]["mean_abs_spectrum_shifted"]["mean"] for g in names]
+  spectra = [s.mean(axis=-1) if s.ndim == 3 else s for s in spectra]
+  vmax = max(float(s.max()) for s in spectra)
+  for j, (g, s) in enumerate(zip(names, spectra)):
+    im = axes[0, j].imshow(s, cmap="magma", vmin=0.0, vmax=vmax)
+    hp = groups[g]["main"]["half_power_radius"]
+    axes[0, j].set_title(f"{_title(groups, labels, g)}\nhalf-power r {float(hp['mean']):.2f} "
+                         f"+- {float(hp['std']):.2f}", fontsize=7)
+    axes[0, j].set_xticks([])
+    axes[0, j].set_yticks([])
+  fig.colorbar(im, ax=axes[0, len(names) - 1], fraction=0.05, label="mean |DFT| (one scale)")
+  ax_r, ax_b = axes[0, -2], axes[0, -1]
+  for n, g in enumerate(names):
+    part = groups[g]["main"]
+    color = plt.cm.tab10(n)
+    prof = part["radial_profile"]
+    total = float(np.sum(prof["mean"])) or 1.0
+    _band(ax_r, part["radii"], {"mean": prof["mean"] / total, "std": prof["std"] / total},
+          color, labels.get(g, g))
+    _band(ax_b, np.arange(len(part["rct"]["mean"])), part["rct"], color, labels.get(g, g))
+  ax_r.set_xlabel("radius (frequency)")
+  ax_r.set_ylabel("fraction of the radial profile")
+  ax_r.grid(alpha=0.3)
+  ax_b.set_xlabel("DCT band (u + v)")
+  ax_b.set_ylabel("RCT")
+  ax_b.grid(alpha=0.3)
+  ax_b.legend(fontsize=6)
+  return fig
+
+
+def _plot_dct(plt, groups: Dict, labels: Dict[str, str], max_deltas: int):
+  """The drop of the true-class logit per DCT band, a curve per group."""
+  fig, ax = plt.subplots(figsize=(5.2, 3.3))
+  for n, g in enumerate(groups):
+    part = groups[g]["main"]
+    _band(ax, np.arange(len(part["attribution"]["mean"])), part["attribution"],
+          plt.cm.tab10(n), _title(groups, labels, g))
+  ax.axhline(0.0, color="gray", lw=0.8)
+  ax.set_xlabel("DCT band (a group of diagonals u + v; band 0 holds DC)")
+  ax.set_ylabel("drop of the true-class logit")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  return fig
+
+
+_PLOTS = {"hfc": _plot_hfc, "fprinciple": _plot_fprinciple, "perturbation": _plot_perturbation,
+          "dct": _plot_dct}
+
+
 def plot(summary: Dict, path: str, labels: Optional[Dict[str, str]] = None,
          max_deltas: int = 3) -> str:
   """The tool's figure over the groups (rows or panels share axes and colour scale)."""
@@ -183,97 +289,8 @@ def plot(summary: Dict, path: str, labels: Optional[Dict[str, str]] = None,
   import matplotlib.pyplot as plt
   from freqrobust.analysis import plots
 
-  tool, groups = summary["tool"], summary["groups"]
-  labels = labels or {}
-  names = list(groups)
-
-  def title(g):
-    seeds = groups[g]["seeds"]
-    return f"{labels.get(g, g)} ({len(seeds)} seed{'s' if len(seeds) != 1 else ''})"
-
-  if tool == "hfc":
-    fig, axes = plt.subplots(len(names), 2, figsize=(8.4, 2.5 * len(names)), sharex=True,
-                             sharey=True, squeeze=False)
-    for i, g in enumerate(names):
-      for j, split in enumerate(("train", "test")):
-        ax, part = axes[i, j], groups[g][split]
-        x, radii = part["epochs"], part["radii"]
-        _band(ax, x, part["clean_accuracy"], "black", "full image")
-        for k, r in enumerate(radii):
-          shade = 0.35 + 0.65 * k / max(1, len(radii) - 1)
-          low = {s: part["low_accuracy"][s][:, k] for s in ("mean", "std")}
-          high = {s: part["high_accuracy"][s][:, k] for s in ("mean", "std")}
-          _band(ax, x, low, plt.cm.Blues(shade), f"low, r={r:g}")
-          _band(ax, x, high, plt.cm.Reds(shade), f"high, r={r:g}", "--")
-        ax.set_title(f"{title(g)}: {split}", fontsize=8)
-        ax.set_ylim(0, 1.02)
-        ax.grid(alpha=0.3)
-        if i == len(names) - 1:
-          ax.set_xlabel("epoch")
-        if j == 0:
-          ax.set_ylabel("accuracy")
-    axes[0, 1].legend(fontsize=6, ncol=2, loc="lower right")
-  elif tool == "fprinciple":
-    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.0), sharex=True,
-                             sharey=True, squeeze=False)
-    for j, g in enumerate(names):
-      part, ax = groups[g]["main"], axes[0, j]
-      deltas = part["deltas"]
-      picks = np.unique(np.linspace(0, len(deltas) - 1, min(max_deltas, len(deltas))).astype(int))
-      for n, d in enumerate(picks):
-        color = plt.cm.viridis(n / max(1, len(picks) - 1) * 0.85)
-        for key, ls, name in (("e_low", "-", "e_low"), ("e_high", "--", "e_high")):
-          stat = {s: part[key][s][:, d] for s in ("mean", "std")}
-          _band(ax, part["epochs"], stat, color, f"{name}, delta={deltas[d]:.3g}", ls)
-      ax.set_title(title(g), fontsize=8)
-      ax.set_xlabel("epoch")
-      ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel("relative error")
-    axes[0, 0].set_ylim(bottom=0)
-    axes[0, -1].legend(fontsize=6)
-  elif tool == "perturbation":
-    fig, axes = plt.subplots(1, len(names) + 2, figsize=(3.1 * (len(names) + 2), 3.2),
-                             squeeze=False, layout="constrained")
-    spectra = [groups[g]["main"]["mean_abs_spectrum_shifted"]["mean"] for g in names]
-    spectra = [s.mean(axis=-1) if s.ndim == 3 else s for s in spectra]
-    vmax = max(float(s.max()) for s in spectra)
-    for j, (g, s) in enumerate(zip(names, spectra)):
-      im = axes[0, j].imshow(s, cmap="magma", vmin=0.0, vmax=vmax)
-      hp = groups[g]["main"]["half_power_radius"]
-      axes[0, j].set_title(f"{title(g)}\nhalf-power r {float(hp['mean']):.2f} "
-                           f"+- {float(hp['std']):.2f}", fontsize=7)
-      axes[0, j].set_xticks([])
-      axes[0, j].set_yticks([])
-    fig.colorbar(im, ax=axes[0, len(names) - 1], fraction=0.05, label="mean |DFT| (one scale)")
-    ax_r, ax_b = axes[0, -2], axes[0, -1]
-    for n, g in enumerate(names):
-      part = groups[g]["main"]
-      color = plt.cm.tab10(n)
-      prof = part["radial_profile"]
-      total = float(np.sum(prof["mean"])) or 1.0
-      _band(ax_r, part["radii"], {"mean": prof["mean"] / total, "std": prof["std"] / total},
-            color, labels.get(g, g))
-      _band(ax_b, np.arange(len(part["rct"]["mean"])), part["rct"], color, labels.get(g, g))
-    ax_r.set_xlabel("radius (frequency)")
-    ax_r.set_ylabel("fraction of the radial profile")
-    ax_r.grid(alpha=0.3)
-    ax_b.set_xlabel("DCT band (u + v)")
-    ax_b.set_ylabel("RCT")
-    ax_b.grid(alpha=0.3)
-    ax_b.legend(fontsize=6)
-  elif tool == "dct":
-    fig, ax = plt.subplots(figsize=(5.2, 3.3))
-    for n, g in enumerate(names):
-      part = groups[g]["main"]
-      _band(ax, np.arange(len(part["attribution"]["mean"])), part["attribution"],
-            plt.cm.tab10(n), title(g))
-    ax.axhline(0.0, color="gray", lw=0.8)
-    ax.set_xlabel("DCT band (a group of diagonals u + v; band 0 holds DC)")
-    ax.set_ylabel("drop of the true-class logit")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-  else:  # pragma: no cover - aggregate() refuses unknown tools first.
-    raise ValueError(tool)
+  tool = summary["tool"]
+  fig = _PLOTS[tool](plt, summary["groups"], labels or {}, max_deltas)
   fig.suptitle(f"{tool}: mean over seeds, band = +-1 sample std", fontsize=9)
   return plots.save_figure(fig, path)
 
@@ -324,38 +341,3 @@ def describe(summary: Dict) -> List[str]:
       lines.append(f"{head}: drop per band 0..5 " + ", ".join(f"{v:.2f}" for v in a[:6])
                    + f"; the largest at band {int(np.argmax(a))}")
   return lines + [f"note: {n}" for n in summary["notes"]]
-
-
-def main(argv=None) -> int:
-  import argparse
-  parser = argparse.ArgumentParser(
-      prog="python -m freqrobust.analysis.seeds",
-      description="An analysis tool's outputs over the seeds of each run (mean and sample std; "
-                  "one figure, shared axes).")
-  parser.add_argument("--tool", required=True, choices=sorted(TOOL_FILES))
-  parser.add_argument("--roots", required=True, help="Comma-separated folders of runs.")
-  parser.add_argument("--groups", default="", help="Comma-separated run names without _seed-N, "
-                      "in the figure's order (default: every group found).")
-  parser.add_argument("--labels", default="", help="Comma-separated display labels for --groups.")
-  parser.add_argument("--out", default="", help="Output folder (default: the first root's "
-                      "analysis/).")
-  parser.add_argument("--name", default="", help="Output stem seeds_<name> (default: the tool).")
-  a = parser.parse_args(argv)
-  roots = [r for r in a.roots.split(",") if r]
-  groups = [g for g in a.groups.split(",") if g]
-  labels = [l for l in a.labels.split(",") if l]
-  if labels and len(labels) != len(groups):
-    parser.error(f"--labels has {len(labels)} entries for {len(groups)} --groups.")
-  try:
-    summary = run(roots, a.tool, a.out or os.path.join(roots[0], "analysis"), groups,
-                  dict(zip(groups, labels)), a.name)
-  except (FileNotFoundError, ValueError) as e:
-    print(f"Error: {e}", file=sys.stderr)
-    return 2
-  print("\n".join(describe(summary)))
-  print(f"wrote {summary['figure']} and its .json")
-  return 0
-
-
-if __name__ == "__main__":
-  sys.exit(main())

@@ -1,0 +1,149 @@
+"""freqrobust.report as stages (records -> aggregate -> render, figures) and freqrobust.runs: the
+report of a fixture root unchanged by the refactoring, rows from records built in memory, and
+every printed figure of the run's final model."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from freqrobust import report, runs
+from freqrobust.corruptions import CORRUPTIONS
+from freqrobust.runs import RunRecord
+
+import report_fixture  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPECTED = os.path.join(REPO, "tests", "data", "report_fixture")
+
+
+def test_the_report_of_a_fixture_root_is_unchanged(tmp_path):
+  """tests/data/report_fixture/ holds table.md and table.csv as `python -m freqrobust.report`
+  wrote them for `report_fixture.fixture_root` before the report became a package (the single
+  module of 2026-12-07), with the root's path written <ROOT>: the command line, its flags and
+  its outputs are the same, byte for byte. A deliberate change to the tables regenerates them
+  (run the command below on a fixture root and replace the root's path with <ROOT>)."""
+  root = report_fixture.fixture_root(str(tmp_path / "root"))
+  out = str(tmp_path / "out")
+  done = subprocess.run([sys.executable, "-m", "freqrobust.report", f"--root={root}",
+                         f"--out={out}"], capture_output=True, text=True, cwd=REPO, timeout=300)
+  assert done.returncode == 0, done.stderr
+  for name in ("table.md", "table.csv"):
+    with open(os.path.join(out, name), newline="") as f:
+      got = f.read().replace(root, "<ROOT>")
+    with open(os.path.join(EXPECTED, name), newline="") as f:
+      assert got == f.read(), name
+  for name in ("robustness.png", "category_gains.png", "corruption_vs_adversarial.png"):
+    assert os.path.getsize(os.path.join(out, name)) > 1000, name
+  assert "| natural_cpu | 3 | (91.00 ± 1.00) |" in done.stdout
+
+
+def record(name, clean, robust=None, natural=False, metrics=None, **fields):
+  table = None if robust is None else {c: {s: robust for s in range(1, 6)} for c in CORRUPTIONS}
+  return RunRecord(workdir=f"/runs/{name}", name=runs.parse_name(name), clean=clean,
+                   model="small_resnet", dataset="fashion_mnist", natural=natural, table=table,
+                   metrics=dict(metrics or {}), **fields)
+
+
+def test_aggregate_is_pure_over_records_built_in_memory():
+  records = [record("nat_seed-0", 90.0, 60.0, natural=True, metrics={"a/x": 1.0}),
+             record("nat_seed-1", 92.0, 62.0, natural=True, metrics={"a/x": 3.0}),
+             record("mine_seed-0", 89.0, 70.0, metrics={"a/x": 5.0}),
+             record("mine_seed-1", 88.0, None, metrics={"a/x": 7.0})]
+  rows = {r.name: r for r in report.aggregate(records)}
+  assert [r.name for r in report.aggregate(records)] == ["nat", "mine"]  # The baseline first.
+  nat, mine = rows["nat"], rows["mine"]
+  assert nat.baseline and nat.stats["clean"] == report.Stat(91.0, 2 ** 0.5, 2, 0.0)
+  assert mine.stats["clean"].delta == pytest.approx(-2.5)
+  # Robust. of the one seed with a corruption table: one seed, no spread shown.
+  assert mine.stats["robust"].seeds == 1 and mine.stats["robust"].delta == pytest.approx(9.0)
+  assert mine.metrics["a/x"].mean == 6.0 and mine.metrics["a/x"].delta == 4.0
+  robust = next(c for c in report.COLUMNS if c.key == "robust")
+  assert report.render.cell(robust, mine) == "+9.00" and report.render.cell(robust, nat) == \
+      "(61.00 ± 1.41)"
+
+
+def test_a_column_is_one_declaration(tmp_path, monkeypatch):
+  """A new figure of the report: one `Column`, and table.md and table.csv show it."""
+  rows = report.aggregate([record("nat_seed-0", 90.0, 60.0, natural=True)])
+  rows[0].stats["speedup"] = report.Stat(2.5)
+  extra = report.Column("speedup", ("mean",), table=1, order=9, label="Speed-up (x)",
+                        cell="absolute")
+  monkeypatch.setattr(report.render, "COLUMNS", report.render.COLUMNS + (extra,))
+  lines = report.render.markdown(rows)
+  assert lines[0].endswith("| Speed-up (x) |") and lines[2].endswith("| 2.50 |")
+  path = str(tmp_path / "table.csv")
+  report.render.write_csv(rows, path)
+  header, values = open(path).read().splitlines()
+  assert header.split(",")[-1] == "speedup_mean" and values.split(",")[-1] == "2.5"
+
+
+@pytest.mark.parametrize("name,group,seed", [
+    ("natural_cpu_seed-0", "natural_cpu", 0), ("natural_seed-0_cpu", "natural_cpu", 0),
+    ("table3_nat_cpu_seed-12", "table3_nat_cpu", 12), ("plain", "plain", None),
+    ("a_seed-x_seed-3", "a_seed-x", 3)])
+def test_a_run_name_parses_to_its_group_and_seed_in_either_scheme(name, group, seed):
+  got = runs.parse_name(name)
+  assert (got.group, got.seed) == (group, seed)
+
+
+def test_the_run_name_is_written_once_and_reads_back():
+  for arg in ("natural,cpu,seed=0", "natural,seed=0,cpu"):
+    assert runs.name_of(arg) == "natural_cpu_seed-0"
+    legacy = runs.legacy_name_of(arg)
+    assert legacy == "natural_seed-0_cpu"
+    assert runs.parse_name(legacy).group == runs.parse_name(runs.name_of(arg)).group
+  assert runs.parse_name(runs.name_of("augmix,vgg16_bn,seed=2")).seed == 2
+
+
+def test_every_printed_figure_is_of_the_final_model(tmp_path):
+  """The defect: a finished run (step 4, model A) evaluated again after its checkpoints went on
+  to step 12 kept results.json's "finished, step 4, model A" but its clean record (and "clean")
+  became the step-12 model's, and the report printed that as the run's accuracy. Now a record of
+  another model or step is left out of the columns and listed with its re-evaluate command."""
+  root = str(tmp_path)
+  report_fixture.fake_run(root, "natural_seed-0", 20.0, 10.0)
+  w = report_fixture.fake_run(root, "mine_seed-0", 45.85, 30.0)
+  path = os.path.join(w, "results.json")
+  results = json.load(open(path))
+  results.update(step=4, model="aaaa", clean={"accuracy": 45.85},
+                 evals={"clean": {"type": "clean", "step": 12, "model": "bbbb",
+                                  "metrics": {"accuracy": 45.85}},
+                        "bandpass": {"type": "bandpass", "step": 12, "model": "bbbb",
+                                     "metrics": {"low_r4": 33.0}}},
+                 metrics={"clean/accuracy": 45.85, "bandpass/low_r4": 33.0})
+  json.dump(results, open(path, "w"))
+  report_fixture.edit_json(os.path.join(w, "corruption_eval", "results.json"), step=4,
+                           model="aaaa")
+  loaded = report.load_run(w)
+  assert loaded.clean is None and loaded.metrics == {} and loaded.table is not None
+  assert len(loaded.other_model) == 2 and "--evals=clean" in loaded.other_model[0]
+  rows = {r.name: r for r in report.report_root(root)}
+  assert "clean" not in rows["mine"].stats and "robust" in rows["mine"].stats
+  out = str(tmp_path / "out")
+  report.write(list(rows.values()), out)
+  table = open(os.path.join(out, "table.md")).read()
+  assert "45.85" not in table and "+25.85" not in table and "33.00" not in table
+  assert "| mine | 1 | n/a | +20.00 |" in table
+  assert "Evaluations of another model left out" in table
+  assert (f"- mine: clean: its record is of another model (fingerprint bbbb, step 12; the run's "
+          f"final model is aaaa, step 4) (python -m freqrobust.evaluate --workdir={w} "
+          "--evals=clean)") in table
+  assert "45.85" not in open(os.path.join(out, "table.csv")).read()
+
+
+def test_stale_judgement_goes_through_one_method_lookup():
+  from freqrobust.augment import aps, registry
+  assert report.records.method_class("paper") is aps.PaperMethod
+  assert report.records.method_class("augmix") is registry.METHODS["augmix"]
+  assert report.records.method_class("gone") is None
+  assert report.stale_notes("/nowhere", {"method_choices": {"method": "gone"}}, {}) == []
+
+
+def test_a_root_without_runs_is_a_user_error(tmp_path):
+  from freqrobust.workdir import UserError
+  with pytest.raises(UserError, match="not a folder of runs"):
+    report.load_runs(str(tmp_path / "nope"))
+  with pytest.raises(FileNotFoundError, match="No finished runs under"):
+    report.load_runs(str(tmp_path))
