@@ -8,6 +8,7 @@ file and the fix, and the process exits with status 2; `--debug` shows the trace
 """
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from typing import Callable, Optional
@@ -22,6 +23,17 @@ from freqrobust.workdir import UserError
 USER_ERRORS = (UserError, DatasetError, FileNotFoundError, FloatingPointError)
 
 flags.DEFINE_bool("debug", False, "Show the full traceback of errors instead of one paragraph.")
+
+
+def default_config():
+  """configs/default.py's config (the repository root put on the path when a command runs from
+  elsewhere): the defaults and the types of the fields a command line overrides."""
+  try:
+    from configs import default
+  except ImportError:
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from configs import default
+  return default.get_config()
 
 
 def report_user_error(error: BaseException) -> None:
