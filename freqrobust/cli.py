@@ -59,7 +59,8 @@ def _user_error_in(error: BaseException):
 def _parse_flags_reporting_user_errors(parser: Optional[Callable]) -> Callable:
   """A flags parser for `absl.app.run`: `parser` (absl's FLAGS(argv) when None), with a user error
   raised while a flag is read as one paragraph (exit 2; --debug: the traceback); any other flag
-  error as absl reports it (its message and exit 1)."""
+  error (an unknown flag, a value its parser refuses) as absl reports it, also with exit 2: every
+  error the user made on the command line exits 2, as the README says."""
 
   def parse(argv):
     try:
@@ -76,7 +77,7 @@ def _parse_flags_reporting_user_errors(parser: Optional[Callable]) -> Callable:
                  if "\n" in message else f"FATAL Flags parsing error: {message}\n")
       sys.stderr.write(message)
       sys.stderr.write("Pass --helpshort or --helpfull to see help on flags.\n")
-      sys.exit(1)
+      sys.exit(2)
   return parse
 
 
