@@ -148,27 +148,28 @@ def main(argv, flag_values=None):
     print(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
 
 
-def overridable_config():
-  """The sections `--config.<...>` may override (OVERRIDABLE), as configs/default.py writes them:
-  each override is parsed with the type of its default."""
-  import ml_collections
-  from freqrobust import cli
-  default = cli.default_config()
-  return ml_collections.ConfigDict({section: default[section] for section in OVERRIDABLE})
-
-
 def define_flags(flag_values=None, sys_argv: Optional[list] = None) -> None:
   """Defines the CLI flags (on absl's global FLAGS unless `flag_values` is given; `sys_argv`: the
   command line the `--config.<...>` overrides are read from, sys.argv by default)."""
   from absl import flags
   from ml_collections import config_flags
+  from freqrobust import cli
   from freqrobust.data import corrupted
   fv = flags.FLAGS if flag_values is None else flag_values
-  config_flags.DEFINE_config_dict(
-      "config", overridable_config(), "Overrides of the run's evaluation settings, applied to its "
-      "config.json for this evaluation: --config.evals.<name>.<field>=V (e.g. "
-      "--config.evals.adversarial.eps=0.01,0.03), --config.corruptions.<field>=V, "
-      "--config.eval.batch_size=N.", flag_values=fv, sys_argv=sys_argv)
+  default = cli.default_config()  # Each override is parsed with the type of its default.
+  try:
+    config_flags.DEFINE_config_dict(
+        "config", default, "Overrides of the run's evaluation settings, applied to its "
+        "config.json for this evaluation: --config.evals.<name>.<field>=V (e.g. "
+        "--config.evals.adversarial.eps=0.01,0.03), --config.corruptions.<field>=V, "
+        "--config.eval.batch_size=N.", flag_values=fv, sys_argv=sys_argv)
+  except (KeyError, AttributeError) as error:  # ml_collections reads the overrides now.
+    name = str(error).strip("\"'")
+    raise workdir_lib.UserError(
+        f"A --config.<...> override names {name!r}, which configs/default.py's config does not "
+        f"have; the evaluations' settings: --config.evals.<{'|'.join(default.evals)}>.<field>, "
+        "--config.corruptions.<field>, --config.eval.<field> (an evaluation named only in the "
+        "run's config.json cannot be overridden here).") from None
   flags.DEFINE_string("workdir", None, "Workdir of a trained run (config.json, checkpoints).",
                       flag_values=fv)
   flags.DEFINE_list("evals", [], "Entries of the run's config.evals to run (default: those "
@@ -194,6 +195,11 @@ def define_flags(flag_values=None, sys_argv: Optional[list] = None) -> None:
 
 
 if __name__ == "__main__":
+  import sys
   from freqrobust import cli
-  define_flags()
+  try:
+    define_flags()
+  except workdir_lib.UserError as user_error:
+    cli.report_user_error(user_error)
+    sys.exit(2)
   cli.run(main)

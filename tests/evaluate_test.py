@@ -308,3 +308,6 @@ def test_config_overrides_of_the_evaluation_settings(tmp_path, capsys):
                                     {"evals.nonsense.eps": 1.0})
   with pytest.raises(workdir_lib.UserError, match="only the evaluations' settings"):
     evaluate.apply_config_overrides(workdir_lib.read_config(workdir), {"model.name": "x"})
+  from absl import flags
+  with pytest.raises(workdir_lib.UserError, match=r"names 'epz'.*--config\.evals\.<"):
+    evaluate.define_flags(flags.FlagValues(), sys_argv=["evaluate", "--config.evals.clean.epz=1"])
