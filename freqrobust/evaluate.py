@@ -51,7 +51,7 @@ def _evaluate_locked(workdir, names, step, overrides, baseline, progress, config
   from freqrobust import evaluators, experiment, trained as trained_lib
   config = workdir_lib.read_config(workdir)
   evaluators.normalize_config(config)  # A config written before config.evals: filled first.
-  apply_config_overrides(config, config_overrides or {})
+  config = apply_config_overrides(config, config_overrides or {})
   # Which evaluations, checked before the checkpoint is loaded.
   config = experiment.resolve_config(config, for_training=False)
   for field, value in (overrides or {}).items():
@@ -109,9 +109,13 @@ def _not_the_recorded_model(workdir: str, own: dict, run) -> str:
 OVERRIDABLE = ("evals", "corruptions", "eval")
 
 
-def apply_config_overrides(config, overrides: dict) -> None:
-  """Sets each dotted `path` (under OVERRIDABLE) of the run's `config` to its value, in place;
-  a path outside them, or whose parent the run's config lacks, is a UserError naming the flag."""
+def apply_config_overrides(config, overrides: dict):
+  """A copy of the run's `config` with each dotted path (under OVERRIDABLE) set to its value (as
+  a plain dict, so a value typed as configs/default.py's replaces one config.json wrote as
+  another type); a path outside them, or whose parent the run's config lacks, is a UserError
+  naming the flag."""
+  import ml_collections
+  tree = config.to_dict()
   for dotted, value in overrides.items():
     parts = dotted.split(".")
     if parts[0] not in OVERRIDABLE or len(parts) < 2:
@@ -119,15 +123,15 @@ def apply_config_overrides(config, overrides: dict) -> None:
           f"--config.{dotted}: only the evaluations' settings can be overridden here "
           f"({', '.join('config.' + s for s in OVERRIDABLE)}); the model and its training are "
           "the run's.")
-    parent = config
+    parent = tree
     for k, part in enumerate(parts[:-1]):
-      if part not in parent:
-        where = ".".join(parts[:k + 1])
-        listed = ", ".join(parent) if hasattr(parent, "keys") else "none"
-        raise workdir_lib.UserError(f"--config.{dotted}: the run's config has no config.{where} "
-                                    f"(config.{'.'.join(parts[:k]) or 'root'} holds: {listed}).")
+      if not isinstance(parent.get(part), dict):
+        raise workdir_lib.UserError(
+            f"--config.{dotted}: the run's config has no config.{'.'.join(parts[:k + 1])} "
+            f"(config.{'.'.join(parts[:k]) or 'root'} holds: {', '.join(parent)}).")
       parent = parent[part]
     parent[parts[-1]] = value
+  return ml_collections.ConfigDict(tree)
 
 
 def main(argv, flag_values=None):

@@ -303,6 +303,11 @@ def test_config_overrides_of_the_evaluation_settings(tmp_path, capsys):
   assert workdir_lib.read_config(workdir).evals.adversarial.num_examples == 1000  # Unchanged.
   with pytest.raises(workdir_lib.UserError, match=r"adversarial\.main_eps=-0\.1"):
     _cli(workdir, *adversarial, "--config.evals.adversarial.main_eps=-0.1")
+  # A value typed as the default's replaces one config.json wrote as another type.
+  config = workdir_lib.read_config(workdir)
+  config.evals.clean.every_epochs = 10
+  assert evaluate.apply_config_overrides(
+      config, {"evals.clean.every_epochs": 2.5}).evals.clean.every_epochs == 2.5
   with pytest.raises(workdir_lib.UserError, match=r"config\.evals\.nonsense"):
     evaluate.apply_config_overrides(workdir_lib.read_config(workdir),
                                     {"evals.nonsense.eps": 1.0})
