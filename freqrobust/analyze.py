@@ -16,6 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app, flags  # noqa: E402
 
 from freqrobust import tools as tools_lib  # noqa: E402
+from freqrobust import workdir as workdir_lib  # noqa: E402
 from freqrobust.tools import base  # noqa: E402
 
 
@@ -54,10 +55,15 @@ def define_flags(flag_values: flags.FlagValues | None = None, tool: str | None =
 
 
 def main(argv, flag_values: flags.FlagValues | None = None):
-  if len(argv) != 2 or argv[1] not in tools_lib.TOOLS:
+  if len(argv) != 2:
     raise app.UsageError(f"usage: python -m freqrobust.analyze TOOL --workdir=DIR; TOOL is one "
                          f"of {', '.join(tools_lib.TOOLS)}")
+  if argv[1] not in tools_lib.TOOLS:
+    raise workdir_lib.UserError(f"analyze: no tool named {argv[1]!r}; the tools: "
+                                f"{', '.join(tools_lib.TOOLS)} (python -m freqrobust.analyze "
+                                "TOOL --help lists a tool's flags).")
   values = flags.FLAGS if flag_values is None else flag_values
+  base.check_flags(values)  # Every numeric flag, before anything is loaded.
   tool = tools_lib.TOOLS[argv[1]]
   workdirs = list(values.workdirs)
   workdir = values.workdir or (workdirs[0] if workdirs else None)

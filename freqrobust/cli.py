@@ -8,6 +8,7 @@ file and the fix, and the process exits with status 2; `--debug` shows the trace
 """
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from typing import Callable, Optional
@@ -22,6 +23,17 @@ from freqrobust.workdir import UserError
 USER_ERRORS = (UserError, DatasetError, FileNotFoundError, FloatingPointError)
 
 flags.DEFINE_bool("debug", False, "Show the full traceback of errors instead of one paragraph.")
+
+
+def default_config():
+  """configs/default.py's config (the repository root put on the path when a command runs from
+  elsewhere): the defaults and the types of the fields a command line overrides."""
+  try:
+    from configs import default
+  except ImportError:
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from configs import default
+  return default.get_config()
 
 
 def report_user_error(error: BaseException) -> None:
@@ -47,7 +59,8 @@ def _user_error_in(error: BaseException):
 def _parse_flags_reporting_user_errors(parser: Optional[Callable]) -> Callable:
   """A flags parser for `absl.app.run`: `parser` (absl's FLAGS(argv) when None), with a user error
   raised while a flag is read as one paragraph (exit 2; --debug: the traceback); any other flag
-  error as absl reports it (its message and exit 1)."""
+  error (an unknown flag, a value its parser refuses) as absl reports it, also with exit 2: every
+  error the user made on the command line exits 2, as the README says."""
 
   def parse(argv):
     try:
@@ -64,7 +77,7 @@ def _parse_flags_reporting_user_errors(parser: Optional[Callable]) -> Callable:
                  if "\n" in message else f"FATAL Flags parsing error: {message}\n")
       sys.stderr.write(message)
       sys.stderr.write("Pass --helpshort or --helpfull to see help on flags.\n")
-      sys.exit(1)
+      sys.exit(2)
   return parse
 
 

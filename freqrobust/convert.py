@@ -5,7 +5,10 @@ docs/MODELS.md) into a workdir of this project's own format, so that every evalu
 runs on it unchanged: `config.json` (a resolved config whose model section names the backbone and
 its variant), one orbax checkpoint that `trained.load_trained(DIR)` restores, and `results.json`
 with status "trained" and the provenance (source file, its sha256, the arch, the date, the keys
-ignored).
+ignored). config.json is written last, after the checkpoint: a convert stopped before it leaves a
+marker (`IMPORTING`) with which the same command redoes the import; a folder holding a run, or
+another run's files, is refused before the checkpoint is read. The architectures and their key
+maps: `freqrobust.convert_archs`.
 
 Every key of the checkpoint is accounted for: mapped onto a Flax variable (conv OIHW -> HWIO,
 linear (out, in) -> (in, out), BatchNorm weight/bias -> scale/bias, running mean/var ->
@@ -22,139 +25,15 @@ import datetime
 import hashlib
 import os
 import re
-import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from freqrobust import workdir as workdir_lib
+# The architectures and their key maps (re-exported: `convert.ARCHS`).
+from freqrobust.convert_archs import (ARCHS, IGNORED_SUFFIXES, LAYOUTS, NESTING_KEYS,
+                                     NORMALISATION_KEYS, STRIPPED_PREFIXES, Rule)
 from freqrobust.workdir import UserError
-
-# The normalisation RobustBench's DeepMind models apply inside the model (buffers that are not
-# saved in their checkpoints): CIFAR-10's per-channel mean and std.
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2471, 0.2435, 0.2616)
-IDENTITY_MEAN = (0.0, 0.0, 0.0)
-IDENTITY_STD = (1.0, 1.0, 1.0)
-
-# Key suffixes no arch has a Flax variable for (BatchNorm's step counter).
-IGNORED_SUFFIXES = ("num_batches_tracked",)
-# Buffers holding the input normalisation (RobustBench's wrappers: mu/sigma; some DeepMind
-# checkpoints: mean/std), read into config.model.input_mean/input_std.
-NORMALISATION_KEYS = (("mu", "sigma"), ("mean", "std"))
-# Top-level containers a training script wraps the weights in, tried in this order.
-NESTING_KEYS = ("state_dict", "last")
-# Prefixes of DataParallel (`module.`) and of wrapper modules (`model.`), stripped only at the
-# start of a key, repeatedly (`module.model.conv1.weight` -> `conv1.weight`).
-STRIPPED_PREFIXES = ("module.", "model.")
-
-# torch module name -> Flax module path, one rule list per key layout.
-Rule = Tuple[str, Callable[[re.Match], Tuple[str, ...]]]
-_WRN_TRADES_BLOCK = {"bn1": "bn0", "conv1": "conv0", "bn2": "bn1", "conv2": "conv1",
-                     "convShortcut": "shortcut"}
-_WRN_DM_BLOCK = {"batchnorm_0": "bn0", "conv_0": "conv0", "batchnorm_1": "bn1",
-                 "conv_1": "conv1", "shortcut": "shortcut"}
-_PREACT_BLOCK = {"bn1": "bn0", "conv1": "conv0", "bn2": "bn1", "conv2": "conv1",
-                 "shortcut.0": "shortcut"}
-_PREACT_DM_BLOCK = {"batchnorm_0": "bn0", "conv_2d_1": "conv0", "batchnorm_1": "bn1",
-                    "conv_2d_2": "conv1", "shortcut": "shortcut"}
-_RESNET_BLOCK = {"conv1": "Conv_0", "bn1": "BatchNorm_0", "conv2": "Conv_1", "bn2": "BatchNorm_1",
-                 "shortcut.0": "proj_conv", "shortcut.1": "proj_bn"}
-_STEM = ("stem", "semantic", "conv")
-
-
-def _alternatives(names) -> str:
-  return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
-
-
-LAYOUTS: Dict[str, List[Rule]] = {
-    # RobustBench's wide_resnet.WideResNet (TRADES): conv1, block{1,2,3}.layer.{i}.*, bn1, fc.
-    "wrn_trades": [
-        (r"conv1", lambda m: _STEM),
-        (rf"block([123])\.layer\.(\d+)\.({_alternatives(_WRN_TRADES_BLOCK)})",
-         lambda m: (f"group{int(m[1]) - 1}_block{int(m[2])}", _WRN_TRADES_BLOCK[m[3]])),
-        (r"bn1", lambda m: ("final_bn",)),
-        (r"fc", lambda m: ("head",)),
-    ],
-    # DeepMind's DMWideResNet: init_conv, layer.{g}.block.{i}.*, batchnorm, logits.
-    "wrn_dm": [
-        (r"init_conv", lambda m: _STEM),
-        (rf"layer\.([012])\.block\.(\d+)\.({_alternatives(_WRN_DM_BLOCK)})",
-         lambda m: (f"group{int(m[1])}_block{int(m[2])}", _WRN_DM_BLOCK[m[3]])),
-        (r"batchnorm", lambda m: ("final_bn",)),
-        (r"logits", lambda m: ("head",)),
-    ],
-    # RobustBench's resnet.PreActResNet: conv1, layer{1..4}.{i}.*, bn (bn_before_fc), linear.
-    "preact": [
-        (r"conv1", lambda m: _STEM),
-        (rf"layer([1234])\.(\d+)\.({_alternatives(_PREACT_BLOCK)})",
-         lambda m: (f"stage{int(m[1]) - 1}_block{int(m[2])}", _PREACT_BLOCK[m[3]])),
-        (r"bn", lambda m: ("final_bn",)),
-        (r"linear", lambda m: ("head",)),
-    ],
-    # DeepMind's DMPreActResNet: conv_2d, layer_{0..3}.{i}.*, batchnorm, logits.
-    "preact_dm": [
-        (r"conv_2d", lambda m: _STEM),
-        (rf"layer_([0123])\.(\d+)\.({_alternatives(_PREACT_DM_BLOCK)})",
-         lambda m: (f"stage{int(m[1])}_block{int(m[2])}", _PREACT_DM_BLOCK[m[3]])),
-        (r"batchnorm", lambda m: ("final_bn",)),
-        (r"logits", lambda m: ("head",)),
-    ],
-    # RobustBench's resnet.ResNet18: conv1, bn1, layer{1..4}.{i}.*, linear. Flax numbers the
-    # BasicBlocks across stages (two per stage).
-    "resnet18": [
-        (r"conv1", lambda m: _STEM),
-        (r"bn1", lambda m: ("stem", "semantic", "bn")),
-        (rf"layer([1234])\.([01])\.({_alternatives(_RESNET_BLOCK)})",
-         lambda m: (f"BasicBlock_{2 * (int(m[1]) - 1) + int(m[2])}", _RESNET_BLOCK[m[3]])),
-        (r"linear", lambda m: ("head",)),
-    ],
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class Arch:
-  """A published architecture: the Flax model it becomes and how its keys map."""
-  model: Dict[str, Any]  # config.model fields (name and variant)
-  layout: str  # a key of LAYOUTS
-  mean: Tuple[float, ...]  # input normalisation when the checkpoint has none
-  std: Tuple[float, ...]
-  ignored_prefixes: Tuple[str, ...] = ()  # keys of modules the forward pass never uses
-  description: str = ""
-
-
-ARCHS: Dict[str, Arch] = {
-    "wrn": Arch(dict(name="wrn", padding="pytorch", activation="relu"), "wrn_trades",
-                IDENTITY_MEAN, IDENTITY_STD, ignored_prefixes=("sub_block1.",),
-                description="TRADES-style WideResNet (robustbench wide_resnet.WideResNet): ReLU, "
-                "PyTorch padding; --depth/--width; `sub_block1` (built, never called) ignored"),
-    "dm_wrn": Arch(dict(name="wrn", padding="same", activation="swish"), "wrn_dm",
-                   CIFAR10_MEAN, CIFAR10_STD,
-                   description="DeepMind's WideResNet (robustbench dm_wide_resnet.DMWideResNet): "
-                   "Swish (--activation=relu for the ReLU ones), SAME stride-2 padding, CIFAR-10 "
-                   "mean/std inside; --depth/--width"),
-    "preact_resnet18": Arch(dict(name="preact_resnet18", padding="pytorch", activation="relu",
-                                 preact_shortcut="input", preact_final_bn=False), "preact",
-                            IDENTITY_MEAN, IDENTITY_STD,
-                            description="robustbench resnet.PreActResNet(PreActBlock): 1x1 "
-                            "shortcut of the block's raw input, no final BN"),
-    "preact_resnet18_v2": Arch(dict(name="preact_resnet18", padding="pytorch", activation="relu",
-                                    preact_shortcut="activated", preact_final_bn=True), "preact",
-                               IDENTITY_MEAN, IDENTITY_STD,
-                               description="robustbench resnet.PreActResNet(PreActBlockV2, "
-                               "bn_before_fc=True): 1x1 shortcut of the activated input, final "
-                               "BN"),
-    "dm_preact_resnet18": Arch(dict(name="preact_resnet18", padding="same", activation="swish",
-                                    preact_shortcut="input_3x3", preact_final_bn=True),
-                               "preact_dm", CIFAR10_MEAN, CIFAR10_STD,
-                               description="DeepMind's PreActResNet-18 (robustbench "
-                               "dm_wide_resnet.DMPreActResNet): 3x3 shortcut of the raw input, "
-                               "Swish, SAME stride-2 padding, CIFAR-10 mean/std inside"),
-    "resnet18": Arch(dict(name="resnet18", padding="pytorch"), "resnet18",
-                     IDENTITY_MEAN, IDENTITY_STD,
-                     description="robustbench resnet.ResNet18 (also torchvision-style CIFAR "
-                     "ResNet-18): PyTorch padding"),
-}
 
 
 # ----------------------------------------------------------------------------- reading the file
@@ -392,21 +271,11 @@ def convert_state_dict(arrays: Dict[str, np.ndarray], arch: str,
 # ----------------------------------------------------------------------------- the workdir
 
 
-def default_config():
-  """configs/default.py's config (the repository root on the path when run from elsewhere)."""
-  try:
-    from configs import default
-  except ImportError:
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from configs import default
-  return default.get_config()
-
-
 def build_config(arch: str, model_fields: Dict[str, Any], mean: Sequence[float],
                  std: Sequence[float]):
   """The resolved config of an imported CIFAR-10 model."""
-  from freqrobust import experiment
-  config = default_config()
+  from freqrobust import cli, experiment
+  config = cli.default_config()
   config.data.dataset = "cifar10"
   for field, value in model_fields.items():
     config.model[field] = value
@@ -423,8 +292,8 @@ def build_config(arch: str, model_fields: Dict[str, Any], mean: Sequence[float],
 
 def write_workdir(workdir: str, config, variables: Dict[str, Any],
                   provenance: Dict[str, Any]) -> None:
-  """config.json, the checkpoint (a fresh train state of `config` with the imported parameters
-  and BatchNorm statistics) and results.json."""
+  """The checkpoint (a fresh train state of `config` with the imported parameters and BatchNorm
+  statistics), results.json, then config.json."""
   import jax
   import jax.numpy as jnp
   from freqrobust import checkpoint, experiment, sharding
@@ -439,13 +308,52 @@ def write_workdir(workdir: str, config, variables: Dict[str, Any],
   state = state.replace(params=params, batch_stats=batch_stats,
                         opt_state=experiment.init_ema_batch_stats(exp.tx.init(params),
                                                                   batch_stats))
-  workdir_lib.write_config(workdir, config)
+  # The marker first and config.json last: a convert stopped anywhere leaves no config.json (no
+  # reader takes the folder for a run) and a marker that lets the next convert redo it.
+  workdir_lib.write_json(workdir_lib.path(workdir, IMPORTING), provenance)
   manager = checkpoint.make_manager(workdir, config.train.keep_checkpoints)
   # Step 1: load_trained reads a latest step of 0 as "not saved yet".
   checkpoint.save(manager, 1, state)
   manager.wait_until_finished()
   manager.close()
   workdir_lib.write_results(workdir, {"status": "trained", "step": 1, "imported": provenance})
+  workdir_lib.write_config(workdir, config)
+  os.remove(workdir_lib.path(workdir, IMPORTING))
+
+
+# Written before anything else of an import, removed once config.json (written last) is there.
+IMPORTING = ".importing.json"
+
+
+def check_target(workdir: str) -> bool:
+  """Whether `workdir` can take an import (before the file is read); True when an earlier convert
+  into it did not finish (its marker, IMPORTING, is there): `clear_unfinished` then redoes it. A
+  run, or files of a run without config.json (not this command's), are refused, never replaced."""
+  if os.path.exists(workdir_lib.path(workdir, IMPORTING)):
+    return True
+  if os.path.exists(workdir_lib.path(workdir, workdir_lib.CONFIG)):
+    hint = ("" if os.path.exists(workdir_lib.path(workdir, workdir_lib.RESULTS)) else
+            " (It has no results.json: if it is a convert stopped before it finished, delete the "
+            "folder and convert again.)")
+    raise UserError(f"--workdir={workdir} already holds a run (config.json); convert into a new "
+                    f"folder.{hint}")
+  found = [name for name in (workdir_lib.CHECKPOINTS, workdir_lib.RESULTS, workdir_lib.METRICS)
+           if os.path.exists(workdir_lib.path(workdir, name))]
+  if found:
+    raise UserError(f"--workdir={workdir} holds {', '.join(found)} but no config.json: the remains "
+                    "of another run, not an import this command started (it records one in "
+                    f"{IMPORTING}). Convert into a new folder, or delete them first.")
+  return False
+
+
+def clear_unfinished(workdir: str) -> None:
+  """Removes what an unfinished convert into `workdir` wrote (its marker stays until the redo
+  has written config.json)."""
+  import shutil
+  shutil.rmtree(workdir_lib.path(workdir, workdir_lib.CHECKPOINTS), ignore_errors=True)
+  for name in (workdir_lib.CONFIG, workdir_lib.RESULTS):
+    if os.path.exists(workdir_lib.path(workdir, name)):
+      os.remove(workdir_lib.path(workdir, name))
 
 
 def convert(arch: str, checkpoint_path: str, workdir: str, depth: Optional[int] = None,
@@ -459,9 +367,7 @@ def convert(arch: str, checkpoint_path: str, workdir: str, depth: Optional[int] 
   import jax.numpy as jnp
   from freqrobust import models
   fields = model_config(arch, depth, width, activation)
-  if os.path.exists(workdir_lib.path(workdir, workdir_lib.CONFIG)):
-    raise UserError(f"--workdir={workdir} already holds a run (config.json); convert into a new "
-                    "folder.")
+  unfinished = check_target(workdir)
   arrays = load_state_dict(checkpoint_path, allow_pickle)
   spec = ARCHS[arch]
   # The model's shapes, from a config with placeholder statistics (they are not variables).
@@ -492,6 +398,8 @@ def convert(arch: str, checkpoint_path: str, workdir: str, depth: Optional[int] 
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "converter": "freqrobust.convert",
   }
+  if unfinished:
+    clear_unfinished(workdir)
   os.makedirs(workdir, exist_ok=True)
   write_workdir(workdir, config, result.variables, provenance)
   return provenance

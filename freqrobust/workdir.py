@@ -99,7 +99,15 @@ def make_dir(target: str) -> str:
 
 
 def _exists(target: str) -> bool:
-  return epath.Path(target).exists() if is_remote(target) else os.path.exists(target)
+  if not is_remote(target):
+    return os.path.exists(target)
+  try:  # A command's first touch of an object store: one that does not answer is named here.
+    return epath.Path(target).exists()
+  except Exception as error:  # pylint: disable=broad-except  An OSError, or gfile's own errors.
+    raise UserError(f"{target} could not be read: the object store did not answer ("
+                    f"{type(error).__name__}: {' '.join(str(error).split())[:300]}). Check the "
+                    "network and the credentials (`gcloud auth application-default login` for "
+                    "gs://), or use a local --workdir.") from error
 
 
 def _read_text(source: str) -> str:

@@ -17,6 +17,7 @@ without starting the next run. Rerunning the same command resumes.
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -167,6 +168,11 @@ def main(argv):
     raise app.UsageError("give --table or --runs")
   for arg in runs:  # Fail on a bad argument before anything runs.
     configs.get_config(arg)
+  if FLAGS.submit == "slurm" and not FLAGS.dry_run and shutil.which("sbatch") is None:
+    raise workdir_lib.UserError(
+        "--submit=slurm: sbatch is not on this machine's PATH (nothing was created). Run the "
+        "sweep on a Slurm login node (or load its Slurm module), or leave --submit out to train "
+        "here; --dry_run lists the jobs without it.")
   os.makedirs(root, exist_ok=True)
   todo = [(a, workdir_for(root, a)) for a in runs]
   print(f"{len(todo)} runs under {root}", flush=True)

@@ -483,7 +483,8 @@ def test_cli_pdm_then_compare_on_a_checkpoint(tmp_path, cli_flags):
   assert summary["pdm_settings"][0]["t"] == pytest.approx(4 * np.sqrt(2))
   np.testing.assert_allclose(np.load(tmp_path / "analysis" / "compare" / "compare.npz")
                              ["histograms"][0], saved["histogram"])
-  with pytest.raises(analyze.app.UsageError, match="TOOL"):
+  from freqrobust.workdir import UserError
+  with pytest.raises(UserError, match="no tool named 'nonsense'"):
     analyze.main(["analyze", "nonsense"], cli_flags())
 
 

@@ -136,6 +136,43 @@ def test_without_torch_the_error_says_how_to_install_it(tmp_path, monkeypatch):
     convert.load_state_dict(str(path))
 
 
+# ----------------------------------------------------------------------------- the workdir
+
+
+def test_a_leftover_or_an_interrupted_import_never_leaves_a_half_run(tmp_path, monkeypatch):
+  """Another run's leftover checkpoint is refused before anything is written (it ended in Orbax's
+  StepAlreadyExistsError after config.json); a convert stopped while saving leaves no config.json
+  (readers do not take it for a run), and the same command then redoes the import."""
+  torch = pytest.importorskip("torch")
+  checkpoint = tmp_path / "wrn.pt"
+  torch.save(small_wrn().state_dict(), checkpoint)
+  leftover = tmp_path / "leftover"
+  (leftover / "checkpoints" / "1").mkdir(parents=True)
+  with pytest.raises(UserError, match="holds checkpoints but no config.json"):
+    convert.convert("wrn", str(checkpoint), str(leftover), depth=10, width=1)
+  assert sorted(os.listdir(leftover)) == ["checkpoints"]
+
+  from freqrobust import checkpoint as checkpoint_lib
+  workdir = tmp_path / "run"
+
+  def killed(manager, step, state):  # Stopped in mid-save: Orbax's temporary folder remains.
+    (workdir / "checkpoints" / f"{step}.orbax-checkpoint-tmp-0").mkdir(parents=True)
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(checkpoint_lib, "save", killed)
+  with pytest.raises(KeyboardInterrupt):
+    convert.convert("wrn", str(checkpoint), str(workdir), depth=10, width=1)
+  monkeypatch.undo()
+  assert not (workdir / "config.json").exists() and (workdir / convert.IMPORTING).exists()
+  convert.convert("wrn", str(checkpoint), str(workdir), depth=10, width=1)  # The retry.
+  assert not (workdir / convert.IMPORTING).exists()
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["1"]
+  assert workdir_lib.read_results(str(workdir))["status"] == "trained"
+  assert trained.load_trained(str(workdir)).step == 1
+  with pytest.raises(UserError, match="already holds a run"):
+    convert.convert("wrn", str(checkpoint), str(workdir), depth=10, width=1)
+
+
 # ----------------------------------------------------------------------------- end to end
 
 

@@ -228,3 +228,91 @@ def test_baseline_on_another_clean_test_set_is_refused(tmp_path):
     cev.run_corruption_eval(_predict, _config(tmp_path, names=("contrast",)),
                             str(tmp_path / "model2"), base, load_split=_load_split,
                             progress=False)
+
+
+# ----------------------------------------------------------------------------- the run's record
+
+
+def test_a_newest_checkpoint_results_json_does_not_record_is_refused(tmp_path):
+  """A finished run trained on and stopped at a later checkpoint: evaluating without --step
+  would put the new model's numbers under the old record's step and model; it is refused, naming
+  both steps, and results.json is left as it was. --step evaluates it apart, recorded as what it
+  is."""
+  from workdirs import random_checkpoint
+  workdir = random_workdir(str(tmp_path / "run"))
+  evaluate.evaluate_run(workdir, ["clean"], progress=False)
+  recorded = dict(workdir_lib.read_results(workdir), status="finished")
+  workdir_lib.write_results(workdir, recorded)
+  random_checkpoint(workdir, 2, seed=1)
+  with pytest.raises(workdir_lib.UserError, match=r"newest checkpoint .* is step 2 .*records "
+                                                  r"step 1 .*--step=2"):
+    evaluate.evaluate_run(workdir, ["clean"], progress=False)
+  assert workdir_lib.read_results(workdir) == recorded
+  evaluate.evaluate_run(workdir, ["clean"], step=2, progress=False)
+  apart = workdir_lib.read_results(workdir_lib.step_dir(workdir, 2))
+  assert apart["step"] == 2 and apart["model"] != recorded["model"]
+  assert apart["evals"]["clean"]["step"] == 2
+  assert workdir_lib.read_results(workdir) == recorded
+  # The recorded model itself, named by its step, still updates results.json.
+  evaluate.evaluate_run(workdir, ["clean"], step=1, progress=False)
+  assert workdir_lib.read_results(workdir)["model"] == recorded["model"]
+
+
+def test_evaluate_takes_the_workdir_lock_before_loading_anything(tmp_path, monkeypatch):
+  """While a training holds the workdir, evaluate is refused at once (WorkdirBusy), so its write
+  of results.json can never interleave with the training's."""
+  from freqrobust import trained
+  workdir = random_workdir(str(tmp_path / "run"))
+
+  def must_not_load(*args, **kwargs):
+    raise AssertionError("loaded a checkpoint of a busy workdir")
+
+  monkeypatch.setattr(trained, "load_trained", must_not_load)
+  with workdir_lib.locked(workdir):
+    with pytest.raises(workdir_lib.WorkdirBusy, match="in use by another run"):
+      evaluate.evaluate_run(workdir, ["clean"], progress=False)
+  assert workdir_lib.read_results(workdir) is None
+  # A folder that is no workdir: named, and left without a lock file.
+  with pytest.raises(workdir_lib.UserError, match="config.json not found"):
+    evaluate.evaluate_run(str(tmp_path / "none"), ["clean"], progress=False)
+  assert not os.path.exists(tmp_path / "none")
+
+
+def _cli(workdir, *args):
+  from absl import flags
+  argv = ["evaluate", f"--workdir={workdir}", "--progress=false", *args]
+  flag_values = flags.FlagValues()
+  evaluate.define_flags(flag_values, sys_argv=argv)
+  flag_values(argv)
+  evaluate.main([], flag_values)
+
+
+def test_config_overrides_of_the_evaluation_settings(tmp_path, capsys):
+  """`evaluate --help` promises `--config.<...>` overrides of the evaluations' settings: they
+  apply to this evaluation, typed as the defaults; a bad value is refused naming its field."""
+  workdir = random_workdir(str(tmp_path / "run"))
+  adversarial = ["--evals=adversarial", "--config.evals.adversarial.num_examples=8",
+                 "--config.evals.adversarial.attacks=pgd", "--config.evals.adversarial.pgd_steps=1",
+                 "--config.evals.adversarial.batch_size=8"]
+  _cli(workdir, *adversarial, "--config.evals.adversarial.eps=0,0.02",
+       "--config.evals.adversarial.main_eps=0.02")
+  printed = capsys.readouterr().out
+  assert "adversarial/pgd_eps0.02" in printed and "adversarial/pgd_eps0 " in printed
+  record = workdir_lib.read_results(workdir)["evals"]["adversarial"]
+  assert record["settings"]["main_eps"] == 0.02 and record["settings"]["num_examples"] == 8
+  assert workdir_lib.read_config(workdir).evals.adversarial.num_examples == 1000  # Unchanged.
+  with pytest.raises(workdir_lib.UserError, match=r"adversarial\.main_eps=-0\.1"):
+    _cli(workdir, *adversarial, "--config.evals.adversarial.main_eps=-0.1")
+  # A value typed as the default's replaces one config.json wrote as another type.
+  config = workdir_lib.read_config(workdir)
+  config.evals.clean.every_epochs = 10
+  assert evaluate.apply_config_overrides(
+      config, {"evals.clean.every_epochs": 2.5}).evals.clean.every_epochs == 2.5
+  with pytest.raises(workdir_lib.UserError, match=r"config\.evals\.nonsense"):
+    evaluate.apply_config_overrides(workdir_lib.read_config(workdir),
+                                    {"evals.nonsense.eps": 1.0})
+  with pytest.raises(workdir_lib.UserError, match="only the evaluations' settings"):
+    evaluate.apply_config_overrides(workdir_lib.read_config(workdir), {"model.name": "x"})
+  from absl import flags
+  with pytest.raises(workdir_lib.UserError, match=r"names 'epz'.*--config\.evals\.<"):
+    evaluate.define_flags(flags.FlagValues(), sys_argv=["evaluate", "--config.evals.clean.epz=1"])

@@ -153,6 +153,19 @@ def test_sweep_submits_one_slurm_job_per_run(tmp_path):
   assert len({c[3] for c in calls}) == len(calls)  # One workdir per job.
 
 
+def test_sweep_without_sbatch_is_refused_before_creating_anything(tmp_path):
+  path = os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep)
+                         if not os.path.exists(os.path.join(d, "sbatch")))
+  root = tmp_path / "root"
+  out = subprocess.run([sys.executable, os.path.join(REPO, "launch", "sweep.py"),
+                        "--table=table3", "--seeds=0", f"--root={root}", "--submit=slurm"],
+                       cwd=REPO, env=dict(os.environ, PATH=path, FREQROBUST_MALLOC="system"),
+                       capture_output=True, text=True, timeout=120)
+  assert out.returncode == 2, out.stderr[-2000:]
+  assert "sbatch is not on this machine's PATH" in out.stderr and "Errno" not in out.stderr
+  assert not root.exists()
+
+
 def test_setup_installs_jax_cuda_when_nvidia_smi_lists_a_gpu(tmp_path):
   bin_dir = tmp_path / "bin"
   bin_dir.mkdir()

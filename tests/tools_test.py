@@ -2,6 +2,7 @@
 new frequency explanations on a trained run, and the curves over kept checkpoints."""
 import json
 import os
+import re
 
 from absl import flags
 import numpy as np
@@ -9,6 +10,8 @@ import pytest
 
 import workdirs
 from freqrobust import analyze, tools, train
+from freqrobust.tools import base
+from freqrobust.workdir import UserError
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +45,7 @@ def test_each_tool_defines_only_its_own_flags():
   assert "curves" in seen["hfc"] and "curves" not in seen["dct"]
   assert "rhos" in seen["smoothing"] and "deltas" in seen["fprinciple"]
   assert "attack_steps" in seen["smoothing"] and "attack_steps" not in seen["hfc"]
-  with pytest.raises(analyze.app.UsageError, match="TOOL"):
+  with pytest.raises(UserError, match=r"no tool named 'nonsense'; the tools: pdm, heatmap"):
     run_tool("nonsense")
 
 
@@ -98,3 +101,49 @@ def test_perturbation_spectra_of_the_model_pgd(trained_run):
   assert 0 < p["mean_l2_norm"] <= 0.05 * np.sqrt(12 * 12 * 1) + 1e-6
   assert 0 <= p["half_power_radius"] <= np.sqrt(2) * 6 + 1e-6
   assert os.path.getsize(os.path.join(out, "perturbation.png")) > 1000
+
+
+# ----------------------------------------------------------------------------- refused flags
+
+
+@pytest.mark.parametrize("tool,flag", [
+    ("perturbation", "--num_images=-5"), ("dct", "--num_images=-5"), ("hfc", "--num_images=-5"),
+    ("smoothing", "--num_images=-5"), ("fprinciple", "--num_images=-5"),
+    ("perturbation", "--attack_eps=-1"), ("smoothing", "--attack_eps=-1"),
+    ("dct", "--num_bands=-3"), ("occlusion", "--num_bands=-3"), ("fprinciple", "--deltas=-1"),
+    ("fprinciple", "--deltas=1,x"), ("perturbation", "--pgd_steps=0"),
+    ("bandpass", "--bandwidths=0"), ("bandpass", "--bandwidths=1.5"), ("heatmap", "--eps=0"),
+    ("spectra", "--severity=6"), ("pdm", "--ignore_fraction=0.7"), ("hfc", "--radii=nan"),
+    ("hfc", "--batch_size=-1"), ("hfc", "--step=-2"), ("smoothing", "--rhos=0,-0.5")])
+def test_a_bad_numeric_flag_is_refused_by_name_before_anything_is_loaded(tmp_path, tool, flag):
+  """The workdir does not exist: the flag's own error comes first, a UserError (exit 2)."""
+  name = flag.split("=")[0]
+  with pytest.raises(UserError, match=re.escape(name + "=") + r"[^:]*: .*must be"):
+    run_tool(tool, f"--workdir={tmp_path / 'none'}", flag)
+  assert name[2:] in base.FLAG_BOUNDS
+
+
+def test_every_numeric_flag_of_the_tools_has_bounds():
+  """A new numeric flag (or list of numbers) of any tool is checked with the others."""
+  values = flags.FlagValues()
+  analyze.define_flags(values)  # Every tool's flags.
+  text_lists = {"workdirs", "labels", "corruptions"}
+  for name in values:
+    parser = type(values[name].parser).__name__
+    if parser in ("IntegerParser", "FloatParser") or (
+        parser == "ListParser" and name not in text_lists):
+      assert name in base.FLAG_BOUNDS, name
+  assert base.FLAG_BOUNDS["pgd_steps"].problem(0) and not base.FLAG_BOUNDS["seed"].problem(0)
+
+
+def test_an_object_store_that_does_not_answer_is_named(monkeypatch):
+  """Offline, a gs:// workdir is one paragraph naming the object, not the backend's traceback."""
+  from etils import epath
+
+  def offline(self):
+    raise OSError("Could not resolve host: storage.googleapis.com")
+
+  monkeypatch.setattr(type(epath.Path("gs://bucket/run")), "exists", offline)
+  with pytest.raises(UserError, match=r"gs://bucket/run/config.json could not be read: .*"
+                                      r"OSError: Could not resolve host.*credentials"):
+    run_tool("hfc", "--workdir=gs://bucket/run")

@@ -43,13 +43,22 @@ def random_workdir(workdir: str) -> str:
 
   The state's structure comes from `jax.eval_shape` (no compilation); batch-norm variances are 1.
   """
-  from freqrobust import checkpoint, experiment
+  from freqrobust import experiment
   from freqrobust import workdir as workdir_lib
   config = experiment.resolve_config(tiny_config())
   os.makedirs(workdir)
   workdir_lib.write_config(workdir, config)
+  return random_checkpoint(workdir, 1, seed=0)
+
+
+def random_checkpoint(workdir: str, step: int, seed: int) -> str:
+  """Saves a checkpoint of random weights (drawn with `seed`) at `step` into a `random_workdir`
+  (checkpoints kept: 2), as a training that went on to `step` would."""
+  from freqrobust import checkpoint, experiment
+  from freqrobust import workdir as workdir_lib
+  config = experiment.resolve_config(workdir_lib.read_config(workdir))
   shapes = experiment.build(config, 64).abstract_state()
-  rng = np.random.default_rng(0)
+  rng = np.random.default_rng(seed)
 
   def fill(path, leaf):
     if not jnp.issubdtype(leaf.dtype, jnp.floating):
@@ -58,7 +67,8 @@ def random_workdir(workdir: str) -> str:
       return np.ones(leaf.shape, leaf.dtype)
     return (0.3 * rng.standard_normal(leaf.shape)).astype(leaf.dtype)
 
-  manager = checkpoint.make_manager(workdir, 1)
-  checkpoint.save(manager, 1, jax.tree_util.tree_map_with_path(fill, shapes))
+  manager = checkpoint.make_manager(workdir, 2)
+  checkpoint.save(manager, step, jax.tree_util.tree_map_with_path(fill, shapes))
   manager.wait_until_finished()
+  manager.close()
   return workdir

@@ -125,6 +125,10 @@ class Adversarial(base.Evaluator):
         or not s["large_eps"] >= 0:
       raise workdir_lib.UserError(f"{where}.large_eps={s['large_eps']!r} is invalid: a radius "
                                   "> 0, or 0 for the unbounded one (L-inf 1, L2 sqrt(H*W*C)).")
+    main_eps = s["main_eps"]
+    if isinstance(main_eps, bool) or not isinstance(main_eps, (int, float)) or not main_eps >= 0:
+      raise workdir_lib.UserError(f"{where}.main_eps={main_eps!r} is invalid: a radius >= 0 "
+                                  "(0 = the dataset's threat model).")
     main, curve = self._radii(config)
     if any(not (e >= 0) for e in curve):
       raise workdir_lib.UserError(f"{where}.eps={s['eps']!r} is invalid: radii >= 0.")

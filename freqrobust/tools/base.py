@@ -8,6 +8,8 @@ and returns a JSON-able summary naming its figures. The numbers come from the pu
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 from typing import Any, ClassVar, Optional
 
@@ -56,11 +58,80 @@ class Tool:
     raise NotImplementedError
 
 
+@dataclasses.dataclass(frozen=True)
+class Bound:
+  """The values a numeric flag (or each entry of a numeric list flag) may take."""
+  kind: type  # int or float
+  low: float  # the smallest value (or the bound it must exceed, with `open_low`)
+  meaning: str  # what the flag is, for the error
+  open_low: bool = False
+  high: float = math.inf
+
+  def problem(self, entry) -> Optional[str]:
+    """Why `entry` (a number, or a list flag's string) is out of bounds, or None."""
+    try:
+      value = self.kind(entry.strip() if isinstance(entry, str) else entry)
+    except (TypeError, ValueError):
+      return f"must be {'an integer' if self.kind is int else 'a number'}"
+    if not math.isfinite(value) or value > self.high or value < self.low or (
+        self.open_low and value == self.low):
+      low = f"> {self.low:g}" if self.open_low else f">= {self.low:g}"
+      return f"must be {low}" + ("" if math.isinf(self.high) else f" and <= {self.high:g}")
+    return None
+
+
+# Every numeric flag of `analyze` and its tools (tools_test checks that none is left out): checked
+# in one place, before anything is loaded.
+FLAG_BOUNDS: dict[str, Bound] = {
+    "step": Bound(int, 0, "a kept checkpoint's step"),
+    "num_images": Bound(int, 0, "the number of images (0 = the tool's default)"),
+    "batch_size": Bound(int, 0, "images per device call (0 = the tool's default)"),
+    "seed": Bound(int, 0, "the seed of the tool's randomness"),
+    "num_bands": Bound(int, 1, "the number of frequency bands"),
+    "num_dct_bands": Bound(int, 0, "the number of DCT bands (0 = one per diagonal)"),
+    "attack_eps": Bound(float, 0, "the attack's L-inf radius (0 = the dataset's)"),
+    "pgd_steps": Bound(int, 1, "PGD iterations (0 would be the spectrum of no attack)"),
+    "attack_steps": Bound(int, 0, "PGD iterations (0 = leave the attack out)"),
+    "corruption_severity": Bound(int, 0, "a corruption severity 1..5 (0 = leave it out)",
+                                 high=5),
+    "severity": Bound(int, 1, "a corruption severity 1..5", high=5),
+    "max_deltas_drawn": Bound(int, 1, "the number of deltas drawn as curves"),
+    "eps": Bound(float, 0, "the perturbation's L2 norm", open_low=True),
+    "radius": Bound(float, 0, "a radius (0 = min(H, W) / 4)"),
+    "pdm_strength": Bound(float, 0, "the point perturbation's L2 norm", open_low=True),
+    "ignore_fraction": Bound(float, 0, "a fraction of extreme values ignored", high=0.5),
+    "min_peak_fraction": Bound(float, 0, "a fraction of the strongest channel's vote", high=1),
+    # Lists: each entry.
+    "deltas": Bound(float, 0, "the Gaussian widths", open_low=True),
+    "radii": Bound(float, 0, "the radii", open_low=True),
+    "rhos": Bound(float, 0, "the smoothing strengths"),
+    "bandwidths": Bound(int, 1, "the bandwidths"),
+    "steps": Bound(int, 0, "the checkpoint steps"),
+}
+
+
+def check_flags(values) -> None:
+  """Every numeric flag defined in `values` (FLAG_BOUNDS) within its bounds, and each entry of a
+  numeric list flag; a UserError naming the flag otherwise (before anything is loaded)."""
+  for name, bound in FLAG_BOUNDS.items():
+    if name not in values or values[name].value is None:
+      continue
+    value = values[name].value
+    is_list = isinstance(value, (list, tuple))
+    for entry in (value if is_list else [value]):
+      problem = bound.problem(entry)
+      if problem:
+        shown = ",".join(map(str, value)) if is_list else value
+        subject = f"entry {entry!r} " if is_list else ""
+        raise workdir_lib.UserError(f"--{name}={shown}: {subject}{problem}. --{name}: "
+                                    f"{bound.meaning}.")
+
+
 def load_test_images(config, num_images: int) -> tuple[np.ndarray, np.ndarray]:
   """The first `num_images` test images of a run's dataset (`config.data`), float32 in [0, 1]."""
   from freqrobust import data
   if num_images <= 0:
-    raise ValueError(f"--num_images must be positive, got {num_images}")
+    raise workdir_lib.UserError(f"--num_images={num_images}: must be > 0.")
   images, labels = data.load_split(config.data, "test")
   return images[:num_images].astype(np.float32) / 255.0, labels[:num_images]
 
