@@ -10,14 +10,14 @@ gradients work). Every other convolution (bfloat16, dilated, grouped, another la
 XLA, as does, under "auto", each case of `XLA_WINS`.
 
 Backends (`BACKENDS`): "xla" (lax's convolution), "onednn" (oneDNN for every convolution it
-covers; an error when the library is not built or JAX is not on the CPU), "auto" (oneDNN on the
-CPU when the library loads, without `XLA_WINS`; XLA elsewhere). `select(backend)` gives the stand-in
-(None for XLA) and logs one INFO line saying which runs and why. The library is loaded on first
+covers; an error when the library is not built or JAX is not on the CPU), "auto" (oneDNN on a
+single CPU device when the library loads, without `XLA_WINS`; XLA elsewhere: XLA does not
+partition a custom call over several devices, each would compute the whole batch). `select(backend)` gives the stand-in
+(None for XLA) and prints one INFO line saying which runs and why. The library is loaded on first
 use; FREQROBUST_ONEDNN_LIB names another file, or "off" to run as if it were not built.
 """
 import ctypes
 import functools
-import logging
 import os
 import threading
 from typing import Callable, NamedTuple, Optional, Sequence, Tuple
@@ -245,33 +245,53 @@ def make_conv(use_table: bool) -> Callable:
 _CONVS = {True: make_conv(True), False: make_conv(False)}  # One function each: jit caches hit.
 
 
+def _announce(message: str) -> None:
+  """The INFO line of `select` on stdout (process 0 of a multi-process run)."""
+  if jax.process_index() == 0:
+    print(f"INFO: {message}", flush=True)
+
+
+def _blocker(backend: str) -> Optional[str]:
+  """Why `backend` runs convolutions on XLA here, or None."""
+  platform, devices = jax.default_backend(), jax.device_count()
+  ok, reason = available()
+  if platform != "cpu":
+    return f"JAX runs on {platform}"
+  if not ok:
+    return reason
+  if backend == "auto" and devices > 1:
+    # XLA does not partition a custom call: each device would gather and compute the whole batch.
+    return f"{devices} CPU devices (the oneDNN call is not partitioned over them)"
+  return None
+
+
 @functools.lru_cache(maxsize=None)
 def select(backend: str) -> Optional[Callable]:
-  """The convolution of `backend` (BACKENDS): None for XLA's, else oneDNN's stand-in. Logs one
+  """The convolution of `backend` (BACKENDS): None for XLA's, else oneDNN's stand-in. Prints one
   INFO line (once per backend and process) saying which runs and why; "onednn" where it cannot
   run is a UserError."""
   if backend not in BACKENDS:
     raise UserError(f"config.train.conv_backend={backend!r}; valid: {', '.join(BACKENDS)}.")
   if backend == "xla":
-    logging.info("Convolutions: XLA (config.train.conv_backend='xla').")
+    _announce("Convolutions: XLA (config.train.conv_backend='xla').")
     return None
-  platform = jax.default_backend()
-  ok, reason = available()
-  if backend == "onednn" and (platform != "cpu" or not ok):
-    raise UserError(
-        "config.train.conv_backend='onednn' needs JAX on the CPU and the oneDNN library, but "
-        + (f"JAX runs on {platform}" if platform != "cpu" else reason)
-        + ": set config.train.conv_backend='auto' (oneDNN where it can run) or 'xla'.")
-  if platform != "cpu" or not ok:
-    logging.info("Convolutions: XLA (config.train.conv_backend='auto': %s).",
-                 f"JAX runs on {platform}" if platform != "cpu" else reason)
+  blocker = _blocker(backend)
+  if blocker is not None and backend == "onednn":
+    raise UserError(f"config.train.conv_backend='onednn' needs JAX on the CPU and the oneDNN "
+                    f"library, but {blocker}: set config.train.conv_backend='auto' (oneDNN where "
+                    "it can run) or 'xla'.")
+  if blocker is not None:
+    _announce(f"Convolutions: XLA (config.train.conv_backend='auto': {blocker}).")
     return None
   table = backend == "auto"
-  logging.info("Convolutions: oneDNN (%s) for NHWC float32 stride/padding convolutions "
-               "(config.train.conv_backend=%r); XLA for the others%s.", reason, backend,
-               "" if not table else " and for " + ", ".join(
-                   f"{h} of {k[0]}x{k[1]}{' strided' if s else ''} convolutions"
-                   for h, k, s in XLA_WINS) + " (faster on XLA, measured)")
+  wins = ", ".join(f"the {h.replace('_', '-')} of {k[0]}x{k[1]}{' strided' if s else ''} "
+                   "convolutions" for h, k, s in XLA_WINS)
+  devices = jax.device_count()
+  _announce(f"Convolutions: oneDNN ({available()[1]}) for float32 NHWC convolutions without "
+            f"dilation or groups (config.train.conv_backend={backend!r}); XLA for the others"
+            + (f" and for {wins} (faster on XLA, measured)" if table else "")
+            + (f"; on {devices} devices each computes the whole batch" if devices > 1 else "")
+            + ".")
   return _CONVS[table]
 
 
