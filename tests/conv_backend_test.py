@@ -4,6 +4,9 @@ channel counts and batch 1; a small ResNet's gradients; two threads at once; a t
 and the fallback to XLA when the library is missing. The tests that run oneDNN skip when its
 library is not built (`bash freqrobust/native/build.sh`; launch/setup.sh runs it)."""
 import functools
+import os
+import subprocess
+import sys
 import threading
 
 import jax
@@ -280,3 +283,31 @@ def test_auto_on_several_devices_and_the_config_check(capsys, fresh_selection):
     experiment.resolve_config(config)
   del config.train["conv_backend"]  # A config.json written before the field: "auto".
   assert experiment.resolve_config(config).train.get("conv_backend", "auto") == "auto"
+
+
+BUILD = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "freqrobust",
+                     "native", "build.sh")
+
+
+def _build(tmp_path, **env):
+  env = dict(os.environ, FREQROBUST_NATIVE_DIR=str(tmp_path / "native"), **env)
+  return subprocess.run(["bash", BUILD], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_build_skips_cleanly_without_a_compiler(tmp_path):
+  out = _build(tmp_path, CXX=str(tmp_path / "no-g++"))
+  assert out.returncode == 0, out.stderr
+  assert "no C++ compiler" in out.stderr and "run on XLA" in out.stderr
+  assert not (tmp_path / "native" / "libfreqrobust_conv.so").exists()
+
+
+def test_the_build_skips_cleanly_without_the_wheels(tmp_path):
+  # A `python` whose pip finds nothing (the package index without the wheels); g++ is faked too,
+  # so the test needs neither.
+  python = tmp_path / "python"
+  python.write_text(f'#!/bin/sh\n[ "$1 $2" = "-m pip" ] && exit 1\nexec {sys.executable} "$@"\n')
+  python.chmod(0o755)
+  out = _build(tmp_path, PYTHON=str(python), CXX="true")
+  assert out.returncode == 0, out.stderr
+  assert "onednn-cpu-gomp" in out.stderr and "not on the package index" in out.stderr
+  assert not (tmp_path / "native" / "libfreqrobust_conv.so").exists()
