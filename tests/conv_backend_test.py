@@ -285,8 +285,8 @@ def test_auto_on_several_devices_and_the_config_check(capsys, fresh_selection):
   assert experiment.resolve_config(config).train.get("conv_backend", "auto") == "auto"
 
 
-BUILD = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "freqrobust",
-                     "native", "build.sh")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(REPO, "freqrobust", "native", "build.sh")
 
 
 def _build(tmp_path, **env):
@@ -311,3 +311,17 @@ def test_the_build_skips_cleanly_without_the_wheels(tmp_path):
   assert out.returncode == 0, out.stderr
   assert "onednn-cpu-gomp" in out.stderr and "not on the package index" in out.stderr
   assert not (tmp_path / "native" / "libfreqrobust_conv.so").exists()
+
+
+@needs_library
+@pytest.mark.parametrize("preset,want", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_threads_sleep_when_idle_unless_the_user_says(preset, want):
+  env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+  if preset:
+    env["OMP_WAIT_POLICY"] = preset
+  code = ("import os; from freqrobust.native import conv; assert conv.available()[0]; "
+          "print(os.environ['OMP_WAIT_POLICY'])")
+  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=120, cwd=REPO)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.strip().splitlines()[-1] == want

@@ -7,7 +7,9 @@
 // several callers oversubscribe the cores. Every primitive therefore runs on one executor thread
 // owned by this library: one OpenMP team serves every caller, which waits for its call to finish.
 // The executor also owns the primitive cache (primitives, reorders and the blocked weights
-// buffer, per shape), so nothing in it needs a lock.
+// buffer, per shape), so nothing in it needs a lock. The loader (conv.py) sets OMP_WAIT_POLICY to
+// PASSIVE unless the user set it: idle OpenMP threads then sleep instead of spinning on the cores
+// XLA's own threads need.
 //
 // Build: freqrobust/native/build.sh (launch/setup.sh runs it).
 #include <array>
