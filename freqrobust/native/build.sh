@@ -25,10 +25,12 @@ if [ -f "$LIB" ] && [ "$LIB" -nt "$SRC" ] && [ "$LIB" -nt "$0" ]; then
   exit 0
 fi
 mkdir -p "$OUT"
-if [ ! -f "$OUT/onednn/lib/libdnnl.so.3" ] || [ ! -f "$OUT/onednn/include/oneapi/dnnl/dnnl.hpp" ]; then
+if [ ! -f "$OUT/onednn/lib/libdnnl.so.3" ] \
+    || [ ! -f "$OUT/onednn/include/oneapi/dnnl/dnnl.hpp" ]; then
   "$PYTHON" -m pip download -q --disable-pip-version-check --no-deps -d "$OUT/wheels" \
       "onednn-cpu-gomp==$ONEDNN_VERSION" "onednn-devel-cpu-gomp==$ONEDNN_VERSION" \
-    || skip "the wheels onednn-cpu-gomp/onednn-devel-cpu-gomp==$ONEDNN_VERSION are not on the package index"
+    || skip "the wheels onednn-cpu-gomp/onednn-devel-cpu-gomp==$ONEDNN_VERSION are not on" \
+            "the package index"
   # The wheels keep the library and headers under <name>.data/data/ (pip install --target would
   # leave them there too): take the library (one copy, by its soname) and the headers.
   "$PYTHON" - "$OUT" <<'PY'

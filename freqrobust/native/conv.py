@@ -12,9 +12,10 @@ XLA, as does, under "auto", each case of `XLA_WINS`.
 Backends (`BACKENDS`): "xla" (lax's convolution), "onednn" (oneDNN for every convolution it
 covers; an error when the library is not built or JAX is not on the CPU), "auto" (oneDNN on a
 single CPU device when the library loads, without `XLA_WINS`; XLA elsewhere: XLA does not
-partition a custom call over several devices, each would compute the whole batch). `select(backend)` gives the stand-in
-(None for XLA) and prints one INFO line saying which runs and why. The library is loaded on first
-use; FREQROBUST_ONEDNN_LIB names another file, or "off" to run as if it were not built.
+partition a custom call over several devices, each would compute the whole batch).
+`select(backend)` gives the stand-in (None for XLA) and prints one INFO line saying which runs and
+why. The library is loaded on first use; FREQROBUST_ONEDNN_LIB names another file, or "off" to
+run as if it were not built.
 """
 import ctypes
 import functools

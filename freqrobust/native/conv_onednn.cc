@@ -264,7 +264,8 @@ extern "C" FREQROBUST_EXPORT int freqrobust_conv_probe(char* message, int size) 
     Executor::Get().Run([] { GetState(); });
     const dnnl_version_t* v = dnnl_version();
     text = "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
-           std::to_string(v->patch) + " (" + (v->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "other") + ")";
+           std::to_string(v->patch) +
+           (v->cpu_runtime == DNNL_RUNTIME_OMP ? " (OpenMP)" : " (not OpenMP)");
   } catch (const std::exception& e) {
     text = e.what();
     status = 1;
