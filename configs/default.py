@@ -119,6 +119,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Auxiliary BatchNorms for the views a method routes to them (AFA's dual BN, as the original);
   # False = all views share the main BN.
   config.train.aux_bn = True
+  config.train.conv_backend = "auto"  # auto, xla or onednn: the convolutions (native/conv.py).
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 512  # Evaluation batch (padded and masked: no example is dropped).

@@ -21,6 +21,7 @@ from freqrobust import augment, data as data_lib, evaluators, frequency, models
 from freqrobust.augment import aps as aps_lib
 from freqrobust.augment import base as method_base
 from freqrobust.augment import registry
+from freqrobust.native import conv as native_conv
 from freqrobust.sharding import Sharder
 from freqrobust.workdir import UserError
 
@@ -65,6 +66,7 @@ def validate(config: ml_collections.ConfigDict, check_devices: bool = True) -> N
   """Checks every field a user may set; raises `UserError` naming the field and what is valid.
   `check_devices`: the batch sizes must split over this machine's devices (training only)."""
   t, a, m, e = config.train, config.aps, config.model, config.eval
+  native_conv.check_config(t)
   _require(isinstance(t.num_epochs, int) and t.num_epochs >= 1, "train.num_epochs",
            t.num_epochs, "an integer >= 1")
   _require(isinstance(t.max_steps, int) and t.max_steps >= 0, "train.max_steps", t.max_steps,
@@ -198,7 +200,8 @@ def build_model(config: ml_collections.ConfigDict, method: Method, num_classes: 
     raise UserError("config.train.aux_bn=True (auxiliary BatchNorms for the method's views) needs "
                     "BatchNorm, but config.model.batch_norm=False: set config.train.aux_bn=False "
                     "or keep BatchNorm.")
-  return models.build_model(config.model, num_classes, aux_bn=uses_aux_bn(config, method))
+  return models.build_model(config.model, num_classes, aux_bn=uses_aux_bn(config, method),
+                            conv_op=native_conv.select(config.train.get("conv_backend", "auto")))
 
 
 def build_method(config: ml_collections.ConfigDict) -> Method:

@@ -39,3 +39,15 @@ if ! python -c "import torch" >/dev/null 2>&1; then
             "will skip." >&2
 fi
 python -m pip install -q --disable-pip-version-check --no-deps robustbench==1.1.1
+# The native oneDNN convolutions (freqrobust/native/: config.train.conv_backend="auto" runs them on
+# the CPU): g++ from Debian when missing, then freqrobust/native/build.sh, which takes oneDNN 3.2
+# from the package index's wheels onednn-cpu-gomp + onednn-devel-cpu-gomp==2023.2.0 and builds
+# build/native/libfreqrobust_conv.so. Optional: without them convolutions run on XLA, so neither a
+# missing compiler or wheel (build.sh says so and exits 0) nor a failed build stops the set-up.
+if ! command -v g++ >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq g++; } \
+    || echo "launch/setup.sh: g++ could not be installed." >&2
+fi
+bash freqrobust/native/build.sh \
+  || echo "launch/setup.sh: the native oneDNN build failed (above); convolutions run on XLA." >&2

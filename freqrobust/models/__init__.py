@@ -3,7 +3,7 @@
 To add a backbone: a module in this package subclassing `backbone.Backbone`, and one entry in
 `MODELS` (name -> the module's class and fixed fields, given the model config).
 """
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import jax.numpy as jnp
 
@@ -76,9 +76,11 @@ MODELS: Dict[str, Tuple[type, Callable[[Any], Dict[str, Any]]]] = {
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def build_model(model_cfg: Any, num_classes: int, aux_bn: bool = False) -> Backbone:
+def build_model(model_cfg: Any, num_classes: int, aux_bn: bool = False,
+                conv_op: Optional[Callable] = None) -> Backbone:
   """The Flax module named by `model_cfg.name` (see configs/default.py for the fields); `aux_bn`
-  gives every BatchNorm an auxiliary twin (`backbone.DualBatchNorm`)."""
+  gives every BatchNorm an auxiliary twin (`backbone.DualBatchNorm`); `conv_op`: what its
+  convolutions call in place of `lax.conv_general_dilated` (`Backbone.conv_op`)."""
   if model_cfg.name not in MODELS:
     raise ValueError(f"config.model.name={model_cfg.name!r}; valid: {', '.join(MODELS)}.")
   if model_cfg.dtype not in DTYPES:
@@ -87,7 +89,8 @@ def build_model(model_cfg: Any, num_classes: int, aux_bn: bool = False) -> Backb
   return cls(num_classes=num_classes, attention=model_cfg.attention,
              attention_hidden=model_cfg.attention_hidden,
              input_mean=tuple(model_cfg.input_mean), input_std=tuple(model_cfg.input_std),
-             dtype=DTYPES[model_cfg.dtype], aux_bn=aux_bn, **fields(model_cfg))
+             dtype=DTYPES[model_cfg.dtype], aux_bn=aux_bn, conv_op=conv_op,
+             **fields(model_cfg))
 
 
 def first_layer(model, variables, images):

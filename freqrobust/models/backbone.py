@@ -1,6 +1,6 @@
 """What every backbone shares: input normalisation, the APS stem, BatchNorm settings, the output."""
 import functools
-from typing import Any, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -43,6 +43,9 @@ class Backbone(nn.Module):
   # parameters, used when the model is called with `bn_route="aux"` (training on the views a
   # method declares in `aux_bn_views`); evaluation always uses the main ones.
   aux_bn: bool = False
+  # What every convolution calls in place of `lax.conv_general_dilated` (Flax's
+  # `nn.Conv.conv_general_dilated`): None = lax's; freqrobust.native.conv.select gives oneDNN's.
+  conv_op: Optional[Callable] = None
 
   def __post_init__(self):
     check_attention(self.attention)
@@ -64,7 +67,7 @@ class Backbone(nn.Module):
     (features, open_ratios or None, pre-gate features after ReLU)."""
     x = normalise(x, self.input_mean, self.input_std).astype(self.dtype)
     return Stem(features, use_bn, self.attention, self.attention_hidden,
-                self.norm(train, bn_route), self.dtype, name="stem")(x)
+                self.norm(train, bn_route), self.dtype, conv_op=self.conv_op, name="stem")(x)
 
   def head(self, h):
     h = jnp.mean(h, axis=(1, 2))

@@ -1,6 +1,6 @@
 """Building blocks shared by the backbones: the first semantic layer and the APS channel attention.
 """
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -20,12 +20,14 @@ class SemanticLayer(nn.Module):
   dtype: Any = jnp.float32
   use_bias: Optional[bool] = None  # None: a bias exactly when there is no BN (pre-activation
   # networks have neither).
+  conv_op: Optional[Callable] = None  # Backbone.conv_op
 
   @nn.compact
   def __call__(self, x):
     use_bias = not self.use_bn if self.use_bias is None else self.use_bias
     x = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=use_bias,
-                kernel_init=conv_init, dtype=self.dtype, name="conv")(x)
+                kernel_init=conv_init, dtype=self.dtype, conv_general_dilated=self.conv_op,
+                name="conv")(x)
     if self.use_bn:
       x = self.norm(name="bn")(x)
     return x
@@ -42,6 +44,7 @@ class ChannelAttention(nn.Module):
   extended: bool = False
   norm: Optional[ModuleDef] = None
   dtype: Any = jnp.float32
+  conv_op: Optional[Callable] = None  # Backbone.conv_op
 
   @nn.compact
   def __call__(self, x) -> Tuple[jnp.ndarray, jnp.ndarray]:
@@ -49,7 +52,7 @@ class ChannelAttention(nn.Module):
     y = x
     if self.extended:
       y = nn.Conv(channels, (3, 3), padding="SAME", use_bias=False, kernel_init=conv_init,
-                  dtype=self.dtype, name="conv")(y)
+                  dtype=self.dtype, conv_general_dilated=self.conv_op, name="conv")(y)
       y = self.norm(name="bn")(y)
       # The paper names only conv + BN; without a nonlinearity global pooling commutes with
       # them and the module is an affine map of the pooled input (METHOD §3 has the measurement).
@@ -77,16 +80,18 @@ class Stem(nn.Module):
   dtype: Any = jnp.float32
   use_bias: Optional[bool] = None
   activate: bool = True
+  conv_op: Optional[Callable] = None  # Backbone.conv_op
 
   @nn.compact
   def __call__(self, x):
     h = SemanticLayer(self.features, self.use_bn, self.norm, self.dtype, self.use_bias,
-                      name="semantic")(x)
+                      conv_op=self.conv_op, name="semantic")(x)
     open_ratios = None
     before_gate = h
     if self.attention != "none":
       h, open_ratios = ChannelAttention(self.attention_hidden, self.attention == "extended",
-                                        self.norm, self.dtype, name="attention")(h)
+                                        self.norm, self.dtype, conv_op=self.conv_op,
+                                        name="attention")(h)
     return (nn.relu(h) if self.activate else h), open_ratios, nn.relu(before_gate)
 
 

@@ -53,7 +53,7 @@ class PreActResNet(Backbone):
       for i in range(blocks):
         strides = 2 if s > 0 and i == 0 else 1
         h = PreActBlock(features, strides, norm, self.activation, self.padding, self.shortcut,
-                        self.dtype, name=f"stage{s}_block{i}")(h)
+                        self.dtype, self.conv_op, name=f"stage{s}_block{i}")(h)
     if self.final_bn:
       h = activation_fn(self.activation)(norm(name="final_bn")(h))
     return self.head(h), open_ratios

@@ -1,7 +1,7 @@
 """CIFAR-style ResNets (3x3 stem, no max-pool) with the APS stem: ResNet-18 and a small CPU ResNet.
 """
 import functools
-from typing import Any, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -18,22 +18,24 @@ class BasicBlock(nn.Module):
   # The stride-2 convolution's padding: "same" (Flax's SAME, (0, 1)) or "pytorch" (padding=1,
   # (1, 1): the published PyTorch ResNet-18s; layers.PADDINGS).
   padding: str = "same"
+  conv_op: Optional[Callable] = None  # Backbone.conv_op
 
   @nn.compact
   def __call__(self, x):
     residual = x
     y = nn.Conv(self.features, (3, 3), (self.strides, self.strides),
-                padding=conv3x3_padding(self.padding),
-                use_bias=False, kernel_init=conv_init, dtype=self.dtype)(x)
+                padding=conv3x3_padding(self.padding), use_bias=False, kernel_init=conv_init,
+                dtype=self.dtype, conv_general_dilated=self.conv_op)(x)
     y = nn.relu(self.norm()(y))
     y = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False, kernel_init=conv_init,
-                dtype=self.dtype)(y)
+                dtype=self.dtype, conv_general_dilated=self.conv_op)(y)
     # Default BN init (torchvision's zero_init_residual=False): zero-initialised residual
     # scales made the small ResNet learn much more slowly (METHOD §8).
     y = self.norm()(y)
     if residual.shape != y.shape:
       residual = nn.Conv(self.features, (1, 1), (self.strides, self.strides), use_bias=False,
-                         kernel_init=conv_init, dtype=self.dtype, name="proj_conv")(residual)
+                         kernel_init=conv_init, dtype=self.dtype,
+                         conv_general_dilated=self.conv_op, name="proj_conv")(residual)
       residual = self.norm(name="proj_bn")(residual)
     return nn.relu(residual + y)
 
@@ -80,5 +82,5 @@ class ResNet(Backbone):
     for i, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths)):
       for j in range(blocks):
         strides = 2 if i > 0 and j == 0 else 1
-        h = BasicBlock(width, strides, norm, self.dtype, self.padding)(h)
+        h = BasicBlock(width, strides, norm, self.dtype, self.padding, self.conv_op)(h)
     return self.head(h), open_ratios

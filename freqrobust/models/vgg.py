@@ -31,7 +31,7 @@ class VGG(Backbone):
           h = nn.max_pool(h, (2, 2), (2, 2))
         continue
       h = nn.Conv(item, (3, 3), padding="SAME", use_bias=not self.use_bn, kernel_init=conv_init,
-                  dtype=self.dtype)(h)
+                  dtype=self.dtype, conv_general_dilated=self.conv_op)(h)
       if self.use_bn:
         h = norm()(h)
       h = nn.relu(h)

@@ -16,7 +16,7 @@ the logits by a few percent, not in structure, so both are this one class:
 The first convolution is the APS stem (`stem/semantic/conv`, no bias, no BN, no activation after
 it: the first block's BN and activation follow), so `models.first_layer_kernel` reads it.
 """
-from typing import Any
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -35,7 +35,7 @@ def preact_stem(model: Backbone, x, train: bool, features: int, bn_route: str = 
   x = normalise(x, model.input_mean, model.input_std).astype(model.dtype)
   return Stem(features, False, model.attention, model.attention_hidden,
               model.norm(train, bn_route), model.dtype, use_bias=False, activate=False,
-              name="stem")(x)
+              conv_op=model.conv_op, name="stem")(x)
 
 
 class PreActBlock(nn.Module):
@@ -54,6 +54,7 @@ class PreActBlock(nn.Module):
   padding: str = "same"
   shortcut: str = "activated"
   dtype: Any = jnp.float32
+  conv_op: Optional[Callable] = None  # Backbone.conv_op
 
   @nn.compact
   def __call__(self, x):
@@ -64,22 +65,26 @@ class PreActBlock(nn.Module):
     if self.strides != 1 or x.shape[-1] != self.features:
       if self.shortcut == "activated":
         s = nn.Conv(self.features, (1, 1), strides, padding="VALID", use_bias=False,
-                    kernel_init=conv_init, dtype=self.dtype, name="shortcut")(a)
+                    kernel_init=conv_init, dtype=self.dtype, conv_general_dilated=self.conv_op,
+                    name="shortcut")(a)
       elif self.shortcut == "input":
         s = nn.Conv(self.features, (1, 1), strides, padding="VALID", use_bias=False,
-                    kernel_init=conv_init, dtype=self.dtype, name="shortcut")(x)
+                    kernel_init=conv_init, dtype=self.dtype, conv_general_dilated=self.conv_op,
+                    name="shortcut")(x)
       elif self.shortcut == "input_3x3":
         s = nn.Conv(self.features, (3, 3), strides, padding=pad, use_bias=False,
-                    kernel_init=conv_init, dtype=self.dtype, name="shortcut")(x)
+                    kernel_init=conv_init, dtype=self.dtype, conv_general_dilated=self.conv_op,
+                    name="shortcut")(x)
       else:
         raise ValueError(f"shortcut={self.shortcut!r}; valid: {', '.join(SHORTCUTS)}.")
     else:
       s = x
     y = nn.Conv(self.features, (3, 3), strides, padding=pad, use_bias=False,
-                kernel_init=conv_init, dtype=self.dtype, name="conv0")(a)
+                kernel_init=conv_init, dtype=self.dtype, conv_general_dilated=self.conv_op,
+                name="conv0")(a)
     y = act(self.norm(name="bn1")(y))
     y = nn.Conv(self.features, (3, 3), padding=pad, use_bias=False, kernel_init=conv_init,
-                dtype=self.dtype, name="conv1")(y)
+                dtype=self.dtype, conv_general_dilated=self.conv_op, name="conv1")(y)
     return s + y
 
 
@@ -120,7 +125,7 @@ class WideResNet(Backbone):
                                                  64 * self.width), (1, 2, 2))):
       for i in range(self.blocks_per_group):
         h = PreActBlock(features, stride if i == 0 else 1, norm, self.activation, self.padding,
-                        "activated", self.dtype, name=f"group{g}_block{i}")(h)
+                        "activated", self.dtype, self.conv_op, name=f"group{g}_block{i}")(h)
     h = activation_fn(self.activation)(norm(name="final_bn")(h))
     return self.head(h), open_ratios
 

@@ -1,0 +1,1 @@
+"""Native kernels: oneDNN convolutions through jax.ffi (`conv`; built by `build.sh`)."""
