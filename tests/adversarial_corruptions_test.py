@@ -34,7 +34,11 @@ def test_budget_zero_returns_the_image(name):
   x = images()
   adv, latents = ca.adversarial_corruption(linear, jax.random.key(0), x, labels_of(x), name,
                                            0.0, steps=2)
-  np.testing.assert_array_equal(np.asarray(adv), np.asarray(x))
+  # Snow's zero latents leave its deterministic part, the wintery tint.
+  if name == "snow":  # (Another XLA program: equal to float rounding.)
+    np.testing.assert_allclose(np.asarray(adv), np.clip(ops.snow_discolour(x), 0, 1), atol=1e-6)
+  else:
+    np.testing.assert_array_equal(np.asarray(adv), np.asarray(x))
   assert float(jnp.max(ca.latent_norms(latents, ca.ATTACKS[name].norm))) == 0.0
 
 
@@ -49,7 +53,7 @@ def test_budget_bounds_the_latents_and_the_attack_beats_its_random_draw(name):
   adv, latents = ca.adversarial_corruption(linear, key, x, y, name, "high", steps=3,
                                            step_size=eps / 2)
   assert float(jnp.max(ca.latent_norms(latents, spec.norm))) <= eps * (1 + 1e-5)
-  assert float(jnp.min(ca.latent_norms(latents, spec.norm))) > 0
+  assert float(jnp.max(ca.latent_norms(latents, spec.norm))) > 0  # (Snow: some have no flake.)
   assert bool(jnp.all((adv >= 0) & (adv <= 1)))
 
   def ce(z):
@@ -79,6 +83,14 @@ def test_jpeg_equals_the_reference_encode_perturb_decode():
   expected = np.clip(((out - [0, 128, 128]) @ to_rgb.T) / 255, 0, 1)
   got = ops.jpeg_apply(jnp.asarray(x), jnp.asarray(v, jnp.float32), None)
   np.testing.assert_allclose(np.asarray(got), expected, atol=2e-5)
+
+
+def test_snow_flake_is_a_centred_diagonal_line():
+  thin, wide = ops.snow_flake(1.0), ops.snow_flake(5.0)
+  np.testing.assert_array_equal(np.diag(thin), [1, 1, 1])
+  assert thin[0, 2] == thin[2, 0] == 0 and 0 < thin[0, 1] < 1
+  np.testing.assert_array_equal(thin, thin.T)
+  assert wide[0, 1] == 1  # A wider line fills its neighbours.
 
 
 def test_uniform_elastic_flow_is_a_shift():

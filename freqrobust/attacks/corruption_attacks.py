@@ -47,6 +47,7 @@ ATTACKS = {a.name: a for a in (
     CorruptionAttack("elastic", "l2", (0.1, 0.25, 0.5), 30, 0.006,
                      ops.elastic_init, ops.elastic_apply),
     CorruptionAttack("fog", "linf", (0.3, 0.4, 0.5), 40, 0.05, ops.fog_init, ops.fog_apply),
+    CorruptionAttack("snow", "l2", (3.0, 4.0, 5.0), 20, 0.2, ops.snow_init, ops.snow_apply),
 )}
 BUDGETS = ("low", "medium", "high")
 

@@ -188,3 +188,69 @@ def fog_apply(images, latents, aux):
   fog = jnp.clip(jnp.abs(maps[:, top:top + h, left:left + w, None]), 0.0, 1.0)
   grey = jnp.asarray(FOG_GREY if c == 3 else (float(np.mean(FOG_GREY)),) * c, jnp.float32)
   return images * (1.0 - fog) + fog * grey
+
+
+# ---------------------------------------------------------------------------------------------
+# Snow: flakes on a sparse grid of intensities, each a short anti-aliased line (snow.py)
+# ---------------------------------------------------------------------------------------------
+
+SNOW_LAYERS, SNOW_GRID, SNOW_INIT, SNOW_DISCOLOUR, SNOW_POWER = 5, 10, 5.0, 0.15, 4.0
+SNOW_WIDTHS, SNOW_WIDTH_P = (1.0, 3.0, 5.0), (0.6, 0.3, 0.1)
+
+
+def snow_flake(width: float) -> np.ndarray:
+  """The reference's 3x3 flake (flake size 3, Gaussian blur of size 1: none): a diagonal line
+  through the centre, anti-aliased as 1 + w' / 2 - (vertical distance to the line), clipped to
+  [0, 1], with w' = width sqrt(1 + slope) / 2 (slope 1); the corners off the line stay 0."""
+  w = width * np.sqrt(2.0) / 2.0
+  rows, cols = np.meshgrid(np.arange(3), np.arange(3), indexing="ij")
+  value = np.clip(1.0 + w / 2.0 - np.abs(rows - cols), 0.0, 1.0)
+  value[0, 2] = value[2, 0] = 0.0
+  return value.astype(np.float32)
+
+
+def snow_discolour(images):
+  """The wintery tint (1 - d) x + d max(x, 1.5 luma + 0.5), d = 0.15 (grey: luma = x)."""
+  if images.shape[-1] == 3:
+    luma = images @ jnp.asarray([0.2126, 0.7152, 0.0722], jnp.float32)
+  else:
+    luma = images[..., 0]
+  bright = jnp.maximum(images, 1.5 * luma[..., None] + 0.5)
+  return (1.0 - SNOW_DISCOLOUR) * images + SNOW_DISCOLOUR * bright
+
+
+def snow_init(key, images, eps):
+  """Latents (N, 5, H, W): intensities exp(-U(0, 1) / 5) projected onto the L2 ball of radius
+  eps, then kept only on a random grid of density 1 / 10^2 (the mask); each (image, layer) has a
+  flake of width 1, 3 or 5 (p 0.6, 0.3, 0.1), mirrored left-right for half of the images."""
+  n, h, w, _ = images.shape
+  k_u, k_mask, k_width, k_flip = jax.random.split(key, 4)
+  shape = (n, SNOW_LAYERS, h, w)
+  u = jax.random.uniform(k_u, (math.prod(shape),), jnp.float32).reshape(shape)
+  intensity = jnp.exp(-u / SNOW_INIT)
+  norm = jnp.sqrt(jnp.sum(intensity.reshape(n, -1) ** 2, -1))[:, None, None, None]
+  intensity = intensity * jnp.minimum(1.0, eps / norm)
+  mask = jax.random.bernoulli(k_mask, 1.0 / SNOW_GRID ** 2, (math.prod(shape),))
+  mask = mask.reshape(shape).astype(jnp.float32)
+  flakes = jnp.asarray(np.stack([snow_flake(wd) for wd in SNOW_WIDTHS]))
+  width = jax.random.choice(k_width, len(SNOW_WIDTHS), (n, SNOW_LAYERS),
+                            p=jnp.asarray(SNOW_WIDTH_P))
+  kernels = flakes[width]
+  flip = jax.random.bernoulli(k_flip, 0.5, (n,))[:, None, None, None]
+  kernels = jnp.where(flip, kernels[..., ::-1], kernels)
+  return intensity * mask, {"mask": mask, "kernels": kernels}
+
+
+def snow_apply(images, latents, aux):
+  """clip(discolour(x) + sum over layers of (latent mask)^4 convolved with the layer's flake,
+  0, 1), the snow added to every channel."""
+  grid = (latents * aux["mask"]) ** SNOW_POWER
+
+  def one(g, kernels):  # g (L, H, W), kernels (L, 3, 3) -> (H, W)
+    out = jax.lax.conv_general_dilated(
+        g[None], kernels[:, None], (1, 1), "SAME", feature_group_count=SNOW_LAYERS,
+        dimension_numbers=("NCHW", "OIHW", "NCHW"))
+    return jnp.sum(out[0], axis=0)
+
+  snow = jax.vmap(one)(grid, aux["kernels"])
+  return jnp.clip(snow_discolour(images) + snow[..., None], 0.0, 1.0)
