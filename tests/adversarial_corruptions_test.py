@@ -128,3 +128,13 @@ def test_bad_budget_and_name_are_refused():
     ca.budget_of("fog", "extreme")
   with pytest.raises(ValueError, match="Unknown adversarial corruption"):
     ca.budget_of("rain", "low")
+
+
+def test_the_loop_and_the_unrolled_steps_agree():
+  x = images()
+  y = labels_of(x)
+  a, _ = ca.adversarial_corruption(linear, jax.random.key(1), x, y, "fog", "high", steps=2,
+                                   unroll=True)
+  b, _ = ca.adversarial_corruption(linear, jax.random.key(1), x, y, "fog", "high", steps=2,
+                                   unroll=False)
+  np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)

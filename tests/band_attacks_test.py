@@ -53,7 +53,8 @@ def test_band_none_is_the_unrestricted_attack_bit_for_bit():
       z = ball.project(z + a * ball.step_direction(g, "linf"), x, eps, "linf")
     return ball.project(z, x, eps, "linf")
 
-  got = attacks.pgd(mlp, key, x, y, eps=eps, steps=2, step_size=a, select="last", band=None)
+  got = attacks.pgd(mlp, key, x, y, eps=eps, steps=2, step_size=a, select="last", band=None,
+                    unroll=True)  # The same program on any backend.
   np.testing.assert_array_equal(np.asarray(got), np.asarray(reference(key, x)))
   assert bands.space(None) is bands.PIXEL
 
@@ -135,3 +136,13 @@ def test_malformed_band_is_refused(band):
 def test_empty_band_is_refused():
   with pytest.raises(ValueError, match="holds no FFT"):
     bands.check_band(("fft", 20, math.inf), 8, 8)
+
+
+def test_the_loop_and_the_unrolled_steps_agree():
+  x = images()
+  y = labels_of(x)
+  a = attacks.pgd(mlp, jax.random.key(1), x, y, eps=0.1, steps=2, band=("fft", 0, 3),
+                  unroll=True)
+  b = attacks.pgd(mlp, jax.random.key(1), x, y, eps=0.1, steps=2, band=("fft", 0, 3),
+                  unroll=False)
+  np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
