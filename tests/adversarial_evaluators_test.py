@@ -41,7 +41,9 @@ def test_adversarial_bands_evaluator(tmp_path):
   config.evals.adversarial_bands.update(dict(main_eps=0.05, num_bands=2, apgd_steps=3,
                                              apgd_losses=("ce",), num_examples=8))
   e = build(config, "adversarial_bands")
-  out = e.run(context(tmp_path, config))
+  ctx = context(tmp_path, config)
+  ctx.metrics.update({"adversarial/worst_main": 12.0, "adversarial_corruptions/ua_mean": 40.0})
+  out = e.run(ctx)
   for column in e.metric_columns():
     assert 0 <= out[column.metric] <= 100, column.metric
   assert {"dct_band0", "dct_band1", "fft_band0", "fft_band1", "full"} <= set(out)
@@ -52,6 +54,8 @@ def test_adversarial_bands_evaluator(tmp_path):
   saved = json.load(open(os.path.join(tmp_path, "evals", "adversarial_bands",
                                       "adversarial_bands.json")))
   assert saved["bands"]["fft"][-1] == [saved["bands"]["fft"][-1][0], "inf"]
+  assert os.path.exists(os.path.join(tmp_path, "evals", "adversarial_bands",
+                                     "adversarial_bands.png"))
 
 
 def test_band_edges_cover_every_coefficient_once():

@@ -141,7 +141,39 @@ class AdversarialBands(base.Evaluator):
           "settings": self.key(context.config), "metrics": out, "masking_flagged": flagged,
           "bands": {k: [[b[1], b[2] if math.isfinite(b[2]) else "inf"]
                         for b in band_edges(k, h, w, s["num_bands"])] for k in s["kinds"]}})
+      plot_bands(workdir_lib.path(folder, "adversarial_bands.png"), out, s["kinds"],
+                 band_names(s["num_bands"]), context.metrics,
+                 f"{s['norm']} eps {eps:g}, {n} test images")
     return out
+
+
+def plot_bands(path: str, out: Dict[str, float], kinds, names, others, title: str) -> str:
+  """Accuracy per band (bars, one group per kind) beside the unrestricted APGD and, when this
+  call's other evaluations gave them, the adversarial worst case and the UA mean (lines); the
+  y axis is always 0-100, so the figures of different runs compare."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(4.6, 3.0))
+  width = 0.8 / len(kinds)
+  for k, kind in enumerate(kinds):
+    ax.bar(np.arange(len(names)) + (k - (len(kinds) - 1) / 2) * width,
+           [out[f"{kind}_{name}"] for name in names], width, label=f"{kind.upper()} band")
+  ax.axhline(out["full"], color="black", ls="--", label="full band")
+  styles = {"/worst_main": ("red", "adversarial worst case"), "/ua_mean": ("green", "UA mean")}
+  for suffix, (color, label) in styles.items():
+    for key, value in sorted(others.items()):
+      if key.endswith(suffix):
+        ax.axhline(value, color=color, ls=":", label=f"{label} ({key.split('/')[0]})")
+  ax.set_xticks(np.arange(len(names)), names)
+  ax.set_ylim(0, 100)
+  ax.set_ylabel("accuracy (%)")
+  ax.set_title(f"band-limited APGD, {title}", fontsize=8)
+  ax.legend(fontsize=6)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110, bbox_inches="tight")
+  plt.close(fig)
+  return path
 
 
 def _fraction(adv, images, band):
