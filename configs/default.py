@@ -160,6 +160,20 @@ def get_config() -> ml_collections.ConfigDict:
       type="adversarial", at_end=False, every_epochs=0.0, norm="linf", eps=(), main_eps=0.0,
       num_examples=1000, pgd_steps=20, apgd_steps=50, restarts=1, attacks=("pgd", "apgd"),
       apgd_losses=("ce", "dlr"), large_eps=0.0, seed=0, batch_size=250))
+  # Accuracy under Kaufmann et al.'s adversarial corruptions at CIFAR-10's budgets and the UA
+  # mean at medium (steps 0 = the reference's per attack).
+  config.evals.adversarial_corruptions = ml_collections.ConfigDict(dict(
+      type="adversarial_corruptions", at_end=False, every_epochs=0.0,
+      attacks=("jpeg", "gabor", "elastic", "fog", "snow"), budgets=("low", "medium", "high"),
+      num_examples=1000, steps=0, seed=0, batch_size=250))
+  # Accuracy under band-limited APGD (apgd_losses, worst case) at main_eps (0 = the dataset's)
+  # per band: num_bands equal slices of the DCT diagonals and of the FFT radius; beside the full
+  # band, with the bands that beat it flagged (docs/METHOD.md §12); its figure shows the
+  # adversarial worst case and the UA mean when they ran in the same call.
+  config.evals.adversarial_bands = ml_collections.ConfigDict(dict(
+      type="adversarial_bands", at_end=False, every_epochs=0.0, norm="linf", main_eps=0.0,
+      kinds=("dct", "fft"), num_bands=3, num_examples=1000, apgd_steps=50,
+      apgd_losses=("ce", "dlr"), seed=0, batch_size=250))
   # workdir/summary.png: per-corruption accuracy + first-layer PDM histogram (after the above).
   config.evals.summary = ml_collections.ConfigDict(dict(type="summary", at_end=False,
                                                         every_epochs=0.0))

@@ -41,7 +41,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from freqrobust.attacks import ball, fgsm_pgd as pgd_lib, losses
+from freqrobust.attacks import ball, bands, fgsm_pgd as pgd_lib, losses
 
 Array = jax.Array
 
@@ -66,7 +66,8 @@ def checkpoints(n_iter: int) -> list[int]:
   return out
 
 
-def _single_run(logits_fn, key, x, labels, eps, *, norm, steps, loss, unroll=False):
+def _single_run(logits_fn, key, x, labels, eps, *, norm, steps, loss, unroll=False,
+                space=bands.PIXEL):
   """`attack_single_run`: (x_best, robust flags, loss_best, x_best_adv)."""
   n = x.shape[0]
   shape = (-1,) + (1,) * (x.ndim - 1)
@@ -74,7 +75,7 @@ def _single_run(logits_fn, key, x, labels, eps, *, norm, steps, loss, unroll=Fal
     t = jax.random.uniform(key, (x.size,), jnp.float32, -1.0, 1.0).reshape(x.shape)
   else:
     t = jax.random.normal(key, (x.size,), jnp.float32).reshape(x.shape)
-  x_adv = jnp.clip(x + eps * ball.normalize(t, norm), 0.0, 1.0)
+  x_adv = space.initial(x + eps * ball.normalize(t, norm), x, eps, norm)
   loss_indiv, logits, grad = pgd_lib.loss_and_grad(logits_fn, x_adv, labels, loss)
   first, minimum, decr = checkpoint_schedule(steps)
   state = dict(
@@ -89,8 +90,8 @@ def _single_run(logits_fn, key, x, labels, eps, *, norm, steps, loss, unroll=Fal
     x_old = s["x_adv"]
     a = jnp.where(i > 0, MOMENTUM, 1.0)
     step = jnp.reshape(s["step"], shape)
-    z = ball.project(s["x_adv"] + step * ball.step_direction(s["grad"], norm), x, eps, norm)
-    x_new = ball.project(s["x_adv"] + (z - s["x_adv"]) * a + grad2 * (1.0 - a), x, eps, norm)
+    z = space.project(s["x_adv"] + step * space.direction(s["grad"], norm), x, eps, norm)
+    x_new = space.project(s["x_adv"] + (z - s["x_adv"]) * a + grad2 * (1.0 - a), x, eps, norm)
     value, logits, grad = pgd_lib.loss_and_grad(logits_fn, x_new, labels, loss)
     pred = ~losses.misclassified(logits, labels)
     acc = s["acc"] & pred
@@ -127,10 +128,11 @@ def _single_run(logits_fn, key, x, labels, eps, *, norm, steps, loss, unroll=Fal
 
 
 def apgd_core(logits_fn, key, images, labels, eps, *, norm: str, steps: int = 100,
-              loss: str = "ce", restarts: int = 1, unroll=None) -> Array:
+              loss: str = "ce", restarts: int = 1, unroll=None, band=None) -> Array:
   """APGD without jit or validation; see `apgd`. Restarts are a Python loop; the iterations a
   `fori_loop` (unrolled as `fgsm_pgd.unroll_steps` says: on the CPU for <= CPU_UNROLL_MAX_STEPS iterations)."""
   unroll = pgd_lib.unroll_steps(steps, unroll)
+  space = bands.space(band)  # band=None: `ball`'s own operations.
   x = images.astype(jnp.float32)
   eps = jnp.asarray(eps, jnp.float32)
   clean_logits = logits_fn(x).astype(jnp.float32)
@@ -140,30 +142,33 @@ def apgd_core(logits_fn, key, images, labels, eps, *, norm: str, steps: int = 10
   for r in range(restarts):
     x_best, acc, loss_best, x_best_adv = _single_run(
         logits_fn, jax.random.fold_in(key, r), x, labels, eps, norm=norm, steps=steps, loss=loss,
-        unroll=unroll)
+        unroll=unroll, space=space)
     fooled = ~acc
     cand = pgd_lib._pick(fooled, x_best_adv, x_best)
     b_x, b_f, b_l = best
     take = pgd_lib._better(fooled, loss_best, b_f, b_l)
     best = pgd_lib._pick(take, cand, b_x), b_f | fooled, jnp.where(take, loss_best, b_l)
-  return ball.project(best[0], x, eps, norm)
+  return space.output(best[0], x, eps, norm)
 
 
 @functools.partial(jax.jit, static_argnums=(0,), static_argnames=("norm", "steps", "loss",
-                                                                  "restarts", "unroll"))
-def _apgd_jit(logits_fn, key, images, labels, eps, *, norm, steps, loss, restarts, unroll):
+                                                                  "restarts", "unroll", "band"))
+def _apgd_jit(logits_fn, key, images, labels, eps, *, norm, steps, loss, restarts, unroll,
+              band=None):
   return apgd_core(logits_fn, key, images, labels, eps, norm=norm, steps=steps, loss=loss,
-                   restarts=restarts, unroll=unroll)
+                   restarts=restarts, unroll=unroll, band=band)
 
 
 def apgd(logits_fn, key: Array, images: Array, labels: Array, *, eps: float,
          norm: str = "linf", steps: int = 100, loss: str = "ce", restarts: int = 1,
-         unroll=None) -> Array:
+         unroll=None, band=None) -> Array:
   """APGD adversarial images (float32, images' shape) inside the eps ball and [0, 1].
 
   `loss`: "ce" (APGD-CE) or "dlr" (APGD-DLR, needs >= 3 classes); `steps` = n_iter (100 in
-  AutoAttack); eps traced (no recompilation per eps); logits_fn static.
+  AutoAttack); eps traced (no recompilation per eps); logits_fn static. `band`: None or a
+  frequency band, as in `fgsm_pgd.pgd` (docs/METHOD.md §12).
   """
+  band = bands.check_band(band, *jnp.shape(images)[-3:-1]) if band is not None else None
   pgd_lib._check(images, labels, eps, norm, loss)
   if loss not in ("ce", "dlr"):
     raise ValueError(f"APGD loss={loss!r}; valid: 'ce', 'dlr'.")
@@ -171,4 +176,5 @@ def apgd(logits_fn, key: Array, images: Array, labels: Array, *, eps: float,
     raise ValueError(f"steps >= 1 and restarts >= 1 expected, got {steps}, {restarts}.")
   return _apgd_jit(logits_fn, key, jnp.asarray(images, jnp.float32), jnp.asarray(labels),
                    jnp.float32(eps), norm=norm, steps=int(steps), loss=loss,
-                   restarts=int(restarts), unroll=pgd_lib.unroll_steps(int(steps), unroll))
+                   restarts=int(restarts), unroll=pgd_lib.unroll_steps(int(steps), unroll),
+                   band=band)

@@ -30,7 +30,7 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from freqrobust.attacks import ball, losses
+from freqrobust.attacks import ball, bands, losses
 
 Array = jax.Array
 LogitsFn = Callable[[Array], Array]
@@ -83,29 +83,31 @@ def _pick(mask, new, old):
 
 def pgd_core(logits_fn: LogitsFn, key: Array, images: Array, labels: Array, eps, step_size, *,
              norm: str, steps: int, restarts: int = 1, loss: str = "ce",
-             random_start: bool = True, select: str = "best", unroll=None) -> Array:
+             random_start: bool = True, select: str = "best", unroll=None,
+             band=None) -> Array:
   """PGD without jit and without validation (for callers already inside a jit, e.g. the train
   step); see `pgd`. Restarts are a Python loop (unrolled); the steps a `fori_loop`, unrolled as
   `unroll_steps` says."""
   unroll = unroll_steps(steps, unroll)
+  space = bands.space(band)  # band=None: `ball`'s own operations.
   x = images.astype(jnp.float32)
   eps = jnp.asarray(eps, jnp.float32)
   step_size = jnp.asarray(step_size, jnp.float32)
 
   def start(r):
     if random_start:
-      return ball.random_start(jax.random.fold_in(key, r), x, eps, norm)
+      return space.random_start(jax.random.fold_in(key, r), x, eps, norm)
     return x
 
   def ascend(x_adv):
     _, _, grad = loss_and_grad(logits_fn, x_adv, labels, loss)
-    return ball.project(x_adv + step_size * ball.step_direction(grad, norm), x, eps, norm)
+    return space.project(x_adv + step_size * space.direction(grad, norm), x, eps, norm)
 
   if select == "last":
     if restarts != 1:
       raise ValueError("select='last' runs one restart.")
     x_adv = loop(steps, lambda i, z: ascend(z), start(0), unroll)
-    return ball.project(x_adv, x, eps, norm)
+    return space.output(x_adv, x, eps, norm)
   if select != "best":
     raise ValueError(f"select={select!r}; valid: 'best', 'last'.")
 
@@ -122,23 +124,23 @@ def pgd_core(logits_fn: LogitsFn, key: Array, images: Array, labels: Array, eps,
     z, best = carry
     value, logits, grad = loss_and_grad(logits_fn, z, labels, loss)
     best = keep(best, z, losses.misclassified(logits, labels), value)
-    z = ball.project(z + step_size * ball.step_direction(grad, norm), x, eps, norm)
+    z = space.project(z + step_size * space.direction(grad, norm), x, eps, norm)
     return z, best
 
   best = (x,) + score(x)  # The clean image is a candidate.
   for r in range(restarts):
     z, best = loop(steps, step, (start(r), best), unroll)
     best = keep(best, z, *score(z))  # The last iterate.
-  return ball.project(best[0], x, eps, norm)
+  return space.output(best[0], x, eps, norm)
 
 
 @functools.partial(jax.jit, static_argnums=(0,), static_argnames=(
-    "norm", "steps", "restarts", "loss", "random_start", "select", "unroll"))
+    "norm", "steps", "restarts", "loss", "random_start", "select", "unroll", "band"))
 def _pgd_jit(logits_fn, key, images, labels, eps, step_size, *, norm, steps, restarts, loss,
-             random_start, select, unroll):
+             random_start, select, unroll, band=None):
   return pgd_core(logits_fn, key, images, labels, eps, step_size, norm=norm, steps=steps,
                   restarts=restarts, loss=loss, random_start=random_start, select=select,
-                  unroll=unroll)
+                  unroll=unroll, band=band)
 
 
 def _check(images, labels, eps, norm, loss=None):
@@ -155,7 +157,7 @@ def _check(images, labels, eps, norm, loss=None):
 def pgd(logits_fn: LogitsFn, key: Array, images: Array, labels: Array, *, eps: float,
         norm: str = "linf", steps: int = 10, step_size: Optional[float] = None,
         restarts: int = 1, loss: str = "ce", random_start: bool = True,
-        select: str = "best", unroll: Optional[bool] = None) -> Array:
+        select: str = "best", unroll: Optional[bool] = None, band=None) -> Array:
   """PGD adversarial images (float32, images' shape), inside the eps ball and [0, 1].
 
   Args:
@@ -168,8 +170,11 @@ def pgd(logits_fn: LogitsFn, key: Array, images: Array, labels: Array, *, eps: f
     loss: "ce" or "margin" (or "dlr").
     select: "best" (default) or "last" (see the module docstring).
     unroll: unroll the steps' loop (None: on the CPU for <= CPU_UNROLL_MAX_STEPS steps).
+    band: None, ("dct", lo, hi) or ("fft", r_lo, r_hi): the perturbation's frequency band
+      (`bands`; docs/METHOD.md §12); every iterate is clip(x + delta, 0, 1), delta in the band.
   """
   _check(images, labels, eps, norm, loss)
+  band = bands.check_band(band, *jnp.shape(images)[-3:-1]) if band is not None else None
   if steps < 0 or restarts < 1:
     raise ValueError(f"steps >= 0 and restarts >= 1 expected, got {steps}, {restarts}.")
   if step_size is None:
@@ -177,7 +182,7 @@ def pgd(logits_fn: LogitsFn, key: Array, images: Array, labels: Array, *, eps: f
   return _pgd_jit(logits_fn, key, jnp.asarray(images, jnp.float32), jnp.asarray(labels),
                   jnp.float32(eps), jnp.float32(step_size), norm=norm, steps=int(steps),
                   restarts=int(restarts), loss=loss, random_start=bool(random_start),
-                  select=select, unroll=unroll_steps(int(steps), unroll))
+                  select=select, unroll=unroll_steps(int(steps), unroll), band=band)
 
 
 def fgsm_core(logits_fn: LogitsFn, images: Array, labels: Array, eps, *, norm: str,

@@ -33,14 +33,26 @@ def plasma_fractal(key: jax.Array, mapsize: int, decay: float | jax.Array) -> ja
   recipe's `wibbledmean` does) and divides wibble by `decay`.
   """
   noise = plasma_noise(key, mapsize)
+  amplitudes, wibble = [], 100.
+  for _ in noise:
+    amplitudes.append(wibble * wibble)
+    wibble = wibble / decay
+  grid = diamond_square(noise, amplitudes)
+  grid = grid - grid.min()
+  return grid / jnp.maximum(grid.max(), 1e-12)
+
+
+def diamond_square(noise: list[jax.Array], amplitudes: list) -> jax.Array:
+  """The diamond-square map (mapsize, mapsize) before any normalisation: level l adds
+  amplitudes[l] * noise[l][j] to the mean of the four neighbours, j = 0 the squares' centres,
+  1 and 2 the diamonds' (noise[l] of shape (3, 2^l, 2^l), as `plasma_noise` draws them)."""
   # `grid` holds the known points, every `step`-th of the map; each level adds the squares'
   # centres (S), then the diamonds' (L between columns, T between rows), and interleaves
   # them, which equals the recipe's strided writes into the full map.
   grid = jnp.zeros((1, 1), jnp.float32)
-  wibble = 100.
   for level in range(len(noise)):
     cells = grid.shape[0]
-    noisy = lambda a, j, w=wibble, l=level: a / 4 + w * w * noise[l][j]
+    noisy = lambda a, j, amp=amplitudes[level], l=level: a / 4 + amp * noise[l][j]
     square = grid + jnp.roll(grid, -1, 0)
     square = square + jnp.roll(square, -1, 1)
     centres = noisy(square, 0)
@@ -49,9 +61,7 @@ def plasma_fractal(key: jax.Array, mapsize: int, decay: float | jax.Array) -> ja
     even_rows = jnp.stack([grid, left], -1).reshape(cells, 2 * cells)
     odd_rows = jnp.stack([top, centres], -1).reshape(cells, 2 * cells)
     grid = jnp.stack([even_rows, odd_rows], 1).reshape(2 * cells, 2 * cells)
-    wibble = wibble / decay
-  grid = grid - grid.min()
-  return grid / jnp.maximum(grid.max(), 1e-12)
+  return grid
 
 
 # Statistics of 32 px crops of the recipe's frost photographs (shrunk by 0.2 with Pillow's

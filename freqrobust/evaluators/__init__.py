@@ -12,12 +12,14 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from freqrobust import workdir as workdir_lib
 from freqrobust.evaluators import adversarial, bandpass, base, clean, corruptions, summary
+from freqrobust.evaluators import adversarial_bands, adversarial_corruptions
 from freqrobust.evaluators.base import Column, Context, Evaluator
 from freqrobust.workdir import UserError
 
 EVALUATORS: Dict[str, type] = {cls.type: cls for cls in (
     clean.Clean, corruptions.Corruptions, bandpass.Bandpass, summary.Summary,
-    adversarial.Adversarial)}
+    adversarial.Adversarial, adversarial_bands.AdversarialBands,
+    adversarial_corruptions.AdversarialCorruptions)}
 
 
 def register(cls: type) -> type:

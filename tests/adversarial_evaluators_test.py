@@ -1,0 +1,92 @@
+"""The adversarial_bands and adversarial_corruptions evaluators: registered, in the default config,
+their report columns are metrics they return, their files are written, bad settings are refused
+before any work. A fake model (linear, 12x12x1) stands in for a trained run."""
+import json
+import os
+import types
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import workdirs
+from freqrobust import evaluators
+from freqrobust import workdir as workdir_lib
+from freqrobust.evaluators import adversarial_bands, base
+
+_rng = np.random.default_rng(5)
+W = jnp.asarray(_rng.standard_normal((144, 4)) * 0.5, jnp.float32)
+
+
+def apply(variables, x):
+  return (x.reshape(x.shape[0], -1) - 0.5) @ variables
+
+
+def context(tmp_path, config):
+  images = _rng.integers(0, 256, (10, 12, 12, 1)).astype(np.uint8)
+  labels = np.asarray(apply(W, images / 255.0)).argmax(-1)
+  model = types.SimpleNamespace(config=config, step=0, apply=apply, variables=W)
+  return base.Context(model, str(tmp_path), test_set=(images, labels), progress=False,
+                      out_root=str(tmp_path))
+
+
+def build(config, name):
+  (evaluator, _), = evaluators.build(config, [name])
+  evaluator.check(config)
+  return evaluator
+
+
+def test_adversarial_bands_evaluator(tmp_path):
+  config = workdirs.tiny_config()
+  config.evals.adversarial_bands.update(dict(main_eps=0.05, num_bands=2, apgd_steps=3,
+                                             apgd_losses=("ce",), num_examples=8))
+  e = build(config, "adversarial_bands")
+  ctx = context(tmp_path, config)
+  ctx.metrics.update({"adversarial/worst_main": 12.0, "adversarial_corruptions/ua_mean": 40.0})
+  out = e.run(ctx)
+  for column in e.metric_columns():
+    assert 0 <= out[column.metric] <= 100, column.metric
+  assert {"dct_band0", "dct_band1", "fft_band0", "fft_band1", "full"} <= set(out)
+  flagged = [k for k in ("dct_band0", "dct_band1", "fft_band0", "fft_band1")
+             if out[k] < out["full"] - 1.0]
+  assert out["masking_flags"] == len(flagged)
+  assert 0 <= out["dct_clip_out_of_band"] <= 100
+  saved = json.load(open(os.path.join(tmp_path, "evals", "adversarial_bands",
+                                      "adversarial_bands.json")))
+  assert saved["bands"]["fft"][-1] == [saved["bands"]["fft"][-1][0], "inf"]
+  assert os.path.exists(os.path.join(tmp_path, "evals", "adversarial_bands",
+                                     "adversarial_bands.png"))
+
+
+def test_band_edges_cover_every_coefficient_once():
+  for kind in ("dct", "fft"):
+    edges = adversarial_bands.band_edges(kind, 12, 12, 3)
+    from freqrobust.attacks import bands
+    masks = sum(bands.band_mask(b, 12, 12) for b in edges)
+    np.testing.assert_array_equal(masks, np.ones((12, 12)))
+  assert adversarial_bands.band_names(3) == ["low", "mid", "high"]
+
+
+def test_adversarial_corruptions_evaluator(tmp_path):
+  config = workdirs.tiny_config()
+  config.evals.adversarial_corruptions.update(dict(attacks=("jpeg",), budgets=("low", "medium"),
+                                                   steps=1, num_examples=8, batch_size=8))
+  e = build(config, "adversarial_corruptions")
+  out = e.run(context(tmp_path, config))
+  for column in e.metric_columns():
+    assert 0 <= out[column.metric] <= 100, column.metric
+  assert out["ua_mean"] == out["jpeg_medium"]
+  assert os.path.exists(os.path.join(tmp_path, "evals", "adversarial_corruptions",
+                                     "adversarial_corruptions.json"))
+
+
+@pytest.mark.parametrize("name,field,value", [
+    ("adversarial_bands", "kinds", ("wavelet",)), ("adversarial_bands", "num_bands", 0),
+    ("adversarial_bands", "norm", "l1"), ("adversarial_corruptions", "attacks", ("rain",)),
+    ("adversarial_corruptions", "budgets", ("extreme",)),
+    ("adversarial_corruptions", "steps", -1)])
+def test_bad_settings_are_refused(name, field, value):
+  config = workdirs.tiny_config()
+  config.evals[name][field] = value
+  with pytest.raises(workdir_lib.UserError, match=f"config.evals.{name}.{field}"):
+    build(config, name)
