@@ -543,7 +543,8 @@ def _finish(config, exp, state, step, sharder, predictor, test_set, workdir,
   write = distributed.is_writer()
   # Every process must run the same evaluations (their predictions are collectives): process 0
   # reads what is already recorded and tells the others.
-  previous = distributed.decide(lambda: workdir_lib.read_results(workdir) or {})
+  previous = distributed.decide(
+      lambda: evaluators.normalize_results(workdir_lib.read_results(workdir)) or {})
   results = {"status": "trained", "step": int(state.step), "epochs": step / exp.steps_per_epoch,
              "model": model.fingerprint,
              "method_choices": experiment.method_choices(config, exp.method),
