@@ -115,7 +115,7 @@ def measure_training(model: str, *, batch: int, pgd_steps: int, widths, steps: i
                                       widths if model == "small_resnet" else None)
     if method != "natural":
       config.method = method
-      config.method_args = baselines._defaults(registry.METHODS[method])
+      config.method_args = baselines._defaults(registry.BASELINES[method])
       config.method_args.pad, config.method_args.flip = 0, False
       if method == "pgd_at":
         config.method_args.steps = pgd_steps

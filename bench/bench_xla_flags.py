@@ -50,7 +50,7 @@ def workload_names() -> tuple:
   """Every valid workload: the ResNet-18 steps and configs/baselines.py's method names."""
   from configs import baselines
   from freqrobust.augment import registry
-  return RESNET18_WORKLOADS + baselines.REFERENCES + tuple(registry.METHODS)
+  return RESNET18_WORKLOADS + baselines.REFERENCES + tuple(registry.BASELINES)
 
 
 def workload_config(name: str):

@@ -39,7 +39,7 @@ REFERENCES = ("natural", "paper_both_att", "paper_pgd_at")
 # table of its own (issue #29's comparison), not part of `all`.
 ADVERSARIAL = ("pgd_at", "fgsm_rs")
 TABLES = {"all": ("natural", "paper_both_att")
-                 + tuple(m for m in registry.METHODS if m not in ADVERSARIAL),
+                 + tuple(m for m in registry.BASELINES if m not in ADVERSARIAL),
           "adversarial": ("natural", "paper_both_att", "gaussian", "augmix", "apr_sp")
                          + ADVERSARIAL + ("paper_pgd_at",)}
 
@@ -61,7 +61,7 @@ _LISTING = "`python configs/baselines.py` lists every run"
 
 def _parse(arg: str):
   """(options) of an argument string (configs/args.py); UserError naming what is valid."""
-  valid = REFERENCES + tuple(registry.METHODS)
+  valid = REFERENCES + tuple(registry.BASELINES)
   options = {"seed": int}
   parsed = args.parse(arg, _FILE, head="method", heads=valid, flags=("cpu",), options=options,
                       listing=_LISTING)
@@ -113,7 +113,7 @@ def get_config(arg: str = "natural") -> ml_collections.ConfigDict:
         config.adversarial_args = ml_collections.ConfigDict(dict(eps=8 / 255, step_size=2 / 255))
   elif method in ADVERSARIAL and not opts["cpu"]:
     config.method = method
-    config.method_args = _defaults(registry.METHODS[method])
+    config.method_args = _defaults(registry.BASELINES[method])
     config.method_args.eps = 8 / 255  # Madry's / Wong et al.'s CIFAR-10 radius.
     if method == "pgd_at":
       config.method_args.step_size = 2 / 255
@@ -121,7 +121,7 @@ def get_config(arg: str = "natural") -> ml_collections.ConfigDict:
       config.method_args.alpha = 10 / 255
   elif method != "natural":
     config.method = method
-    config.method_args = _defaults(registry.METHODS[method])
+    config.method_args = _defaults(registry.BASELINES[method])
   return config
 
 
@@ -136,8 +136,8 @@ if __name__ == "__main__":
     print(f"# --table={table}")
     for arg in runs(table):
       method = arg.split(",")[0]
-      doc = (registry.METHODS[method].__doc__ or "").strip().splitlines()[0] \
-          if method in registry.METHODS else {
+      doc = (registry.BASELINES[method].__doc__ or "").strip().splitlines()[0] \
+          if method in registry.BASELINES else {
               "natural": "natural training (reference)",
               "paper_both_att": "the paper's method (reference)",
               "paper_pgd_at": "the paper's method with PGD-AT on its view"}[method]

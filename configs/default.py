@@ -5,6 +5,16 @@ Every other config imports this and overrides a few fields. Override from the co
 """
 import ml_collections
 
+from freqrobust import evaluators
+
+
+def _evaluation(type_: str, at_end: bool = False, every_epochs: float = 0.0):
+  """A `config.evals` entry of `type_` with its evaluator's own settings at their defaults
+  (`freqrobust/evaluators/<type>.py: defaults`, written once there)."""
+  settings = dict(evaluators.EVALUATORS[type_].defaults)
+  return ml_collections.ConfigDict(dict(type=type_, at_end=at_end, every_epochs=every_epochs,
+                                        **settings))
+
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -53,12 +63,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.preact_shortcut = "activated"
   config.model.preact_final_bn = True  # preact_resnet18: BN + activation before the pooling.
 
-  # Augmentation method: paper (augment + aps below) or a baseline (configs/baselines.py).
+  # Augmentation method (freqrobust/augment/registry.py): paper (augment + aps below) or a
+  # baseline (configs/baselines.py).
   config.method = "paper"
   # A baseline's hyperparameters (configs/baselines.py fills them).
   config.method_args = ml_collections.ConfigDict()
-  # The paper's method under adversarial training (its augmented view attacked): "" (none),
-  # pgd_at or fgsm_rs; adversarial_args: that method's fields ({} = its defaults).
+  # The method under adversarial training (the views it trains with CE attacked; any method but
+  # pgd_at / fgsm_rs themselves): "" (none), pgd_at or fgsm_rs; adversarial_args: that method's
+  # fields ({} = its defaults).
   config.adversarial = ""
   config.adversarial_args = ml_collections.ConfigDict()
 
@@ -140,43 +152,32 @@ def get_config() -> ml_collections.ConfigDict:
   # The evaluations of a run (freqrobust/evaluators: one module per type). Each entry: type,
   # at_end (evaluate the final model; results.json says "finished" once all are done),
   # every_epochs (also during training, logged to metrics.jsonl as eval lines; 0 = never), and the
-  # type's own settings. `python -m freqrobust.evaluate --workdir=DIR --evals=a,b` runs any later.
+  # type's own settings, with the defaults of the evaluator's `defaults` (documented in its
+  # module). `python -m freqrobust.evaluate --workdir=DIR --evals=a,b` runs any later.
   config.evals = ml_collections.ConfigDict()
   # Clean accuracy and CE on every test example.
-  config.evals.clean = ml_collections.ConfigDict(dict(type="clean", at_end=True, every_epochs=10.0))
+  config.evals.clean = _evaluation("clean", at_end=True, every_epochs=10.0)
   # The corruption report on the sets of config.corruptions (baseline_workdir "" = that section's).
-  config.evals.corruptions = ml_collections.ConfigDict(dict(
-      type="corruptions", at_end=False, every_epochs=0.0, baseline_workdir=""))
-  # Accuracy on low/high-pass test images (HFC): radii at 32 px, scaled to the image size;
-  # rescale "max" divides each filtered image by its maximum (HFC's scripts), "none" does not.
-  config.evals.bandpass = ml_collections.ConfigDict(dict(
-      type="bandpass", at_end=False, every_epochs=0.0, radii=(4, 8, 12, 16), num_examples=1000,
-      rescale="max"))
+  config.evals.corruptions = _evaluation("corruptions")
+  # Accuracy on HFC's low/high-pass test images (radial split; radii at 32 px, scaled to the image
+  # size; rescale "max" divides each filtered image by its maximum, as HFC's scripts). Named
+  # `bandpass` before 2026-12 (old config.json files load); `analyze bandpass` is Yin's filters.
+  config.evals.hfc_split = _evaluation("hfc_split")
   # Accuracy under PGD (every eps) and APGD with each of apgd_losses (main_eps), their worst case
   # per example, and the gradient-masking checks (large_eps: PGD's unbounded check, 0 = L-inf 1
   # or L2 sqrt(H*W*C)); eps () and main_eps 0 = the dataset's threat model (Fashion-MNIST L-inf
   # 0.1, CIFAR-10 8/255).
-  config.evals.adversarial = ml_collections.ConfigDict(dict(
-      type="adversarial", at_end=False, every_epochs=0.0, norm="linf", eps=(), main_eps=0.0,
-      num_examples=1000, pgd_steps=20, apgd_steps=50, restarts=1, attacks=("pgd", "apgd"),
-      apgd_losses=("ce", "dlr"), large_eps=0.0, seed=0, batch_size=250))
+  config.evals.adversarial = _evaluation("adversarial")
   # Accuracy under Kaufmann et al.'s adversarial corruptions at CIFAR-10's budgets and the UA
   # mean at medium (steps 0 = the reference's per attack).
-  config.evals.adversarial_corruptions = ml_collections.ConfigDict(dict(
-      type="adversarial_corruptions", at_end=False, every_epochs=0.0,
-      attacks=("jpeg", "gabor", "elastic", "fog", "snow"), budgets=("low", "medium", "high"),
-      num_examples=1000, steps=0, seed=0, batch_size=250))
+  config.evals.adversarial_corruptions = _evaluation("adversarial_corruptions")
   # Accuracy under band-limited APGD (apgd_losses, worst case) at main_eps (0 = the dataset's)
   # per band: num_bands equal slices of the DCT diagonals and of the FFT radius; beside the full
   # band, with the bands that beat it flagged (docs/METHOD.md §12); its figure shows the
   # adversarial worst case and the UA mean when they ran in the same call.
-  config.evals.adversarial_bands = ml_collections.ConfigDict(dict(
-      type="adversarial_bands", at_end=False, every_epochs=0.0, norm="linf", main_eps=0.0,
-      kinds=("dct", "fft"), num_bands=3, num_examples=1000, apgd_steps=50,
-      apgd_losses=("ce", "dlr"), seed=0, batch_size=250))
+  config.evals.adversarial_bands = _evaluation("adversarial_bands")
   # workdir/summary.png: per-corruption accuracy + first-layer PDM histogram (after the above).
-  config.evals.summary = ml_collections.ConfigDict(dict(type="summary", at_end=False,
-                                                        every_epochs=0.0))
+  config.evals.summary = _evaluation("summary")
 
   config.distributed = False  # Call jax.distributed.initialize() (multi-host GPU/TPU).
   config.coordinator_address = ""  # host:port of process 0; "" = found by jax (Slurm, TPU).

@@ -4,8 +4,8 @@ import sys
 TOOLS = (
     ("python -m freqrobust.main --config=FILE[:args] --workdir=DIR",
      "train (resumes from DIR's newest checkpoint; --config.a.b=v overrides any field)"),
-    ("python -m freqrobust.evaluate --workdir=DIR [--evals=corruptions,bandpass] [--step=N]",
-     "the run's evaluations (freqrobust/evaluators: clean, corruptions, bandpass, summary, ...); "
+    ("python -m freqrobust.evaluate --workdir=DIR [--evals=corruptions,hfc_split] [--step=N]",
+     "the run's evaluations (freqrobust/evaluators: clean, corruptions, hfc_split, summary, ...); "
      "finishes an interrupted run's"),
     ("python -m freqrobust.analyze TOOL --workdir=DIR [--step=N]",
      "pdm, heatmap, bandpass, spectra, occlusion, compare, dct, hfc, smoothing, fprinciple, "

@@ -1,6 +1,6 @@
 """Command line: run any evaluation of `freqrobust.evaluators` on a trained run.
 
-  python -m freqrobust.evaluate --workdir=DIR [--evals=corruptions,bandpass] [--step=N]
+  python -m freqrobust.evaluate --workdir=DIR [--evals=corruptions,hfc_split] [--step=N]
       [--baseline=OTHER_WORKDIR] [--config.<...> overrides of the evaluations' settings]
 
 Without --evals it runs every entry of the run's `config.evals` with at_end (what training runs
@@ -67,14 +67,16 @@ def _evaluate_locked(workdir, names, step, overrides, baseline, progress, config
     evaluator.check(config)
   run = trained_lib.load_trained(workdir, step)
   run.config = config  # The overridden settings.
-  own = workdir_lib.read_results(workdir) or {}
+  # An evaluation renamed since (bandpass -> hfc_split) is read and rewritten under its new name.
+  own = evaluators.normalize_results(workdir_lib.read_results(workdir)) or {}
   # results.json's numbers are those of the model it names: only that model's evaluations go
   # there (a run recorded before results.json named its model: the same step).
   newest = own.get("step") in (None, run.step) and own.get("model") in (None, run.fingerprint)
   if step is None and not newest:
     raise workdir_lib.UserError(_not_the_recorded_model(workdir, own, run))
   out_root = workdir if newest else workdir_lib.step_dir(workdir, run.step)
-  results = (own if newest else workdir_lib.read_results(out_root)) or {"step": run.step}
+  results = (own if newest else evaluators.normalize_results(workdir_lib.read_results(out_root))
+             or {"step": run.step})
   # A run trained before results.json named its model, or imported (`freqrobust.convert`): the
   # newest checkpoint is the run's model.
   results.setdefault("model", run.fingerprint)

@@ -8,8 +8,7 @@ creates the `TrainState` directly replicated over the mesh.
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -17,11 +16,15 @@ import ml_collections
 import optax
 from flax.training import train_state
 
-from freqrobust import augment, data as data_lib, evaluators, frequency, models
-from freqrobust.augment import aps as aps_lib
+from freqrobust import checks, data as data_lib, evaluators, models, provenance, schedules
+from freqrobust.augment import adversarial as adversarial_lib
 from freqrobust.augment import base as method_base
 from freqrobust.augment import registry
 from freqrobust.native import conv as native_conv
+# The schedules, the optimizer and the EMA live in their own modules; their names stay here too.
+from freqrobust.ema import (EmaState, ema_batch_stats, ema_params, init_ema_batch_stats,  # noqa
+                            track_ema, track_ema_batch_stats)
+from freqrobust.schedules import SCHEDULES, make_optimizer, make_schedule  # noqa: F401
 from freqrobust.sharding import Sharder
 from freqrobust.workdir import UserError
 
@@ -53,107 +56,53 @@ def train_option(config: ml_collections.ConfigDict, name: str) -> Any:
 # ----------------------------------------------------------------------------- validation
 
 
-def _require(ok: bool, field: str, value: Any, valid: str) -> None:
-  if not ok:
-    raise UserError(f"config.{field}={value!r} is invalid: {valid}.")
+def _check_loop(config: ml_collections.ConfigDict) -> None:
+  """The fields of config.train the run loop reads (intervals, batches, fast path, losses)."""
+  t, req = config.train, checks.require
+  for field in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "batch_size"):
+    req(checks.integer(t[field], 1), f"train.{field}", t[field], "an integer >= 1")
+  steps_per_call = train_option(config, "steps_per_call")
+  req(checks.integer(steps_per_call, 0), "train.steps_per_call", steps_per_call,
+      "0 (auto: 1 on CPU, min(log_every_steps, 100) on GPU/TPU) or an integer >= 1")
+  for field in ("device_data", "test_time_flip", "aux_bn"):
+    req(isinstance(train_option(config, field), bool), f"train.{field}",
+        train_option(config, field), "True or False")
+  keep_every = train_option(config, "keep_every_epochs")
+  req(checks.number(keep_every) and keep_every >= 0, "train.keep_every_epochs", keep_every,
+      "a number >= 0 (0 = keep only the newest checkpoints)")
+  smoothing = train_option(config, "label_smoothing")
+  req(checks.number(smoothing) and 0 <= smoothing < 1, "train.label_smoothing", smoothing,
+      "a number in [0, 1) (0 = off)")
+  req(checks.integer(config.eval.batch_size, 1), "eval.batch_size", config.eval.batch_size,
+      "an integer >= 1")
 
 
-def _number(x) -> bool:
-  return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+def _check_data(data_cfg: ml_collections.ConfigDict) -> None:
+  req = checks.require
+  req(checks.integer(data_cfg.train_examples, 0), "data.train_examples",
+      data_cfg.train_examples, "0 (= all) or a positive integer")
+  req(isinstance(data_cfg.get("shuffle_labels", False), bool), "data.shuffle_labels",
+      data_cfg.get("shuffle_labels"), "True or False")
+  if data_cfg.dataset == "synthetic":
+    for field in ("synthetic_size", "synthetic_channels", "synthetic_examples"):
+      req(checks.integer(data_cfg[field], 1), f"data.{field}", data_cfg[field], "an integer >= 1")
 
 
 def validate(config: ml_collections.ConfigDict, check_devices: bool = True) -> None:
-  """Checks every field a user may set; raises `UserError` naming the field and what is valid.
+  """Checks every field a user may set, each section by the component that reads it (the
+  schedule and optimizer, the loop, the data, the model; the method in `build_method`, the
+  evaluations in `evaluators.check`); raises `UserError` naming the field and what is valid.
   `check_devices`: the batch sizes must split over this machine's devices (training only)."""
-  t, a, m, e = config.train, config.aps, config.model, config.eval
-  native_conv.check_config(t)
-  _require(isinstance(t.num_epochs, int) and t.num_epochs >= 1, "train.num_epochs",
-           t.num_epochs, "an integer >= 1")
-  _require(isinstance(t.max_steps, int) and t.max_steps >= 0, "train.max_steps", t.max_steps,
-           "0 (= num_epochs) or a positive integer")
-  _require(_number(t.learning_rate) and t.learning_rate > 0, "train.learning_rate",
-           t.learning_rate, "a finite number > 0")
-  _require(_number(t.momentum) and 0 <= t.momentum < 1, "train.momentum", t.momentum,
-           "a number in [0, 1)")
-  _require(_number(t.weight_decay) and t.weight_decay >= 0, "train.weight_decay",
-           t.weight_decay, "a number >= 0")
-  _require(_number(t.warmup_epochs) and 0 <= t.warmup_epochs <= t.num_epochs,
-           "train.warmup_epochs", t.warmup_epochs, f"a number in [0, num_epochs={t.num_epochs}]")
-  _require(_number(t.decay_factor) and 0 < t.decay_factor <= 1, "train.decay_factor",
-           t.decay_factor, "a number in (0, 1]")
-  _require(t.schedule in SCHEDULES, "train.schedule", t.schedule, ", ".join(SCHEDULES))
-  for field in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "batch_size"):
-    _require(isinstance(t[field], int) and t[field] >= 1, f"train.{field}", t[field],
-             "an integer >= 1")
-  _require(_number(t.decay_epochs) and t.decay_epochs > 0, "train.decay_epochs",
-           t.decay_epochs, "a number > 0")
-  steps_per_call = train_option(config, "steps_per_call")
-  _require(isinstance(steps_per_call, int) and not isinstance(steps_per_call, bool)
-           and steps_per_call >= 0, "train.steps_per_call", steps_per_call,
-           "0 (auto: 1 on CPU, min(log_every_steps, 100) on GPU/TPU) or an integer >= 1")
-  for field in ("device_data", "test_time_flip", "aux_bn"):
-    _require(isinstance(train_option(config, field), bool), f"train.{field}",
-             train_option(config, field), "True or False")
-  keep_every = train_option(config, "keep_every_epochs")
-  _require(_number(keep_every) and keep_every >= 0, "train.keep_every_epochs", keep_every,
-           "a number >= 0 (0 = keep only the newest checkpoints)")
-  smoothing = train_option(config, "label_smoothing")
-  _require(_number(smoothing) and 0 <= smoothing < 1, "train.label_smoothing", smoothing,
-           "a number in [0, 1) (0 = off)")
-  ema = train_option(config, "ema_decay")
-  _require(_number(ema) and 0 <= ema < 1, "train.ema_decay", ema,
-           "a number in [0, 1) (0 = off; e.g. 0.999)")
-  _require(m.dtype in ("float32", "bfloat16"), "model.dtype", m.dtype,
-           "float32 or bfloat16 (the compute dtype; weights stay float32)")
-  _require(isinstance(e.batch_size, int) and e.batch_size >= 1, "eval.batch_size",
-           e.batch_size, "an integer >= 1")
-  _require(isinstance(config.data.train_examples, int) and config.data.train_examples >= 0,
-           "data.train_examples", config.data.train_examples, "0 (= all) or a positive integer")
-  _require(isinstance(config.data.get("shuffle_labels", False), bool), "data.shuffle_labels",
-           config.data.get("shuffle_labels"), "True or False")
-  _require(isinstance(m.get("batch_norm", True), bool), "model.batch_norm", m.get("batch_norm"),
-           "True or False")
-  _require(m.get("batch_norm", True) or m.name in models.BATCH_NORM_OPTIONAL, "model.batch_norm",
-           False, f"True for model.name={m.name!r} (only "
-           f"{' and '.join(models.BATCH_NORM_OPTIONAL)} can be built without BatchNorm; vgg16 is "
-           "VGG without BN)")
-  if config.data.dataset == "synthetic":
-    for field in ("synthetic_size", "synthetic_channels", "synthetic_examples"):
-      _require(isinstance(config.data[field], int) and config.data[field] >= 1,
-               f"data.{field}", config.data[field], "an integer >= 1")
-  # APS.
-  try:
-    parsed = frequency.parse_aps_configuration(a.configuration)
-  except ValueError as err:
-    raise UserError(f"config.aps.configuration: {err}") from None
-  _require(_number(a.aux_weight) and a.aux_weight >= 0, "aps.aux_weight", a.aux_weight,
-           "a number >= 0")
-  _require(a.aux_average in aps_lib.AUX_AVERAGES, "aps.aux_average", a.aux_average,
-           " or ".join(aps_lib.AUX_AVERAGES))
-  theta = tuple(a.theta_init) if isinstance(a.theta_init, (tuple, list)) else ()
-  _require(len(theta) == 3 and all(_number(x) for x in theta), "aps.theta_init", a.theta_init,
-           "3 finite numbers, one per mask (L, M, H)")
-  if parsed.learnable and m.attention == "none":
-    raise UserError("config.aps.configuration='learnable' needs an attention module to learn "
-                    "through, but config.model.attention='none'; set config.model.attention to "
-                    "basic or extended (or use the configuration LMH=abc without attention).")
-  # Model.
-  _require(isinstance(m.attention_hidden, int) and m.attention_hidden >= 1,
-           "model.attention_hidden", m.attention_hidden, "an integer >= 1 (paper: 512)")
-  if m.name == "small_resnet":
-    _require(len(m.small_stage_sizes) == len(m.small_widths) and len(m.small_widths) >= 1,
-             "model.small_stage_sizes", tuple(m.small_stage_sizes),
-             f"one block count per stage width (model.small_widths has {len(m.small_widths)})")
-    _require(all(isinstance(w, int) and w >= 1 for w in m.small_widths), "model.small_widths",
-             tuple(m.small_widths), "positive integers")
-    sizes = tuple(m.small_stage_sizes)
-    _require(all(isinstance(s, int) for s in sizes) and sizes[0] >= 0
-             and all(s >= 1 for s in sizes[1:]), "model.small_stage_sizes", sizes,
-             "integers >= 1 (the first may be 0: the stem then feeds the first stride-2 stage)")
+  schedules.check_config(config.train)
+  native_conv.check_config(config.train)
+  _check_loop(config)
+  _check_data(config.data)
+  models.check_config(config.model)
   n_dev = jax.device_count() if check_devices else 1
-  for field, value in (("train.batch_size", t.batch_size), ("eval.batch_size", e.batch_size)):
-    _require(value % n_dev == 0, field, value,
-             f"must be divisible by the number of devices ({n_dev})")
+  for field in ("train.batch_size", "eval.batch_size"):
+    value = config[field.split(".")[0]].batch_size
+    checks.require(value % n_dev == 0, field, value,
+                   f"must be divisible by the number of devices ({n_dev})")
 
 
 def resolve_config(config: ml_collections.ConfigDict,
@@ -205,138 +154,42 @@ def build_model(config: ml_collections.ConfigDict, method: Method, num_classes: 
 
 
 def build_method(config: ml_collections.ConfigDict) -> Method:
-  """The augmentation method of the config (the paper's: `config.augment` + `config.aps`)."""
+  """The augmentation method of the config: `config.method`'s entry of `registry.METHODS`, built
+  from the run's config (the paper's from `config.augment` + `config.aps`, a baseline's from
+  `config.method_args`), under adversarial training when `config.adversarial` names one
+  (`adversarial.AdversarialComposition`, with `config.adversarial_args`)."""
   name = config.get("method", "paper")
-  if name != "paper":
-    if name not in registry.METHODS:
-      raise UserError(f"config.method={name!r}; valid: paper, {', '.join(registry.METHODS)}.")
-    if config.model.attention != "none":
-      raise UserError(f"config.method={name!r} is a baseline without APS; set "
-                      "config.model.attention='none' (the attention is the paper's method).")
-    try:
-      return registry.METHODS[name].from_config(config.get("method_args", {}))
-    except (ValueError, TypeError) as err:
-      raise UserError(f"config.method_args ({name}): {err}") from None
-  method = aps_lib.PaperMethod(
-      augment=augment.AugmentParams.from_config(config.augment),
-      aps=aps_lib.APSParams.from_config(config.aps, config.model.attention))
+  if name not in registry.METHODS:
+    raise UserError(f"config.method={name!r}; valid: {', '.join(registry.METHODS)}.")
+  cls = registry.METHODS[name]
+  if config.model.attention != "none" and not cls.uses_attention:
+    raise UserError(f"config.method={name!r} is a baseline without APS; set "
+                    "config.model.attention='none' (the attention is the paper's method).")
+  method = cls.from_run_config(config)
   adversarial = config.get("adversarial", "")
   if not adversarial:
     return method
-  # The paper's method under adversarial training: its view attacked (augment/adversarial.py).
-  from freqrobust.augment import adversarial as adversarial_lib
-  if adversarial not in ADVERSARIAL_TRAINING:
+  if adversarial not in registry.ADVERSARIAL_TRAINING:
     raise UserError(f"config.adversarial={adversarial!r}; valid: '' (none), "
-                    f"{', '.join(ADVERSARIAL_TRAINING)}.")
+                    f"{', '.join(registry.ADVERSARIAL_TRAINING)}.")
+  if name in registry.ADVERSARIAL_TRAINING:
+    raise UserError(f"config.adversarial={adversarial!r} adds adversarial training to the method, "
+                    f"but config.method={name!r} is adversarial training already: set "
+                    "config.adversarial='' (and its settings in config.method_args).")
   try:
-    attack = registry.METHODS[adversarial].from_config(config.get("adversarial_args", {}))
+    attack = registry.ADVERSARIAL_TRAINING[adversarial].from_config(
+        config.get("adversarial_args", {}))
   except (ValueError, TypeError) as err:
     raise UserError(f"config.adversarial_args ({adversarial}): {err}") from None
-  return adversarial_lib.AdversarialPaper(paper=method, attack=attack)
+  try:
+    return adversarial_lib.AdversarialComposition(method=method, attack=attack)
+  except ValueError as err:
+    raise UserError(f"config.adversarial={adversarial!r} cannot compose with config.method="
+                    f"{name!r}: {err}") from None
 
 
-# The adversarial-training methods the paper's method composes with (config.adversarial).
-ADVERSARIAL_TRAINING = ("pgd_at", "fgsm_rs")
-
-
-# Learning-rate schedules (config.train.schedule), each after an optional linear warm-up from 0
-# over config.train.warmup_epochs:
-# - "step": x decay_factor every decay_epochs, counted from step 0 (the warm-up does not move them);
-# - "cosine": a cosine from the peak over num_epochs that starts when the warm-up ends, so it
-#   stops short of 0: at warm-up w of T steps the last step has lr * (1 + cos(pi (T - w) / T)) / 2
-#   (0.27% of the peak for the CPU protocol's 0.2 of 6 epochs). Every CPU run in docs/RESULTS.md
-#   used it; kept so that they stay reproducible;
-# - "warmup_cosine": the cosine over the steps after the warm-up, down to 0 at the last step
-#   (optax.warmup_cosine_decay_schedule).
-SCHEDULES = ("step", "cosine", "warmup_cosine")
-
-
-def make_schedule(train_cfg, steps_per_epoch: int) -> Callable:
-  """The learning rate per step (see SCHEDULES)."""
-  lr = train_cfg.learning_rate
-  total = max(1, train_cfg.num_epochs * steps_per_epoch)
-  warmup = int(train_cfg.warmup_epochs * steps_per_epoch)
-  if train_cfg.schedule == "warmup_cosine":
-    return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total, warmup + 1))
-  if train_cfg.schedule == "step":
-    boundaries = {int(k * train_cfg.decay_epochs * steps_per_epoch): train_cfg.decay_factor
-                  for k in range(1, int(math.ceil(train_cfg.num_epochs / train_cfg.decay_epochs)))}
-    main = optax.piecewise_constant_schedule(lr, boundaries)
-    if not warmup:
-      return main
-    ramp = optax.linear_schedule(0.0, lr, warmup)
-    return lambda count: jnp.where(count < warmup, ramp(count), main(count))
-  schedule = optax.cosine_decay_schedule(lr, total)
-  if warmup:
-    schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), schedule], [warmup])
-  return schedule
-
-
-def make_optimizer(train_cfg, steps_per_epoch: int) -> Tuple[optax.GradientTransformation,
-                                                              Callable]:
-  """SGD with momentum and weight decay (model parameters only), with `make_schedule`."""
-  schedule = make_schedule(train_cfg, steps_per_epoch)
-  model_only = lambda params: {k: jax.tree.map(lambda _: k == "model", v)
-                               for k, v in params.items()}
-  parts = [optax.add_decayed_weights(train_cfg.weight_decay, mask=model_only),
-           optax.sgd(schedule, momentum=train_cfg.momentum, nesterov=train_cfg.nesterov)]
-  ema_decay = float(train_cfg.get("ema_decay", TRAIN_OPTION_DEFAULTS["ema_decay"]))
-  if ema_decay:
-    parts.append(track_ema(ema_decay))
-  return optax.chain(*parts), schedule
-
-
-class EmaState(NamedTuple):
-  """The exponential moving averages of the parameters and of the BatchNorm statistics
-  (zero-initialised; `ema_params` / `ema_batch_stats` debias them), the number of updates they
-  have seen, and the decay."""
-  count: jax.Array
-  ema: Any
-  batch_stats: Any = ()  # Filled with zeros of the statistics' shapes by `init_ema_batch_stats`.
-  decay: Any = ()  # For `track_ema_batch_stats`, which the train step calls without the config.
-
-
-def track_ema(decay: float) -> optax.GradientTransformation:
-  """Last link of the optimizer chain: leaves the updates alone and keeps, in its state, the
-  EMA of the parameters after each update (params + updates). Living in opt_state, it is saved
-  and restored with the checkpoints; the checkpoints' params stay the live weights. The EMA of
-  the BatchNorm statistics beside it is kept by `track_ema_batch_stats`, which the train step
-  calls after each update: EMA weights evaluated with the live weights' statistics lost 3.2
-  points of clean accuracy on the quickstart (decay 0.998, docs/BENCHMARKS.md)."""
-  def init_fn(params):
-    return EmaState(jnp.zeros([], jnp.int32), jax.tree.map(jnp.zeros_like, params), (),
-                    jnp.asarray(decay, jnp.float32))
-
-  def update_fn(updates, state, params):
-    new_params = optax.apply_updates(params, updates)
-    ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema, new_params)
-    return updates, state._replace(count=optax.safe_int32_increment(state.count), ema=ema)
-
-  return optax.GradientTransformation(init_fn, update_fn)
-
-
-def _is_ema(node: Any) -> bool:
-  return isinstance(node, EmaState)
-
-
-def init_ema_batch_stats(opt_state: Any, batch_stats: Any) -> Any:
-  """`opt_state` with zeros of the BatchNorm statistics' shapes in its EmaState (a no-op without
-  one), so the state's structure is fixed from the start (scan, donation, checkpoints)."""
-  return jax.tree.map(
-      lambda s: s._replace(batch_stats=jax.tree.map(jnp.zeros_like, batch_stats))
-      if _is_ema(s) else s, opt_state, is_leaf=_is_ema)
-
-
-def track_ema_batch_stats(opt_state: Any, batch_stats: Any) -> Any:
-  """After an optimizer update: the EMA of the BatchNorm statistics takes in `batch_stats` (the
-  statistics after that step), with the EMA's decay; a no-op without an EmaState."""
-  def update(s):
-    if not _is_ema(s):
-      return s
-    d = s.decay
-    return s._replace(batch_stats=jax.tree.map(lambda e, b: d * e + (1.0 - d) * b,
-                                               s.batch_stats, batch_stats))
-  return jax.tree.map(update, opt_state, is_leaf=_is_ema)
+# The adversarial-training methods every other method composes with (config.adversarial).
+ADVERSARIAL_TRAINING = tuple(registry.ADVERSARIAL_TRAINING)
 
 
 def evaluation_variables(config: ml_collections.ConfigDict, state: Any) -> Dict[str, Any]:
@@ -361,45 +214,6 @@ def predict_apply(model, test_time_flip: bool = False) -> Callable:
       logits = 0.5 * (logits + mirrored.astype(jnp.float32))
     return logits
   return apply
-
-
-def _ema_state(opt_state: Any) -> EmaState:
-  found = [s for s in jax.tree.leaves(opt_state, is_leaf=_is_ema) if _is_ema(s)]
-  if not found:
-    raise ValueError("The optimizer state has no EMA of the parameters: the run was built "
-                     "with config.train.ema_decay = 0.")
-  return found[0]
-
-
-def _debiased(state: EmaState, tree: Any, decay: float, live: Any) -> Any:
-  """tree / (1 - decay^count), or `live` before the first update; traceable (no host read of the
-  count), so evaluations may call it inside jit."""
-  if not isinstance(state.count, jax.core.Tracer):  # Concrete: the scale in float64, as always.
-    count = int(state.count)
-    if count == 0:
-      return live
-    scale = 1.0 / (1.0 - decay ** count)
-    return jax.tree.map(lambda e: e * scale, tree)
-  count = jnp.asarray(state.count)
-  started = count > 0
-  scale = 1.0 / jnp.where(started, 1.0 - jnp.asarray(decay, jnp.float32) ** count, 1.0)
-  return jax.tree.map(lambda e, v: jnp.where(started, e * scale, v), tree, live)
-
-
-def ema_params(opt_state: Any, decay: float, params: Any) -> Any:
-  """The debiased EMA of the parameters, EMA / (1 - decay^count), from a state made by
-  `make_optimizer` with ema_decay = `decay`; `params` (the live ones) before the first update."""
-  state = _ema_state(opt_state)
-  return _debiased(state, state.ema, decay, params)
-
-
-def ema_batch_stats(opt_state: Any, decay: float, batch_stats: Any) -> Any:
-  """The debiased EMA of the BatchNorm statistics, as `ema_params`; `batch_stats` (the live
-  ones) before the first update or when the model has none."""
-  state = _ema_state(opt_state)
-  if not jax.tree.leaves(state.batch_stats):
-    return batch_stats
-  return _debiased(state, state.batch_stats, decay, batch_stats)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -451,29 +265,7 @@ def build(config: ml_collections.ConfigDict, num_train: int) -> Experiment:
 
 
 def method_choices(config: ml_collections.ConfigDict, method: Optional[Method] = None) -> dict:
-  """The method choices the paper leaves open, as this run made them (recorded in results.json;
-  docs/METHOD.md §8 explains each). `method`: the run's built method (built from `config` if
-  None)."""
+  """The method choices the paper leaves open, as this run made them (`provenance`; recorded in
+  results.json). `method`: the run's built method (built from `config` if None)."""
   method = build_method(config) if method is None else method
-  return {"method": config.get("method", "paper"),
-          "method_args": dict(config.get("method_args", {})),
-          **({"adversarial": config.adversarial,
-              "adversarial_args": dict(config.get("adversarial_args", {}))}
-             if config.get("adversarial", "") else {}),
-          "aux_bn_views": list(method.aux_bn_views) if uses_aux_bn(config, method) else [],
-          "aux_average": config.aps.aux_average if config.model.attention != "none" else None,
-          "nfd_noise": "hermitian" if config.augment.nfd else None,
-          "keep_range": list(config.augment.keep_range),
-          "method_revision": len(method.revisions),
-          **({"method_fields": _resolved_fields(method)}
-             if type(method) in registry.METHODS.values() else {})}
-
-
-def _resolved_fields(method: Method) -> dict:
-  """A baseline's fields as it trained (defaults included), JSON-ready: what `base.stale_notes`
-  reads instead of guessing from the config's method_args."""
-  out = {}
-  for f in dataclasses.fields(method):
-    value = getattr(method, f.name)
-    out[f.name] = list(value) if isinstance(value, tuple) else value
-  return out
+  return provenance.method_choices(config, method, uses_aux_bn(config, method))

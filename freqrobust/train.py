@@ -7,19 +7,17 @@ method's own terms (for the paper's method, APS's auxiliary L2 term of eq. 10).
 The loop's fast path (`train_steps`, `StepRunner`): the uint8 training set is put on every device
 once (`config.train.device_data`) and each step's batch is gathered there from the seeded
 per-epoch permutation (`EpochOrder`, a function of (seed, step) alone: only the indices travel);
-`lax.scan` runs K = `config.train.steps_per_call` steps per call, with K dividing every logging,
-checkpoint and evaluation boundary (`effective_steps_per_call`), so a resumed run repeats an
-uninterrupted one call for call; the state is donated and metrics stay on the devices until a log
-boundary. `config.model.dtype="bfloat16"` computes in bfloat16 with float32 master weights, and
+`lax.scan` runs K = `config.train.steps_per_call` steps per call, with K dividing the interval of
+every in-loop action (logging, evaluations, checkpoints: `freqrobust.loop`, which runs the loop),
+so a resumed run repeats an uninterrupted one call for call; the state is donated and metrics stay
+on the devices until a log boundary. `config.model.dtype="bfloat16"` computes in bfloat16 with float32 master weights, and
 the loss in float32.
 """
 from __future__ import annotations
 
 import errno
 import functools
-import math
 import resource
-import signal
 import sys
 from typing import Any, Callable, Dict, List, Optional
 
@@ -30,12 +28,14 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from freqrobust import checkpoint, data as data_lib, evaluators, experiment
+from freqrobust import checkpoint, data as data_lib, evaluators, experiment, loop as loop_lib
 from freqrobust import distributed, frequency, progress as progress_lib, sharding, trained
 from freqrobust import workdir as workdir_lib
 from freqrobust.augment.base import Method, soft_cross_entropy
 from freqrobust.experiment import TrainState, train_option
 from freqrobust.workdir import UserError
+# The loop's parts, moved to freqrobust/loop.py; their names stay here too.
+from freqrobust.loop import effective_steps_per_call, kept_every_steps, mean_metrics  # noqa
 
 
 # ----------------------------------------------------------------------------- the steps
@@ -180,23 +180,6 @@ def train_steps(state: TrainState, data: Optional[Dict[str, jax.Array]],
   return jax.lax.scan(body, state, xs)
 
 
-@jax.jit
-def all_finite(tree) -> jax.Array:
-  return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
-
-
-def mean_metrics(pending: List[Dict[str, Any]]) -> Dict[str, float]:
-  """Means over the steps of device metrics (one host transfer): each entry is one call's
-  metrics, scalars (one step) or with a leading axis (the steps of a scanned call); `nonfinite`
-  is summed instead."""
-  stacked = jax.device_get(pending)
-  out = {}
-  for k in stacked[0]:
-    values = np.concatenate([np.reshape(np.asarray(m[k]), -1) for m in stacked])
-    out[k] = float(np.sum(values) if k == "nonfinite" else np.mean(values, dtype=np.float64))
-  return out
-
-
 # ----------------------------------------------------------------------------- data order
 
 
@@ -231,16 +214,6 @@ def requested_steps_per_call(config: ml_collections.ConfigDict, platform: str) -
   if requested:
     return requested
   return 1 if platform == "cpu" else min(int(config.train.log_every_steps), 100)
-
-
-def effective_steps_per_call(requested: int, boundaries) -> int:
-  """The largest K <= `requested` dividing `requested` and every boundary (log, checkpoint and
-  evaluation intervals, the last step, the start step; zeros are ignored): every boundary then
-  falls at the end of a call, and the calls of a resumed run are those of an uninterrupted one."""
-  k = max(1, int(requested))
-  for b in boundaries:
-    k = math.gcd(k, int(b))
-  return k
 
 
 def _fits_on_devices(nbytes: int, sharder: sharding.Sharder) -> bool:
@@ -322,36 +295,6 @@ def peak_memory() -> Dict[str, Optional[float]]:
 # ----------------------------------------------------------------------------- the run
 
 
-class _Preemption:
-  """Turns SIGTERM into a flag the loop checks, so the run saves and exits cleanly.
-
-  `poll()`, called once per loop iteration by every process, sets `requested` to whether any
-  process has received SIGTERM (`distributed.any_process`, a collective): all processes then save
-  the same step and leave together, whichever of them the signal reached."""
-
-  def __init__(self):
-    self.requested, self._received, self._previous = False, False, None
-
-  def poll(self) -> bool:
-    self.requested = self.requested or distributed.any_process(self._received)
-    return self.requested
-
-  def __enter__(self):
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # Not the main thread: no handler, the flag stays False.
-      self._previous = None
-    return self
-
-  def _handle(self, signum, frame):
-    del signum, frame
-    self._received = True
-
-  def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-
-
 def _info(message: str) -> None:
   if jax.process_index() == 0:
     progress_lib.say(message)
@@ -396,7 +339,7 @@ def _restore(exp: experiment.Experiment, sharder: sharding.Sharder, workdir: str
   # Process 0 reads config.json; every process gets its answer (or its error).
   changed = distributed.decide(lambda: workdir_lib.config_changes(workdir, config))
   manager = checkpoint.make_manager(workdir, config.train.keep_checkpoints,
-                                    kept_every_steps(config, exp.steps_per_epoch))
+                                    loop_lib.kept_every_steps(config, exp.steps_per_epoch))
   try:
     state, start_step, manager = checkpoint.restore_latest(manager, exp.init_state(key, sharder))
   except checkpoint.IncompatibleCheckpoint as err:
@@ -426,12 +369,11 @@ def _train_and_evaluate(config, workdir, step_callback):
   init_key, step_key = jax.random.split(jax.random.key(config.seed))
   state, start_step, manager = _restore(exp, sharder, workdir, init_key)
   platform = sharder.devices[0].platform
-  in_loop = evaluators.in_loop(config, order.steps_per_epoch)  # (evaluator, every N steps)
-  k = effective_steps_per_call(
-      requested_steps_per_call(config, platform),
-      (config.train.log_every_steps, config.train.checkpoint_every_steps,
-       kept_every_steps(config, order.steps_per_epoch), *(every for _, every in in_loop),
-       total_steps, start_step))
+  # Everything the loop does between calls, with its interval: K divides every one of them.
+  actions = loop_lib.actions(config, order.steps_per_epoch,
+                             evaluators.in_loop(config, order.steps_per_epoch))
+  k = loop_lib.steps_per_call(requested_steps_per_call(config, platform), actions, total_steps,
+                              start_step)
   device_data = bool(train_option(config, "device_data"))
   if device_data and not _fits_on_devices(train_images.nbytes + train_labels.nbytes, sharder):
     device_data = False
@@ -457,10 +399,13 @@ def _train_and_evaluate(config, workdir, step_callback):
                                  progress=False, write_files=False)
     return {k: v for e in due for k, v in evaluators.prefixed(e.name, e.run(context)).items()}
 
+  loop = loop_lib.Loop(state=state, step=start_step, total_steps=total_steps,
+                       steps_per_epoch=order.steps_per_epoch, runner=runner, key=step_key,
+                       log=log, manager=manager, evaluate=evaluate_in_loop,
+                       step_callback=step_callback)
   try:
-    state, step, status, last_good = _loop(
-        config, state, start_step, total_steps, runner, step_key, in_loop, order, manager,
-        log, evaluate_in_loop, step_callback)
+    status = loop_lib.run(loop, actions)
+    state, step = loop.state, loop.step
     manager.wait_until_finished()
   except BaseException as err:
     log.close()
@@ -480,60 +425,6 @@ def _train_and_evaluate(config, workdir, step_callback):
   return results
 
 
-def _loop(config, state, step, total_steps, runner, step_key, in_loop, order, manager, log,
-          evaluate_in_loop, step_callback):
-  """The training loop, `runner.k` steps per call; returns (state, step, status, last good
-  checkpoint step). Nothing here waits for the devices between log boundaries."""
-  progress = progress_lib.TrainProgress(step, total_steps, order.steps_per_epoch,
-                                        enabled=jax.process_index() == 0)
-  pending, last_good, status = [], step, "finished"
-  keep_every = kept_every_steps(config, order.steps_per_epoch)
-  with _Preemption() as preemption:
-    while step < total_steps:
-      state, metrics = runner(state, step, step_key)
-      pending.append(metrics)
-      for done in range(step + 1, step + runner.k + 1):
-        step = done
-        if step_callback is not None:
-          step_callback(step)
-      save_now = (step % config.train.checkpoint_every_steps == 0 or step == total_steps
-                  or (keep_every and step % keep_every == 0))
-      if preemption.poll() or save_now or step % config.train.log_every_steps == 0:
-        summary, pending = mean_metrics(pending), []
-        if summary.pop("nonfinite") > 0:
-          _raise_nonfinite(step, last_good, manager)
-        log.write(step, summary)
-        progress.update(step, summary)
-      due = [e for e, every in in_loop if step % every == 0]
-      if due and step != total_steps:  # The final model is evaluated by _finish.
-        log.write(step, evaluate_in_loop(state, step, due), kind="eval")
-      if save_now or preemption.requested:
-        if not bool(all_finite(state.params)):  # Never overwrite good weights with bad ones.
-          _raise_nonfinite(step, last_good, manager)
-        checkpoint.save(manager, step, state)
-        last_good = step
-      if preemption.requested:
-        _info(f"SIGTERM: saved the checkpoint of step {step}; rerun the same command to resume.")
-        return state, step, "preempted", last_good
-  return state, step, status, last_good
-
-
-def kept_every_steps(config, steps_per_epoch: int) -> int:
-  """Steps between the checkpoints kept beside the newest ones (config.train.keep_every_epochs;
-  0: none)."""
-  epochs = train_option(config, "keep_every_epochs")
-  return int(round(epochs * steps_per_epoch)) if epochs else 0
-
-
-def _raise_nonfinite(step: int, last_good: int, manager) -> None:
-  manager.wait_until_finished()
-  kept = (f"The last good checkpoint (step {last_good}) is kept in {manager.directory}; rerun "
-          "to resume from it" if last_good else "No checkpoint had been saved yet")
-  raise FloatingPointError(
-      f"The loss or the parameters became NaN/Inf by step {step}; training stopped. {kept}. "
-      "Lower config.train.learning_rate or config.aps.aux_weight.")
-
-
 def _finish(config, exp, state, step, sharder, predictor, test_set, workdir,
             log) -> Dict[str, Any]:
   """Records the trained model in results.json (status "trained"), runs every evaluation of
@@ -543,7 +434,8 @@ def _finish(config, exp, state, step, sharder, predictor, test_set, workdir,
   write = distributed.is_writer()
   # Every process must run the same evaluations (their predictions are collectives): process 0
   # reads what is already recorded and tells the others.
-  previous = distributed.decide(lambda: workdir_lib.read_results(workdir) or {})
+  previous = distributed.decide(
+      lambda: evaluators.normalize_results(workdir_lib.read_results(workdir)) or {})
   results = {"status": "trained", "step": int(state.step), "epochs": step / exp.steps_per_epoch,
              "model": model.fingerprint,
              "method_choices": experiment.method_choices(config, exp.method),

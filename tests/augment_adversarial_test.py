@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import flax
+import ml_collections
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -111,8 +112,9 @@ def test_fields_are_validated():
                               jnp.zeros(2, jnp.int32))
 
 
-def _tiny(method: str, **args):
+def _tiny(method: str, adversarial: str = "", **args):
   config = workdirs.tiny_config()
+  config.adversarial = adversarial
   config.data.synthetic_size = 8
   config.data.synthetic_channels = 1
   config.model.small_widths = (4, 4, 4)
@@ -168,21 +170,54 @@ def test_attack_leaves_the_running_batch_statistics_alone(bn="batch"):
 
 def test_composition_with_the_papers_method():
   paper = aps.PaperMethod(augment=AugmentParams(pad=0, suppress_prob=1.0))
-  method = adversarial.AdversarialPaper(paper=paper, attack=adversarial.PGDAT(steps=2))
+  attack = adversarial.PGDAT(steps=2)
+  method = adversarial.AdversarialComposition(method=paper, attack=attack)
   x = baselines_test.images(4, (6,) + SHAPE)
   y = jnp.asarray([0, 1, 2, 3, 4, 5], jnp.int32)
   key = jax.random.key(0)
   views, aux = method.views(key, x, y, forward)
-  paper_views, paper_aux = paper.views(jax.random.split(key)[0], x, y)
-  assert views.shape == (1,) + x.shape
+  k_paper, k_attack = jax.random.split(key)
+  paper_views, paper_aux = paper.views(k_paper, x, y)
+  assert views.shape == (1,) + x.shape and method.attacked_views == (0,)
+  # The paper's view attacked with the attack's key: what the paper-only composition did.
+  np.testing.assert_array_equal(np.asarray(views[0]), np.asarray(
+      attack.craft(k_attack, paper_views[0], y, forward)))
   assert bool(jnp.all(ball.in_ball(views[0], paper_views[0], 0.1, "linf", atol=1e-6)))
   assert float(jnp.max(jnp.abs(views[0] - paper_views[0]))) > 0.05
   for k, v in paper_aux.items():
     np.testing.assert_array_equal(np.asarray(aux[k]), np.asarray(v))
-  assert method.init_params() == paper.init_params()
+  assert method.init_params() == paper.init_params() and method.uses_attention
   assert "adv_perturbation" in method.step_metrics(None, aux, None)
   with pytest.raises(ValueError, match="attack"):
-    adversarial.AdversarialPaper(attack=paper)
+    adversarial.AdversarialComposition(attack=paper)
+  with pytest.raises(ValueError, match="adversarial training already"):
+    adversarial.AdversarialComposition(method=attack, attack=attack)
+
+
+@pytest.mark.parametrize("name, attacked", [("augmix", (0,)), ("apr_p", (0, 1)),
+                                            ("afa", (0,))])
+def test_composition_attacks_every_ce_view_of_a_multi_view_method(name, attacked):
+  """The CE views (but those on auxiliary BatchNorms) are attacked, each against its labels; the
+  other views and the method's loss terms stay the method's own."""
+  inner = registry.BASELINES[name]()
+  method = adversarial.AdversarialComposition(method=inner, attack=adversarial.PGDAT(steps=2))
+  assert method.attacked_views == attacked and method.num_views == inner.num_views
+  assert (method.ce_views, method.aux_bn_views) == (inner.ce_views, inner.aux_bn_views)
+  x = baselines_test.images(5, (6,) + SHAPE)
+  y = jnp.asarray([0, 1, 2, 3, 4, 5], jnp.int32)
+  key = jax.random.key(3)
+  views, aux = method.views(key, x, y, forward)
+  plain, _ = inner.views(jax.random.split(key)[0], x, y, forward)
+  assert views.shape == plain.shape and aux["adv_perturbation"].shape == (len(attacked), 6)
+  for v in range(inner.num_views):
+    moved = float(jnp.max(jnp.abs(views[v] - plain[v])))
+    assert (moved > 0.05) if v in attacked else (moved == 0.0), (v, moved)
+    # In the ball around the view (APR-P's mixed view may leave [0, 1]: the attack clips it).
+    assert bool(jnp.all(ball.in_ball(views[v], jnp.clip(plain[v], 0, 1), 0.1, "linf",
+                                     atol=1e-6)))
+  logits = jnp.zeros((inner.num_views, 6, 10))
+  assert method.loss_terms(logits, None, y, aux, {}).keys() == \
+      inner.loss_terms(logits, None, y, aux, {}).keys()
 
 
 # The corruption report off (the config's field for it is being renamed: either spelling).
@@ -215,8 +250,9 @@ def test_the_paper_method_composes_with_adversarial_training_through_the_config(
   from freqrobust.workdir import UserError
   config = experiment.resolve_config(baselines.get_config("paper_pgd_at,cpu"))
   method = experiment.build_method(config)
-  assert isinstance(method, adversarial_lib.AdversarialPaper)
-  assert method.attack.eps == 0.1 and method.paper.aps.enabled  # The paper's APS term kept.
+  assert isinstance(method, adversarial_lib.AdversarialComposition)
+  assert isinstance(method.method, aps.PaperMethod)
+  assert method.attack.eps == 0.1 and method.method.aps.enabled  # The paper's APS term kept.
   assert experiment.method_choices(config, method)["adversarial"] == "pgd_at"
   cifar = experiment.build_method(experiment.resolve_config(baselines.get_config("paper_pgd_at")))
   assert cifar.attack.eps == pytest.approx(8 / 255) and cifar.attack.step_size == pytest.approx(
@@ -225,3 +261,35 @@ def test_the_paper_method_composes_with_adversarial_training_through_the_config(
   with pytest.raises(UserError, match=r"config\.adversarial='trades'"):
     experiment.resolve_config(config)
   assert "pgd_at" not in baselines.TABLES["all"] and "pgd_at" in baselines.TABLES["adversarial"]
+
+
+def test_config_adversarial_composes_with_every_baseline_and_is_recorded():
+  """`--config=configs/baselines.py:augmix,cpu --config.adversarial=pgd_at` trains AugMix under
+  PGD-AT (it trained plain AugMix while recording pgd_at); adversarial training on adversarial
+  training is refused."""
+  from freqrobust.workdir import UserError
+  config = baselines.get_config("augmix,cpu")
+  config.adversarial = "pgd_at"
+  config.adversarial_args = ml_collections.ConfigDict(dict(steps=2))
+  config = experiment.resolve_config(config)
+  method = experiment.build_method(config)
+  assert isinstance(method, adversarial.AdversarialComposition)
+  assert type(method.method) is registry.BASELINES["augmix"] and method.attack.steps == 2
+  choices = experiment.method_choices(config, method)
+  assert choices["method"] == "augmix" and choices["adversarial"] == "pgd_at"
+  assert choices["adversarial_views"] == [0]
+  assert choices["method_fields"]["width"] == registry.BASELINES["augmix"]().width
+  # A train step runs the composition: AugMix's JSD and the attack's perturbation are logged.
+  exp = experiment.build(_tiny("augmix", pad=0, flip=False, adversarial="fgsm_rs"), 64)
+  assert exp.method.name == "augmix+fgsm_rs"
+  state = exp.init_state(jax.random.key(0), sharding.Sharder(jax.devices()[:1]))
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.integers(0, 256, (8, 8, 8, 1)).astype(np.uint8),
+           "label": rng.integers(0, 10, 8).astype(np.int32)}
+  step = jax.jit(functools.partial(train.train_step, method=exp.method, schedule=exp.schedule))
+  _, metrics = step(state, batch, jax.random.key(1))
+  assert np.isfinite(float(metrics["jsd"])) and 0 < float(metrics["adv_perturbation"]) <= 0.1001
+  config.method = "pgd_at"
+  config.method_args = baselines._defaults(registry.BASELINES["pgd_at"])
+  with pytest.raises(UserError, match=r"config\.method='pgd_at' is adversarial training already"):
+    experiment.resolve_config(config)

@@ -205,7 +205,7 @@ def test_views_accept_a_legacy_uint32_key():
   np.testing.assert_allclose(legacy, typed, atol=1e-6)  # the same draws from the same bits
 
 
-@pytest.mark.parametrize("name", sorted(registry.METHODS) + ["paper"])
+@pytest.mark.parametrize("name", sorted(registry.METHODS))
 def test_every_method_accepts_a_legacy_key(name):
   """Every method's views take a legacy (2,) uint32 key as well as a typed one, eagerly."""
   batch = images(11, (2, 8, 8, 3))

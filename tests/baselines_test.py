@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from freqrobust.augment import base, registry
+from freqrobust.augment import aps, base, registry
 
 EXPECTED = {"gaussian", "augmix", "apr_s", "apr_p", "apr_sp", "prime", "afa", "hybrid_s",
             "hybrid_p", "hybrid_ps", "fourier_basis", "pgd_at", "fgsm_rs"}
@@ -72,8 +72,9 @@ def assert_views_contract(method: base.Method, batch: jax.Array, labels: jax.Arr
 
 
 def test_registry_names_and_classes():
-  assert set(registry.METHODS) == EXPECTED
-  for name, cls in registry.METHODS.items():
+  assert set(registry.BASELINES) == EXPECTED
+  assert registry.METHODS == {"paper": aps.PaperMethod, **registry.BASELINES}
+  for name, cls in registry.BASELINES.items():
     assert issubclass(cls, base.Method)
     assert cls.name == name
     assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen
@@ -86,7 +87,7 @@ def test_registry_names_and_classes():
 
 
 def test_from_config_round_trip_and_unknown_fields():
-  for cls in registry.METHODS.values():
+  for cls in registry.BASELINES.values():
     method = cls()
     values = {f.name: getattr(method, f.name) for f in dataclasses.fields(cls)}
     assert cls.from_config(values) == method
@@ -105,12 +106,12 @@ def test_from_config_round_trip_and_unknown_fields():
     ("hybrid_s", "plus", "yes"), ("fourier_basis", "granularity", 0),
 ])
 def test_invalid_fields_name_the_field(name, field, value):
-  cls = registry.METHODS[name]
+  cls = registry.BASELINES[name]
   with pytest.raises(ValueError, match=f"{cls.__name__}.{field} must be"):
     cls(**{field: value})
 
 
 def test_fields_are_coerced():
-  method = registry.METHODS["augmix"](width=np.int64(2), severity=3)
+  method = registry.BASELINES["augmix"](width=np.int64(2), severity=3)
   assert type(method.width) is int and type(method.severity) is float
-  assert registry.METHODS["prime"](transforms="diffeo, color").transforms == ("diffeo", "color")
+  assert registry.BASELINES["prime"](transforms="diffeo, color").transforms == ("diffeo", "color")

@@ -27,11 +27,11 @@ def tiny(method: str):
   config.data.synthetic_channels = 3
   config.model.attention = "none"
   config.method = method
-  config.method_args = baselines._defaults(registry.METHODS[method])
+  config.method_args = baselines._defaults(registry.BASELINES[method])
   return experiment.resolve_config(config)
 
 
-@pytest.mark.parametrize("method", sorted(registry.METHODS))
+@pytest.mark.parametrize("method", sorted(registry.BASELINES))
 def test_method_trains_through_the_generic_step(method):
   config = tiny(method)
   exp = experiment.build(config, 64)
@@ -147,7 +147,7 @@ def test_aux_bn_is_a_config_choice():
 def test_baseline_with_attention_is_refused():
   config = workdirs.tiny_config()
   config.method = "gaussian"
-  config.method_args = baselines._defaults(registry.METHODS["gaussian"])
+  config.method_args = baselines._defaults(registry.BASELINES["gaussian"])
   with pytest.raises(ValueError, match="attention"):
     experiment.resolve_config(config)
 

@@ -50,7 +50,7 @@ def test_parse_errors_name_the_file_string_and_valid_values(arg, match):
 def test_baselines_errors_are_user_errors_naming_the_registry():
   with pytest.raises(UserError) as error:
     baselines.get_config("nosuch,cpu")
-  for name in list(registry.METHODS) + ["natural", "paper_both_att"]:
+  for name in list(registry.BASELINES) + ["natural", "paper_both_att"]:
     assert name in str(error.value)  # derived from the registry: new methods appear here
   with pytest.raises(UserError, match="unknown argument 'vgg19'.*resnet18, vgg16"):
     baselines.get_config("augmix,vgg19")

@@ -226,8 +226,8 @@ def test_cli_converts_a_checkpoint_that_load_trained_predicts_like_torch(tmp_pat
   config.evals.adversarial.update(dict(num_examples=8, pgd_steps=2, attacks=("pgd",),
                                        batch_size=8, eps=(0.0, 8 / 255), main_eps=8 / 255))
   workdir_lib.write_config(workdir, config)
-  flat = evaluate.evaluate_run(workdir, ["clean", "bandpass", "adversarial"], progress=False)
-  assert flat["clean/examples"] == 128 and 0 <= flat["bandpass/low_r16"] <= 100
+  flat = evaluate.evaluate_run(workdir, ["clean", "hfc_split", "adversarial"], progress=False)
+  assert flat["clean/examples"] == 128 and 0 <= flat["hfc_split/low_r16"] <= 100
   assert flat["adversarial/pgd_eps0"] == pytest.approx(flat["adversarial/clean"])
   # Its at_end evaluations (clean) done: the imported run is "finished", its provenance kept, and
   # the report and the sweep read it like a trained run.

@@ -6,6 +6,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import ml_collections
 import pytest
 
 import workdirs
@@ -172,22 +173,22 @@ def test_evaluation_variables_trace_under_jit():
   jax.tree.map(np.testing.assert_allclose, eager, traced)
 
 
-def test_bandpass_evaluator_laws_and_the_cli_on_a_checkpoint(tmp_path):
+def test_hfc_split_evaluator_laws_and_the_cli_on_a_checkpoint(tmp_path):
   workdir = workdirs.random_workdir(str(tmp_path / "run"))
-  flat = evaluate.evaluate_run(workdir, ["bandpass"], progress=False)
+  flat = evaluate.evaluate_run(workdir, ["hfc_split"], progress=False)
   clean = evaluate.evaluate_run(workdir, ["clean"], progress=False)["clean/accuracy"]
-  assert set(flat) == {"bandpass/examples"} | {f"bandpass/{p}_r{r}" for p in ("low", "high")
+  assert set(flat) == {"hfc_split/examples"} | {f"hfc_split/{p}_r{r}" for p in ("low", "high")
                                                for r in (4, 8, 12, 16)}
-  assert flat["bandpass/examples"] == 64  # The synthetic test split, under num_examples.
+  assert flat["hfc_split/examples"] == 64  # The synthetic test split, under num_examples.
   # r = 16 at 32 px is 6 at 12 px; a radius past every frequency keeps the whole image, so
   # without the per-image rescaling the low-pass accuracy is the clean accuracy.
   config = workdir_lib.read_config(workdir)
-  config.evals.bandpass.radii = (100,)
-  config.evals.bandpass.rescale = "none"
+  config.evals.hfc_split.radii = (100,)
+  config.evals.hfc_split.rescale = "none"
   workdir_lib.write_config(workdir, config)
-  wide = evaluate.evaluate_run(workdir, ["bandpass"], progress=False)
-  assert wide["bandpass/low_r100"] == pytest.approx(clean)
-  assert os.path.exists(os.path.join(workdir, "evals", "bandpass", "bandpass.png"))
+  wide = evaluate.evaluate_run(workdir, ["hfc_split"], progress=False)
+  assert wide["hfc_split/low_r100"] == pytest.approx(clean)
+  assert os.path.exists(os.path.join(workdir, "evals", "hfc_split", "hfc_split.png"))
   with pytest.raises(workdir_lib.UserError, match="No evaluation named 'nosuch'"):
     evaluate.evaluate_run(workdir, ["nosuch"])
 
@@ -198,8 +199,8 @@ def test_bad_evaluation_entries_are_refused_before_training(tmp_path):
   with pytest.raises(workdir_lib.UserError, match=r"config\.evals\.clean\.type='cleen'"):
     train.train_and_evaluate(config, str(tmp_path / "a"))
   config = tiny()
-  config.evals.bandpass.radii = (0,)
-  config.evals.bandpass.at_end = True
+  config.evals.hfc_split.radii = (0,)
+  config.evals.hfc_split.at_end = True
   with pytest.raises(workdir_lib.UserError, match="radii"):
     train.train_and_evaluate(config, str(tmp_path / "b"))
   config = with_counting(tiny(), colour="red")
@@ -306,3 +307,46 @@ def test_adversarial_columns_follow_the_attacks_that_run(attacks, losses, want):
   labels = {c.metric: c.label for c in columns}
   if "apgd_main" in labels:
     assert labels["apgd_main"].startswith("APGD-" + "+".join(l.upper() for l in losses))
+
+
+def test_every_evaluators_defaults_are_the_configs():
+  """configs/default.py writes each entry from its evaluator's `defaults` (written once)."""
+  from configs import default
+  entries = default.get_config().evals.to_dict()
+  own_types = [t for t, cls in evaluators.EVALUATORS.items()  # (Tests register others.)
+               if cls.__module__.startswith("freqrobust.evaluators.")]
+  assert sorted(e["type"] for e in entries.values()) == sorted(own_types)
+  for name, entry in entries.items():
+    cls = evaluators.EVALUATORS[entry["type"]]
+    own = {k: v for k, v in entry.items() if k not in base.COMMON_FIELDS}
+    assert own == dict(cls.defaults), name
+    assert set(entry) - set(own) == set(base.COMMON_FIELDS), name
+
+
+FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "bandpass_run")
+
+
+def test_a_run_of_the_old_bandpass_name_loads_as_hfc_split(caplog):
+  """config.json and results.json written when HFC's split was the evaluation `bandpass` (by the
+  code of that time, tests/fixtures/bandpass_run) load under `hfc_split`, with a note; the
+  record stays resumable (same settings) and its metrics keep their values."""
+  config = workdir_lib.read_config(FIXTURE)
+  assert config.evals.bandpass.type == "bandpass"
+  with caplog.at_level("WARNING"):
+    resolved = experiment.resolve_config(config, for_training=False)
+  assert "bandpass" not in resolved.evals and resolved.evals.hfc_split.type == "hfc_split"
+  assert any("'bandpass' is now 'hfc_split'" in r.getMessage() for r in caplog.records)
+  (evaluator, _), = evaluators.build(resolved, ["hfc_split"])
+  old = workdir_lib.read_json(os.path.join(FIXTURE, "results.json"))
+  new = evaluators.normalize_results(old)
+  assert set(new["evals"]) == {"hfc_split"} and new["evals"]["hfc_split"]["type"] == "hfc_split"
+  assert evaluators.same_settings(new["evals"]["hfc_split"], evaluator, resolved)
+  assert new["metrics"] == {k.replace("bandpass/", "hfc_split/"): v
+                            for k, v in old["metrics"].items()}
+  assert "bandpass" in old["evals"]  # A copy: what was read is left as it was.
+  assert evaluators.normalize_results(new) is new  # Current results: untouched.
+  # An entry of the old type under another name keeps its name; the new name is never taken twice.
+  both = ml_collections.ConfigDict(resolved.to_dict())
+  both.evals.mine = dict(resolved.evals.hfc_split.to_dict(), type="bandpass")
+  evaluators.normalize_config(both)
+  assert both.evals.mine.type == "hfc_split" and both.evals.hfc_split.type == "hfc_split"

@@ -15,6 +15,7 @@ import optax
 import pytest
 
 from freqrobust import experiment, sharding, train, trained
+from freqrobust import ema as ema_lib
 
 import workdirs
 
@@ -80,7 +81,7 @@ def test_ema_run_evaluates_the_ema_of_weights_and_batchnorm_statistics():
   chex.assert_trees_all_close(live["batch_stats"], state.batch_stats)
   state, _ = runner(state, 0, jax.random.key(1))
   used = experiment.evaluation_variables(config, state)
-  ema = experiment._ema_state(state.opt_state)
+  ema = ema_lib._ema_state(state.opt_state)
   assert int(ema.count) == 3 and jax.tree.leaves(ema.batch_stats)
   chex.assert_trees_all_close(used["batch_stats"], jax.tree.map(
       lambda e: e / (1 - 0.5 ** 3), ema.batch_stats), rtol=1e-6)

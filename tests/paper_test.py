@@ -300,7 +300,7 @@ def test_report_and_sweep_flag_runs_trained_before_a_method_change(tmp_path):
   old = {"method": "apr_sp", "method_args": {"pad": 4}}  # before uint8_wrap and revision 1
   fake_run(root, "apr_sp_cpu_seed-0", 89.0, 70.0, method_choices=old, label_smoothing=0.1)
   config = baselines.get_config("apr_sp,cpu,seed=1")
-  current = experiment.method_choices(config, registry.METHODS["apr_sp"]())
+  current = experiment.method_choices(config, registry.BASELINES["apr_sp"]())
   assert current["method_revision"] == 1 and current["method_fields"]["uint8_wrap"] is True
   fake_run(root, "apr_sp_cpu_seed-1", 89.0, 74.0, method_choices=current, label_smoothing=0.1)
   # Before revision 1 but without label smoothing: the change makes no difference.
@@ -311,7 +311,7 @@ def test_report_and_sweep_flag_runs_trained_before_a_method_change(tmp_path):
   # A PRIME run of the current code from a config that sets no method_args: not stale.
   plain = workdirs.tiny_config()
   plain.method, plain.model.attention = "prime", "none"
-  fresh = experiment.method_choices(plain, registry.METHODS["prime"]())
+  fresh = experiment.method_choices(plain, registry.BASELINES["prime"]())
   assert fresh["method_args"] == {} and fresh["method_fields"]["shared_draws"] is True
   fake_run(root, "prime_plain_cpu_seed-0", 89.0, 70.0, method_choices=fresh)
   rows = {r.name: r for r in report.report_root(root, "natural")}

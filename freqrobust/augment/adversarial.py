@@ -29,10 +29,11 @@ updated by the attack's forward passes (the references' are: TF's updates_collec
 PyTorch's train-mode forward both update them at every attack step); only the train step's own
 forward on the adversarial batch updates them. "running" crafts in inference mode.
 
-Composition with the paper's method (`AdversarialPaper`): the paper's view (power suppression,
-NFD, crop, flip; `aps.PaperMethod`) is attacked, then trained with the paper's loss terms (APS's
-auxiliary L2 term, its labels from the un-attacked augmentation). It needs the config to build it
-(experiment.build_method); see its docstring.
+Composition with any other method (`AdversarialComposition`, `config.adversarial` = pgd_at or
+fgsm_rs beside `config.method`): the method's CE views are attacked, then trained with the
+method's loss terms; for the paper's method its view (power suppression, NFD, crop, flip;
+`aps.PaperMethod`) is attacked and APS's auxiliary L2 term keeps the labels of the un-attacked
+augmentation. See its docstring.
 """
 from __future__ import annotations
 
@@ -166,42 +167,69 @@ class FGSMRS(_Adversarial):
 
 
 @dataclasses.dataclass(frozen=True)
-class AdversarialPaper(base.Method):
-  """The paper's method under adversarial training: its view (suppression, NFD, crop, flip)
-  attacked by `attack` (a `PGDAT` or `FGSMRS`, whose own crop/flip fields are not used: the
-  paper's view is already cropped and flipped), trained with the paper's loss terms, metrics and
-  parameters (APS's auxiliary term on the attacked view's attention, with the labels of the
-  augmentation that made the view).
-
-  Not a registry entry: the paper's fields come from `config.augment` / `config.aps`, so
-  `experiment.build_method` has to build it (proposed: `config.adversarial = "pgd_at"` and
-  `config.adversarial_args`, wrapping the `PaperMethod` it builds).
-  """
-  name: ClassVar[str] = "paper_adversarial"
-  num_views: ClassVar[int] = 1
-
-  paper: aps.PaperMethod = aps.PaperMethod()
+class AdversarialComposition(base.Method):
+  """Any method under adversarial training (`config.adversarial`): the method's views are made
+  as usual, then each view it trains with CE (`ce_views` and `ce_paired_views`, except the views
+  it routes to auxiliary BatchNorms) is replaced by its adversarial version, crafted by `attack`
+  (a `PGDAT` or `FGSMRS`, whose own crop/flip fields are not used: the method's views are
+  already cropped and flipped) against that view's labels. The method's loss terms, metrics and
+  parameters stay: the paper's method trains APS's auxiliary term on the attacked view's
+  attention with the labels of the augmentation that made the view; AugMix and PRIME add their
+  JSD between the attacked clean view and the augmented ones; APR-P and HybridAugment attack both
+  CE views. Adversarial training itself (`PGDAT`, `FGSMRS`) and views with soft labels do not
+  compose (ValueError)."""
+  method: base.Method = aps.PaperMethod()
   attack: _Adversarial = PGDAT()
 
   def __post_init__(self):
-    if not isinstance(self.paper, aps.PaperMethod):
-      raise ValueError(f"AdversarialPaper.paper must be an aps.PaperMethod, got {self.paper!r}.")
+    if not isinstance(self.method, base.Method) or isinstance(
+        self.method, (_Adversarial, AdversarialComposition)):
+      raise ValueError(f"{getattr(self.method, 'name', self.method)!r} is adversarial training "
+                       "already (or not a method): adversarial training composes with a "
+                       "non-adversarial method.")
     if not isinstance(self.attack, _Adversarial):
-      raise ValueError(f"AdversarialPaper.attack must be PGDAT or FGSMRS, got {self.attack!r}.")
+      raise ValueError("AdversarialComposition.attack must be PGDAT or FGSMRS, got "
+                       f"{self.attack!r}.")
+    if not self.attacked_views:
+      raise ValueError(f"the method {self.method.name!r} trains no view with CE through the main "
+                       "BatchNorms, so there is no view to attack.")
+
+  # The view structure, loss and history are the method's own.
+  name = property(lambda self: f"{self.method.name}+{self.attack.name}")
+  num_views = property(lambda self: self.method.num_views)
+  ce_views = property(lambda self: self.method.ce_views)
+  ce_paired_views = property(lambda self: self.method.ce_paired_views)
+  aux_bn_views = property(lambda self: self.method.aux_bn_views)
+  uses_attention = property(lambda self: self.method.uses_attention)
+  revisions = property(lambda self: self.method.revisions)
+
+  @property
+  def attacked_views(self) -> tuple[int, ...]:
+    """The views replaced by their adversarial version (recorded in results.json)."""
+    trained = set(self.method.ce_views) | set(self.method.ce_paired_views)
+    return tuple(sorted(trained - set(self.method.aux_bn_views)))
 
   def views(self, key, images, labels, forward=None):
-    k_paper, k_attack = jax.random.split(key)
-    views, aux = self.paper.views(k_paper, images, labels)
-    adv = self.attack.craft(k_attack, views[0], labels, forward)
-    aux = dict(aux, perturbation=ball.norms(adv - views[0], self.attack._norm))
-    return adv.astype(images.dtype)[None], aux
+    k_method, k_attack = jax.random.split(key)
+    views, aux = self.method.views(k_method, images, labels, forward)
+    if "label_weights" in aux:
+      raise ValueError(f"the method {self.method.name!r} trains on soft labels, which an attack "
+                       "on the CE cannot target; it does not compose with adversarial training.")
+    norms = []
+    for i, v in enumerate(self.attacked_views):
+      target = aux["labels"][v] if "labels" in aux else labels
+      k = k_attack if i == 0 else jax.random.fold_in(k_attack, v)
+      adv = self.attack.craft(k, views[v], target, forward)
+      norms.append(ball.norms(adv - views[v], self.attack._norm))
+      views = views.at[v].set(adv.astype(views.dtype))
+    return views, dict(aux, adv_perturbation=jnp.stack(norms))
 
   def loss_terms(self, logits, open_ratios, labels, aux: Mapping[str, Array], params):
-    return self.paper.loss_terms(logits, open_ratios, labels, aux, params)
+    return self.method.loss_terms(logits, open_ratios, labels, aux, params)
 
   def step_metrics(self, open_ratios, aux, params):
-    return dict(self.paper.step_metrics(open_ratios, aux, params),
-                adv_perturbation=jnp.mean(aux["perturbation"]))
+    return dict(self.method.step_metrics(open_ratios, aux, params),
+                adv_perturbation=jnp.mean(aux["adv_perturbation"]))
 
   def init_params(self) -> dict:
-    return self.paper.init_params()
+    return self.method.init_params()

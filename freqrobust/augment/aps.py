@@ -18,9 +18,10 @@ from typing import Any, ClassVar, Mapping, Optional
 import jax
 import jax.numpy as jnp
 
-from freqrobust import frequency
+from freqrobust import checks, frequency
 from freqrobust.augment import base
 from freqrobust.augment.paper import AugmentParams, augment_batch
+from freqrobust.workdir import UserError
 
 AUX_AVERAGES = ("batch", "labelled")
 
@@ -69,6 +70,27 @@ class APSParams:
                theta_init=tuple(aps_cfg["theta_init"]))
 
 
+def check_config(aps_cfg: Mapping[str, Any], attention: str) -> None:
+  """Checks `config.aps` against the model's attention (`config.model.attention`); raises
+  `UserError` naming the field and what is valid."""
+  try:
+    parsed = frequency.parse_aps_configuration(aps_cfg["configuration"])
+  except ValueError as err:
+    raise UserError(f"config.aps.configuration: {err}") from None
+  weight = aps_cfg["aux_weight"]
+  checks.require(checks.number(weight) and weight >= 0, "aps.aux_weight", weight, "a number >= 0")
+  checks.require(aps_cfg["aux_average"] in AUX_AVERAGES, "aps.aux_average",
+                 aps_cfg["aux_average"], " or ".join(AUX_AVERAGES))
+  theta = aps_cfg["theta_init"]
+  theta = tuple(theta) if isinstance(theta, (tuple, list)) else ()
+  checks.require(len(theta) == 3 and all(checks.number(x) for x in theta), "aps.theta_init",
+                 aps_cfg["theta_init"], "3 finite numbers, one per mask (L, M, H)")
+  if parsed.learnable and attention == "none":
+    raise UserError("config.aps.configuration='learnable' needs an attention module to learn "
+                    "through, but config.model.attention='none'; set config.model.attention to "
+                    "basic or extended (or use the configuration LMH=abc without attention).")
+
+
 def aux_loss(open_ratios: jax.Array, aux: Mapping[str, jax.Array], theta_b: Optional[jax.Array],
              aps: APSParams) -> tuple[jax.Array, jax.Array]:
   """(lambda-weighted L_aux of eq. 10 over the suppressed images, their mean label beta).
@@ -89,8 +111,20 @@ def aux_loss(open_ratios: jax.Array, aux: Mapping[str, jax.Array], theta_b: Opti
 class PaperMethod(base.Method):
   """Power suppression, NFD, crop and flip (one view), plus APS's auxiliary term."""
   name: ClassVar[str] = "paper"
+  uses_attention: ClassVar[bool] = True
   augment: AugmentParams = AugmentParams()
   aps: APSParams = APSParams()
+
+  @classmethod
+  def from_run_config(cls, config) -> "PaperMethod":
+    """The paper's method of a run: its fields live in `config.augment` and `config.aps` (with
+    `config.model.attention`), where the paper's configs have always set them."""
+    check_config(config.aps, config.model.attention)
+    try:
+      return cls(augment=AugmentParams.from_config(config.augment),
+                 aps=APSParams.from_config(config.aps, config.model.attention))
+    except (ValueError, TypeError) as err:
+      raise UserError(str(err)) from None
 
   def views(self, key, images, labels, forward=None):
     del labels, forward

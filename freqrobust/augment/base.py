@@ -12,8 +12,10 @@ A method is a frozen (hashable) dataclass, static under `jax.jit`. The train ste
 so a method that needs several views (AugMix, PRIME: clean + augmented views with a consistency
 loss), a partner image from the same batch (APR-P, HybridAugment), an inner gradient loop on the
 model (AFA, through `forward`) or an auxiliary term on the attention (APS) needs no special case in
-the train step. Adding a method = one module in this package + one entry in `METHODS` +
-one config entry.
+the train step. Adding a method = one module in this package + one entry in `registry.METHODS`
+(+ its config in configs/baselines.py). `from_run_config(config)` builds a method from a run's
+config (`config.method_args` by default; the paper's method reads `config.augment` and
+`config.aps`) and raises `UserError` for bad fields.
 
 Conventions:
 - `images`: float32 NHWC in [0, 1], the clean batch (N, H, W, C); `labels`: int32 (N,).
@@ -71,6 +73,9 @@ class Method:
   aux_bn_views: ClassVar[tuple[int, ...]] = ()
   legacy_fields: ClassVar[Mapping[str, Any]] = {}
   revisions: ClassVar[tuple["Revision", ...]] = ()
+  # Whether the method trains the model's APS attention (config.model.attention): the paper's
+  # does; a baseline refuses an attention module it would not train.
+  uses_attention: ClassVar[bool] = False
 
   def views(self, key: Array, images: Array, labels: Array,
             forward: Optional[Forward] = None) -> tuple[Array, dict]:
@@ -104,6 +109,17 @@ class Method:
       raise ValueError(f"Unknown config fields {unknown} for augmentation method {cls.name!r}; "
                        f"known fields: {known}.")
     return cls(**values)
+
+  @classmethod
+  def from_run_config(cls, config: Any) -> "Method":
+    """The method of a run's whole config: a baseline's fields are `config.method_args` (the
+    dataclass's fields; configs/baselines.py fills them from its defaults). Bad fields raise
+    `UserError` naming them."""
+    from freqrobust.workdir import UserError
+    try:
+      return cls.from_config(config.get("method_args", {}))
+    except (ValueError, TypeError) as err:
+      raise UserError(f"config.method_args ({cls.name}): {err}") from None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,21 +3,25 @@
 The config lists what a run evaluates (`config.evals.<name> = dict(type=..., at_end=...,
 every_epochs=..., <its own settings>)`); the train loop and `python -m freqrobust.evaluate` call
 `run_evals` and never name a particular evaluation. Adding one: a module here with an
-`Evaluator` subclass, one entry in `EVALUATORS`, one entry in configs/default.py's `evals`.
+`Evaluator` subclass (its settings' defaults in `defaults`, its checks in `check`, its report
+columns in `columns`), one entry in `EVALUATORS`, one line in configs/default.py's `evals`
+(`_evaluation(type, at_end, every_epochs)`: the settings come from `defaults`).
 """
 from __future__ import annotations
 
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
+from absl import logging as absl_logging
+
 from freqrobust import workdir as workdir_lib
-from freqrobust.evaluators import adversarial, bandpass, base, clean, corruptions, summary
+from freqrobust.evaluators import adversarial, base, clean, corruptions, hfc_split, summary
 from freqrobust.evaluators import adversarial_bands, adversarial_corruptions
 from freqrobust.evaluators.base import Column, Context, Evaluator
 from freqrobust.workdir import UserError
 
 EVALUATORS: Dict[str, type] = {cls.type: cls for cls in (
-    clean.Clean, corruptions.Corruptions, bandpass.Bandpass, summary.Summary,
+    clean.Clean, corruptions.Corruptions, hfc_split.HfcSplit, summary.Summary,
     adversarial.Adversarial, adversarial_bands.AdversarialBands,
     adversarial_corruptions.AdversarialCorruptions)}
 
@@ -39,11 +43,43 @@ def _legacy_entries(config) -> Dict[str, Dict[str, Any]]:
   return entries
 
 
+# Evaluation types renamed since runs of them exist: old type -> its current name. An entry of
+# an old type in a config.json (and, when the entry was named after its type, its name and its
+# records and metrics in results.json) load under the current name, with a note.
+LEGACY_TYPES = {"bandpass": "hfc_split"}  # HFC's radial split; `bandpass` is Yin's (analyze).
+
+
+def _rename_note(old: str, new: str) -> str:
+  return (f"config.evals: the evaluation type {old!r} is now {new!r} (an entry or record of the "
+          f"old name was loaded under the new one; `analyze {old}` is another measurement).")
+
+
+def _legacy_name(name: str, entry_type: Any, names) -> str:
+  """The current name of an entry `name` of type `entry_type` (renamed with its type when it was
+  named after it and the new name is free)."""
+  new = LEGACY_TYPES.get(entry_type)
+  return new if new and name == entry_type and new not in names else name
+
+
 def normalize_config(config) -> None:
   """Fills `config.evals` of a config written before it existed (from train.eval_every_epochs,
-  corruptions.evaluate and train.summary_figure), in place, and drops those fields."""
+  corruptions.evaluate and train.summary_figure), in place, and drops those fields; entries of a
+  renamed type (`LEGACY_TYPES`) get the current type (and name), with a logged note."""
   import ml_collections
   if "evals" in config:
+    entries = config.evals.to_dict()
+    if not any(isinstance(e, Mapping) and e.get("type") in LEGACY_TYPES
+               for e in entries.values()):
+      return
+    renamed = {}
+    for name, entry in entries.items():
+      if isinstance(entry, Mapping) and entry.get("type") in LEGACY_TYPES:
+        old = entry["type"]
+        absl_logging.warning(_rename_note(old, LEGACY_TYPES[old]))
+        name = _legacy_name(name, old, entries)
+        entry = dict(entry, type=LEGACY_TYPES[old])
+      renamed[name] = entry
+    config.evals = ml_collections.ConfigDict(renamed)
     return
   config.evals = ml_collections.ConfigDict(_legacy_entries(config))
   if "eval_every_epochs" in config.train:
@@ -52,6 +88,26 @@ def normalize_config(config) -> None:
     del config.corruptions["evaluate"]
   if "summary_figure" in config.train:
     del config.train["summary_figure"]
+
+
+def normalize_results(results: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+  """results.json's content with the records (and `<name>/<metric>` metrics) of a renamed type
+  (`LEGACY_TYPES`) under the current type and name, as `normalize_config` names their entries;
+  a copy (None stays None)."""
+  if not results or not any(isinstance(r, Mapping) and r.get("type") in LEGACY_TYPES
+                            for r in (results.get("evals") or {}).values()):
+    return results
+  records, metrics, renames = {}, dict(results.get("metrics") or {}), {}
+  for name, r in results["evals"].items():
+    if isinstance(r, Mapping) and r.get("type") in LEGACY_TYPES:
+      absl_logging.warning(_rename_note(r["type"], LEGACY_TYPES[r["type"]]))
+      renames[name] = _legacy_name(name, r["type"], results["evals"])
+      r = dict(r, type=LEGACY_TYPES[r["type"]])
+    records[renames.get(name, name)] = r
+  for old, new in renames.items():
+    for key in [k for k in metrics if k.startswith(f"{old}/")]:
+      metrics[f"{new}/{key[len(old) + 1:]}"] = metrics.pop(key)
+  return dict(results, evals=records, metrics=metrics)
 
 
 def build(config, names: Optional[List[str]] = None) -> List[Tuple[Evaluator, Dict[str, Any]]]:
@@ -152,6 +208,6 @@ def prefixed(name: str, metrics: Mapping[str, Any]) -> Dict[str, Any]:
   return {f"{name}/{k}": v for k, v in metrics.items()}
 
 
-__all__ = ["EVALUATORS", "Column", "Context", "Evaluator", "at_end", "build", "check",
-           "in_loop", "matches", "normalize_config", "prefixed", "record", "register",
-           "run_evals"]
+__all__ = ["EVALUATORS", "LEGACY_TYPES", "Column", "Context", "Evaluator", "at_end", "build",
+           "check", "in_loop", "matches", "normalize_config", "normalize_results", "prefixed",
+           "record", "register", "run_evals"]

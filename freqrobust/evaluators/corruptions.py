@@ -62,6 +62,51 @@ def _load_partial(path: str, meta: dict) -> dict:
   return {"meta": meta, "clean_accuracy": None, "sets": {}}
 
 
+def _baseline_table(baseline_results: Optional[dict], baseline_workdir: Optional[str],
+                    meta: dict) -> Optional[dict]:
+  """The baseline run's accuracy table, refused when it saw other corrupted sets than `meta`'s
+  (the mCEs against a baseline only mean something on the same sets)."""
+  if baseline_results is None:
+    return None
+  differ = workdir_lib.corrupted_set_differences(baseline_results, meta, missing_differs=True)
+  if differ:
+    raise ValueError(
+        f"The baseline {baseline_workdir} was evaluated on other corrupted sets ("
+        + ", ".join(f"{k}: {baseline_results.get(k)!r} vs {meta[k]!r}" for k in differ)
+        + "); re-evaluate it with these settings (python -m freqrobust.evaluate "
+        f"--workdir={baseline_workdir}, same corruption fields).")
+  return workdir_lib.accuracy_table(baseline_results)
+
+
+def _evaluate_sets(predict_fn: PredictFn, names, load: Callable, partial: dict,
+                   save: Optional[Callable[[], None]], progress: bool) -> None:
+  """Accuracy on every (corruption, severity) set not yet in `partial["sets"]`, each recorded
+  there (and `save()`d) as it finishes; the next set is read (or generated) on a worker thread
+  while the current one is predicted."""
+  todo = [(n, s) for n in names for s in corruptions.SEVERITIES
+          if _set_name(n, s) not in partial["sets"]]
+  bar = None
+  if progress:
+    import tqdm  # only for the interactive bar
+    total = len(names) * len(corruptions.SEVERITIES)
+    bar = tqdm.tqdm(total=total, initial=total - len(todo), desc="corrupted sets", unit="set",
+                    file=progress_lib.ConsoleStream(sys.stderr))
+  with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+    upcoming = pool.submit(load, *todo[0]) if todo else None
+    for i, (name, severity) in enumerate(todo):
+      images, labels = upcoming.result()
+      upcoming = pool.submit(load, *todo[i + 1]) if i + 1 < len(todo) else None
+      partial["sets"][_set_name(name, severity)] = {
+          "accuracy": accuracy(predict_fn, images, labels), "examples": int(len(images))}
+      if save is not None:
+        save()
+      if bar is not None:
+        bar.set_postfix_str(_set_name(name, severity))
+        bar.update()
+  if bar is not None:
+    bar.close()
+
+
 def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
                         baseline_workdir: Optional[str] = None, *,
                         load_split: Optional[Callable] = None, progress: bool = True,
@@ -99,17 +144,7 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
   clean = corrupted.clean_test_set(config, load_split)
   meta = dict(settings.set_fields(int(len(clean[0]))), step=step, model=model_fingerprint,
               clean_sha256=corrupted.content_digest(*clean))
-  baseline = None
-  if baseline_results is not None:
-    # The mCEs against a baseline only mean something when both runs saw the same corrupted sets.
-    differ = workdir_lib.corrupted_set_differences(baseline_results, meta, missing_differs=True)
-    if differ:
-      raise ValueError(
-          f"The baseline {baseline_workdir} was evaluated on other corrupted sets ("
-          + ", ".join(f"{k}: {baseline_results.get(k)!r} vs {meta[k]!r}" for k in differ)
-          + "); re-evaluate it with these settings (python -m freqrobust.evaluate "
-          f"--workdir={baseline_workdir}, same corruption fields).")
-    baseline = workdir_lib.accuracy_table(baseline_results)
+  baseline = _baseline_table(baseline_results, baseline_workdir, meta)
   baseline_clean = baseline_results.get("clean_accuracy") if baseline_results else None
   partial_path = workdir_lib.path(out_dir, "partial.json")
   # Process 0 reads what is done and tells the others: every process must predict the same sets
@@ -120,36 +155,11 @@ def run_corruption_eval(predict_fn: PredictFn, config: Any, workdir: str,
     partial["clean_accuracy"] = accuracy(predict_fn, *clean)
     if write:
       _write_json(partial_path, partial)
-  todo = [(n, s) for n in settings.names for s in corruptions.SEVERITIES
-          if _set_name(n, s) not in partial["sets"]]
-
-  def load(name_severity):
-    return corrupted.load_corrupted(config, *name_severity, clean=clean, load_split=load_split)
-
-  bar = None
-  if progress and write:
-    import tqdm  # only for the interactive bar
-    bar = tqdm.tqdm(total=len(settings.names) * len(corruptions.SEVERITIES),
-                    initial=len(settings.names) * len(corruptions.SEVERITIES) - len(todo),
-                    desc="corrupted sets", unit="set",
-                    file=progress_lib.ConsoleStream(sys.stderr))
-  # The next set is read (or generated) on a worker thread while the current one is predicted.
-  with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-    upcoming = pool.submit(load, todo[0]) if todo else None
-    for i, (name, severity) in enumerate(todo):
-      images, labels = upcoming.result()
-      upcoming = pool.submit(load, todo[i + 1]) if i + 1 < len(todo) else None
-      partial["sets"][_set_name(name, severity)] = {
-          "accuracy": accuracy(predict_fn, images, labels),
-          "examples": int(len(images))}
-      if write:
-        _write_json(partial_path, partial)
-      if bar is not None:
-        bar.set_postfix_str(_set_name(name, severity))
-        bar.update()
-  if bar is not None:
-    bar.close()
-
+  load = lambda name, severity: corrupted.load_corrupted(config, name, severity, clean=clean,
+                                                         load_split=load_split)
+  _evaluate_sets(predict_fn, settings.names, load, partial,
+                 (lambda: _write_json(partial_path, partial)) if write else None,
+                 progress and write)
   table = {n: {s: partial["sets"][_set_name(n, s)]["accuracy"] for s in corruptions.SEVERITIES}
            for n in settings.names}
   results = build_results(table, partial["clean_accuracy"], settings, meta, baseline,

@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import jax.numpy as jnp
 
+from freqrobust import checks
 from freqrobust.models.backbone import BN_ROUTES, Backbone, DualBatchNorm
 from freqrobust.models.layers import (ACTIVATIONS, ATTENTIONS, PADDINGS, ChannelAttention,
                                       SemanticLayer, Stem)
@@ -76,6 +77,43 @@ MODELS: Dict[str, Tuple[type, Callable[[Any], Dict[str, Any]]]] = {
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
+def _require(ok: bool, field: str, value: Any, valid: str) -> None:
+  checks.require(ok, f"model.{field}", value, valid)
+
+
+def _small_resnet_checks(cfg: Any) -> None:
+  """The small ResNet's stage fields: one block count per width, positive widths, counts >= 1
+  (the first may be 0: the stem then feeds the first stride-2 stage)."""
+  widths, sizes = tuple(cfg.small_widths), tuple(cfg.small_stage_sizes)
+  _require(len(sizes) == len(widths) and len(widths) >= 1, "small_stage_sizes", sizes,
+           f"one block count per stage width (model.small_widths has {len(widths)})")
+  _require(all(isinstance(w, int) and w >= 1 for w in widths), "small_widths", widths,
+           "positive integers")
+  _require(all(isinstance(s, int) for s in sizes) and sizes[0] >= 0
+           and all(s >= 1 for s in sizes[1:]), "small_stage_sizes", sizes,
+           "integers >= 1 (the first may be 0: the stem then feeds the first stride-2 stage)")
+
+
+# name -> the checks of the backbone's own fields (those `MODELS`' field functions do not make).
+_CHECKS: Dict[str, Callable[[Any], None]] = {"small_resnet": _small_resnet_checks}
+
+
+def check_config(cfg: Any) -> None:
+  """Checks the fields of `config.model` a user may set; raises `UserError` naming the field and
+  what is valid (the backbone's own field checks run in `build_model`)."""
+  _require(cfg.dtype in DTYPES, "dtype", cfg.dtype,
+           "float32 or bfloat16 (the compute dtype; weights stay float32)")
+  batch_norm = cfg.get("batch_norm", True)
+  _require(isinstance(batch_norm, bool), "batch_norm", batch_norm, "True or False")
+  _require(batch_norm or cfg.name in BATCH_NORM_OPTIONAL, "batch_norm", False,
+           f"True for model.name={cfg.name!r} (only {' and '.join(BATCH_NORM_OPTIONAL)} can be "
+           "built without BatchNorm; vgg16 is VGG without BN)")
+  _require(isinstance(cfg.attention_hidden, int) and cfg.attention_hidden >= 1,
+           "attention_hidden", cfg.attention_hidden, "an integer >= 1 (paper: 512)")
+  if cfg.name in _CHECKS:
+    _CHECKS[cfg.name](cfg)
+
+
 def build_model(model_cfg: Any, num_classes: int, aux_bn: bool = False,
                 conv_op: Optional[Callable] = None) -> Backbone:
   """The Flax module named by `model_cfg.name` (see configs/default.py for the fields); `aux_bn`
@@ -104,7 +142,7 @@ def first_layer_kernel(variables):
 
 
 __all__ = ["MODELS", "BATCH_NORM_OPTIONAL", "BN_ROUTES", "Backbone", "DualBatchNorm",
-           "build_model", "first_layer",
+           "build_model", "check_config", "first_layer",
            "first_layer_kernel", "ResNet", "VGG", "WideResNet", "PreActResNet",
            "ChannelAttention", "SemanticLayer", "Stem", "ATTENTIONS", "ACTIVATIONS", "PADDINGS",
            "MODEL_FIELD_DEFAULTS"]

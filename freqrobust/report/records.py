@@ -28,7 +28,9 @@ def load_run(workdir: str, name: Optional[runs.RunName] = None) -> Optional[runs
   """The record of a finished run (None for an unfinished one): clean accuracy, the corruption
   table and the evaluations' scalars of its final model, its backbone, dataset and whether it is
   natural training (config.json)."""
-  results = workdir_lib.read_finished_results(workdir)
+  from freqrobust import evaluators
+  # An evaluation renamed since (bandpass -> hfc_split) reads under its current name.
+  results = evaluators.normalize_results(workdir_lib.read_finished_results(workdir))
   if results is None:
     return None
   config = _read_config(workdir)
@@ -175,9 +177,9 @@ def stale_evaluations(cfg, built, results: Dict) -> List[str]:
 
 def method_class(name: Optional[str]) -> Optional[type]:
   """The augmentation method class a run recorded by name (results.json "method_choices"), or
-  None for one the code no longer knows. The paper's method sits outside the registry."""
-  from freqrobust.augment import aps, registry
-  return aps.PaperMethod if name == "paper" else registry.METHODS.get(name)
+  None for one the code no longer knows."""
+  from freqrobust.augment import registry
+  return registry.METHODS.get(name)
 
 
 def stale_notes(workdir: str, results: Dict, config: Optional[Dict] = None) -> List[str]:

@@ -1,5 +1,5 @@
 """`analyze bandpass`: accuracy under centred low-pass / high-pass square filters over the
-bandwidth (Yin et al. 2019). (HFC's radial low/high split at a few radii is the `bandpass`
+bandwidth (Yin et al. 2019). (HFC's radial low/high split at a few radii is the `hfc_split`
 evaluation of `freqrobust.evaluators`.)"""
 from __future__ import annotations
 

@@ -6,6 +6,10 @@ divided by its own maximum before it is fed to the model, as HFC's scripts do (`
 or "none"). The radii are given for a 32-pixel image (HFC's r = 4, 8, 12, 16 on CIFAR-10) and
 scaled to the run's image size (r * min(H, W) / 32), so one entry serves Fashion-MNIST and
 CIFAR-10. A small module on purpose: it shows what adding an evaluation takes.
+
+Named `hfc_split` (it was `bandpass` until 2026-12; `bandpass` is Yin et al.'s square
+band-limited accuracy, `python -m freqrobust.analyze bandpass`): entries and records of the old
+name load as this one (`evaluators.LEGACY_TYPES`).
 """
 from __future__ import annotations
 
@@ -19,8 +23,8 @@ from freqrobust.analysis import hfc
 from freqrobust.evaluators import base
 
 
-class Bandpass(base.Evaluator):
-  type = "bandpass"
+class HfcSplit(base.Evaluator):
+  type = "hfc_split"
   defaults = {"radii": hfc.OFFICIAL_RADII, "num_examples": 1000, "rescale": "max"}
 
   def metric_columns(self):
@@ -59,6 +63,6 @@ class Bandpass(base.Evaluator):
       from freqrobust.analysis import explain_plots
       workdir_lib.make_dir(self.out_dir(context))
       dataset = context.config.data.dataset
-      explain_plots.plot_hfc(workdir_lib.path(self.out_dir(context), "bandpass.png"), result,
+      explain_plots.plot_hfc(workdir_lib.path(self.out_dir(context), "hfc_split.png"), result,
                              f"{n} test images of {dataset}")
     return out
