@@ -158,7 +158,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.evals.adversarial = ml_collections.ConfigDict(dict(
       type="adversarial", at_end=False, every_epochs=0.0, norm="linf", eps=(), main_eps=0.0,
       num_examples=1000, pgd_steps=20, apgd_steps=50, restarts=1, attacks=("pgd", "apgd"),
-      apgd_losses=("ce", "dlr"), large_eps=0.0, seed=0, batch_size=250))
+      apgd_losses=("ce", "dlr"), large_eps=0.0, seed=0, batch_size=250,
+      # version "fast": the attacks above; transfer_from: another run's workdir whose worst-case
+      # PGD/APGD images (made on its model) are scored here, flagged if they beat these attacks.
+      version="fast", transfer_from=""))
   # workdir/summary.png: per-corruption accuracy + first-layer PDM histogram (after the above).
   config.evals.summary = ml_collections.ConfigDict(dict(type="summary", at_end=False,
                                                         every_epochs=0.0))

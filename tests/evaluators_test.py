@@ -258,15 +258,19 @@ def test_adversarial_evaluation_attacks_the_reported_function(tmp_path):
   assert flat["adversarial/pgd_eps0.3"] <= flat["adversarial/pgd_eps0.05"] <= clean32
   assert flat["adversarial/pgd_eps0.3"] <= 5.0  # ~0 at a large eps (a 12x12 synthetic task).
   saved = json.load(open(os.path.join(workdir, "evals", "adversarial", "adversarial.json")))
-  assert set(saved["results"]) == {"pgd", "apgd", "apgd_dlr"}
-  assert set(saved["results"]["pgd"]["checks"]) >= {"monotone", "pgd_le_fgsm_le_clean",
-                                                    "noise_weaker", "in_ball", "large_eps"}
+  kinds = {(m["kind"], m["loss"], m["restarts"]) for m in saved["attacks"].values()}
+  assert kinds >= {("pgd", "ce", 1), ("apgd", "ce", 1), ("apgd", "dlr", 1), ("fgsm", "ce", 1),
+                   ("noise", "ce", 1), ("pgd", "ce", 2), ("apgd", "ce", 2)}
+  assert set(saved["checks"]) >= {"monotone", "pgd_le_fgsm_le_clean", "noise_weaker", "in_ball",
+                                  "large_eps", "restarts_stable", "transfer_weaker"}
   assert flat["adversarial/failed_checks"] == len(saved["failed_checks"])
-  assert saved["results"]["pgd"]["checks"]["in_ball"]
-  # The unbounded check ran (L-inf 1) on the first attack; the DLR pass carries no checks.
-  assert saved["large_eps"] == 1.0 and saved["results"]["pgd"]["checks"]["large_eps"] is not None
-  assert saved["results"]["pgd"]["large_eps_accuracy"] <= 0.05
-  assert saved["results"]["apgd_dlr"]["fgsm_accuracy"] is None
+  assert saved["checks"]["in_ball"] and saved["checks"]["transfer_weaker"] is None
+  # The unbounded check ran (L-inf 1).
+  assert saved["large_eps"] == 1.0 and saved["checks"]["large_eps"] is not None
+  assert flat["adversarial/large_eps_accuracy"] <= 5.0
+  # Each accuracy has its 95% interval around it.
+  for k in ("clean", "pgd_main", "apgd_main", "worst_main", "pgd_eps0.3"):
+    assert flat[f"adversarial/{k}_lo"] <= flat[f"adversarial/{k}"] <= flat[f"adversarial/{k}_hi"]
   # Worst cases per example: never above any single attack, APGD's over its two losses.
   ce, dlr = flat["adversarial/apgd_ce_main"], flat["adversarial/apgd_dlr_main"]
   assert flat["adversarial/apgd_main"] <= min(ce, dlr)
