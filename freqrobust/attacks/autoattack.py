@@ -28,7 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from freqrobust.attacks import autopgd, fab as fab_lib, fgsm_pgd as pgd_lib, square as sq
+from freqrobust.attacks import autopgd, fgsm_pgd as pgd_lib
+from freqrobust.attacks.fab import fab as fab_attack
+from freqrobust.attacks.square import square as square_attack
 
 Array = jax.Array
 
@@ -54,10 +56,10 @@ def _runner(name: str, logits_fn, *, eps, norm, steps, queries, target_classes):
     return lambda k, x, y: autopgd.apgd_targeted(logits_fn, k, x, y, eps=eps, norm=norm,
                                                  steps=steps, target_classes=target_classes)
   if name == "fab-t":
-    return lambda k, x, y: fab_lib.fab(logits_fn, k, x, y, eps=eps, norm=norm, steps=steps,
+    return lambda k, x, y: fab_attack(logits_fn, k, x, y, eps=eps, norm=norm, steps=steps,
                                        target_classes=target_classes)
   if name == "square":
-    return lambda k, x, y: sq.square(logits_fn, k, x, y, eps=eps, norm=norm, queries=queries)
+    return lambda k, x, y: square_attack(logits_fn, k, x, y, eps=eps, norm=norm, queries=queries)
   raise ValueError(f"Unknown AutoAttack attack {name!r}.")
 
 
