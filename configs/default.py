@@ -159,9 +159,13 @@ def get_config() -> ml_collections.ConfigDict:
       type="adversarial", at_end=False, every_epochs=0.0, norm="linf", eps=(), main_eps=0.0,
       num_examples=1000, pgd_steps=20, apgd_steps=50, restarts=1, attacks=("pgd", "apgd"),
       apgd_losses=("ce", "dlr"), large_eps=0.0, seed=0, batch_size=250,
-      # version "fast": the attacks above; transfer_from: another run's workdir whose worst-case
-      # PGD/APGD images (made on its model) are scored here, flagged if they beat these attacks.
-      version="fast", transfer_from=""))
+      # version "standard": AutoAttack's standard ensemble at main_eps (APGD-CE, APGD-T, FAB-T
+      # with autoattack_steps and target_classes, Square with square_queries; RobustBench's
+      # number), APGD-CE + APGD-T at the other radii; "fast": PGD and APGD as above.
+      # transfer_from: another run's workdir whose worst-case white-box images (made on its
+      # model) are scored here, flagged if they beat this model's own attacks.
+      version="standard", transfer_from="", autoattack_steps=100, target_classes=9,
+      square_queries=5000))
   # workdir/summary.png: per-corruption accuracy + first-layer PDM histogram (after the above).
   config.evals.summary = ml_collections.ConfigDict(dict(type="summary", at_end=False,
                                                         every_epochs=0.0))

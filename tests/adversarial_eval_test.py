@@ -64,7 +64,7 @@ def _test_set(seed=0):
 
 def _evaluator(**settings):
   values = dict(adversarial.Adversarial.defaults, eps=(0.1,), main_eps=0.1, num_examples=N,
-                pgd_steps=2, apgd_steps=3, batch_size=16, attacks=("pgd",))
+                pgd_steps=2, apgd_steps=3, batch_size=16, attacks=("pgd",), version="fast")
   values.update(settings)
   return adversarial.Adversarial("adversarial", values)
 
@@ -182,6 +182,35 @@ def test_intervals_and_cost_lines(tmp_path, capsys):
 
 
 def test_bad_settings_are_refused_naming_the_field():
-  for field, value in (("version", "plus"), ("transfer_from", 3)):
+  for field, value in (("version", "plus"), ("transfer_from", 3), ("square_queries", 0)):
     with pytest.raises(workdir_lib.UserError, match=f"evals.adversarial.{field}"):
       _evaluator(**{field: value}).check(_config())
+
+
+def test_standard_runs_autoattack_at_the_main_radius_on_the_points_still_robust(tmp_path):
+  """version "standard": APGD-CE, APGD-T, FAB-T, Square in turn, each on the examples the ones
+  before left correct; APGD-CE + APGD-T along the curve; AutoAttack's Square check."""
+  evaluator = _evaluator(version="standard", eps=(0.02, 0.05), main_eps=0.05,
+                         autoattack_steps=2, apgd_steps=2, target_classes=2, square_queries=4)
+  out = _run(evaluator, Model(mlp, WEIGHTS, "m1"), tmp_path)
+  saved = workdir_lib.read_json(str(tmp_path / "evals" / "adversarial" / "adversarial.json"))
+  attacks = saved["attacks"]
+  chain = [k for k, m in attacks.items() if m["eps"] == 0.05 and m["kind"] in
+           ("apgd", "apgd_t", "fab_t", "square") and (m["after"] or m["kind"] == "apgd")
+           and m["restarts"] == 1]
+  assert [attacks[k]["kind"] for k in chain] == ["apgd", "apgd_t", "fab_t", "square"]
+  for i, k in enumerate(chain):
+    assert attacks[k]["after"] == chain[:i]
+  assert {(m["kind"], m["eps"]) for m in attacks.values()} >= {("apgd", 0.02), ("apgd_t", 0.02)}
+  assert "pgd" not in {m["kind"] for m in attacks.values()}
+  r = adversarial_store.load_records(str(tmp_path / "evals" / "adversarial"),
+                                     _stored_key(tmp_path), N)
+  robust = r.all_correct(chain)
+  assert out["autoattack_main"] == pytest.approx(100.0 * robust.mean())
+  assert out["worst_main"] <= out["autoattack_main"] <= out["apgd_ce_main"]
+  # Each later attack ran only where the earlier ones left the example correct.
+  square = r.values[chain[-1]]
+  assert square[~r.all_correct(chain[:-1])].all()
+  assert 0 < r.all_correct(chain[:-1]).sum() < N  # Square had examples left to attack.
+  assert saved["checks"]["square_weaker"] in (True, False)
+  assert "apgd_eps0.02" in out and "autoattack_main_lo" in out

@@ -247,7 +247,8 @@ def test_adversarial_evaluation_attacks_the_reported_function(tmp_path):
   config = tiny(max_steps=8, test_time_flip=True)
   config.train.num_epochs = 2
   config.evals.adversarial.update(dict(eps=(0.0, 0.05, 0.3), main_eps=0.05, num_examples=32,
-                                       pgd_steps=5, apgd_steps=5, batch_size=32))
+                                       pgd_steps=5, apgd_steps=5, batch_size=32,
+                                       version="fast"))
   train.train_and_evaluate(config, workdir)
   flat = evaluate.evaluate_run(workdir, ["adversarial", "clean"], progress=False)
   run = trained.load_trained(workdir)
@@ -303,9 +304,14 @@ def test_adversarial_columns_follow_the_attacks_that_run(attacks, losses, want):
   """A worst-case column only where more than one attack runs; APGD's label names its losses."""
   from freqrobust.evaluators import adversarial
   e = adversarial.Adversarial("adversarial", dict(adversarial.Adversarial.defaults,
-                                                  attacks=attacks, apgd_losses=losses))
+                                                  attacks=attacks, apgd_losses=losses,
+                                                  version="fast"))
   columns = e.metric_columns()
   assert [c.metric for c in columns] == want
   labels = {c.metric: c.label for c in columns}
   if "apgd_main" in labels:
     assert labels["apgd_main"].startswith("APGD-" + "+".join(l.upper() for l in losses))
+  standard = adversarial.Adversarial("adversarial", dict(adversarial.Adversarial.defaults,
+                                                         attacks=attacks, apgd_losses=losses))
+  assert [c.metric for c in standard.metric_columns()] == [
+      "clean", "autoattack_main", "worst_main", "failed_checks"]

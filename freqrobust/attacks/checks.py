@@ -13,6 +13,9 @@ evaluating adversarial robustness", 2019, section 5 and the appendix checklist).
   "transfer_weaker":   images crafted on another model (a transfer attack) break no more than
                        the white-box attacks on this one: when they do, this model's gradients
                        mislead its own attacks (partial masking);
+  "square_weaker":     AutoAttack's own check (checks.py `check_square_sr`): Square, run after
+                       the white-box attacks on the examples they left correct, lowers the
+                       accuracy by no more than 0.2 points;
   "in_ball":           every recorded image lies in its ball and [0, 1].
 
 Each check is True (holds), False (fails) or None (not run: its records are missing; a check
@@ -76,6 +79,7 @@ def restarts_stable(r: Records, radii: Radii, t: Thresholds) -> Optional[bool]:
   del radii
   pairs = [(a, b) for a in r.names(kinds=WHITE_BOX) for b in r.names(kinds=WHITE_BOX)
            if all(r.meta[a][k] == r.meta[b][k] for k in ("kind", "loss", "steps"))
+           and not r.meta[a].get("after") and not r.meta[b].get("after")
            and same_eps(r.meta[a]["eps"], r.meta[b]["eps"])
            and r.meta[b]["restarts"] == r.meta[a]["restarts"] + 1]
   if not pairs:
@@ -104,6 +108,21 @@ def transfer_weaker(r: Records, radii: Radii, t: Thresholds) -> Optional[bool]:
   return all(r.accuracy(g) >= white - t.tolerance for g in given)
 
 
+SQUARE_TOLERANCE = 0.002  # AutoAttack's 0.2 points.
+
+
+def square_weaker(r: Records, radii: Radii, t: Thresholds) -> Optional[bool]:
+  del t
+  squares = [s for s in r.names(kinds=("square",), eps=radii.main) if r.meta[s].get("after")]
+  if not squares:
+    return None
+  for s in squares:
+    before = r.all_correct(r.meta[s]["after"])
+    if float(before.mean() - (before & r.values[s]).mean()) > SQUARE_TOLERANCE:
+      return False
+  return True
+
+
 def in_ball(r: Records, radii: Radii, t: Thresholds) -> Optional[bool]:
   del radii, t
   metas = [m for m in r.meta.values() if m["kind"] != "zero_gradient"]
@@ -114,7 +133,7 @@ CHECKS: Dict[str, Callable[[Records, Radii, Thresholds], Optional[bool]]] = {
     "monotone": monotone, "large_eps": large_eps, "pgd_le_fgsm_le_clean": pgd_le_fgsm_le_clean,
     "restarts_stable": restarts_stable, "noise_weaker": noise_weaker,
     "no_zero_gradients": no_zero_gradients, "transfer_weaker": transfer_weaker,
-    "in_ball": in_ball}
+    "square_weaker": square_weaker, "in_ball": in_ball}
 
 
 def run_checks(r: Records, radii: Radii, t: Thresholds = Thresholds()) -> Dict[str, object]:

@@ -23,14 +23,20 @@ from freqrobust.attacks.records import WHITE_BOX, Records
 from freqrobust.attacks.runner import Apply, Attack, Unbound, batches, run_attack
 
 Array = jax.Array
-VERSIONS = ("fast",)
+VERSIONS = ("standard", "fast")
 
 
 @dataclasses.dataclass(frozen=True)
 class Protocol:
-  """What an evaluation runs. version "fast": PGD over the curve (and at `large`), APGD with
-  each of `apgd_losses` at `main`; with `sanity_checks` also FGSM, same-norm noise, one more
-  restart of the first PGD and the first APGD, and the zero-gradient probe at `main`."""
+  """What an evaluation runs.
+
+  version "standard": at `main` AutoAttack's standard ensemble (APGD-CE and APGD-T with
+  `autoattack_steps` iterations, `target_classes` targets, FAB-T, Square with `square_queries`
+  queries), each on the examples every earlier one left correct (`Attack.after`); at the other
+  radii of the curve APGD-CE (`apgd_steps`) then APGD-T on its survivors; the unbounded radius
+  APGD-CE. version "fast": PGD over the curve (and at `large`), APGD with each of
+  `apgd_losses` at `main`. With `sanity_checks` also, at `main`: FGSM, same-norm noise, one more
+  restart of the first PGD and the first APGD, and the zero-gradient probe."""
   norm: str
   main: float
   curve: Sequence[float]
@@ -43,10 +49,42 @@ class Protocol:
   pgd_loss: str = "ce"
   sanity_checks: bool = True
   version: str = "fast"
+  autoattack_steps: int = 100
+  target_classes: int = 9
+  square_queries: int = 5000
+
+
+def chain(attacks: Sequence[Attack]) -> List[Attack]:
+  """Each attack run only on the examples every earlier one left correct (AutoAttack's order)."""
+  out: List[Attack] = []
+  for a in attacks:
+    out.append(dataclasses.replace(a, after=tuple(b.name for b in out)))
+  return out
+
+
+def _standard(p: Protocol) -> List[Attack]:
+  steps, targets = p.autoattack_steps, p.target_classes
+  out = [Attack("clean")]
+  for e in p.curve:
+    if e != p.main:
+      out += chain([Attack("apgd", e, "ce", p.apgd_steps),
+                    Attack("apgd_t", e, "dlr_targeted", p.apgd_steps, targets=targets)])
+  out += chain([Attack("apgd", p.main, "ce", steps),
+                Attack("apgd_t", p.main, "dlr_targeted", steps, targets=targets),
+                Attack("fab_t", p.main, "", steps, targets=targets),
+                Attack("square", p.main, "margin", 0, targets=p.square_queries)])
+  if p.sanity_checks:
+    out += [Attack("zero_gradient"), Attack("fgsm", p.main), Attack("noise", p.main),
+            Attack("apgd", p.main, "ce", steps, 2)]
+    if p.large is not None:
+      out.append(Attack("apgd", p.large, "ce", p.apgd_steps))
+  return out
 
 
 def plan(p: Protocol) -> List[Attack]:
   """The attacks of a protocol, in the order they run."""
+  if p.version == "standard":
+    return list({a.name: a for a in _standard(p)}.values())
   out = [Attack("clean")]
   pgd = [Attack("pgd", e, p.pgd_loss, p.pgd_steps, p.restarts) for e in p.curve]
   apgd = [Attack("apgd", p.main, loss, p.apgd_steps, p.restarts) for loss in p.apgd_losses]
@@ -92,8 +130,9 @@ def evaluate(apply: Apply, variables: Any, key: Array, images, labels, attacks: 
     if attack.name in records:
       continue
     bar = progress(attack) if progress is not None else None
+    only = records.all_correct(attack.after) if attack.after else None
     record = run_attack(attack, apply, variables, key, images, labels, norm=norm,
-                        batch_size=batch_size, given=(given or {}).get(attack.name),
+                        batch_size=batch_size, given=(given or {}).get(attack.name), only=only,
                         keep_images=attack.name in keep_images, progress=bar)
     if hasattr(bar, "close"):
       bar.close()

@@ -16,7 +16,7 @@ import numpy as np
 
 from freqrobust.attacks.runner import ATTACK_KINDS, Attack, Record
 
-WHITE_BOX = ("pgd", "apgd")
+WHITE_BOX = ("pgd", "apgd", "apgd_t", "fab_t")  # The gradient-based attacks.
 
 
 def same_eps(a: float, b: float) -> bool:
@@ -38,7 +38,8 @@ class Records:
     self.values[attack.name] = np.asarray(record.values, bool)
     self.meta[attack.name] = dict(
         kind=attack.kind, eps=attack.eps, loss=attack.loss, steps=attack.steps,
-        restarts=attack.restarts, source=attack.source, in_ball=bool(record.in_ball),
+        restarts=attack.restarts, source=attack.source, targets=attack.targets,
+        after=list(attack.after), in_ball=bool(record.in_ball),
         max_perturbation=float(record.max_perturbation), seconds=float(record.seconds),
         **extra)
 

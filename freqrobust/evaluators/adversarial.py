@@ -46,6 +46,7 @@ import numpy as np
 
 from freqrobust import metrics as metrics_lib
 from freqrobust import workdir as workdir_lib
+from freqrobust.attacks.records import WHITE_BOX
 from freqrobust.evaluators import adversarial_store as store, base
 
 # dataset -> norm -> (main eps, curve)
@@ -72,7 +73,8 @@ class Adversarial(base.Evaluator):
   defaults = {"norm": "linf", "eps": (), "main_eps": 0.0, "num_examples": 1000,
               "pgd_steps": 20, "apgd_steps": 50, "restarts": 1, "attacks": ("pgd", "apgd"),
               "apgd_losses": APGD_LOSSES, "large_eps": 0.0, "seed": 0, "batch_size": 250,
-              "version": "fast", "transfer_from": ""}
+              "version": "standard", "transfer_from": "", "autoattack_steps": 100,
+              "target_classes": 9, "square_queries": 5000}
 
   def _radii(self, config):
     """(main eps, sorted curve) of the settings, or the dataset's defaults."""
@@ -88,15 +90,20 @@ class Adversarial(base.Evaluator):
   def metric_columns(self):
     norm = self.settings["norm"]
     cols = [base.Column("clean", "clean (%)", "accuracy on the attacked images, unattacked")]
-    if "pgd" in self.settings["attacks"]:
-      cols.append(base.Column("pgd_main", f"PGD-{self.settings['pgd_steps']} {norm} (%)",
-                              "accuracy under PGD at the main radius"))
-    if "apgd" in self.settings["attacks"]:
-      losses = "+".join(l.upper() for l in self.settings["apgd_losses"])
-      cols.append(base.Column("apgd_main", f"APGD-{losses} {norm} (%)",
-                              f"accuracy under APGD ({losses}, worst case per example) at the "
-                              "main radius"))
-    if len(self._runs()) > 1:
+    if self.settings["version"] == "standard":
+      cols.append(base.Column("autoattack_main", f"AutoAttack {norm} (%)",
+                              "accuracy under AutoAttack's standard ensemble (APGD-CE, APGD-T, "
+                              "FAB-T, Square) at the main radius: RobustBench's robust accuracy"))
+    else:
+      if "pgd" in self.settings["attacks"]:
+        cols.append(base.Column("pgd_main", f"PGD-{self.settings['pgd_steps']} {norm} (%)",
+                                "accuracy under PGD at the main radius"))
+      if "apgd" in self.settings["attacks"]:
+        losses = "+".join(l.upper() for l in self.settings["apgd_losses"])
+        cols.append(base.Column("apgd_main", f"APGD-{losses} {norm} (%)",
+                                f"accuracy under APGD ({losses}, worst case per example) at "
+                                "the main radius"))
+    if self.settings["version"] == "standard" or len(self._runs()) > 1:
       cols.append(base.Column("worst_main", f"worst case {norm} (%)",
                               "examples every attack at the main radius left correct (the "
                               "literature's robust accuracy)"))
@@ -123,7 +130,8 @@ class Adversarial(base.Evaluator):
     if bad or not s["attacks"]:
       raise workdir_lib.UserError(f"{where}.attacks={s['attacks']!r} is invalid: a non-empty "
                                   "list of 'pgd' and 'apgd'.")
-    for field in ("num_examples", "pgd_steps", "apgd_steps", "restarts", "batch_size"):
+    for field in ("num_examples", "pgd_steps", "apgd_steps", "restarts", "batch_size",
+                  "autoattack_steps", "target_classes", "square_queries"):
       v = s[field]
       if isinstance(v, bool) or not isinstance(v, int) or v < (0 if field == "num_examples"
                                                                else 1):
@@ -165,7 +173,9 @@ class Adversarial(base.Evaluator):
     return evaluation.Protocol(
         norm=s["norm"], main=main, curve=curve, large=large, attacks=tuple(s["attacks"]),
         apgd_losses=tuple(s["apgd_losses"]), pgd_steps=s["pgd_steps"],
-        apgd_steps=s["apgd_steps"], restarts=s["restarts"], version=s["version"])
+        apgd_steps=s["apgd_steps"], restarts=s["restarts"], version=s["version"],
+        autoattack_steps=s["autoattack_steps"], target_classes=s["target_classes"],
+        square_queries=s["square_queries"])
 
   def run(self, context: base.Context) -> Dict[str, float]:
     from freqrobust.attacks import evaluation
@@ -258,7 +268,7 @@ class Adversarial(base.Evaluator):
           self.settings["pgd_steps"])
 
 
-WHITE_BOX_KINDS = ("pgd", "apgd")
+WHITE_BOX_KINDS = WHITE_BOX  # The gradient-based attacks (their images feed transfer checks).
 
 
 def summarize(records, protocol, todo) -> Tuple[Dict[str, float], dict]:
@@ -284,9 +294,12 @@ def summarize(records, protocol, todo) -> Tuple[Dict[str, float], dict]:
   for kind in ("fgsm", "noise", "given"):
     if (kind, "ce", main) in first:
       out[("transfer" if kind == "given" else kind) + "_main"] = acc(first[kind, "ce", main])
+  if protocol.version == "standard":
+    out.update(_standard_metrics(r, protocol, first))
   out["worst_main"] = 100.0 * r.worst_accuracy(main)  # Every attack run at the main radius.
   n = r.n
-  for k in [k for k in out if k == "clean" or k.endswith("_main") or k.startswith("pgd_eps")]:
+  for k in [k for k in out if k == "clean" or k.endswith("_main")
+            or k.startswith(("pgd_eps", "apgd_eps"))]:
     out[f"{k}_lo"], out[f"{k}_hi"] = metrics_lib.accuracy_interval(out[k], n)
   if "zero_gradient" in r:
     out["zero_gradient_examples"] = int(r.values["zero_gradient"].sum())
@@ -298,14 +311,35 @@ def summarize(records, protocol, todo) -> Tuple[Dict[str, float], dict]:
   return out, checked
 
 
+def _standard_metrics(r, protocol, first) -> Dict[str, float]:
+  """AutoAttack's robust accuracy at the main radius (the chain that ends with Square), its
+  first attack alone (APGD-CE, on every example) and the white-box worst case along the curve
+  (APGD-CE + APGD-T)."""
+  out = {}
+  if ("apgd", "ce", protocol.main) in first:
+    out["apgd_ce_main"] = 100.0 * r.accuracy(first["apgd", "ce", protocol.main])
+  squares = [k for k in r.names(kinds=("square",), eps=protocol.main) if r.meta[k]["after"]]
+  if squares:
+    chain = list(r.meta[squares[0]]["after"]) + [squares[0]]
+    out["autoattack_main"] = 100.0 * float(np.mean(r.all_correct(chain)))
+  for e in protocol.curve:
+    acc = r.worst_accuracy(e, WHITE_BOX_KINDS)
+    if acc is not None:
+      out[f"apgd_eps{_eps_key(e)}"] = 100.0 * acc
+  return out
+
+
 def _plot(target, out, failed, protocol, pgd_steps) -> None:
   from freqrobust.analysis import plots
   import matplotlib.pyplot as plt
-  main, curve = protocol.main, [e for e in protocol.curve if f"pgd_eps{_eps_key(e)}" in out]
+  main = protocol.main
   fig, ax = plt.subplots(figsize=(4.8, 3.3))
-  if curve:
-    ax.plot(curve, [out[f"pgd_eps{_eps_key(e)}"] for e in curve], "o-", label=f"PGD-{pgd_steps}")
-  for metric, marker, label in (("apgd_ce_main", "s", "APGD-CE"), ("apgd_dlr_main", "D",
+  for prefix, label in (("pgd_eps", f"PGD-{pgd_steps}"), ("apgd_eps", "APGD-CE + APGD-T")):
+    curve = [e for e in protocol.curve if f"{prefix}{_eps_key(e)}" in out]
+    if curve:
+      ax.plot(curve, [out[f"{prefix}{_eps_key(e)}"] for e in curve], "o-", label=label)
+  for metric, marker, label in (("autoattack_main", "P", "AutoAttack"),
+                                ("apgd_ce_main", "s", "APGD-CE"), ("apgd_dlr_main", "D",
                                 "APGD-DLR"), ("fgsm_main", "^", "FGSM"), ("noise_main", "x",
                                 "random noise"), ("transfer_main", "v", "transfer"),
                                 ("worst_main", "k*", "worst case")):
