@@ -167,6 +167,11 @@ def get_config() -> ml_collections.ConfigDict:
   # per example, and the gradient-masking checks (large_eps: PGD's unbounded check, 0 = L-inf 1
   # or L2 sqrt(H*W*C)); eps () and main_eps 0 = the dataset's threat model (Fashion-MNIST L-inf
   # 0.1, CIFAR-10 8/255).
+  # version "standard": AutoAttack's standard ensemble at main_eps (APGD-CE, APGD-T, FAB-T with
+  # autoattack_steps and target_classes, Square with square_queries; RobustBench's number),
+  # APGD-CE + APGD-T at the other radii; "fast": PGD and APGD as above. transfer_from: another
+  # run's workdir whose worst-case white-box images (made on its model) are scored here, flagged
+  # if they beat this model's own attacks.
   config.evals.adversarial = _evaluation("adversarial")
   # Accuracy under Kaufmann et al.'s adversarial corruptions at CIFAR-10's budgets and the UA
   # mean at medium (steps 0 = the reference's per attack).

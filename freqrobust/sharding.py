@@ -81,6 +81,7 @@ class BatchedPredict:
   def __init__(self, apply: Callable[[Any, jax.Array], Any], batch_size: int,
                sharder: Optional[Sharder] = None):
     self.sharder = sharder or Sharder()
+    self.apply = apply  # The one function object (attacks key their compilations on it).
     self.batch_size = round_up(max(1, int(batch_size)), self.sharder.num_devices)
     self._fn = jax.jit(apply, in_shardings=(self.sharder.replicated, self.sharder.data),
                        out_shardings=self.sharder.replicated)

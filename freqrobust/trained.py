@@ -98,6 +98,9 @@ def from_state(config: ml_collections.ConfigDict, model: Any, state: Any, step: 
   variables = experiment.evaluation_variables(config, state)
   flip = bool(experiment.train_option(config, "test_time_flip"))
   theta = np.asarray(state.params["aps"]["theta_b"]) if "aps" in state.params else None
-  apply = experiment.predict_apply(model, flip)
-  predict = (predictor or predictor_of(config, model, sharder)).bind(variables)
+  predictor = predictor or predictor_of(config, model, sharder)
+  # The predictor's own `apply`: one object for every state of a run, so attacks on the
+  # evaluations of successive states reuse their compilations (the variables are traced).
+  predict = predictor.bind(variables)
+  apply = predictor.apply
   return TrainedModel(config, model, variables, theta, int(step), predict, flip, apply)

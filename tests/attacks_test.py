@@ -9,7 +9,7 @@ import pytest
 
 from freqrobust import attacks
 from freqrobust.attacks import autopgd as apgd_lib, ball, losses
-from freqrobust.attacks import evaluation as attack_eval
+from freqrobust.attacks import evaluation as attack_eval, runner
 
 N, SHAPE, K = 16, (8, 8, 1), 10
 D = int(np.prod(SHAPE))
@@ -206,7 +206,9 @@ def test_unbounded_check_runs_beside_the_curve_and_flags_an_unbreakable_model():
   out = attacks.adversarial_accuracy(mlp, jax.random.key(0), x, y, norm="linf",
                                      eps_list=[0.02], steps=5, batch_size=12)
   assert out["checks"]["large_eps"] is None and out["large_eps_accuracy"] is None
-  assert out["skipped_checks"] == ["large_eps"] and "large_eps" not in out["failed_checks"]
+  # No transfer images given, no Square run.
+  assert out["skipped_checks"] == ["large_eps", "transfer_weaker", "square_weaker"]
+  assert "large_eps" not in out["failed_checks"]
 
   def constant(z):
     return jnp.zeros((z.shape[0], 10)).at[:, 3].set(1.0) + 0.0 * z.reshape(z.shape[0], -1)[:, :1]
@@ -229,17 +231,19 @@ def test_a_second_attack_without_checks_gives_per_example_results():
                                       large_eps=1.0, **kw)
   assert bare["fgsm_accuracy"] is None and bare["large_eps"] is None
   assert set(bare["skipped_checks"]) == {"large_eps", "pgd_le_fgsm_le_clean", "restarts_stable",
-                                         "noise_weaker", "no_zero_gradients"}
+                                         "noise_weaker", "no_zero_gradients",
+                                         "transfer_weaker", "square_weaker"}
   assert bare["checks"]["monotone"] is True and bare["checks"]["in_ball"] is True
   for out in (full, bare):
     assert out["correct_main"].shape == (11,) and out["correct_main"].dtype == bool
     assert out["correct_main"].sum() == round(out["accuracy"][0.03] * 11)
   np.testing.assert_array_equal(full["correct_main"], bare["correct_main"])  # Same key, attack.
-  x_adv = attacks.pgd(mlp, jax.random.fold_in(jax.random.key(5), 0), x[:4], y[:4], eps=0.03,
-                      norm="linf", steps=4)
+  key = runner.attack_key(jax.random.key(5), runner.Attack("pgd", 0.03, "ce", 4))
+  x_adv = attacks.pgd(mlp, jax.random.fold_in(key, 0), x[:4], y[:4], eps=0.03, norm="linf",
+                      steps=4)
   # Scored by the evaluation's own jitted scorer: one XLA program, so no near-tie can flip.
-  np.testing.assert_array_equal(full["correct_main"][:4],
-                                np.asarray(attack_eval._correct(mlp, x_adv, y[:4])))
+  np.testing.assert_array_equal(full["correct_main"][:4], np.asarray(runner._score(
+      None, x_adv, y[:4], apply=runner.Unbound(mlp))))
 
 
 def test_attacks_refuse_bad_arguments():

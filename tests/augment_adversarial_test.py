@@ -100,16 +100,76 @@ def test_no_gradient_flows_to_parameters_through_the_attack():
 def test_fields_are_validated():
   for cls, field, value in ((adversarial.PGDAT, "eps", -0.1), (adversarial.PGDAT, "steps", 0),
                             (adversarial.PGDAT, "norm", "l1"), (adversarial.PGDAT, "bn", "aux"),
-                            (adversarial.PGDAT, "step_size", 0.0),
-                            (adversarial.FGSMRS, "alpha", 0.0), (adversarial.FGSMRS, "bn", 1)):
+                            (adversarial.PGDAT, "step_size", -0.1),
+                            (adversarial.PGDAT, "step_ratio", 0.0),
+                            (adversarial.FGSMRS, "alpha", -0.1),
+                            (adversarial.FGSMRS, "alpha_ratio", 0.0),
+                            (adversarial.FGSMRS, "bn", 1)):
     with pytest.raises(ValueError, match=f"{cls.__name__}.{field} must be"):
       cls(**{field: value})
   assert registry.METHODS["pgd_at"] is adversarial.PGDAT
   assert registry.METHODS["fgsm_rs"] is adversarial.FGSMRS
-  assert adversarial.FGSMRS().alpha == pytest.approx(1.25 * adversarial.FGSMRS().eps)
+  assert adversarial.FGSMRS().step == pytest.approx(1.25 * adversarial.FGSMRS().eps)
   with pytest.raises(ValueError, match="forward"):
     adversarial.PGDAT().views(jax.random.key(0), baselines_test.images(0, (2,) + SHAPE),
                               jnp.zeros(2, jnp.int32))
+
+
+def test_the_step_and_alpha_follow_eps_unless_given():
+  """Overriding eps alone keeps Madry's eps / 4 and Wong et al.'s 1.25 eps (defect: absolute
+  defaults 0.025 and 0.125 made FGSM-RS at eps 8/255 plain FGSM)."""
+  assert adversarial.PGDAT(eps=8 / 255).step == pytest.approx(2 / 255)
+  assert adversarial.FGSMRS(eps=8 / 255).step == pytest.approx(10 / 255)
+  assert adversarial.PGDAT(eps=0.3, step_size=0.01).step == pytest.approx(0.01)  # As given.
+  assert adversarial.PGDAT(eps=0.2, step_ratio=0.1).step == pytest.approx(0.02)
+  # Through a run's config, overriding only eps (the baselines' method_args hold every field):
+  assert _tiny("pgd_at", eps=0.2).method_args.step_size == 0.0
+  built = experiment.build_method(_tiny("fgsm_rs", eps=0.04, pad=0, flip=False))
+  assert built.step == pytest.approx(0.05)
+  # Behaviour: from the random start U(-eps, eps) a step of 1.25 eps leaves some coordinates
+  # inside the ball; the old absolute 0.125 at eps 0.04 (> 3 eps) put all of them on the corner.
+  x = 0.3 + 0.4 * baselines_test.images(2, (8,) + SHAPE)
+  y = jnp.argmax(forward_binary(x), -1).astype(jnp.int32)
+  views, _ = built.views(jax.random.key(0), x, y, forward_binary)
+  corner = np.isclose(np.abs(np.asarray(views[0] - x)), 0.04, atol=1e-6)
+  assert 0.5 < corner.mean() < 1.0
+
+
+def test_alpha_beyond_twice_eps_is_refused_naming_the_field():
+  with pytest.raises(ValueError, match=r"FGSMRS\.alpha=0\.125 exceeds 2 eps"):
+    adversarial.FGSMRS(eps=8 / 255, alpha=0.125)
+  with pytest.raises(ValueError, match=r"FGSMRS\.alpha_ratio=2\.5 exceeds 2 eps"):
+    adversarial.FGSMRS(alpha_ratio=2.5)
+  adversarial.FGSMRS(eps=0.05, alpha=0.1)  # 2 eps: allowed.
+  from freqrobust.workdir import UserError
+  with pytest.raises(UserError, match=r"method_args \(fgsm_rs\).*FGSMRS\.alpha=0\.125"):
+    _tiny("fgsm_rs", eps=8 / 255, alpha=0.125)
+    experiment.build_method(_tiny("fgsm_rs", eps=8 / 255, alpha=0.125))
+
+
+def test_recorded_method_args_keep_their_meaning():
+  """A run recorded before the step derived from eps: explicit numbers mean the same; a run that
+  set eps but not the step trained with 0.025 / 0.125 and is declared stale (a revision)."""
+  from freqrobust.augment import base
+  old_pgd = {"eps": 0.1, "step_size": 0.025, "steps": 10, "random_start": True, "norm": "linf",
+             "bn": "batch", "pad": 4, "flip": True, "crop_fill": 0.0}  # The old full defaults.
+  assert adversarial.PGDAT.from_config(old_pgd).step == pytest.approx(0.025)
+  old_fgsm = {"eps": 0.1, "alpha": 0.125, "bn": "batch", "pad": 4, "flip": True,
+              "crop_fill": 0.0}
+  assert adversarial.FGSMRS.from_config(old_fgsm).step == pytest.approx(0.125)
+  for cls, args, stale in ((adversarial.PGDAT, old_pgd, False),
+                           (adversarial.PGDAT, {"eps": 0.2}, True),
+                           (adversarial.PGDAT, {}, False),  # eps 0.1: 0.025 = eps / 4.
+                           (adversarial.FGSMRS, {"eps": 0.05}, True),
+                           (adversarial.FGSMRS, old_fgsm, False)):
+    config = {"method": cls.name, "method_args": args}
+    notes = base.stale_notes(cls, {"method_args": args}, config)
+    assert bool(notes) == stale, (cls, args, notes)
+    # Runs of the current code record the revision: never stale.
+    assert not base.stale_notes(cls, {"method_args": args, "method_revision": 1}, config)
+  # The composition's adversarial_args are read the same way.
+  assert adversarial._args_of({"method": "paper", "adversarial": "pgd_at",
+                               "adversarial_args": {"eps": 0.2}}, "pgd_at") == {"eps": 0.2}
 
 
 def _tiny(method: str, adversarial: str = "", **args):
@@ -255,7 +315,7 @@ def test_the_paper_method_composes_with_adversarial_training_through_the_config(
   assert method.attack.eps == 0.1 and method.method.aps.enabled  # The paper's APS term kept.
   assert experiment.method_choices(config, method)["adversarial"] == "pgd_at"
   cifar = experiment.build_method(experiment.resolve_config(baselines.get_config("paper_pgd_at")))
-  assert cifar.attack.eps == pytest.approx(8 / 255) and cifar.attack.step_size == pytest.approx(
+  assert cifar.attack.eps == pytest.approx(8 / 255) and cifar.attack.step == pytest.approx(
       2 / 255)
   config.adversarial = "trades"
   with pytest.raises(UserError, match=r"config\.adversarial='trades'"):

@@ -249,7 +249,8 @@ def test_adversarial_evaluation_attacks_the_reported_function(tmp_path):
   config = tiny(max_steps=8, test_time_flip=True)
   config.train.num_epochs = 2
   config.evals.adversarial.update(dict(eps=(0.0, 0.05, 0.3), main_eps=0.05, num_examples=32,
-                                       pgd_steps=5, apgd_steps=5, batch_size=32))
+                                       pgd_steps=5, apgd_steps=5, batch_size=32,
+                                       version="fast"))
   train.train_and_evaluate(config, workdir)
   flat = evaluate.evaluate_run(workdir, ["adversarial", "clean"], progress=False)
   run = trained.load_trained(workdir)
@@ -260,15 +261,19 @@ def test_adversarial_evaluation_attacks_the_reported_function(tmp_path):
   assert flat["adversarial/pgd_eps0.3"] <= flat["adversarial/pgd_eps0.05"] <= clean32
   assert flat["adversarial/pgd_eps0.3"] <= 5.0  # ~0 at a large eps (a 12x12 synthetic task).
   saved = json.load(open(os.path.join(workdir, "evals", "adversarial", "adversarial.json")))
-  assert set(saved["results"]) == {"pgd", "apgd", "apgd_dlr"}
-  assert set(saved["results"]["pgd"]["checks"]) >= {"monotone", "pgd_le_fgsm_le_clean",
-                                                    "noise_weaker", "in_ball", "large_eps"}
+  kinds = {(m["kind"], m["loss"], m["restarts"]) for m in saved["attacks"].values()}
+  assert kinds >= {("pgd", "ce", 1), ("apgd", "ce", 1), ("apgd", "dlr", 1), ("fgsm", "ce", 1),
+                   ("noise", "ce", 1), ("pgd", "ce", 2), ("apgd", "ce", 2)}
+  assert set(saved["checks"]) >= {"monotone", "pgd_le_fgsm_le_clean", "noise_weaker", "in_ball",
+                                  "large_eps", "restarts_stable", "transfer_weaker"}
   assert flat["adversarial/failed_checks"] == len(saved["failed_checks"])
-  assert saved["results"]["pgd"]["checks"]["in_ball"]
-  # The unbounded check ran (L-inf 1) on the first attack; the DLR pass carries no checks.
-  assert saved["large_eps"] == 1.0 and saved["results"]["pgd"]["checks"]["large_eps"] is not None
-  assert saved["results"]["pgd"]["large_eps_accuracy"] <= 0.05
-  assert saved["results"]["apgd_dlr"]["fgsm_accuracy"] is None
+  assert saved["checks"]["in_ball"] and saved["checks"]["transfer_weaker"] is None
+  # The unbounded check ran (L-inf 1).
+  assert saved["large_eps"] == 1.0 and saved["checks"]["large_eps"] is not None
+  assert flat["adversarial/large_eps_accuracy"] <= 5.0
+  # Each accuracy has its 95% interval around it.
+  for k in ("clean", "pgd_main", "apgd_main", "worst_main", "pgd_eps0.3"):
+    assert flat[f"adversarial/{k}_lo"] <= flat[f"adversarial/{k}"] <= flat[f"adversarial/{k}_hi"]
   # Worst cases per example: never above any single attack, APGD's over its two losses.
   ce, dlr = flat["adversarial/apgd_ce_main"], flat["adversarial/apgd_dlr_main"]
   assert flat["adversarial/apgd_main"] <= min(ce, dlr)
@@ -301,12 +306,17 @@ def test_adversarial_columns_follow_the_attacks_that_run(attacks, losses, want):
   """A worst-case column only where more than one attack runs; APGD's label names its losses."""
   from freqrobust.evaluators import adversarial
   e = adversarial.Adversarial("adversarial", dict(adversarial.Adversarial.defaults,
-                                                  attacks=attacks, apgd_losses=losses))
+                                                  attacks=attacks, apgd_losses=losses,
+                                                  version="fast"))
   columns = e.metric_columns()
   assert [c.metric for c in columns] == want
   labels = {c.metric: c.label for c in columns}
   if "apgd_main" in labels:
     assert labels["apgd_main"].startswith("APGD-" + "+".join(l.upper() for l in losses))
+  standard = adversarial.Adversarial("adversarial", dict(adversarial.Adversarial.defaults,
+                                                         attacks=attacks, apgd_losses=losses))
+  assert [c.metric for c in standard.metric_columns()] == [
+      "clean", "autoattack_main", "worst_main", "failed_checks"]
 
 
 def test_every_evaluators_defaults_are_the_configs():

@@ -93,3 +93,36 @@ def test_hendrycks_relative_mce_measures_degradation_from_the_clean_error():
   with pytest.raises(ValueError, match=r"loses no accuracy on \['b'\]"):
     metrics.relative_mce_hd(model, 95., base, 85., NAMES)
   assert metrics.summarize(model, 95., NAMES, base, 85.)["relative_mce_hd"] is None
+
+
+@pytest.mark.parametrize("k, n, lo, hi", [
+    # Wilson score intervals as published (Newcombe 1998, Table I, method 3: 81/263, 15/148,
+    # 0/20, 1/29) and the textbook 5/10.
+    (81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611),
+    (1, 29, 0.0061, 0.1718), (5, 10, 0.2366, 0.7634)])
+def test_wilson_interval_matches_published_values(k, n, lo, hi):
+  got = metrics.binomial_interval(k, n)
+  assert got == pytest.approx((lo, hi), abs=6e-5)
+
+
+@pytest.mark.parametrize("k, n, lo, hi", [
+    # Clopper-Pearson exact intervals (Newcombe 1998, Table I, method 5).
+    (81, 263, 0.2527, 0.3676), (15, 148, 0.0578, 0.1617), (0, 20, 0.0, 0.1684),
+    (1, 29, 0.0009, 0.1776)])
+def test_clopper_pearson_interval_matches_published_values(k, n, lo, hi):
+  got = metrics.binomial_interval(k, n, method="clopper_pearson")
+  assert got == pytest.approx((lo, hi), abs=6e-5)
+
+
+def test_binomial_interval_contains_the_estimate_and_narrows_with_n():
+  lo, hi = metrics.binomial_interval(676, 1000)
+  assert lo < 0.676 < hi and 0.025 < hi - lo < 0.06  # About +-2.9 points at 1000 images.
+  lo2, hi2 = metrics.binomial_interval(6760, 10000)
+  assert hi2 - lo2 < (hi - lo) / 3
+  assert metrics.accuracy_interval(67.6, 1000) == pytest.approx((100 * lo, 100 * hi))
+  lo90, hi90 = metrics.binomial_interval(676, 1000, confidence=0.9)
+  assert lo < lo90 and hi90 < hi
+  with pytest.raises(ValueError, match="correct <= n"):
+    metrics.binomial_interval(5, 4)
+  with pytest.raises(ValueError, match="method"):
+    metrics.binomial_interval(1, 4, method="wald")

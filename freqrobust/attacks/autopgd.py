@@ -67,8 +67,9 @@ def checkpoints(n_iter: int) -> list[int]:
 
 
 def _single_run(logits_fn, key, x, labels, eps, *, norm, steps, loss, unroll=False,
-                space=bands.PIXEL):
-  """`attack_single_run`: (x_best, robust flags, loss_best, x_best_adv)."""
+                space=bands.PIXEL, target=None):
+  """`attack_single_run`: (x_best, robust flags, loss_best, x_best_adv); `target` (N,) the
+  target classes of loss "dlr_targeted" (APGD-T, `apgd_targeted`)."""
   n = x.shape[0]
   shape = (-1,) + (1,) * (x.ndim - 1)
   if norm == "linf":
@@ -76,7 +77,7 @@ def _single_run(logits_fn, key, x, labels, eps, *, norm, steps, loss, unroll=Fal
   else:
     t = jax.random.normal(key, (x.size,), jnp.float32).reshape(x.shape)
   x_adv = space.initial(x + eps * ball.normalize(t, norm), x, eps, norm)
-  loss_indiv, logits, grad = pgd_lib.loss_and_grad(logits_fn, x_adv, labels, loss)
+  loss_indiv, logits, grad = pgd_lib.loss_and_grad(logits_fn, x_adv, labels, loss, target)
   first, minimum, decr = checkpoint_schedule(steps)
   state = dict(
       x_adv=x_adv, x_old=x_adv, grad=grad, grad_best=grad, x_best=x_adv, x_best_adv=x_adv,
@@ -92,7 +93,7 @@ def _single_run(logits_fn, key, x, labels, eps, *, norm, steps, loss, unroll=Fal
     step = jnp.reshape(s["step"], shape)
     z = space.project(s["x_adv"] + step * space.direction(s["grad"], norm), x, eps, norm)
     x_new = space.project(s["x_adv"] + (z - s["x_adv"]) * a + grad2 * (1.0 - a), x, eps, norm)
-    value, logits, grad = pgd_lib.loss_and_grad(logits_fn, x_new, labels, loss)
+    value, logits, grad = pgd_lib.loss_and_grad(logits_fn, x_new, labels, loss, target)
     pred = ~losses.misclassified(logits, labels)
     acc = s["acc"] & pred
     x_best_adv = pgd_lib._pick(~pred, x_new, s["x_best_adv"])
@@ -161,20 +162,81 @@ def _apgd_jit(logits_fn, key, images, labels, eps, *, norm, steps, loss, restart
 
 def apgd(logits_fn, key: Array, images: Array, labels: Array, *, eps: float,
          norm: str = "linf", steps: int = 100, loss: str = "ce", restarts: int = 1,
-         unroll=None, band=None) -> Array:
+         unroll=None, band=None, target_classes: int = 9) -> Array:
   """APGD adversarial images (float32, images' shape) inside the eps ball and [0, 1].
 
-  `loss`: "ce" (APGD-CE) or "dlr" (APGD-DLR, needs >= 3 classes); `steps` = n_iter (100 in
-  AutoAttack); eps traced (no recompilation per eps); logits_fn static. `band`: None or a
-  frequency band, as in `fgsm_pgd.pgd` (docs/METHOD.md §12).
+  `loss`: "ce" (APGD-CE), "dlr" (APGD-DLR, needs >= 3 classes) or "dlr_targeted" (APGD-T,
+  `apgd_targeted`, with `target_classes` targets); `steps` = n_iter (100 in AutoAttack); eps
+  traced (no recompilation per eps); logits_fn static. `band`: None or a frequency band, as in
+  `fgsm_pgd.pgd` (docs/METHOD.md §12; not with "dlr_targeted").
   """
+  if loss == "dlr_targeted":
+    if band is not None:
+      raise ValueError("APGD-T (loss='dlr_targeted') runs unrestricted: band must be None.")
+    return apgd_targeted(logits_fn, key, images, labels, eps=eps, norm=norm, steps=steps,
+                         restarts=restarts, target_classes=target_classes, unroll=unroll)
   band = bands.check_band(band, *jnp.shape(images)[-3:-1]) if band is not None else None
   pgd_lib._check(images, labels, eps, norm, loss)
   if loss not in ("ce", "dlr"):
-    raise ValueError(f"APGD loss={loss!r}; valid: 'ce', 'dlr'.")
+    raise ValueError(f"APGD loss={loss!r}; valid: 'ce', 'dlr', 'dlr_targeted'.")
   if steps < 1 or restarts < 1:
     raise ValueError(f"steps >= 1 and restarts >= 1 expected, got {steps}, {restarts}.")
   return _apgd_jit(logits_fn, key, jnp.asarray(images, jnp.float32), jnp.asarray(labels),
                    jnp.float32(eps), norm=norm, steps=int(steps), loss=loss,
                    restarts=int(restarts), unroll=pgd_lib.unroll_steps(int(steps), unroll),
                    band=band)
+
+
+# APGD-T: `APGDAttack_targeted` (autopgd_base.py:565-668).
+
+
+@functools.partial(jax.jit, static_argnums=(0,), static_argnames=("norm", "steps", "unroll"))
+def _apgd_t_jit(logits_fn, key, images, labels, eps, rank, *, norm, steps, unroll):
+  """One run of APGD-T against the rank-th highest clean logit (traced: one compilation for
+  every target): (x_best_adv, still-robust flags)."""
+  clean = logits_fn(images).astype(jnp.float32)
+  order = jnp.argsort(-clean, axis=-1)
+  target = jnp.take_along_axis(order, jnp.full((images.shape[0], 1), rank - 1), axis=-1)[:, 0]
+  _, acc, _, x_best_adv = _single_run(logits_fn, key, images, labels, eps, norm=norm,
+                                      steps=steps, loss="dlr_targeted", unroll=unroll,
+                                      target=target)
+  return ball.project(x_best_adv, images, eps, norm), acc
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _correct(logits_fn, images, labels):
+  return ~losses.misclassified(logits_fn(images).astype(jnp.float32), labels)
+
+
+def apgd_targeted(logits_fn, key: Array, images: Array, labels: Array, *, eps: float,
+                  norm: str = "linf", steps: int = 100, restarts: int = 1,
+                  target_classes: int = 9, unroll=None) -> Array:
+  """APGD-T adversarial images: for rank = 2 .. target_classes + 1, `restarts` APGD runs of the
+  targeted DLR loss (`losses.dlr_targeted`) towards the class of the rank-th highest clean logit,
+  each on the examples still robust (`APGDAttack_targeted.perturb`, autopgd_base.py:631-662);
+  an example's image is the first misclassified point found, else the clean image (as the
+  official code). Run r of target rank uses fold_in(fold_in(key, rank), r). Stops early once
+  no example is robust. Needs K >= 4 classes and target_classes <= K - 1."""
+  pgd_lib._check(images, labels, eps, norm)
+  x = jnp.asarray(images, jnp.float32)
+  labels = jnp.asarray(labels)
+  k = jax.eval_shape(logits_fn, x).shape[-1]
+  if k < 4 or not 1 <= target_classes <= k - 1:
+    raise ValueError(f"APGD-T needs >= 4 classes and 1 <= target_classes <= classes - 1, got "
+                     f"{k} classes and target_classes={target_classes}.")
+  if steps < 1 or restarts < 1:
+    raise ValueError(f"steps >= 1 and restarts >= 1 expected, got {steps}, {restarts}.")
+  unroll = pgd_lib.unroll_steps(int(steps), unroll)
+  robust = _correct(logits_fn, x, labels)
+  adv = x
+  for rank in range(2, int(target_classes) + 2):
+    for r in range(int(restarts)):
+      if not bool(jnp.any(robust)):
+        return adv
+      cand, acc = _apgd_t_jit(logits_fn, jax.random.fold_in(jax.random.fold_in(key, rank), r),
+                              x, labels, jnp.float32(eps), jnp.int32(rank), norm=norm,
+                              steps=int(steps), unroll=unroll)
+      newly = robust & ~acc
+      adv = pgd_lib._pick(newly, cand, adv)
+      robust = robust & acc
+  return adv

@@ -62,11 +62,12 @@ def loop(n: int, body, init, unroll: bool):
   return init
 
 
-def loss_and_grad(logits_fn: LogitsFn, x: Array, labels: Array, loss: str):
-  """(per-example loss (N,), logits (N, K)), gradient of the summed loss w.r.t. x."""
+def loss_and_grad(logits_fn: LogitsFn, x: Array, labels: Array, loss: str, target=None):
+  """(per-example loss (N,), logits (N, K)), gradient of the summed loss w.r.t. x; `target`
+  (N,) the target classes of a targeted loss."""
   def total(z):
     logits = logits_fn(z).astype(jnp.float32)
-    per = losses.per_example(loss, logits, labels)
+    per = losses.per_example(loss, logits, labels, target)
     return jnp.sum(per), (per, logits)
   (_, (per, logits)), grad = jax.value_and_grad(total, has_aux=True)(x)
   return per, logits, grad

@@ -50,7 +50,21 @@ def dlr(logits: Array, labels: Array) -> Array:
   return -(true - other) / (top3[:, 0] - top3[:, 2] + 1e-12)
 
 
-def per_example(name: str, logits: Array, labels: Array) -> Array:
+def dlr_targeted(logits: Array, labels: Array, target: Array) -> Array:
+  """-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12): APGD-T's targeted DLR
+  (`APGDAttack_targeted.dlr_loss_targeted`, autopgd_base.py:586-591); needs K >= 4."""
+  if logits.shape[-1] < 4:
+    raise ValueError(f"The targeted DLR loss needs at least 4 classes, got {logits.shape[-1]}.")
+  logits = logits.astype(jnp.float32)
+  true = jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
+  aim = jnp.take_along_axis(logits, target[:, None], axis=-1)[:, 0]
+  top4 = jax.lax.top_k(logits, 4)[0]
+  return -(true - aim) / (top4[:, 0] - 0.5 * (top4[:, 2] + top4[:, 3]) + 1e-12)
+
+
+def per_example(name: str, logits: Array, labels: Array, target: Array | None = None) -> Array:
+  if name == "dlr_targeted":
+    return dlr_targeted(logits, labels, target)
   if name == "ce":
     return cross_entropy(logits, labels)
   if name == "margin":

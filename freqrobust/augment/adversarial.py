@@ -16,11 +16,19 @@ train.py:103-137 trains on x_batch_adv alone, as does Wong's train_fgsm.py:120-1
            (:116-118), alpha = 1.25 eps (train_fgsm.py:30-31, 68-69: eps 8/255, alpha 10/255;
            MNIST/train_mnist.py:28-29: eps 0.3, alpha 0.375).
 
-Defaults are the protocol's Fashion-MNIST scale: L-inf eps = 0.1, PGD-AT with 10 steps of 0.025
-(Madry's CIFAR-10 ratio step = eps / 4 = 2.5 eps / steps), FGSM-RS alpha = 0.125 (1.25 eps).
-CIFAR-10 values: eps = 8/255, step_size = 2/255, steps = 10 (Madry's config.json:26-29; PGD-7
-with 2/255 in Wong's train_pgd.py:29-32) and FGSM-RS alpha = 10/255; Madry's MNIST: eps 0.3,
-40 steps of 0.01.
+Defaults are the protocol's Fashion-MNIST scale: L-inf eps = 0.1, PGD-AT with 10 steps of
+eps / 4 = 0.025 (Madry's CIFAR-10 ratio: step 2/255 at eps 8/255, config.json:26-29; PGD-7 with
+2/255 in Wong's train_pgd.py:29-32), FGSM-RS alpha = 1.25 eps = 0.125 (Wong's ratio). The step
+and alpha derive from eps (`step_ratio`, `alpha_ratio`) unless given as numbers, so overriding
+eps alone keeps the references' ratios (eps 8/255 gives 2/255 and 10/255); Madry's MNIST (eps
+0.3, 40 steps of 0.01) is step_ratio 1/30. FGSM-RS with alpha > 2 eps is refused: the step then
+always leaves the ball and is clipped back, and Wong et al. (section 5.2) find alpha beyond
+~1.25-1.5 eps runs into catastrophic overfitting.
+
+Runs recorded before the step and alpha derived from eps (`revisions`): their method_args set
+step_size / alpha as numbers (the baselines' configs record every field), which still mean
+those numbers; a run whose args set eps but not the step trained with 0.025 / 0.125 and is
+marked stale by the report.
 
 BatchNorm while crafting (`bn`): "batch" (default) normalises the attacked batch with its own
 statistics, as both references craft with the model in training mode (Madry's model.py:100-110,
@@ -49,6 +57,25 @@ from freqrobust.augment import aps, base, ops
 Array = jax.Array
 
 BN_MODES = ("batch", "running")
+
+
+def _args_of(config: Mapping[str, Any], method: str) -> Optional[Mapping[str, Any]]:
+  """The recorded fields of `method` in a run's config.json: method_args when it is the run's
+  method, adversarial_args when it is the run's adversarial training; None when neither."""
+  if config.get("method") == method:
+    return config.get("method_args") or {}
+  if config.get("adversarial") == method:
+    return config.get("adversarial_args") or {}
+  return None
+
+
+def _derived_revision(field: str, old: float, ratio: str) -> base.Revision:
+  """The step that became a ratio of eps: it matters for runs that set eps but not the step."""
+  def applies(config):
+    args = _args_of(config, "pgd_at" if field == "step_size" else "fgsm_rs")
+    return args is not None and field not in args and float(args.get("eps", 0.1)) != 0.1
+  return base.Revision(f"{field} derives from eps ({ratio} * eps) unless set (before: {old} "
+                       "whatever eps; 2026-12-07)", applies)
 
 
 def _set_choice(obj: Any, name: str, valid: tuple[str, ...]) -> None:
@@ -98,7 +125,8 @@ class PGDAT(_Adversarial):
   Attributes:
     eps: the ball's radius in [0, 1] pixel units (0.1 L-inf: the Fashion-MNIST protocol;
       CIFAR-10 8/255).
-    step_size: the PGD step (0.025 = eps / 4; CIFAR-10 2/255).
+    step_size: the PGD step; 0 (default) = step_ratio * eps (the step used: `step`).
+    step_ratio: the step over eps when step_size is 0 (0.25: Madry's eps / 4).
     steps: PGD iterations (10; Madry's CIFAR-10 10, MNIST 40).
     random_start: start from x + U(-eps, eps) (L2: uniform in the ball), clipped to [0, 1].
     norm: "linf" or "l2" (L2: normalised-gradient steps, L2 projection).
@@ -106,9 +134,11 @@ class PGDAT(_Adversarial):
     pad, flip, crop_fill: RandomCrop(padding=4) + flip before the attack.
   """
   name: ClassVar[str] = "pgd_at"
+  revisions: ClassVar[tuple] = (_derived_revision("step_size", 0.025, "step_ratio"),)
 
   eps: float = 0.1
-  step_size: float = 0.025
+  step_size: float = 0.0
+  step_ratio: float = 0.25
   steps: int = 10
   random_start: bool = True
   norm: str = "linf"
@@ -119,7 +149,8 @@ class PGDAT(_Adversarial):
 
   def __post_init__(self):
     ops.set_float(self, "eps", 0.0)
-    ops.set_float(self, "step_size", 0.0, lo_open=True)
+    ops.set_float(self, "step_size", 0.0)
+    ops.set_float(self, "step_ratio", 0.0, lo_open=True)
     ops.set_int(self, "steps", 1)
     ops.set_bool(self, "random_start")
     _set_choice(self, "norm", ball.NORMS)
@@ -130,8 +161,13 @@ class PGDAT(_Adversarial):
   def _norm(self) -> str:
     return self.norm
 
+  @property
+  def step(self) -> float:
+    """The PGD step: step_size, or step_ratio * eps when step_size is 0."""
+    return self.step_size or self.step_ratio * self.eps
+
   def _craft(self, key, images, labels, logits_fn):
-    return fgsm_pgd.pgd_core(logits_fn, key, images, labels, self.eps, self.step_size,
+    return fgsm_pgd.pgd_core(logits_fn, key, images, labels, self.eps, self.step,
                              norm=self.norm, steps=self.steps, restarts=1, loss="ce",
                              random_start=self.random_start, select="last")
 
@@ -142,14 +178,19 @@ class FGSMRS(_Adversarial):
 
   Attributes:
     eps: the L-inf radius in [0, 1] pixel units (0.1; CIFAR-10 8/255, MNIST 0.3).
-    alpha: the step from the random start (0.125 = 1.25 eps; CIFAR-10 10/255, MNIST 0.375).
+    alpha: the step from the random start; 0 (default) = alpha_ratio * eps (used: `step`);
+      at most 2 eps.
+    alpha_ratio: alpha over eps when alpha is 0 (1.25: Wong et al.'s 10/255 at 8/255, 0.375 at
+      MNIST's 0.3); at most 2.
     bn: BatchNorm while crafting, "batch" (the reference's) or "running".
     pad, flip, crop_fill: RandomCrop(padding=4) + flip before the attack.
   """
   name: ClassVar[str] = "fgsm_rs"
+  revisions: ClassVar[tuple] = (_derived_revision("alpha", 0.125, "alpha_ratio"),)
 
   eps: float = 0.1
-  alpha: float = 0.125
+  alpha: float = 0.0
+  alpha_ratio: float = 1.25
   bn: str = "batch"
   pad: int = 4
   flip: bool = True
@@ -157,12 +198,24 @@ class FGSMRS(_Adversarial):
 
   def __post_init__(self):
     ops.set_float(self, "eps", 0.0)
-    ops.set_float(self, "alpha", 0.0, lo_open=True)
+    ops.set_float(self, "alpha", 0.0)
+    ops.set_float(self, "alpha_ratio", 0.0, lo_open=True)
     _set_choice(self, "bn", BN_MODES)
     ops.set_crop_fields(self)
+    if self.alpha > 2.0 * self.eps or self.alpha_ratio > 2.0:
+      field, value = (("alpha", self.alpha) if self.alpha else ("alpha_ratio", self.alpha_ratio))
+      raise ValueError(f"FGSMRS.{field}={value!r} exceeds 2 eps (eps={self.eps!r}): the step "
+                       "then always leaves the ball (catastrophic-overfitting regime, Wong et "
+                       "al. 2020 section 5.2); set alpha <= 2 eps, or alpha=0 for "
+                       "alpha_ratio * eps (1.25 eps by default).")
+
+  @property
+  def step(self) -> float:
+    """The step from the random start: alpha, or alpha_ratio * eps when alpha is 0."""
+    return self.alpha or self.alpha_ratio * self.eps
 
   def _craft(self, key, images, labels, logits_fn):
-    return fgsm_pgd.pgd_core(logits_fn, key, images, labels, self.eps, self.alpha, norm="linf",
+    return fgsm_pgd.pgd_core(logits_fn, key, images, labels, self.eps, self.step, norm="linf",
                              steps=1, restarts=1, loss="ce", random_start=True, select="last")
 
 

@@ -3,37 +3,51 @@ under APGD at the main radius with each loss of `apgd_losses` (CE and DLR by def
 Hein's pair: DLR is invariant to the logits' scale and shift, so a model whose CE gradients are
 flattened, by label smoothing for one, does not escape it), on the first `num_examples` test
 images (`freqrobust.attacks`), with the gradient-masking sanity checks recorded beside the numbers
-(`attacks.evaluation`: monotone in eps, ~0 under an unbounded attack, PGD <= FGSM <= clean,
+(`attacks.checks`: monotone in eps, ~0 under an unbounded attack, PGD <= FGSM <= clean,
 restarts change < 1 point, same-norm noise no stronger than the attack, no zero gradients, every
-image in the ball). A run failing a check is flagged: its `failed_checks` metric is non-zero and
-the check is named in DIR/evals/<name>/adversarial.json and on the console.
+image in the ball, and with `transfer_from` a transfer attack no stronger than the white-box
+ones). A run failing a check is flagged: its `failed_checks` metric is non-zero and the check is
+named in DIR/evals/<name>/adversarial.json and on the console.
 
-Robust accuracy in the literature's convention is that of the strongest attack per example
-(AutoAttack's ensemble): `worst_main` counts the examples that every attack at the main radius
-left correct (PGD, APGD-CE, APGD-DLR); `apgd_main` the same over the APGD losses; the single
-attacks are kept beside (`pgd_main`, `apgd_ce_main`, `apgd_dlr_main`). When the worst case is
-more than a point below PGD, the console says PGD alone would overstate robustness.
+Every attack's per-example results are recorded (DIR/evals/<name>/records.npz, with
+records.json; `adversarial_store`) and every figure is read from them: an attack added to the
+settings later runs alone, those already recorded for the same model, step, test images and
+settings are reused. Robust accuracy in the literature's convention is that of the strongest
+attack per example: `worst_main` counts the examples that EVERY attack run at the main radius
+left correct (PGD, APGD-CE, APGD-DLR, their extra restarts, FGSM, the noise draw, the transfer
+images); `apgd_main` the same over the APGD records; the single attacks are kept beside
+(`pgd_main`, `apgd_ce_main`, `apgd_dlr_main`, `fgsm_main`, `noise_main`, `transfer_main`,
+`pgd_eps<e>` along the curve). Each accuracy `X` has its 95% Wilson interval over the test images
+beside it (`X_lo`, `X_hi`, percent: `metrics.binomial_interval`). When the worst case is more
+than a point below PGD, the console says PGD alone would overstate robustness. Each attack prints
+its accuracy, its time and its cost per 1000 images; its progress bar shows the ETA.
+
+The transfer check (`transfer_from=<workdir>`): that run's worst-case PGD/APGD images at the
+main radius (its adversarial_images.npz, made on its own model; same test images, norm and
+radius) are scored on this model; "transfer_weaker" fails when they beat the white-box attacks.
 
 The unbounded check ("large_eps") runs PGD at `large_eps` (0 = the whole image cube: L-inf 1,
 L2 the cube's diameter sqrt(H*W*C)), where every model must fall to <= 5%.
 
 The attacked function is exactly the reported one: the evaluation weights (EMA when the run keeps
 one), BatchNorm in inference mode, the test-time flip when the run uses it (its gradient flows
-through both views). Default radii per dataset: Fashion-MNIST L-inf 0.1 (curve 0.02-0.2, the
-provable-robustness literature's threat model), CIFAR-10 L-inf 8/255 (curve 1-16/255, Madry et
-al.); L2: Fashion-MNIST 0.3 (curve 0.1-2.0), CIFAR-10 0.5 (curve 0.125-2.0).
+through both views); the weights are a traced argument of the attacks (`attacks.runner`), so
+training's evaluations of successive states compile each attack once. Default radii per
+dataset: Fashion-MNIST L-inf 0.1 (curve 0.02-0.2, the provable-robustness literature's threat
+model), CIFAR-10 L-inf 8/255 (curve 1-16/255, Madry et al.); L2: Fashion-MNIST 0.3 (curve
+0.1-2.0), CIFAR-10 0.5 (curve 0.125-2.0).
 """
 from __future__ import annotations
 
-import functools
-import os
-from typing import Dict
+from typing import Dict, Tuple
 
 import jax
 import numpy as np
 
+from freqrobust import metrics as metrics_lib
 from freqrobust import workdir as workdir_lib
-from freqrobust.evaluators import base
+from freqrobust.attacks.records import WHITE_BOX
+from freqrobust.evaluators import adversarial_store as store, base
 
 # dataset -> norm -> (main eps, curve)
 DEFAULT_EPS = {
@@ -58,7 +72,9 @@ class Adversarial(base.Evaluator):
   type = "adversarial"
   defaults = {"norm": "linf", "eps": (), "main_eps": 0.0, "num_examples": 1000,
               "pgd_steps": 20, "apgd_steps": 50, "restarts": 1, "attacks": ("pgd", "apgd"),
-              "apgd_losses": APGD_LOSSES, "large_eps": 0.0, "seed": 0, "batch_size": 250}
+              "apgd_losses": APGD_LOSSES, "large_eps": 0.0, "seed": 0, "batch_size": 250,
+              "version": "standard", "transfer_from": "", "autoattack_steps": 100,
+              "target_classes": 9, "square_queries": 5000}
 
   def _radii(self, config):
     """(main eps, sorted curve) of the settings, or the dataset's defaults."""
@@ -74,15 +90,20 @@ class Adversarial(base.Evaluator):
   def metric_columns(self):
     norm = self.settings["norm"]
     cols = [base.Column("clean", "clean (%)", "accuracy on the attacked images, unattacked")]
-    if "pgd" in self.settings["attacks"]:
-      cols.append(base.Column("pgd_main", f"PGD-{self.settings['pgd_steps']} {norm} (%)",
-                              "accuracy under PGD at the main radius"))
-    if "apgd" in self.settings["attacks"]:
-      losses = "+".join(l.upper() for l in self.settings["apgd_losses"])
-      cols.append(base.Column("apgd_main", f"APGD-{losses} {norm} (%)",
-                              f"accuracy under APGD ({losses}, worst case per example) at the "
-                              "main radius"))
-    if len(self._runs()) > 1:
+    if self.settings["version"] == "standard":
+      cols.append(base.Column("autoattack_main", f"AutoAttack {norm} (%)",
+                              "accuracy under AutoAttack's standard ensemble (APGD-CE, APGD-T, "
+                              "FAB-T, Square) at the main radius: RobustBench's robust accuracy"))
+    else:
+      if "pgd" in self.settings["attacks"]:
+        cols.append(base.Column("pgd_main", f"PGD-{self.settings['pgd_steps']} {norm} (%)",
+                                "accuracy under PGD at the main radius"))
+      if "apgd" in self.settings["attacks"]:
+        losses = "+".join(l.upper() for l in self.settings["apgd_losses"])
+        cols.append(base.Column("apgd_main", f"APGD-{losses} {norm} (%)",
+                                f"accuracy under APGD ({losses}, worst case per example) at "
+                                "the main radius"))
+    if self.settings["version"] == "standard" or len(self._runs()) > 1:
       cols.append(base.Column("worst_main", f"worst case {norm} (%)",
                               "examples every attack at the main radius left correct (the "
                               "literature's robust accuracy)"))
@@ -109,7 +130,8 @@ class Adversarial(base.Evaluator):
     if bad or not s["attacks"]:
       raise workdir_lib.UserError(f"{where}.attacks={s['attacks']!r} is invalid: a non-empty "
                                   "list of 'pgd' and 'apgd'.")
-    for field in ("num_examples", "pgd_steps", "apgd_steps", "restarts", "batch_size"):
+    for field in ("num_examples", "pgd_steps", "apgd_steps", "restarts", "batch_size",
+                  "autoattack_steps", "target_classes", "square_queries"):
       v = s[field]
       if isinstance(v, bool) or not isinstance(v, int) or v < (0 if field == "num_examples"
                                                                else 1):
@@ -129,62 +151,105 @@ class Adversarial(base.Evaluator):
     if isinstance(main_eps, bool) or not isinstance(main_eps, (int, float)) or not main_eps >= 0:
       raise workdir_lib.UserError(f"{where}.main_eps={main_eps!r} is invalid: a radius >= 0 "
                                   "(0 = the dataset's threat model).")
+    from freqrobust.attacks import evaluation
+    if s["version"] not in evaluation.VERSIONS:
+      raise workdir_lib.UserError(f"{where}.version={s['version']!r} is invalid: one of "
+                                  f"{list(evaluation.VERSIONS)}.")
+    source = s["transfer_from"]
+    if not isinstance(source, str):
+      raise workdir_lib.UserError(f"{where}.transfer_from={source!r} is invalid: a run's "
+                                  "workdir, or '' for no transfer check.")
+    if source and not workdir_lib.exists(workdir_lib.path(source, "evals", self.name,
+                                                          store.IMAGES)):
+      raise workdir_lib.UserError(
+          f"{where}.transfer_from={source!r}: no {store.IMAGES} in its evals/{self.name}/; "
+          f"evaluate that run first (python -m freqrobust.evaluate --workdir={source} "
+          f"--evals={self.name}).")
     main, curve = self._radii(config)
     if any(not (e >= 0) for e in curve):
       raise workdir_lib.UserError(f"{where}.eps={s['eps']!r} is invalid: radii >= 0.")
 
+  def protocol(self, config, image_shape) -> "attacks.evaluation.Protocol":
+    from freqrobust.attacks import evaluation
+    s = self.settings
+    main, curve = self._radii(config)
+    large = float(s["large_eps"]) or unbounded_eps(s["norm"], image_shape)
+    return evaluation.Protocol(
+        norm=s["norm"], main=main, curve=curve, large=large, attacks=tuple(s["attacks"]),
+        apgd_losses=tuple(s["apgd_losses"]), pgd_steps=s["pgd_steps"],
+        apgd_steps=s["apgd_steps"], restarts=s["restarts"], version=s["version"],
+        autoattack_steps=s["autoattack_steps"], target_classes=s["target_classes"],
+        square_queries=s["square_queries"])
+
   def run(self, context: base.Context) -> Dict[str, float]:
-    from freqrobust import attacks
+    from freqrobust.attacks import evaluation
     s = self.settings
     images, labels = context.test_set()
     n = min(s["num_examples"] or len(images), len(images))
     images = np.asarray(images[:n], np.float32) / 255.0
     labels = np.asarray(labels[:n])
-    main, curve = self._radii(context.config)
-    model = context.model
-    # One callable for every call: the attacks' jits are keyed on it.
-    logits_fn = functools.partial(model.apply, model.variables)
-    key = jax.random.key(s["seed"])
-    large = float(s["large_eps"]) or unbounded_eps(s["norm"], images.shape[1:])
-    # The first run carries the sanity checks (its own FGSM, extra restart, noise, zero
-    # gradients, the unbounded radius), the first of each attack its own.
-    runs = self._runs()
-    results, out = {}, {}
-    for i, (attack, loss) in enumerate(runs):
-      steps = s["pgd_steps"] if attack == "pgd" else s["apgd_steps"]
-      eps_list = curve if attack == "pgd" else (main,)
-      first_of_attack = all(a != attack for a, _ in runs[:i])
-      name = attack if first_of_attack else f"{attack}_{loss}"
-      label = attack.upper() + ("" if attack == "pgd" else f"-{loss.upper()}")
-      bar = _Progress(f"{self.name}: {label}-{steps}", context.progress)
-      r = attacks.adversarial_accuracy(
-          logits_fn, jax.random.fold_in(key, i), images, labels, norm=s["norm"],
-          eps_list=eps_list, attack=attack, steps=steps, restarts=s["restarts"], loss=loss,
-          batch_size=s["batch_size"], main_eps=main, large_eps=large if i == 0 else None,
-          sanity_checks=first_of_attack, progress=bar)
-      bar.close()
-      results[name] = r
-      if attack == "pgd":
-        out["pgd_main"] = 100.0 * r["accuracy"][main]
-        for e in curve:
-          out[f"pgd_eps{_eps_key(e)}"] = 100.0 * r["accuracy"][e]
-      else:
-        out[f"apgd_{loss}_main"] = 100.0 * r["accuracy"][main]
-      if first_of_attack:
-        out[f"{attack}_fgsm"] = 100.0 * r["fgsm_accuracy"]
-        out[f"{attack}_noise"] = 100.0 * r["noise_accuracy"]
-    correct = {n: r["correct_main"] for n, r in results.items()}
-    apgd_runs = [n for n in results if n.startswith("apgd")]
-    if apgd_runs:
-      out["apgd_main"] = 100.0 * float(np.mean(np.all([correct[n] for n in apgd_runs], 0)))
-    out["worst_main"] = 100.0 * float(np.mean(np.all(list(correct.values()), 0)))
-    first = results[runs[0][0]]
-    out["clean"] = 100.0 * first["clean_accuracy"]
-    out["zero_gradient_examples"] = int(first["zero_gradient_examples"])
-    out["large_eps_accuracy"] = 100.0 * first["large_eps_accuracy"]
-    failed = sorted({f"{a}:{c}" for a, r in results.items() for c in r["failed_checks"]})
-    out["failed_checks"] = len(failed)
-    out["examples"] = int(n)
+    protocol = self.protocol(context.config, images.shape[1:])
+    todo = evaluation.plan(protocol)
+    given = self._transfer(context, protocol, images, labels, todo)
+    model, folder = context.model, self.out_dir(context)
+    clean_digest = store.digest(images, labels)
+    key = {"model": model.fingerprint, "step": context.step, "images": clean_digest,
+           "norm": s["norm"], "seed": s["seed"], "batch_size": s["batch_size"]}
+    records = (store.load_records(folder, key, n) if context.write_files
+               else evaluation.Records(n))
+    reused = [a.label for a in todo if a.name in records]
+    if reused:
+      print(f"{self.name}: {len(reused)} attack(s) already recorded for this model, not rerun: "
+            f"{', '.join(reused)}.", flush=True)
+    keep = [a.name for a in todo if a.kind in WHITE_BOX_KINDS and a.eps == protocol.main]
+
+    def on_record(attack, record):
+      if not context.write_files:
+        return
+      store.save_records(folder, key, records)
+      if record.images is not None:
+        store.add_images(folder, model.fingerprint, attack.name, record.images,
+                         ~record.values, labels, protocol.main, s["norm"], clean_digest)
+
+    records = evaluation.evaluate(
+        model.apply, model.variables, jax.random.key(s["seed"]), images, labels, todo,
+        norm=s["norm"], batch_size=s["batch_size"], records=records, given=given,
+        keep_images=keep if context.write_files else (), on_record=on_record,
+        progress=lambda a: _Progress(f"{self.name}: {a.label}", context.progress),
+        say=lambda line: print(f"{self.name}: {line}", flush=True))
+    records = records.keep([a.name for a in todo])
+    out, checked = summarize(records, protocol, todo)
+    self._say(out, checked["failed_checks"], protocol.main, context)
+    if context.write_files:
+      self._write(context, records, out, checked, protocol)
+    return out
+
+  def _transfer(self, context, protocol, images, labels, todo) -> Dict[str, np.ndarray]:
+    """The transfer attack's images (appended to `todo`), from `transfer_from`'s own run."""
+    source = self.settings["transfer_from"]
+    if not source:
+      return {}
+    field = f"config.evals.{self.name}.transfer_from"
+    target = workdir_lib.path(source, "evals", self.name, store.IMAGES)
+    if not workdir_lib.exists(target):
+      raise workdir_lib.UserError(
+          f"{field}={source!r}: no {target}; evaluate that run first (python -m "
+          f"freqrobust.evaluate --workdir={source} --evals={self.name}).")
+    src = store.load_images(target)
+    if (src["images"].shape != images.shape or str(src["clean"]) != store.digest(images, labels)
+        or str(src["norm"]) != protocol.norm or float(src["eps"]) != protocol.main):
+      raise workdir_lib.UserError(
+          f"{field}={source!r}: its adversarial images were made on other test images or at "
+          f"another radius ({src['images'].shape[0]} images, {src['norm']} eps "
+          f"{float(src['eps']):g}; here {len(images)}, {protocol.norm} eps {protocol.main:g}); "
+          "give both runs the same data, num_examples, norm and main_eps.")
+    from freqrobust.attacks import runner
+    attack = runner.Attack("given", protocol.main, source=str(src["model"]))
+    todo.append(attack)
+    return {attack.name: src["images"]}
+
+  def _say(self, out, failed, main, context) -> None:
+    s = self.settings
     if failed:
       print(f"WARNING: {self.name}: gradient-masking checks failed ({', '.join(failed)}); do "
             "not read these adversarial numbers as robustness before finding out why "
@@ -193,45 +258,107 @@ class Adversarial(base.Evaluator):
       print(f"NOTE: {self.name}: PGD-{s['pgd_steps']} leaves {out['pgd_main']:.1f}% correct at "
             f"eps {main:g}, the worst case over every attack {out['worst_main']:.1f}%: PGD alone "
             "overstates this model's robustness; read the worst case.", flush=True)
-    if context.write_files:
-      self._write(context, results, out, failed, main, curve, large)
-    return out
 
-  def _write(self, context, results, out, failed, main, curve, large):
+  def _write(self, context, records, out, checked, protocol):
     folder = self.out_dir(context)
     workdir_lib.make_dir(folder)
     workdir_lib.write_json(workdir_lib.path(folder, "adversarial.json"), {
-        "settings": self.key(context.config), "large_eps": large, "failed_checks": failed,
-        "results": {a: _jsonable(r) for a, r in results.items()}, "metrics": out})
-    from freqrobust.analysis import plots
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(4.8, 3.3))
-    if "pgd" in results:
-      ax.plot(curve, [out[f"pgd_eps{_eps_key(e)}"] for e in curve], "o-",
-              label=f"PGD-{self.settings['pgd_steps']}")
-    for loss, marker in (("ce", "s"), ("dlr", "D")):
-      if f"apgd_{loss}_main" in out:
-        ax.plot([main], [out[f"apgd_{loss}_main"]], marker, label=f"APGD-{loss.upper()}")
-    if "worst_main" in out:
-      ax.plot([main], [out["worst_main"]], "k*", label="worst case")
-    ax.plot([main], [out[f"{self.settings['attacks'][0]}_fgsm"]], "^", label="FGSM")
-    ax.plot([main], [out[f"{self.settings['attacks'][0]}_noise"]], "x", label="random noise")
-    ax.axhline(out["clean"], color="gray", ls="--", lw=1, label="clean")
-    ax.set_xlabel(f"eps ({self.settings['norm']}, pixels in [0, 1])")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.legend(fontsize=7)
-    ax.set_title(f"{out['examples']} test images" + (f"; FAILED: {', '.join(failed)}"
-                                                      if failed else "; sanity checks hold"),
-                 fontsize=8)
-    fig.tight_layout()
-    plots.save_figure(fig, workdir_lib.path(folder, "adversarial.png"))
+        "settings": self.key(context.config), "large_eps": protocol.large,
+        "failed_checks": checked["failed_checks"], "checks": checked["checks"],
+        "skipped_checks": checked["skipped_checks"], "attacks": {
+            name: dict(m, accuracy=records.accuracy(name)) for name, m in records.meta.items()},
+        "metrics": out})
+    _plot(workdir_lib.path(folder, "adversarial.png"), out, checked["failed_checks"], protocol,
+          self.settings["pgd_steps"])
 
 
-def _jsonable(result: dict) -> dict:
-  return workdir_lib.to_jsonable({k: ({_eps_key(e): a for e, a in v.items()}
-                                      if isinstance(v, dict) and k != "checks" else v)
-                                  for k, v in result.items() if k != "correct_main"})
+WHITE_BOX_KINDS = WHITE_BOX  # The gradient-based attacks (their images feed transfer checks).
+
+
+def summarize(records, protocol, todo) -> Tuple[Dict[str, float], dict]:
+  """The evaluation's metrics (percent, each accuracy with its 95% interval `_lo`/`_hi`) and
+  checks, read from the per-example records of the attacks `todo`."""
+  from freqrobust.attacks import checks as checks_lib
+  main, r = protocol.main, records
+  first = {}
+  for a in todo:  # The first record of each (kind, loss) at each radius: its own column.
+    first.setdefault((a.kind, a.loss, a.eps), a.name)
+  acc = lambda name: 100.0 * r.accuracy(name)
+  out = {"clean": acc("clean")}
+  for e in protocol.curve:
+    if ("pgd", protocol.pgd_loss, e) in first:
+      out[f"pgd_eps{_eps_key(e)}"] = acc(first["pgd", protocol.pgd_loss, e])
+  if ("pgd", protocol.pgd_loss, main) in first:
+    out["pgd_main"] = acc(first["pgd", protocol.pgd_loss, main])
+  for loss in protocol.apgd_losses:
+    if ("apgd", loss, main) in first:
+      out[f"apgd_{loss}_main"] = acc(first["apgd", loss, main])
+  if r.names(kinds=("apgd",), eps=main):
+    out["apgd_main"] = 100.0 * r.worst_accuracy(main, ("apgd",))
+  for kind in ("fgsm", "noise", "given"):
+    if (kind, "ce", main) in first:
+      out[("transfer" if kind == "given" else kind) + "_main"] = acc(first[kind, "ce", main])
+  if protocol.version == "standard":
+    out.update(_standard_metrics(r, protocol, first))
+  out["worst_main"] = 100.0 * r.worst_accuracy(main)  # Every attack run at the main radius.
+  n = r.n
+  for k in [k for k in out if k == "clean" or k.endswith("_main")
+            or k.startswith(("pgd_eps", "apgd_eps"))]:
+    out[f"{k}_lo"], out[f"{k}_hi"] = metrics_lib.accuracy_interval(out[k], n)
+  if "zero_gradient" in r:
+    out["zero_gradient_examples"] = int(r.values["zero_gradient"].sum())
+  if protocol.large is not None and r.worst_accuracy(protocol.large, WHITE_BOX_KINDS) is not None:
+    out["large_eps_accuracy"] = 100.0 * r.worst_accuracy(protocol.large, WHITE_BOX_KINDS)
+  checked = checks_lib.run_checks(r, checks_lib.Radii(main, protocol.curve, protocol.large))
+  out["failed_checks"] = len(checked["failed_checks"])
+  out["examples"] = int(n)
+  return out, checked
+
+
+def _standard_metrics(r, protocol, first) -> Dict[str, float]:
+  """AutoAttack's robust accuracy at the main radius (the chain that ends with Square), its
+  first attack alone (APGD-CE, on every example) and the white-box worst case along the curve
+  (APGD-CE + APGD-T)."""
+  out = {}
+  if ("apgd", "ce", protocol.main) in first:
+    out["apgd_ce_main"] = 100.0 * r.accuracy(first["apgd", "ce", protocol.main])
+  squares = [k for k in r.names(kinds=("square",), eps=protocol.main) if r.meta[k]["after"]]
+  if squares:
+    chain = list(r.meta[squares[0]]["after"]) + [squares[0]]
+    out["autoattack_main"] = 100.0 * float(np.mean(r.all_correct(chain)))
+  for e in protocol.curve:
+    acc = r.worst_accuracy(e, WHITE_BOX_KINDS)
+    if acc is not None:
+      out[f"apgd_eps{_eps_key(e)}"] = 100.0 * acc
+  return out
+
+
+def _plot(target, out, failed, protocol, pgd_steps) -> None:
+  from freqrobust.analysis import plots
+  import matplotlib.pyplot as plt
+  main = protocol.main
+  fig, ax = plt.subplots(figsize=(4.8, 3.3))
+  for prefix, label in (("pgd_eps", f"PGD-{pgd_steps}"), ("apgd_eps", "APGD-CE + APGD-T")):
+    curve = [e for e in protocol.curve if f"{prefix}{_eps_key(e)}" in out]
+    if curve:
+      ax.plot(curve, [out[f"{prefix}{_eps_key(e)}"] for e in curve], "o-", label=label)
+  for metric, marker, label in (("autoattack_main", "P", "AutoAttack"),
+                                ("apgd_ce_main", "s", "APGD-CE"), ("apgd_dlr_main", "D",
+                                "APGD-DLR"), ("fgsm_main", "^", "FGSM"), ("noise_main", "x",
+                                "random noise"), ("transfer_main", "v", "transfer"),
+                                ("worst_main", "k*", "worst case")):
+    if metric in out:
+      ax.plot([main], [out[metric]], marker, label=label)
+  ax.axhline(out["clean"], color="gray", ls="--", lw=1, label="clean")
+  ax.set_xlabel(f"eps ({protocol.norm}, pixels in [0, 1])")
+  ax.set_ylabel("accuracy (%)")
+  ax.set_ylim(0, 100)
+  ax.legend(fontsize=7)
+  ax.set_title(f"{out['examples']} test images" + (f"; FAILED: {', '.join(failed)}"
+                                                    if failed else "; sanity checks hold"),
+               fontsize=8)
+  fig.tight_layout()
+  plots.save_figure(fig, target)
 
 
 class _Progress:

@@ -1,0 +1,216 @@
+"""The adversarial evaluation (freqrobust/evaluators/adversarial.py on attacks.runner, records and
+checks) on tiny fixed models: the worst case over every attack run at the main radius, the
+per-example records and resuming from them, the weights as a traced argument (no recompilation
+for new weights), the transfer check, each accuracy's interval and the cost line."""
+import dataclasses
+import os
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from freqrobust import workdir as workdir_lib
+from freqrobust.attacks import evaluation, runner
+from freqrobust.evaluators import adversarial, adversarial_store, base
+
+N, SHAPE, K = 24, (4, 4, 1), 4
+D = int(np.prod(SHAPE))
+_rng = np.random.default_rng(3)
+WEIGHTS = {"w1": jnp.asarray(_rng.standard_normal((D, 16)) * np.sqrt(2.0 / D), jnp.float32),
+           "w2": jnp.asarray(_rng.standard_normal((16, K)) * np.sqrt(2.0 / 16), jnp.float32)}
+W_USELESS = jnp.asarray(_rng.standard_normal((D, K)), jnp.float32)
+TRACES = {"n": 0}
+
+
+def mlp(variables, x):
+  TRACES["n"] += 1  # Python runs only while tracing: counts the compilations.
+  h = jax.nn.relu(x.reshape(x.shape[0], -1) @ variables["w1"])
+  return 4.0 * (h @ variables["w2"])
+
+
+def masked(variables, x):
+  """The mlp on finely quantised inputs, with a small useless gradient (partial masking: the
+  gradient is non-zero, so no_zero_gradients holds, but it points nowhere useful)."""
+  q = jax.lax.stop_gradient(jnp.round(x * 64.0) / 64.0)
+  return mlp(variables, q) + 1e-3 * (x.reshape(x.shape[0], -1) @ W_USELESS)
+
+
+@dataclasses.dataclass
+class Model:
+  """What the evaluation reads of a `trained.TrainedModel`."""
+  apply: Callable
+  variables: Any
+  fingerprint: str
+  step: int = 1
+  config: Any = None
+
+
+def _config():
+  config = ml_collections.ConfigDict()
+  config.data = ml_collections.ConfigDict({"dataset": "fashion_mnist"})
+  return config
+
+
+def _test_set(seed=0):
+  x = np.random.default_rng(seed).integers(40, 216, (N,) + SHAPE).astype(np.uint8)
+  traces = TRACES["n"]
+  y = np.asarray(jnp.argmax(mlp(WEIGHTS, jnp.asarray(x, jnp.float32) / 255.0), -1))
+  TRACES["n"] = traces  # An eager call, not a compilation.
+  return x, y
+
+
+def _evaluator(**settings):
+  values = dict(adversarial.Adversarial.defaults, eps=(0.1,), main_eps=0.1, num_examples=N,
+                pgd_steps=2, apgd_steps=3, batch_size=16, attacks=("pgd",), version="fast")
+  values.update(settings)
+  return adversarial.Adversarial("adversarial", values)
+
+
+def _run(evaluator, model, out_root, write=True, test_set=None):
+  model.config = model.config or _config()
+  context = base.Context(model, str(out_root), test_set=test_set or _test_set(),
+                         progress=False, write_files=write)
+  return evaluator.run(context)
+
+
+def test_worst_case_counts_every_attack_run_at_the_main_radius(tmp_path):
+  """An example broken only by the noise draw, FGSM or an extra restart is not robust (it was
+  counted robust when the worst case read PGD and APGD alone)."""
+  model = Model(masked, WEIGHTS, "masked")
+  out = _run(_evaluator(attacks=("pgd", "apgd")), model, tmp_path)
+  r = adversarial_store.load_records(str(tmp_path / "evals" / "adversarial"),
+                                     _stored_key(tmp_path), N)
+  at_main = r.names(eps=0.1)
+  kinds = {r.meta[k]["kind"] for k in at_main}
+  assert kinds == {"pgd", "apgd", "fgsm", "noise"}
+  every = np.mean(r.all_correct(at_main)) * 100.0
+  assert out["worst_main"] == pytest.approx(every)
+  singles = [k for k in out if k.endswith("_main") and not k.endswith(("_lo", "_hi"))]
+  assert out["worst_main"] <= min(out[k] for k in singles)
+  # This model's gradient is useless: some example is broken by another attack only.
+  pgd_apgd = np.mean(r.all_correct(r.names(kinds=("pgd", "apgd"), eps=0.1))) * 100.0
+  assert out["worst_main"] < pgd_apgd
+
+
+def _stored_key(root):
+  return workdir_lib.read_json(os.path.join(root, "evals", "adversarial", "records.json"))["key"]
+
+
+def test_records_are_stored_and_an_added_attack_runs_alone(tmp_path, monkeypatch, capsys):
+  model = Model(mlp, WEIGHTS, "m1")
+  first = _run(_evaluator(), model, tmp_path)
+  folder = tmp_path / "evals" / "adversarial"
+  assert (folder / "records.npz").exists() and (folder / "records.json").exists()
+  ran = []
+  real = evaluation.run_attack
+  monkeypatch.setattr(evaluation, "run_attack",
+                      lambda attack, *a, **k: ran.append(attack.name) or real(attack, *a, **k))
+  second = _run(_evaluator(attacks=("pgd", "apgd")), model, tmp_path)
+  assert ran and all(name.startswith("apgd") for name in ran), ran
+  assert "already recorded for this model, not rerun" in capsys.readouterr().out
+  for k in ("clean", "pgd_main", "fgsm_main", "noise_main"):
+    assert second[k] == first[k]
+  assert second["worst_main"] <= first["worst_main"]
+  # Nothing new to run: nothing runs, the same figures.
+  ran.clear()
+  assert _run(_evaluator(attacks=("pgd", "apgd")), model, tmp_path) == second and not ran
+  # Another model (or step): every attack runs again.
+  _run(_evaluator(), Model(mlp, jax.tree.map(lambda w: 1.1 * w, WEIGHTS), "m2"), tmp_path)
+  assert "clean" in ran and any(n.startswith("pgd") for n in ran)
+
+
+def test_new_weights_reuse_the_compiled_attacks(tmp_path):
+  """Training evaluates successive states: the weights are traced arguments, so the second
+  evaluation compiles nothing (traces of the model stay put; the jit caches do not grow)."""
+  evaluator = _evaluator(attacks=("pgd", "apgd"))
+  _run(evaluator, Model(mlp, WEIGHTS, "a"), tmp_path, write=False)
+  traces, cache = TRACES["n"], runner.compile_cache_size()
+  other = jax.tree.map(lambda w: 0.9 * w, WEIGHTS)
+  _run(evaluator, Model(mlp, other, "b"), tmp_path, write=False)
+  assert TRACES["n"] == traces
+  assert runner.compile_cache_size() == cache
+
+
+def test_from_state_gives_one_apply_per_predictor():
+  """The train loop's models share its predictor's `apply` (the attacks' static argument)."""
+  import workdirs
+  from freqrobust import experiment, sharding, trained
+  config = experiment.resolve_config(workdirs.tiny_config())
+  exp = experiment.build(config, num_train=config.train.batch_size)
+  state = exp.init_state(jax.random.key(0), sharding.Sharder())
+  predictor = trained.predictor_of(config, exp.model)
+  a = trained.from_state(config, exp.model, state, 1, predictor=predictor)
+  b = trained.from_state(config, exp.model, state, 2, predictor=predictor)
+  assert a.apply is b.apply
+
+
+def test_transfer_from_an_unmasked_twin_is_flagged(tmp_path, capsys):
+  """Partial masking: the quantised twin with a useless gradient passes no_zero_gradients, but
+  the unmasked twin's adversarial images break it beyond its own white-box attacks."""
+  source, target = tmp_path / "source", tmp_path / "target"
+  _run(_evaluator(eps=(0.15,), main_eps=0.15), Model(mlp, WEIGHTS, "twin"), source)
+  assert (source / "evals" / "adversarial" / adversarial_store.IMAGES).exists()
+  evaluator = _evaluator(eps=(0.15,), main_eps=0.15, transfer_from=str(source))
+  evaluator.check(_config())
+  out = _run(evaluator, Model(masked, WEIGHTS, "masked"), target)
+  assert out["transfer_main"] < out["pgd_main"] - 1.0
+  assert out["worst_main"] <= out["transfer_main"]
+  saved = workdir_lib.read_json(str(target / "evals" / "adversarial" / "adversarial.json"))
+  assert saved["checks"]["no_zero_gradients"] is True
+  assert saved["checks"]["transfer_weaker"] is False and out["failed_checks"] >= 1
+  assert "transfer_weaker" in capsys.readouterr().out
+  # Other test images: refused, naming the field.
+  with pytest.raises(workdir_lib.UserError, match=r"evals\.adversarial\.transfer_from"):
+    _run(evaluator, Model(masked, WEIGHTS, "masked"), tmp_path / "t2", test_set=_test_set(9))
+  with pytest.raises(workdir_lib.UserError, match=r"transfer_from.*evaluate that run first"):
+    _evaluator(transfer_from=str(tmp_path / "none")).check(_config())
+
+
+def test_intervals_and_cost_lines(tmp_path, capsys):
+  out = _run(_evaluator(), Model(mlp, WEIGHTS, "m1"), tmp_path)
+  printed = capsys.readouterr().out
+  assert "s per 1000 images" in printed and "PGD-2 at 0.1" in printed
+  for k in ("clean", "pgd_main", "worst_main", "pgd_eps0.1"):
+    lo, hi = out[f"{k}_lo"], out[f"{k}_hi"]
+    assert lo <= out[k] <= hi
+    from freqrobust import metrics
+    want = metrics.binomial_interval(round(out[k] * N / 100), N)
+    assert (lo, hi) == pytest.approx((100 * want[0], 100 * want[1]))
+
+
+def test_bad_settings_are_refused_naming_the_field():
+  for field, value in (("version", "plus"), ("transfer_from", 3), ("square_queries", 0)):
+    with pytest.raises(workdir_lib.UserError, match=f"evals.adversarial.{field}"):
+      _evaluator(**{field: value}).check(_config())
+
+
+def test_standard_runs_autoattack_at_the_main_radius_on_the_points_still_robust(tmp_path):
+  """version "standard": APGD-CE, APGD-T, FAB-T, Square in turn, each on the examples the ones
+  before left correct; APGD-CE + APGD-T along the curve; AutoAttack's Square check."""
+  evaluator = _evaluator(version="standard", eps=(0.02, 0.05), main_eps=0.05,
+                         autoattack_steps=2, apgd_steps=2, target_classes=2, square_queries=4)
+  out = _run(evaluator, Model(mlp, WEIGHTS, "m1"), tmp_path)
+  saved = workdir_lib.read_json(str(tmp_path / "evals" / "adversarial" / "adversarial.json"))
+  attacks = saved["attacks"]
+  chain = [k for k, m in attacks.items() if m["eps"] == 0.05 and m["kind"] in
+           ("apgd", "apgd_t", "fab_t", "square") and (m["after"] or m["kind"] == "apgd")
+           and m["restarts"] == 1]
+  assert [attacks[k]["kind"] for k in chain] == ["apgd", "apgd_t", "fab_t", "square"]
+  for i, k in enumerate(chain):
+    assert attacks[k]["after"] == chain[:i]
+  assert {(m["kind"], m["eps"]) for m in attacks.values()} >= {("apgd", 0.02), ("apgd_t", 0.02)}
+  assert "pgd" not in {m["kind"] for m in attacks.values()}
+  r = adversarial_store.load_records(str(tmp_path / "evals" / "adversarial"),
+                                     _stored_key(tmp_path), N)
+  robust = r.all_correct(chain)
+  assert out["autoattack_main"] == pytest.approx(100.0 * robust.mean())
+  assert out["worst_main"] <= out["autoattack_main"] <= out["apgd_ce_main"]
+  # Each later attack ran only where the earlier ones left the example correct.
+  square = r.values[chain[-1]]
+  assert square[~r.all_correct(chain[:-1])].all()
+  assert 0 < r.all_correct(chain[:-1]).sum() < N  # Square had examples left to attack.
+  assert saved["checks"]["square_weaker"] in (True, False)
+  assert "apgd_eps0.02" in out and "autoattack_main_lo" in out
