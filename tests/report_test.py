@@ -23,7 +23,9 @@ def test_the_report_of_a_fixture_root_is_unchanged(tmp_path):
   wrote them for `report_fixture.fixture_root` before the report became a package (the single
   module of 2026-12-07), with the root's path written <ROOT>: the command line, its flags and
   its outputs are the same, byte for byte. A deliberate change to the tables regenerates them
-  (run the command below on a fixture root and replace the root's path with <ROOT>)."""
+  (run the command below on a fixture root and replace the root's path with <ROOT>): last when
+  the fixture's adversarial records gained the worst case and the 95% intervals (the third
+  table's new column and brackets, table.csv's `_lo`/`_hi` and `adversarial/examples`)."""
   root = report_fixture.fixture_root(str(tmp_path / "root"))
   out = str(tmp_path / "out")
   done = subprocess.run([sys.executable, "-m", "freqrobust.report", f"--root={root}",
@@ -257,3 +259,40 @@ def test_a_composition_run_of_the_current_code_is_not_stale():
   notes = report.stale_notes("/nowhere", {"method_choices": before}, config.to_dict())
   assert any("trained without the adversarial training" in n for n in notes)
   assert any("of its pgd_at training" in n for n in notes)
+
+
+def test_the_cli_writes_robustbench_files_per_run(tmp_path):
+  """`--robustbench=DIR` writes each run's model_info JSON per threat model it was evaluated on
+  and the unaggregated corruption CSV (freqrobust.robustbench.export), from the figures the report
+  shows: not the adversarial evaluation recorded with older settings (pgd_at), not the corruption
+  evaluation of an older step (augmix). A DIR that is a file is refused before any run is read."""
+  from robustbench_test import check_schema
+  root = report_fixture.fixture_root(str(tmp_path / "root"))
+  command = [sys.executable, "-m", "freqrobust.report", f"--root={root}",
+             f"--out={tmp_path / 'out'}"]
+  afile = tmp_path / "afile"
+  afile.write_text("")
+  done = subprocess.run(command + [f"--robustbench={afile}"], capture_output=True, text=True,
+                        cwd=REPO, timeout=300)
+  assert done.returncode == 2 and f"--robustbench={afile} is a file" in done.stderr
+  assert not (tmp_path / "out").exists()
+  out = tmp_path / "rb"
+  done = subprocess.run(command + [f"--robustbench={out}"], capture_output=True, text=True,
+                        cwd=REPO, timeout=300)
+  assert done.returncode == 0, done.stderr
+  linf = sorted(p.name for p in (out / "fashion_mnist" / "Linf").iterdir())
+  assert linf == ["gaussian_cpu_seed-0.json", "gaussian_cpu_seed-1.json",
+                  "natural_cpu_seed-0.json", "natural_cpu_seed-1.json",
+                  "natural_seed-2_cpu.json"]
+  info = json.loads((out / "fashion_mnist" / "Linf" / "natural_cpu_seed-0.json").read_text())
+  check_schema(info, "Linf")
+  # The worst case over the fixture's attacks (PGD 2.90 - 0.5), a bound on AutoAttack's figure.
+  assert info["autoattack_acc"] == "2.40" and info["clean_acc"] == "90.00"
+  assert info["eps"] == "0.1" and "upper bound" in info["footnote"]
+  corruptions = out / "fashion_mnist" / "corruptions"
+  names = sorted(p.name for p in corruptions.iterdir())
+  assert "pgd_at_cpu_seed-0.json" in names and "augmix_cpu_seed-0.json" not in names
+  check_schema(json.loads((corruptions / "pgd_at_cpu_seed-0.json").read_text()), "corruptions")
+  rows = (corruptions / "unaggregated_results.csv").read_text().splitlines()
+  assert len(rows) == 2 + len(names) - 1  # Two header rows, one row per exported model.
+  assert "Not exported to RobustBench: augmix_cpu_seed-0" in done.stdout
