@@ -21,7 +21,9 @@ older step, a retrained run) is left out and the run's row says so; any other ev
 another model, or recorded with other settings than the current code runs, is left out of the
 columns and listed with the command that redoes it. Every other scalar the runs' evaluations
 recorded (results.json "metrics", `<evaluation>/<metric>`) forms a third table, with the columns
-the evaluators declare. Writes table.md, table.csv, a Figure 1(e)-style bar chart (robustness),
+the evaluators declare; a column declared with an interval (`evaluators.base.Column.interval`:
+the adversarial evaluation's accuracies) shows its 95% interval [lo, hi] beside the figure, one
+seed's own or several seeds' range (`aggregate.intervals_of`). Writes table.md, table.csv, a Figure 1(e)-style bar chart (robustness),
 the gains per corruption family and, when the runs were attacked, Robust. against the robust
 accuracies the evaluators declare; with `--robustbench=DIR`, each run's RobustBench submission
 files (`export`).
