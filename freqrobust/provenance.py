@@ -12,14 +12,18 @@ from freqrobust.augment import adversarial, base, registry
 def method_choices(config: Any, method: base.Method, aux_bn: bool) -> dict:
   """The choices of a run with `config`, whose built method is `method`; `aux_bn`: the model has
   auxiliary BatchNorms for the method's views. Under adversarial training
-  (`config.adversarial`) the attacked views are recorded beside the attack's settings."""
+  (`config.adversarial`) the attacked views are recorded beside the attack's settings, with the
+  attack's revision count and resolved fields (what `base.stale_notes(..., part="adversarial")`
+  reads)."""
   composed = isinstance(method, adversarial.AdversarialComposition)
   inner = method.method if composed else method
   return {"method": config.get("method", "paper"),
           "method_args": dict(config.get("method_args", {})),
           **({"adversarial": config.adversarial,
               "adversarial_args": dict(config.get("adversarial_args", {})),
-              "adversarial_views": list(method.attacked_views)} if composed else {}),
+              "adversarial_views": list(method.attacked_views),
+              "adversarial_revision": len(method.attack.revisions),
+              "adversarial_fields": resolved_fields(method.attack)} if composed else {}),
           "aux_bn_views": list(method.aux_bn_views) if aux_bn else [],
           "aux_average": config.aps.aux_average if config.model.attention != "none" else None,
           "nfd_noise": "hermitian" if config.augment.nfd else None,

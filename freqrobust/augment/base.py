@@ -132,24 +132,29 @@ class Revision:
 
 
 def stale_notes(cls: type[Method], choices: Mapping[str, Any],
-                config: Optional[Mapping[str, Any]] = None) -> list[str]:
+                config: Optional[Mapping[str, Any]] = None, part: str = "method") -> list[str]:
   """How a run of `cls` trained differently from the current code at the same settings, one line
   each: `choices` is its results.json "method_choices", `config` its config.json (a dict).
+  `part`: which method of the run `cls` is, by the prefix of what the run recorded of it:
+  "method" (method_args, method_fields, method_revision) or "adversarial", the adversarial
+  training composed with it (`config.adversarial`: adversarial_args, adversarial_fields,
+  adversarial_revision); the revisions' `applies` read the run's config either way.
 
   A field of `legacy_fields` counts only when the run recorded neither its resolved fields
-  ("method_fields", recorded since these checks exist) nor that field in "method_args"."""
+  ("<part>_fields", recorded since these checks exist) nor that field in "<part>_args"."""
   notes = []
-  if dataclasses.is_dataclass(cls) and "method_fields" not in choices:
-    args = choices.get("method_args") or {}
+  whose = "" if part == "method" else f" of its {cls.name} training"
+  if dataclasses.is_dataclass(cls) and f"{part}_fields" not in choices:
+    args = choices.get(f"{part}_args") or {}
     defaults = {f.name: f.default for f in dataclasses.fields(cls)}
     for field, legacy in cls.legacy_fields.items():
       if field not in args and legacy != defaults[field]:
-        notes.append(f"trained before `{field}` existed, i.e. as {field}={legacy!r} "
+        notes.append(f"trained before `{field}`{whose} existed, i.e. as {field}={legacy!r} "
                      f"(the default is now {defaults[field]!r})")
   config = config or {}
-  for change in cls.revisions[int(choices.get("method_revision", 0)):]:
+  for change in cls.revisions[int(choices.get(f"{part}_revision", 0)):]:
     if change.applies(config):
-      notes.append(f"trained before this change: {change.note}")
+      notes.append(f"trained before this change{whose}: {change.note}")
   return notes
 
 

@@ -89,24 +89,29 @@ class Adversarial(base.Evaluator):
 
   def metric_columns(self):
     norm = self.settings["norm"]
-    cols = [base.Column("clean", "clean (%)", "accuracy on the attacked images, unattacked")]
+    # Every accuracy here is recorded with its 95% interval (`summarize`); the ones under attack
+    # at the main radius are robust accuracies.
+    robust = dict(interval=True, role=base.ROBUST_ACCURACY)
+    cols = [base.Column("clean", "clean (%)", "accuracy on the attacked images, unattacked",
+                        interval=True)]
     if self.settings["version"] == "standard":
       cols.append(base.Column("autoattack_main", f"AutoAttack {norm} (%)",
                               "accuracy under AutoAttack's standard ensemble (APGD-CE, APGD-T, "
-                              "FAB-T, Square) at the main radius: RobustBench's robust accuracy"))
+                              "FAB-T, Square) at the main radius: RobustBench's robust accuracy",
+                              **robust))
     else:
       if "pgd" in self.settings["attacks"]:
         cols.append(base.Column("pgd_main", f"PGD-{self.settings['pgd_steps']} {norm} (%)",
-                                "accuracy under PGD at the main radius"))
+                                "accuracy under PGD at the main radius", **robust))
       if "apgd" in self.settings["attacks"]:
         losses = "+".join(l.upper() for l in self.settings["apgd_losses"])
         cols.append(base.Column("apgd_main", f"APGD-{losses} {norm} (%)",
                                 f"accuracy under APGD ({losses}, worst case per example) at "
-                                "the main radius"))
+                                "the main radius", **robust))
     if self.settings["version"] == "standard" or len(self._runs()) > 1:
       cols.append(base.Column("worst_main", f"worst case {norm} (%)",
                               "examples every attack at the main radius left correct (the "
-                              "literature's robust accuracy)"))
+                              "literature's robust accuracy)", **robust))
     cols.append(base.Column("failed_checks", "masking checks failed",
                             "gradient-masking sanity checks failed (0 = all hold)",
                             higher_is_better=False))

@@ -25,15 +25,24 @@ from freqrobust.workdir import UserError
 COMMON_FIELDS = {"type": None, "at_end": True, "every_epochs": 0.0}
 
 
+# A column's `role`: an accuracy under attack at the evaluation's main radius (the report plots
+# these against corruption robustness).
+ROBUST_ACCURACY = "robust_accuracy"
+
+
 @dataclasses.dataclass(frozen=True)
 class Column:
   """One summary column an evaluator contributes to `freqrobust.report`: the metric (the key in
   its result dict, without the `<name>/` prefix), a label, the convention it follows and whether
-  higher is better."""
+  higher is better. `interval`: the evaluator also records the metric's 95% interval as
+  `<metric>_lo` and `<metric>_hi` (the report shows it beside the figure); `role`: what the
+  figure is, for the report's figures ("" or `ROBUST_ACCURACY`)."""
   metric: str
   label: str
   convention: str
   higher_is_better: bool = True
+  interval: bool = False
+  role: str = ""
 
 
 class Context:

@@ -1,6 +1,7 @@
 """Aggregates a sweep into the paper's table layout.
 
   python -m freqrobust.report --root=runs/table3_cpu [--baseline=NAME] [--out=DIR]
+      [--robustbench=DIR]
 
 Runs are grouped by name without the seed (`table3_nfd_seed-1` -> `table3_nfd`: `runs.parse_name`);
 a run's backbone and dataset come from its config.json. The baseline group of each backbone
@@ -20,9 +21,12 @@ older step, a retrained run) is left out and the run's row says so; any other ev
 another model, or recorded with other settings than the current code runs, is left out of the
 columns and listed with the command that redoes it. Every other scalar the runs' evaluations
 recorded (results.json "metrics", `<evaluation>/<metric>`) forms a third table, with the columns
-the evaluators declare. Writes table.md, table.csv, a Figure 1(e)-style bar chart (robustness),
-the gains per corruption family and, when the runs were attacked, Robust. against adversarial
-accuracy.
+the evaluators declare; a column declared with an interval (`evaluators.base.Column.interval`:
+the adversarial evaluation's accuracies) shows its 95% interval [lo, hi] beside the figure, one
+seed's own or several seeds' range (`aggregate.intervals_of`). Writes table.md, table.csv, a Figure 1(e)-style bar chart (robustness),
+the gains per corruption family and, when the runs were attacked, Robust. against the robust
+accuracies the evaluators declare; with `--robustbench=DIR`, each run's RobustBench submission
+files (`export`).
 
 The stages: `records.load_runs(root) -> [runs.RunRecord]` (reads the workdirs),
 `aggregate.aggregate(records) -> [Row]` (pure), `render` (table.md and table.csv from the
@@ -33,7 +37,7 @@ from typing import List, Optional
 
 from absl import app, flags
 
-from freqrobust.report import figures, render
+from freqrobust.report import export, figures, render
 from freqrobust.report.aggregate import Row, Stat, aggregate, backbone_of
 from freqrobust.report.figures import adversarial_keys, robust_bar_heights
 from freqrobust.report.records import (built_evaluators, is_natural, load_run, load_runs,
@@ -50,6 +54,10 @@ def define_flags(flag_values: Optional[flags.FlagValues] = None) -> None:
                       "of their backbone (default: the natural-training runs, from their "
                       "config.json).", flag_values=fv)
   flags.DEFINE_string("out", "", "Output folder (default ROOT/report).", flag_values=fv)
+  flags.DEFINE_string("robustbench", "", "Also write each run's RobustBench model_info JSON "
+                      "(per threat model it was evaluated on) and the unaggregated corruption "
+                      "CSV into this folder (DIR/<dataset>/<threat model>/<run>.json).",
+                      flag_values=fv)
   flags.mark_flag_as_required("root", flag_values=fv)
 
 
@@ -70,12 +78,21 @@ def main(argv, flag_values: Optional[flags.FlagValues] = None):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   values = flags.FLAGS if flag_values is None else flag_values
-  rows = report_root(values.root, values.baseline or None)
+  if values.robustbench:  # A bad folder is named before any run is read.
+    export.check_dir(values.robustbench)
+  records = load_runs(values.root)
+  rows = aggregate(records, values.baseline or None)
   out = values.out or os.path.join(values.root, "report")
   write(rows, out)
   with open(os.path.join(out, "table.md")) as f:
     print(f.read())
   print(f"Written to {out}/ (table.md, table.csv, robustness.png, category_gains.png)")
+  if values.robustbench:
+    files, skipped = export.write_robustbench(records, values.robustbench)
+    print(f"RobustBench files written to {values.robustbench}/: {len(files)} file(s)"
+          + "".join(f"\n  {f}" for f in files))
+    for why in skipped:
+      print(f"Not exported to RobustBench: {why}.")
 
 
 __all__ = ["COLUMNS", "Column", "Row", "Stat", "adversarial_keys", "aggregate", "backbone_of",

@@ -7,7 +7,7 @@ has; `render.COLUMNS` declares how each is shown.
 """
 import dataclasses
 import re
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set, Tuple
 
 import numpy as np
 
@@ -21,11 +21,16 @@ from freqrobust.runs import RunRecord
 class Stat:
   """A figure of a row over its seeds: `delta` is the difference of `mean` to the baseline's
   (None where the baseline lacks it); `std` the sample std (0 for one seed, whose spread is
-  unknown: shown as nothing)."""
+  unknown: shown as nothing). `lo`, `hi`: the 95% interval of an accuracy over the test images
+  where its evaluator declares one (`evaluators.base.Column.interval`): a single seed's own
+  interval, and for several seeds the range of the seeds' intervals (the lowest lower bound to
+  the highest upper bound; `intervals_of`); None otherwise."""
   mean: float
   std: float = 0.0
   seeds: int = 1
   delta: Optional[float] = None
+  lo: Optional[float] = None
+  hi: Optional[float] = None
 
 
 @dataclasses.dataclass
@@ -216,9 +221,34 @@ def _row(name: str, runs: List[RunRecord], base: Dict, other_sets: Dict[str, Lis
   tabled = [r for r in runs if r.table]
   if tabled and base["robust"] is not None and not row.other_sets:
     row.stats.update(_corruption_stats(tabled, base))
+  intervals, bounds = intervals_of(runs, row.columns)
   for key, values in _metric_values(runs).items():
-    row.metrics[key] = _stat(values, base["metrics"].get(key))
+    if key in bounds:
+      continue  # An interval's bound: shown with its figure (`Stat.lo`, `Stat.hi`).
+    lo, hi = intervals.get(key, (None, None))
+    row.metrics[key] = dataclasses.replace(_stat(values, base["metrics"].get(key)), lo=lo, hi=hi)
   return row
+
+
+def intervals_of(runs: List[RunRecord], columns: Dict[str, Dict]
+                 ) -> Tuple[Dict[str, Tuple[float, float]], Set[str]]:
+  """({key: (lo, hi)}, the bound keys) of the figures whose column declares an interval (the
+  evaluation records `<key>_lo` and `<key>_hi`, which are no figures of their own), over the runs
+  that recorded the figure: one run's own interval, several runs' range (min lo, max hi: seeds on
+  the same test images share its binomial error, so the interval of a pooled count would be too
+  narrow, and a mean of intervals is no interval); none when a run recorded the figure without
+  its bounds."""
+  intervals: Dict[str, Tuple[float, float]] = {}
+  bounds: Set[str] = set()
+  for key, column in columns.items():
+    if not column.get("interval"):
+      continue
+    bounds.update((f"{key}_lo", f"{key}_hi"))
+    recorded = [r.metrics for r in runs if key in r.metrics]
+    if recorded and all(f"{key}_lo" in m and f"{key}_hi" in m for m in recorded):
+      intervals[key] = (min(float(m[f"{key}_lo"]) for m in recorded),
+                        max(float(m[f"{key}_hi"]) for m in recorded))
+  return intervals, bounds
 
 
 def _metric_values(runs: List[RunRecord]) -> Dict[str, List[float]]:

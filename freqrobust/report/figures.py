@@ -65,11 +65,13 @@ def plot_robustness(rows: List[Row], path: str) -> None:
 
 
 def adversarial_keys(rows: List[Row]) -> List[str]:
-  """The adversarial evaluations' main-radius accuracies the rows recorded (`<name>/pgd_main`,
-  `<name>/apgd_main`, `<name>/worst_main`: the worst case over every attack, the literature's
-  robust accuracy)."""
+  """The robust accuracies the rows recorded: the figures whose evaluator declares them so
+  (`evaluators.base.Column.role` ROBUST_ACCURACY: accuracies under attack at the main radius, such
+  as the adversarial evaluation's `autoattack_main`, `pgd_main`, `apgd_main` and `worst_main`,
+  the worst case over every attack)."""
+  from freqrobust.evaluators.base import ROBUST_ACCURACY
   return sorted({k for r in rows for k in r.metrics
-                 if k.endswith(("/pgd_main", "/apgd_main", "/worst_main"))})
+                 if r.columns.get(k, {}).get("role") == ROBUST_ACCURACY})
 
 
 def plot_corruption_vs_adversarial(rows: List[Row], path: str) -> None:

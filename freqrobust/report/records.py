@@ -147,10 +147,11 @@ def built_evaluators(config: Dict):
 
 
 def declared_columns(built) -> Dict[str, Dict]:
-  """`<name>/<metric>` -> {label, convention, higher_is_better} of the run's evaluations
-  (`built_evaluators`)."""
+  """`<name>/<metric>` -> {label, convention, higher_is_better, interval, role} of the run's
+  evaluations (`built_evaluators`; `evaluators.base.Column`)."""
   return {f"{e.name}/{c.metric}": {"label": f"{e.name}: {c.label}", "convention": c.convention,
-                                    "higher_is_better": c.higher_is_better}
+                                    "higher_is_better": c.higher_is_better,
+                                    "interval": c.interval, "role": c.role}
           for e in built for c in e.metric_columns()}
 
 
@@ -184,13 +185,26 @@ def method_class(name: Optional[str]) -> Optional[type]:
 
 def stale_notes(workdir: str, results: Dict, config: Optional[Dict] = None) -> List[str]:
   """How a finished run's method trained differently from the current code at its recorded
-  settings (fields added since, behaviour changes since: `augment.base.stale_notes`)."""
+  settings (fields added since, behaviour changes since: `augment.base.stale_notes`), the
+  adversarial training composed with it (`config.adversarial`) included: its revisions are
+  judged against the run's adversarial_args."""
   from freqrobust.augment import base
   choices = results.get("method_choices") or {}
   cls = method_class(choices.get("method"))
   if cls is None:
     return []
-  return base.stale_notes(cls, choices, _read_config(workdir) if config is None else config)
+  config = _read_config(workdir) if config is None else config
+  notes = base.stale_notes(cls, choices, config)
+  adversarial = choices.get("adversarial")
+  if adversarial:
+    from freqrobust.augment import registry
+    if adversarial in registry.ADVERSARIAL_TRAINING:
+      notes += base.stale_notes(registry.ADVERSARIAL_TRAINING[adversarial], choices, config,
+                                part="adversarial")
+    if choices.get("method") != "paper" and "adversarial_views" not in choices:
+      notes.append(f"trained without the adversarial training config.adversarial={adversarial!r} "
+                   "names (before 2026-12-07 it was ignored for every method but the paper's)")
+  return notes
 
 
 def training_rate(workdir: str) -> Optional[float]:

@@ -164,14 +164,30 @@ def _evaluation_lines(rows: List[Row]) -> List[str]:
   lines = ["", "| run | " + " | ".join(label(k) for k in keys) + " |",
            "|---|" + "---|" * len(keys)]
   for r in rows:
-    lines.append(f"| {r.name} | " + " | ".join(vs_base(r.metrics.get(k), r.baseline)
-                                               for k in keys) + " |")
+    lines.append(f"| {r.name} | " + " | ".join(
+        vs_base(r.metrics.get(k), r.baseline) + interval(r.metrics.get(k)) for k in keys) + " |")
   notes = [f"{label(k)}: {columns[k]['convention']}"
            + ("" if columns[k]["higher_is_better"] else " (lower is better)")
            for k in keys if k in columns]
   lines += ["", "Other evaluations (results.json \"metrics\"), baseline absolute, the rest as "
             "differences to it. " + "; ".join(notes) + ("." if notes else "")]
+  if any(interval(r.metrics.get(k)) for r in rows for k in keys):
+    lines[-1] += " " + INTERVAL_NOTE
   return lines
+
+
+# The convention of `interval` (`aggregate.intervals_of`).
+INTERVAL_NOTE = ("[lo, hi]: the accuracy's 95% interval over the test images (Wilson, absolute "
+                 "percent, also beside a difference), the binomial error that the spread over "
+                 "seeds on the same images does not show; with several seeds the range of the "
+                 "seeds' intervals, from the lowest lower bound to the highest upper bound.")
+
+
+def interval(stat: Optional[Stat]) -> str:
+  """" [lo, hi]" of a figure with a 95% interval (`Stat.lo`, `Stat.hi`), else nothing."""
+  if stat is None or stat.lo is None or stat.hi is None:
+    return ""
+  return f" [{stat.lo:.2f}, {stat.hi:.2f}]"
 
 
 def _sets_lines(rows: List[Row]) -> List[str]:
@@ -239,9 +255,12 @@ def _csv_value(column: Column, part: str, row: Row):
 
 def write_csv(rows: List[Row], path: str) -> None:
   """table.csv: the declared columns, then every scalar the evaluations recorded
-  (`<evaluation>/<metric>` mean, std and delta)."""
+  (`<evaluation>/<metric>` mean, std and delta; lo and hi, the 95% interval, where declared)."""
   evaluated = sorted({k for r in rows for k in r.metrics})
-  columns = list(COLUMNS) + [Column(k) for k in evaluated]
+  # A figure with a 95% interval in some row also writes `<key>_lo` and `<key>_hi`.
+  with_interval = {k for r in rows for k, stat in r.metrics.items() if interval(stat)}
+  parts = lambda k: ("mean", "std", "delta") + (("lo", "hi") if k in with_interval else ())
+  columns = list(COLUMNS) + [Column(k, parts(k)) for k in evaluated]
   fields = [(c, p, c.key if not p else f"{c.key}_{p}") for c in columns for p in c.csv]
 
   def write(f):
