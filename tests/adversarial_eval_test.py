@@ -214,3 +214,22 @@ def test_standard_runs_autoattack_at_the_main_radius_on_the_points_still_robust(
   assert 0 < r.all_correct(chain[:-1]).sum() < N  # Square had examples left to attack.
   assert saved["checks"]["square_weaker"] in (True, False)
   assert "apgd_eps0.02" in out and "autoattack_main_lo" in out
+
+
+def test_attacks_on_the_examples_still_robust_compile_few_shapes():
+  """AutoAttack's chain attacks only the examples still correct, a number that changes with every
+  in-training evaluation; the batch is padded to a power of two (at most the batch size), so
+  counts in one bucket reuse the compiled attack (it was sized to the count: a compilation per
+  count, every evaluation)."""
+  x, y = _test_set()
+  x = np.asarray(x, np.float32) / 255.0
+  attack = runner.Attack("apgd", 0.05, "ce", 2)
+  apply = runner.Unbound(lambda z: mlp(WEIGHTS, z))
+  for count in (5, 7):
+    only = np.arange(N) < count
+    record = runner.run_attack(attack, apply, None, jax.random.key(0), x, y, norm="linf",
+                               batch_size=16, only=only)
+    assert record.values[count:].all()
+    if count == 5:
+      cache = runner.compile_cache_size()
+  assert runner.compile_cache_size() == cache
