@@ -233,3 +233,25 @@ def test_attacks_on_the_examples_still_robust_compile_few_shapes():
     if count == 5:
       cache = runner.compile_cache_size()
   assert runner.compile_cache_size() == cache
+
+
+def test_transfer_images_changed_at_the_source_are_scored_again(tmp_path, monkeypatch):
+  """The source run re-evaluated (an attack added folds its images in, same model): the target's
+  transfer record is of the old images and must not be reused (it was: its name held the source
+  model alone)."""
+  source, target = tmp_path / "source", tmp_path / "target"
+  _run(_evaluator(eps=(0.15,), main_eps=0.15), Model(mlp, WEIGHTS, "twin"), source)
+  evaluator = _evaluator(eps=(0.15,), main_eps=0.15, transfer_from=str(source))
+  _run(evaluator, Model(masked, WEIGHTS, "masked"), target)
+  path = str(source / "evals" / "adversarial" / adversarial_store.IMAGES)
+  stored = adversarial_store.load_images(path)
+  x = np.asarray(_test_set()[0], np.float32) / 255.0
+  stored["images"] = x.copy()  # Now the clean images: the transfer breaks nothing.
+  adversarial_store._save_npz(path, stored)
+  ran = []
+  real = evaluation.run_attack
+  monkeypatch.setattr(evaluation, "run_attack",
+                      lambda attack, *a, **k: ran.append(attack.kind) or real(attack, *a, **k))
+  out = _run(evaluator, Model(masked, WEIGHTS, "masked"), target)
+  assert ran == ["given"]
+  assert out["transfer_main"] == pytest.approx(out["clean"])

@@ -244,7 +244,10 @@ class Adversarial(base.Evaluator):
           f"{float(src['eps']):g}; here {len(images)}, {protocol.norm} eps {protocol.main:g}); "
           "give both runs the same data, num_examples, norm and main_eps.")
     from freqrobust.attacks import runner
-    attack = runner.Attack("given", protocol.main, source=str(src["model"]))
+    # The images' digest keys the record too: the source re-evaluated (an attack added, its
+    # images folded in) gives another transfer attack, scored again.
+    attack = runner.Attack("given", protocol.main,
+                           source=f"{src['model']}:{store.digest(src['images'])}")
     todo.append(attack)
     return {attack.name: src["images"]}
 
