@@ -182,7 +182,8 @@ def test_intervals_and_cost_lines(tmp_path, capsys):
 
 
 def test_bad_settings_are_refused_naming_the_field():
-  for field, value in (("version", "plus"), ("transfer_from", 3), ("square_queries", 0)):
+  for field, value in (("version", "plus"), ("transfer_from", 3), ("square_queries", 0),
+                       ("eps", 0.1), ("eps", ("a",)), ("eps", (True,))):
     with pytest.raises(workdir_lib.UserError, match=f"evals.adversarial.{field}"):
       _evaluator(**{field: value}).check(_config())
 

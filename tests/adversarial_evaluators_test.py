@@ -118,3 +118,13 @@ def test_new_weights_reuse_the_compiled_attacks(tmp_path):
     ctx.model.apply, ctx.model.variables = counting, 0.9 * W
     e.run(ctx)
     assert traced["n"] == before, name
+
+
+@pytest.mark.parametrize("value", ["x", None, True])
+def test_main_eps_of_another_type_is_refused_naming_it(value):
+  """A config file's main_eps of another type is one UserError naming it (float() raised a bare
+  ValueError / TypeError traceback, and True was read as the radius 1)."""
+  cls = adversarial_bands.AdversarialBands
+  e = cls("adversarial_bands", dict(cls.defaults, main_eps=value))
+  with pytest.raises(workdir_lib.UserError, match=r"config\.evals\.adversarial_bands\.main_eps"):
+    e.check(workdirs.tiny_config())

@@ -165,6 +165,11 @@ class Adversarial(base.Evaluator):
           f"{where}.transfer_from={source!r}: no {store.IMAGES} in its evals/{self.name}/; "
           f"evaluate that run first (python -m freqrobust.evaluate --workdir={source} "
           f"--evals={self.name}).")
+    eps = s["eps"]
+    if not isinstance(eps, (tuple, list)) or any(
+        isinstance(e, bool) or not isinstance(e, (int, float)) for e in eps):
+      raise workdir_lib.UserError(f"{where}.eps={eps!r} is invalid: a list of radii >= 0 (the "
+                                  "curve; () = the dataset's).")
     main, curve = self._radii(config)
     if any(not (e >= 0) for e in curve):
       raise workdir_lib.UserError(f"{where}.eps={s['eps']!r} is invalid: radii >= 0.")

@@ -86,7 +86,9 @@ class AdversarialBands(base.Evaluator):
       v = s[field]
       if isinstance(v, bool) or not isinstance(v, int) or v < low:
         raise workdir_lib.UserError(f"{where}.{field}={v!r} is invalid: an integer >= {low}.")
-    if not float(s["main_eps"]) >= 0:
+    main_eps = s["main_eps"]
+    if isinstance(main_eps, bool) or not isinstance(main_eps, (int, float)) \
+        or not main_eps >= 0:
       raise workdir_lib.UserError(f"{where}.main_eps={s['main_eps']!r} is invalid: a radius "
                                   ">= 0 (0 = the dataset's main radius).")
 
