@@ -256,3 +256,27 @@ def test_transfer_images_changed_at_the_source_are_scored_again(tmp_path, monkey
   out = _run(evaluator, Model(masked, WEIGHTS, "masked"), target)
   assert ran == ["given"]
   assert out["transfer_main"] == pytest.approx(out["clean"])
+
+
+def test_a_chained_attack_reports_the_accuracy_after_it(tmp_path, capsys):
+  """An attack run on the examples still robust records the others as unbroken (True); its
+  console line and its accuracy in adversarial.json are the accuracy after it and the attacks
+  before it (as AutoAttack's log), not the share of True values, which counted every example it
+  never attacked (those already broken, or wrong when clean) as correct."""
+  evaluator = _evaluator(version="standard", eps=(0.05,), main_eps=0.05, autoattack_steps=2,
+                         target_classes=2, square_queries=4)
+  _run(evaluator, Model(mlp, WEIGHTS, "m1"), tmp_path)
+  printed = capsys.readouterr().out
+  saved = workdir_lib.read_json(str(tmp_path / "evals" / "adversarial" / "adversarial.json"))
+  r = adversarial_store.load_records(str(tmp_path / "evals" / "adversarial"),
+                                     _stored_key(tmp_path), N)
+  chained = [k for k, m in saved["attacks"].items() if m["after"]]
+  assert chained
+  for name in chained:
+    after = r.all_correct(saved["attacks"][name]["after"] + [name]).mean()
+    assert saved["attacks"][name]["accuracy"] == pytest.approx(after)
+  apgd_t = [k for k in chained if saved["attacks"][k]["kind"] == "apgd_t"][0]
+  want = r.all_correct(saved["attacks"][apgd_t]["after"] + [apgd_t]).mean()
+  assert r.accuracy(apgd_t) > want  # The chain broke something before: the two differ.
+  line = [l for l in printed.splitlines() if "APGD-T-2" in l][0]
+  assert f"{100.0 * want:.4g}%" in line

@@ -274,7 +274,8 @@ class Adversarial(base.Evaluator):
         "settings": self.key(context.config), "large_eps": protocol.large,
         "failed_checks": checked["failed_checks"], "checks": checked["checks"],
         "skipped_checks": checked["skipped_checks"], "attacks": {
-            name: dict(m, accuracy=records.accuracy(name)) for name, m in records.meta.items()},
+            name: dict(m, accuracy=records.chain_accuracy(name))
+            for name, m in records.meta.items()},
         "metrics": out})
     _plot(workdir_lib.path(folder, "adversarial.png"), out, checked["failed_checks"], protocol,
           self.settings["pgd_steps"])
