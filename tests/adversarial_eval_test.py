@@ -182,7 +182,8 @@ def test_intervals_and_cost_lines(tmp_path, capsys):
 
 
 def test_bad_settings_are_refused_naming_the_field():
-  for field, value in (("version", "plus"), ("transfer_from", 3), ("square_queries", 0)):
+  for field, value in (("version", "plus"), ("transfer_from", 3), ("square_queries", 0),
+                       ("eps", 0.1), ("eps", ("a",)), ("eps", (True,))):
     with pytest.raises(workdir_lib.UserError, match=f"evals.adversarial.{field}"):
       _evaluator(**{field: value}).check(_config())
 
@@ -214,3 +215,68 @@ def test_standard_runs_autoattack_at_the_main_radius_on_the_points_still_robust(
   assert 0 < r.all_correct(chain[:-1]).sum() < N  # Square had examples left to attack.
   assert saved["checks"]["square_weaker"] in (True, False)
   assert "apgd_eps0.02" in out and "autoattack_main_lo" in out
+
+
+def test_attacks_on_the_examples_still_robust_compile_few_shapes():
+  """AutoAttack's chain attacks only the examples still correct, a number that changes with every
+  in-training evaluation; the batch is padded to a power of two (at most the batch size), so
+  counts in one bucket reuse the compiled attack (it was sized to the count: a compilation per
+  count, every evaluation)."""
+  x, y = _test_set()
+  x = np.asarray(x, np.float32) / 255.0
+  attack = runner.Attack("apgd", 0.05, "ce", 2)
+  apply = runner.Unbound(lambda z: mlp(WEIGHTS, z))
+  for count in (5, 7):
+    only = np.arange(N) < count
+    record = runner.run_attack(attack, apply, None, jax.random.key(0), x, y, norm="linf",
+                               batch_size=16, only=only)
+    assert record.values[count:].all()
+    if count == 5:
+      cache = runner.compile_cache_size()
+  assert runner.compile_cache_size() == cache
+
+
+def test_transfer_images_changed_at_the_source_are_scored_again(tmp_path, monkeypatch):
+  """The source run re-evaluated (an attack added folds its images in, same model): the target's
+  transfer record is of the old images and must not be reused (it was: its name held the source
+  model alone)."""
+  source, target = tmp_path / "source", tmp_path / "target"
+  _run(_evaluator(eps=(0.15,), main_eps=0.15), Model(mlp, WEIGHTS, "twin"), source)
+  evaluator = _evaluator(eps=(0.15,), main_eps=0.15, transfer_from=str(source))
+  _run(evaluator, Model(masked, WEIGHTS, "masked"), target)
+  path = str(source / "evals" / "adversarial" / adversarial_store.IMAGES)
+  stored = adversarial_store.load_images(path)
+  x = np.asarray(_test_set()[0], np.float32) / 255.0
+  stored["images"] = x.copy()  # Now the clean images: the transfer breaks nothing.
+  adversarial_store._save_npz(path, stored)
+  ran = []
+  real = evaluation.run_attack
+  monkeypatch.setattr(evaluation, "run_attack",
+                      lambda attack, *a, **k: ran.append(attack.kind) or real(attack, *a, **k))
+  out = _run(evaluator, Model(masked, WEIGHTS, "masked"), target)
+  assert ran == ["given"]
+  assert out["transfer_main"] == pytest.approx(out["clean"])
+
+
+def test_a_chained_attack_reports_the_accuracy_after_it(tmp_path, capsys):
+  """An attack run on the examples still robust records the others as unbroken (True); its
+  console line and its accuracy in adversarial.json are the accuracy after it and the attacks
+  before it (as AutoAttack's log), not the share of True values, which counted every example it
+  never attacked (those already broken, or wrong when clean) as correct."""
+  evaluator = _evaluator(version="standard", eps=(0.05,), main_eps=0.05, autoattack_steps=2,
+                         target_classes=2, square_queries=4)
+  _run(evaluator, Model(mlp, WEIGHTS, "m1"), tmp_path)
+  printed = capsys.readouterr().out
+  saved = workdir_lib.read_json(str(tmp_path / "evals" / "adversarial" / "adversarial.json"))
+  r = adversarial_store.load_records(str(tmp_path / "evals" / "adversarial"),
+                                     _stored_key(tmp_path), N)
+  chained = [k for k, m in saved["attacks"].items() if m["after"]]
+  assert chained
+  for name in chained:
+    after = r.all_correct(saved["attacks"][name]["after"] + [name]).mean()
+    assert saved["attacks"][name]["accuracy"] == pytest.approx(after)
+  apgd_t = [k for k in chained if saved["attacks"][k]["kind"] == "apgd_t"][0]
+  want = r.all_correct(saved["attacks"][apgd_t]["after"] + [apgd_t]).mean()
+  assert r.accuracy(apgd_t) > want  # The chain broke something before: the two differ.
+  line = [l for l in printed.splitlines() if "APGD-T-2" in l][0]
+  assert f"{100.0 * want:.4g}%" in line

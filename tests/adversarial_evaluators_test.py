@@ -90,3 +90,41 @@ def test_bad_settings_are_refused(name, field, value):
   config.evals[name][field] = value
   with pytest.raises(workdir_lib.UserError, match=f"config.evals.{name}.{field}"):
     build(config, name)
+
+
+def test_new_weights_reuse_the_compiled_attacks(tmp_path):
+  """Training's evaluations of successive states: the weights are a traced argument, so a second
+  evaluation with new weights traces the model no more (a partial over the weights was a new
+  static argument each time: every attack recompiled, the weights baked into each program)."""
+  import jax
+  traced = {"n": 0}
+
+  def counting(variables, x):
+    traced["n"] += isinstance(x, jax.core.Tracer)
+    return apply(variables, x)
+
+  config = workdirs.tiny_config()
+  config.evals.adversarial_bands.update(dict(main_eps=0.05, num_bands=2, apgd_steps=2,
+                                             apgd_losses=("ce",), num_examples=8, kinds=("dct",)))
+  config.evals.adversarial_corruptions.update(dict(attacks=("jpeg",), budgets=("low",), steps=1,
+                                                   num_examples=8, batch_size=8))
+  for name in ("adversarial_bands", "adversarial_corruptions"):
+    e = build(config, name)
+    ctx = context(tmp_path, config)
+    ctx.model.apply = counting
+    e.run(ctx)
+    before = traced["n"]
+    ctx = context(tmp_path, config)
+    ctx.model.apply, ctx.model.variables = counting, 0.9 * W
+    e.run(ctx)
+    assert traced["n"] == before, name
+
+
+@pytest.mark.parametrize("value", ["x", None, True])
+def test_main_eps_of_another_type_is_refused_naming_it(value):
+  """A config file's main_eps of another type is one UserError naming it (float() raised a bare
+  ValueError / TypeError traceback, and True was read as the radius 1)."""
+  cls = adversarial_bands.AdversarialBands
+  e = cls("adversarial_bands", dict(cls.defaults, main_eps=value))
+  with pytest.raises(workdir_lib.UserError, match=r"config\.evals\.adversarial_bands\.main_eps"):
+    e.check(workdirs.tiny_config())

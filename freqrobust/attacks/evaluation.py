@@ -103,8 +103,10 @@ def plan(p: Protocol) -> List[Attack]:
 
 def say_cost(attack: Attack, seconds: float, n: int, accuracy: float,
              say: Callable[[str], None] = print, prefix: str = "") -> None:
-  """The console line of one attack: its accuracy and its cost per 1000 images."""
-  what = "zero-gradient examples" if attack.kind == "zero_gradient" else "correct"
+  """The console line of one attack: its accuracy (of a chained attack, `Attack.after`, the
+  accuracy after it and the attacks before it) and its cost per 1000 images."""
+  what = ("zero-gradient examples" if attack.kind == "zero_gradient"
+          else "correct after it and the attacks before it" if attack.after else "correct")
   value = accuracy * n if attack.kind == "zero_gradient" else 100.0 * accuracy
   unit = "" if attack.kind == "zero_gradient" else "%"
   say(f"{prefix}{attack.label}: {value:.4g}{unit} {what} on {n} images in {seconds:.1f} s "
@@ -138,7 +140,7 @@ def evaluate(apply: Apply, variables: Any, key: Array, images, labels, attacks: 
       bar.close()
     records.add(attack, record)
     if say is not None:
-      say_cost(attack, record.seconds, len(images), record.accuracy, say)
+      say_cost(attack, record.seconds, len(images), records.chain_accuracy(attack.name), say)
     if on_record is not None:
       on_record(attack, record)
   return records

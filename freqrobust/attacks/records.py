@@ -56,6 +56,15 @@ class Records:
   def accuracy(self, name: str) -> float:
     return float(np.mean(self.values[name]))
 
+  def chain_accuracy(self, name: str) -> float:
+    """The accuracy after `name`: of an attack run only on the examples its `after` attacks left
+    correct (whose record counts every other example as unbroken), the share correct under it
+    and all of them (AutoAttack's "robust accuracy after" it); else its own accuracy."""
+    after = self.meta[name].get("after") or []
+    if not after:
+      return self.accuracy(name)
+    return float(np.mean(self.all_correct(list(after) + [name])))
+
   def all_correct(self, names: Iterable[str]) -> np.ndarray:
     """(N,) bool: correct under every one of `names` (and clean, when recorded)."""
     names = list(names) + (["clean"] if "clean" in self.values else [])

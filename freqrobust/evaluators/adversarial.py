@@ -170,6 +170,11 @@ class Adversarial(base.Evaluator):
           f"{where}.transfer_from={source!r}: no {store.IMAGES} in its evals/{self.name}/; "
           f"evaluate that run first (python -m freqrobust.evaluate --workdir={source} "
           f"--evals={self.name}).")
+    eps = s["eps"]
+    if not isinstance(eps, (tuple, list)) or any(
+        isinstance(e, bool) or not isinstance(e, (int, float)) for e in eps):
+      raise workdir_lib.UserError(f"{where}.eps={eps!r} is invalid: a list of radii >= 0 (the "
+                                  "curve; () = the dataset's).")
     main, curve = self._radii(config)
     if any(not (e >= 0) for e in curve):
       raise workdir_lib.UserError(f"{where}.eps={s['eps']!r} is invalid: radii >= 0.")
@@ -249,7 +254,10 @@ class Adversarial(base.Evaluator):
           f"{float(src['eps']):g}; here {len(images)}, {protocol.norm} eps {protocol.main:g}); "
           "give both runs the same data, num_examples, norm and main_eps.")
     from freqrobust.attacks import runner
-    attack = runner.Attack("given", protocol.main, source=str(src["model"]))
+    # The images' digest keys the record too: the source re-evaluated (an attack added, its
+    # images folded in) gives another transfer attack, scored again.
+    attack = runner.Attack("given", protocol.main,
+                           source=f"{src['model']}:{store.digest(src['images'])}")
     todo.append(attack)
     return {attack.name: src["images"]}
 
@@ -271,7 +279,8 @@ class Adversarial(base.Evaluator):
         "settings": self.key(context.config), "large_eps": protocol.large,
         "failed_checks": checked["failed_checks"], "checks": checked["checks"],
         "skipped_checks": checked["skipped_checks"], "attacks": {
-            name: dict(m, accuracy=records.accuracy(name)) for name, m in records.meta.items()},
+            name: dict(m, accuracy=records.chain_accuracy(name))
+            for name, m in records.meta.items()},
         "metrics": out})
     _plot(workdir_lib.path(folder, "adversarial.png"), out, checked["failed_checks"], protocol,
           self.settings["pgd_steps"])

@@ -19,6 +19,7 @@ import math
 from typing import Dict
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from freqrobust import frequency
@@ -85,22 +86,28 @@ class AdversarialBands(base.Evaluator):
       v = s[field]
       if isinstance(v, bool) or not isinstance(v, int) or v < low:
         raise workdir_lib.UserError(f"{where}.{field}={v!r} is invalid: an integer >= {low}.")
-    if not float(s["main_eps"]) >= 0:
+    main_eps = s["main_eps"]
+    if isinstance(main_eps, bool) or not isinstance(main_eps, (int, float)) \
+        or not main_eps >= 0:
       raise workdir_lib.UserError(f"{where}.main_eps={s['main_eps']!r} is invalid: a radius "
                                   ">= 0 (0 = the dataset's main radius).")
 
-  def _correct(self, logits_fn, key, images, labels, eps, band):
+  def _correct(self, apply, variables, key, images, labels, eps, band):
     """(N,) bool: correct under APGD with every loss (worst case), batched; and (N,) the share
     of the first loss's perturbation energy outside the band (None without a band)."""
-    from freqrobust import attacks
+    from freqrobust.attacks import bands, fgsm_pgd
     s, out, leak = self.settings, [], []
+    h, w = images.shape[1:3]
+    band = bands.check_band(band, h, w)
+    unroll = fgsm_pgd.unroll_steps(s["apgd_steps"])
     for start in range(0, len(images), s["batch_size"]):
       x, y = images[start:start + s["batch_size"]], labels[start:start + s["batch_size"]]
       ok = np.ones(len(x), bool)
       for i, loss in enumerate(s["apgd_losses"]):
-        adv = attacks.apgd(logits_fn, jax.random.fold_in(key, i), x, y, eps=eps,
-                           norm=s["norm"], steps=s["apgd_steps"], loss=loss, band=band)
-        ok &= np.asarray(logits_fn(adv)).argmax(-1) == y
+        adv, correct = _apgd(variables, jax.random.fold_in(key, i), jnp.asarray(x),
+                             jnp.asarray(y), jnp.float32(eps), apply=apply, norm=s["norm"],
+                             steps=s["apgd_steps"], loss=loss, band=band, unroll=unroll)
+        ok &= np.asarray(correct)
         if band is not None and i == 0:
           leak.append(np.asarray(_fraction(adv, x, band)))
       out.append(ok)
@@ -113,15 +120,15 @@ class AdversarialBands(base.Evaluator):
     images = np.asarray(images[:n], np.float32) / 255.0
     labels = np.asarray(labels[:n])
     eps, model = self._main(context.config), context.model
-    logits_fn = functools.partial(model.apply, model.variables)
     key = jax.random.key(s["seed"])
     h, w = images.shape[1:3]
-    full, _ = self._correct(logits_fn, key, images, labels, eps, None)
+    full, _ = self._correct(model.apply, model.variables, key, images, labels, eps, None)
     out = {"full": 100.0 * float(np.mean(full)), "examples": int(n)}
     for kind in s["kinds"]:
       leaks = []
       for name, band in zip(band_names(s["num_bands"]), band_edges(kind, h, w, s["num_bands"])):
-        correct, leak = self._correct(logits_fn, key, images, labels, eps, band)
+        correct, leak = self._correct(model.apply, model.variables, key, images, labels, eps,
+                                      band)
         out[f"{kind}_{name}"] = 100.0 * float(np.mean(correct))
         leaks.append(leak)
       out[f"{kind}_clip_out_of_band"] = 100.0 * float(np.mean(np.concatenate(leaks)))
@@ -174,6 +181,17 @@ def plot_bands(path: str, out: Dict[str, float], kinds, names, others, title: st
   fig.savefig(path, dpi=110, bbox_inches="tight")
   plt.close(fig)
   return path
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "norm", "steps", "loss", "band", "unroll"))
+def _apgd(variables, key, images, labels, eps, *, apply, norm, steps, loss, band, unroll):
+  """Band-limited APGD on one batch and whether each example stays correct; the variables are
+  traced (as `attacks.runner`): a new state of the same run reuses the compilation and no
+  program holds a copy of the weights."""
+  from freqrobust.attacks import autopgd
+  adv = autopgd.apgd_core(lambda z: apply(variables, z), key, images, labels, eps, norm=norm,
+                          steps=steps, loss=loss, unroll=unroll, band=band)
+  return adv, jnp.argmax(apply(variables, adv), axis=-1) == labels
 
 
 def _fraction(adv, images, band):

@@ -10,6 +10,7 @@ import functools
 from typing import Dict
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from freqrobust import workdir as workdir_lib
@@ -56,26 +57,28 @@ class AdversarialCorruptions(base.Evaluator):
                                        else "."))
 
   def run(self, context: base.Context) -> Dict[str, float]:
-    from freqrobust.attacks import corruption_attacks
+    from freqrobust.attacks import corruption_attacks, fgsm_pgd
     s = self.settings
     images, labels = context.test_set()
     n = min(s["num_examples"] or len(images), len(images))
     images = np.asarray(images[:n], np.float32) / 255.0
     labels = np.asarray(labels[:n])
     model = context.model
-    logits_fn = functools.partial(model.apply, model.variables)
     key = jax.random.key(s["seed"])
     out = {"examples": int(n)}
     for i, name in enumerate(s["attacks"]):
+      spec = corruption_attacks.ATTACKS[name]
+      steps = s["steps"] or spec.steps
       for j, budget in enumerate(s["budgets"]):
         k = jax.random.fold_in(jax.random.fold_in(key, i), j)
         correct = []
         for start in range(0, n, s["batch_size"]):
           x, y = images[start:start + s["batch_size"]], labels[start:start + s["batch_size"]]
-          adv, _ = corruption_attacks.adversarial_corruption(
-              logits_fn, jax.random.fold_in(k, start), x, y, name, budget,
-              steps=s["steps"] or None)
-          correct.append(np.asarray(logits_fn(adv)).argmax(-1) == y)
+          correct.append(np.asarray(_correct(
+              model.variables, jax.random.fold_in(k, start), jnp.asarray(x), jnp.asarray(y),
+              jnp.float32(corruption_attacks.budget_of(name, budget)),
+              jnp.float32(spec.step_size), apply=model.apply, name=name, steps=steps,
+              unroll=fgsm_pgd.unroll_steps(steps))))
         out[f"{name}_{budget}"] = 100.0 * float(np.mean(np.concatenate(correct)))
     if "medium" in s["budgets"]:
       out["ua_mean"] = float(np.mean([out[f"{a}_medium"] for a in s["attacks"]]))
@@ -85,3 +88,16 @@ class AdversarialCorruptions(base.Evaluator):
       workdir_lib.write_json(workdir_lib.path(folder, "adversarial_corruptions.json"),
                              {"settings": dict(s), "metrics": out})
     return out
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "name", "steps", "unroll"))
+def _correct(variables, key, images, labels, eps, step_size, *, apply, name, steps, unroll):
+  """(N,) bool: correct under the adversarial corruption `name` (`corruption_attacks`); the
+  variables are traced (as `attacks.runner`): a new state of the same run reuses the compilation
+  and no program holds a copy of the weights."""
+  from freqrobust.attacks import corruption_attacks
+  def logits_fn(z):
+    return apply(variables, z)
+  adv, _ = corruption_attacks._attack.__wrapped__(logits_fn, key, images, labels, eps, step_size,
+                                                  name=name, steps=steps, unroll=unroll)
+  return jnp.argmax(logits_fn(adv), axis=-1) == labels
