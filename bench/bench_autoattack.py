@@ -122,22 +122,6 @@ def jax_to_numpy(tree):
   return jax.tree_util.tree_map(np.asarray, dict(tree))
 
 
-def official_autoattack(official, net, eps, norm, steps, queries):
-  """The official standard AutoAttack, with --steps/--queries when given."""
-  from autoattack import AutoAttack
-  from autoattack.autopgd_base import APGDAttack, APGDAttack_targeted
-  aa = AutoAttack(net, norm={"linf": "Linf", "l2": "L2"}[norm], eps=eps, version="standard",
-                  seed=0, device="cpu", verbose=False)
-  if steps != 100:  # The checkpoints are set in the constructors: rebuild.
-    aa.apgd = APGDAttack(net, n_restarts=1, n_iter=steps, eps=eps, norm=aa.norm, seed=0,
-                         device="cpu")
-    aa.apgd_targeted = APGDAttack_targeted(net, n_restarts=1, n_iter=steps, eps=eps,
-                                           norm=aa.norm, seed=0, device="cpu")
-    aa.fab.n_iter = steps
-  aa.square.n_queries = queries
-  return aa
-
-
 def run(args, model: str, n: int) -> list:
   import jax
   from freqrobust import attacks
@@ -159,7 +143,7 @@ def run(args, model: str, n: int) -> list:
   rows = [dict(framework=f"jax {jax.__version__}", model=model, n=n,
                robust_accuracy=float(ours["robust"].mean()), accuracy=ours["accuracy"],
                seconds=wall, images_per_s=n / wall)]
-  from autoattack_crosscheck import load_official
+  from autoattack_crosscheck import load_official, official_autoattack
   loaded, why = (None, "--skip_torch") if args.skip_torch else load_official(args.official)
   if loaded is None:
     print(f"PyTorch side skipped: {why}", flush=True)
@@ -170,7 +154,7 @@ def run(args, model: str, n: int) -> list:
   yt = torch.from_numpy(y.astype(np.int64))
   with torch.no_grad():
     gap = float(np.max(np.abs(net(xt[:64]).numpy() - np.asarray(f(x[:64])))))
-  aa = official_autoattack(official, net, args.eps, args.norm, args.steps, args.queries)
+  aa = official_autoattack(net, args.eps, args.norm, args.steps, args.queries)
   aa.run_standard_evaluation(xt[n:], yt[n:], bs=args.batch)  # warm-up
   t0 = time.perf_counter()
   adv = aa.run_standard_evaluation(xt[:n], yt[:n], bs=args.batch)
