@@ -9,15 +9,15 @@ back on the same network and images.
 The network: freqrobust's ResNet (small_resnet at 28x28x1, resnet18 at 32x32x3, attention
 none; a stride-2 convolution padded (0, 1) as Flax's SAME on even sizes in both), its weights
 (random, or those of --workdir) copied into bench/torch_reference.py's ResNet in eval mode
-(BatchNorm running statistics), the input standardisation applied in both. Images: random,
-also with --workdir (labels: the network's own predictions, every tenth changed). Each framework
-runs AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square; --steps and --queries override 100 and 5000 in both)
-once after a warm-up on min(N, --batch) other images (the JAX compilations of the batch shape;
-PyTorch's first calls; the official run also does its model checks each time); rows: framework,
-model, N, robust accuracy, seconds, images/s, the largest logit difference of the two networks;
-then the ratio JAX / PyTorch in images/s. The work depends on how many points stay
-robust after each attack (each attack runs on those only): a random network at eps 8/255 has
-none left after APGD-CE, so pass a trained --workdir for the figure that matters.
+(BatchNorm running statistics), the input standardisation applied in both. Images: random, also
+with --workdir (labels: the network's own predictions, every tenth changed). Each framework runs
+AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square; --steps and --queries override 100 and 5000
+in both) once after a warm-up on min(N, --batch) other images (the JAX compilations of the batch
+shape; PyTorch's first calls; the official run also does its model checks each time); rows:
+framework, model, N, robust accuracy, seconds, images/s, the largest logit difference of the two
+networks; then the ratio JAX / PyTorch in images/s. The work depends on how many points stay
+robust after each attack (each attack runs on those only), and a random network keeps few at
+eps 8/255: pass a trained --workdir for the figure that matters.
 
 PyTorch and the official code are benchmark dependencies only; without them only JAX runs.
 """
