@@ -6,17 +6,18 @@ back on the same network and images.
   python bench/bench_autoattack.py --workdir=RUN --n=1000     # a trained run (attention none)
   python bench/bench_autoattack.py --n=8 --steps=3 --queries=10   # smoke run
 
-The network: freqrobust's ResNet (small_resnet at 28x28x1, resnet18 at 32x32x3, attention none,
-the stride-2 convolutions padded as PyTorch, padding="pytorch"), its weights (random, or those of
---workdir) copied into bench/torch_reference.py's ResNet in eval mode (BatchNorm running
-statistics), the input standardisation applied in both. Images: random (or --workdir's test set
-is not read: random images too; the labels are the network's own predictions, every tenth
-changed). Each framework runs AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square; --steps and
---queries override 100 and 5000 in both) once after a warm-up on min(N, --batch) other images
-(the JAX compilations of the batch shape; PyTorch's first calls); rows: framework, model, N, robust accuracy, seconds,
-images/s; then the ratio JAX / PyTorch in images/s. The work depends on how many points stay
-robust after each attack (each attack runs on those only): a random network at eps 8/255 has
-none left after APGD-CE, so pass a trained --workdir for the figure that matters.
+The network: freqrobust's ResNet (small_resnet at 28x28x1, resnet18 at 32x32x3, attention
+none; a stride-2 convolution padded (0, 1) as Flax's SAME on even sizes in both), its weights
+(random, or those of --workdir) copied into bench/torch_reference.py's ResNet in eval mode
+(BatchNorm running statistics), the input standardisation applied in both. Images: random, also
+with --workdir (labels: the network's own predictions, every tenth changed). Each framework runs
+AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square; --steps and --queries override 100 and 5000
+in both) once after a warm-up on min(N, --batch) other images (the JAX compilations of the batch
+shape; PyTorch's first calls; the official run also does its model checks each time); rows:
+framework, model, N, robust accuracy, seconds, images/s, the largest logit difference of the two
+networks; then the ratio JAX / PyTorch in images/s. The work depends on how many points stay
+robust after each attack (each attack runs on those only), and a random network keeps few at
+eps 8/255: pass a trained --workdir for the figure that matters.
 
 PyTorch and the official code are benchmark dependencies only; without them only JAX runs.
 """
@@ -50,8 +51,6 @@ def jax_network(model: str, workdir=None):
     import bench_train
     size, channels = SHAPES[model]
     config = bench_train.bench_config(model, False, "float32", size, channels, "none", 32)
-    with config.unlocked():
-      config.model.padding = "pytorch"
     net = experiment.build(config, 32).model
     variables = net.init(jax.random.key(0), jnp.zeros((2, size, size, channels)))
 
@@ -101,6 +100,11 @@ def torch_network(torch, config, variables):
     assert tuple(array.shape) == tuple(value.shape), (key, array.shape, value.shape)
     state[key] = torch.from_numpy(np.array(array, np.float32))
   net.load_state_dict(state)
+  if getattr(m, "padding", "same") == "same":  # Flax SAME on even sizes pads stride 2 by (0, 1)
+    for block in net.blocks:
+      if block.conv1.stride == (2, 2):
+        block.conv1.padding = (0, 0)
+        block.conv1 = torch.nn.Sequential(torch.nn.ZeroPad2d((0, 1, 0, 1)), block.conv1)
   mean = torch.tensor(m.input_mean, dtype=torch.float32).view(1, -1, 1, 1)
   std = torch.tensor(m.input_std, dtype=torch.float32).view(1, -1, 1, 1)
 
@@ -120,22 +124,6 @@ def torch_network(torch, config, variables):
 def jax_to_numpy(tree):
   import jax
   return jax.tree_util.tree_map(np.asarray, dict(tree))
-
-
-def official_autoattack(official, net, eps, norm, steps, queries):
-  """The official standard AutoAttack, with --steps/--queries when given."""
-  from autoattack import AutoAttack
-  from autoattack.autopgd_base import APGDAttack, APGDAttack_targeted
-  aa = AutoAttack(net, norm={"linf": "Linf", "l2": "L2"}[norm], eps=eps, version="standard",
-                  seed=0, device="cpu", verbose=False)
-  if steps != 100:  # The checkpoints are set in the constructors: rebuild.
-    aa.apgd = APGDAttack(net, n_restarts=1, n_iter=steps, eps=eps, norm=aa.norm, seed=0,
-                         device="cpu")
-    aa.apgd_targeted = APGDAttack_targeted(net, n_restarts=1, n_iter=steps, eps=eps,
-                                           norm=aa.norm, seed=0, device="cpu")
-    aa.fab.n_iter = steps
-  aa.square.n_queries = queries
-  return aa
 
 
 def run(args, model: str, n: int) -> list:
@@ -159,7 +147,7 @@ def run(args, model: str, n: int) -> list:
   rows = [dict(framework=f"jax {jax.__version__}", model=model, n=n,
                robust_accuracy=float(ours["robust"].mean()), accuracy=ours["accuracy"],
                seconds=wall, images_per_s=n / wall)]
-  from autoattack_crosscheck import load_official
+  from autoattack_crosscheck import load_official, official_autoattack
   loaded, why = (None, "--skip_torch") if args.skip_torch else load_official(args.official)
   if loaded is None:
     print(f"PyTorch side skipped: {why}", flush=True)
@@ -170,7 +158,7 @@ def run(args, model: str, n: int) -> list:
   yt = torch.from_numpy(y.astype(np.int64))
   with torch.no_grad():
     gap = float(np.max(np.abs(net(xt[:64]).numpy() - np.asarray(f(x[:64])))))
-  aa = official_autoattack(official, net, args.eps, args.norm, args.steps, args.queries)
+  aa = official_autoattack(net, args.eps, args.norm, args.steps, args.queries)
   aa.run_standard_evaluation(xt[n:], yt[n:], bs=args.batch)  # warm-up
   t0 = time.perf_counter()
   adv = aa.run_standard_evaluation(xt[:n], yt[:n], bs=args.batch)

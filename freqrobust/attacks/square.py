@@ -122,7 +122,7 @@ def _place(pattern, vh, vw):
   return jax.vmap(one)(pattern, vh, vw)
 
 
-def _l2_init(key, x, eps, canvas_first):
+def _l2_init(key, x, eps):
   """The L2 starting point: the tiling of eta(h // 5) with random signs."""
   n, h, w, c = x.shape
   s = h // 5
@@ -191,7 +191,7 @@ def _square_jit(logits_fn, key, images, labels, eps, *, norm, queries, p_init, r
   if norm == "linf":
     x_best = jnp.clip(x + eps * _signs(k_init, (n, 1, w, c)), 0.0, 1.0)
   else:
-    x_best = _l2_init(k_init, x, eps, canvas)
+    x_best = _l2_init(k_init, x, eps)
   margin = _margin(logits_fn, x_best, labels)
 
   def cond(state):
