@@ -75,8 +75,9 @@ def _evaluate_locked(workdir, names, step, overrides, baseline, progress, config
   if step is None and not newest:
     raise workdir_lib.UserError(_not_the_recorded_model(workdir, own, run))
   out_root = workdir if newest else workdir_lib.step_dir(workdir, run.step)
-  results = (own if newest else evaluators.normalize_results(workdir_lib.read_results(out_root))
-             or {"step": run.step})
+  results = (own if newest
+             else evaluators.normalize_results(workdir_lib.read_results(out_root))) or {
+                 "step": run.step}
   # A run trained before results.json named its model, or imported (`freqrobust.convert`): the
   # newest checkpoint is the run's model.
   results.setdefault("model", run.fingerprint)

@@ -224,6 +224,7 @@ def test_cli_converts_a_checkpoint_that_load_trained_predicts_like_torch(tmp_pat
   config.data.synthetic_size, config.data.synthetic_channels = 32, 3
   config.eval.batch_size = 32  # Every prediction pads to it.
   config.evals.adversarial.update(dict(num_examples=8, pgd_steps=2, attacks=("pgd",),
+                                       version="fast",
                                        batch_size=8, eps=(0.0, 8 / 255), main_eps=8 / 255))
   workdir_lib.write_config(workdir, config)
   flat = evaluate.evaluate_run(workdir, ["clean", "hfc_split", "adversarial"], progress=False)

@@ -293,7 +293,8 @@ def test_config_overrides_of_the_evaluation_settings(tmp_path, capsys):
   workdir = random_workdir(str(tmp_path / "run"))
   adversarial = ["--evals=adversarial", "--config.evals.adversarial.num_examples=8",
                  "--config.evals.adversarial.attacks=pgd", "--config.evals.adversarial.pgd_steps=1",
-                 "--config.evals.adversarial.batch_size=8"]
+                 "--config.evals.adversarial.batch_size=8",
+                 "--config.evals.adversarial.version=fast"]
   _cli(workdir, *adversarial, "--config.evals.adversarial.eps=0,0.02",
        "--config.evals.adversarial.main_eps=0.02")
   printed = capsys.readouterr().out
