@@ -360,3 +360,22 @@ def test_a_run_of_the_old_bandpass_name_loads_as_hfc_split(caplog):
   both.evals.mine = dict(resolved.evals.hfc_split.to_dict(), type="bandpass")
   evaluators.normalize_config(both)
   assert both.evals.mine.type == "hfc_split" and both.evals.hfc_split.type == "hfc_split"
+
+
+def test_settings_the_standard_version_does_not_run_are_named(monkeypatch):
+  """Version "standard" (AutoAttack) runs neither PGD nor `apgd_losses`: a user who sets
+  `attacks=pgd` without `version=fast` is told, naming the settings, instead of silently getting
+  AutoAttack."""
+  from configs import default
+  from freqrobust.evaluators import adversarial
+  warned = []
+  monkeypatch.setattr(adversarial.absl_logging, "warning", warned.append)
+  config = default.get_config()
+  given = dict(adversarial.Adversarial.defaults, attacks=["pgd"], pgd_steps=5)
+  adversarial.Adversarial("adversarial", given).check(config)
+  assert len(warned) == 1 and "attacks=['pgd'], pgd_steps=5" in warned[0]
+  assert "version=fast" in warned[0]
+  for settings in (dict(given, version="fast"), dict(adversarial.Adversarial.defaults)):
+    warned.clear()
+    adversarial.Adversarial("adversarial", settings).check(config)
+    assert warned == []

@@ -39,6 +39,8 @@ model), CIFAR-10 L-inf 8/255 (curve 1-16/255, Madry et al.); L2: Fashion-MNIST 0
 """
 from __future__ import annotations
 
+from absl import logging as absl_logging
+
 from typing import Dict, Tuple
 
 import jax
@@ -178,6 +180,22 @@ class Adversarial(base.Evaluator):
     main, curve = self._radii(config)
     if any(not (e >= 0) for e in curve):
       raise workdir_lib.UserError(f"{where}.eps={s['eps']!r} is invalid: radii >= 0.")
+    ignored = self.fast_only_settings()
+    if ignored:
+      absl_logging.warning(
+          f"{where}: {', '.join(ignored)} set, but only version 'fast' runs them; version "
+          f"'standard' runs AutoAttack's ensemble (set {where}.version=fast for PGD and APGD).")
+
+  FAST_ONLY = ("attacks", "apgd_losses", "pgd_steps", "restarts")
+
+  def fast_only_settings(self) -> list:
+    """The settings given away from their defaults that the version does not run (under
+    "standard": those of version "fast")."""
+    if self.settings["version"] != "standard":
+      return []
+    norm = lambda v: tuple(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
+    return [f"{f}={self.settings[f]!r}" for f in self.FAST_ONLY
+            if norm(self.settings[f]) != norm(self.defaults[f])]
 
   def protocol(self, config, image_shape) -> "attacks.evaluation.Protocol":
     from freqrobust.attacks import evaluation
