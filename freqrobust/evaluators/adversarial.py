@@ -212,10 +212,8 @@ class Adversarial(base.Evaluator):
   def run(self, context: base.Context) -> Dict[str, float]:
     from freqrobust.attacks import evaluation
     s = self.settings
-    images, labels = context.test_set()
-    n = min(s["num_examples"] or len(images), len(images))
-    images = np.asarray(images[:n], np.float32) / 255.0
-    labels = np.asarray(labels[:n])
+    images, labels = context.first_examples(s["num_examples"])
+    n = len(images)
     protocol = self.protocol(context.config, images.shape[1:])
     todo = evaluation.plan(protocol)
     given = self._transfer(context, protocol, images, labels, todo)

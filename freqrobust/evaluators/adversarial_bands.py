@@ -115,10 +115,8 @@ class AdversarialBands(base.Evaluator):
 
   def run(self, context: base.Context) -> Dict[str, float]:
     s = self.settings
-    images, labels = context.test_set()
-    n = min(s["num_examples"] or len(images), len(images))
-    images = np.asarray(images[:n], np.float32) / 255.0
-    labels = np.asarray(labels[:n])
+    images, labels = context.first_examples(s["num_examples"])
+    n = len(images)
     eps, model = self._main(context.config), context.model
     key = jax.random.key(s["seed"])
     h, w = images.shape[1:3]

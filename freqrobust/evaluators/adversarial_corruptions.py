@@ -59,10 +59,8 @@ class AdversarialCorruptions(base.Evaluator):
   def run(self, context: base.Context) -> Dict[str, float]:
     from freqrobust.attacks import corruption_attacks, fgsm_pgd
     s = self.settings
-    images, labels = context.test_set()
-    n = min(s["num_examples"] or len(images), len(images))
-    images = np.asarray(images[:n], np.float32) / 255.0
-    labels = np.asarray(labels[:n])
+    images, labels = context.first_examples(s["num_examples"])
+    n = len(images)
     model = context.model
     key = jax.random.key(s["seed"])
     out = {"examples": int(n)}

@@ -72,6 +72,12 @@ class Context:
       self._test_set = data_lib.load_split(self.config.data, "test")
     return self._test_set
 
+  def first_examples(self, num_examples: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(float32 images in [0, 1], labels) of the first `num_examples` test examples (0 = all)."""
+    images, labels = self.test_set()
+    n = min(num_examples or len(images), len(images))
+    return np.asarray(images[:n], np.float32) / 255.0, np.asarray(labels[:n])
+
 
 class Evaluator:
   """Base class. Subclasses set `type`, `columns`, `defaults` (their own settings with default

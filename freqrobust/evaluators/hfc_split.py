@@ -46,11 +46,10 @@ class HfcSplit(base.Evaluator):
                                   f"{self.settings['rescale']!r} is invalid: 'max' or 'none'.")
 
   def run(self, context: base.Context) -> Dict[str, float]:
-    images, labels = context.test_set()
-    n = min(self.settings["num_examples"] or len(images), len(images))
-    images = np.asarray(images[:n], np.float32) / 255.0
+    images, labels = context.first_examples(self.settings["num_examples"])
+    n = len(images)
     h, w = images.shape[1:3]
-    result = hfc.hfc_accuracies(context.model.predict, images, np.asarray(labels[:n]),
+    result = hfc.hfc_accuracies(context.model.predict, images, labels,
                                 hfc.scaled_radii(h, w, self.settings["radii"]),
                                 self.settings["rescale"], batch_size=512,
                                 progress=context.progress and context.write_files)
