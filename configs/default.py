@@ -169,7 +169,8 @@ def get_config() -> ml_collections.ConfigDict:
   # 0.1, CIFAR-10 8/255).
   # version "standard": AutoAttack's standard ensemble at main_eps (APGD-CE, APGD-T, FAB-T with
   # autoattack_steps and target_classes, Square with square_queries; RobustBench's number),
-  # APGD-CE + APGD-T at the other radii; "fast": PGD and APGD as above. transfer_from: another
+  # APGD-CE + APGD-T at the other radii, then Square at those above main_eps (square_beyond);
+  # "fast": PGD and APGD as above. transfer_from: another
   # run's workdir whose worst-case white-box images (made on its model) are scored here, flagged
   # if they beat this model's own attacks.
   config.evals.adversarial = _evaluation("adversarial")

@@ -217,6 +217,52 @@ def test_standard_runs_autoattack_at_the_main_radius_on_the_points_still_robust(
   assert "apgd_eps0.02" in out and "autoattack_main_lo" in out
 
 
+def test_square_confirms_the_radii_beyond_the_main_one(tmp_path):
+  """version "standard", square_beyond: at the curve's radii above the main one Square runs on
+  the examples APGD-CE and APGD-T left correct (robustness beyond the training radius is the claim
+  a gradient-free attack must confirm), `robust_eps<e>` counts every attack there, and
+  AutoAttack's Square check covers those radii; below the main radius, and with
+  square_beyond=False, no Square runs there."""
+  settings = dict(version="standard", eps=(0.02, 0.05, 0.08), main_eps=0.05, autoattack_steps=2,
+                  apgd_steps=2, target_classes=2, square_queries=4)
+  out = _run(_evaluator(**settings), Model(mlp, WEIGHTS, "m1"), tmp_path / "on")
+  saved = workdir_lib.read_json(str(tmp_path / "on" / "evals" / "adversarial" /
+                                    "adversarial.json"))
+  squares = {m["eps"]: m for m in saved["attacks"].values() if m["kind"] == "square"}
+  assert sorted(squares) == [0.05, 0.08]
+  kinds = {k: m["kind"] for k, m in saved["attacks"].items()}
+  assert [kinds[k] for k in squares[0.08]["after"]] == ["apgd", "apgd_t"]
+  r = adversarial_store.load_records(str(tmp_path / "on" / "evals" / "adversarial"),
+                                     _stored_key(tmp_path / "on"), N)
+  assert out["robust_eps0.08"] == pytest.approx(100.0 * r.worst_accuracy(0.08))
+  assert out["robust_eps0.08"] <= out["apgd_eps0.08"]
+  assert "robust_eps0.02" not in out and "robust_eps0.08_lo" in out
+  assert saved["checks"]["square_weaker"] in (True, False)
+  out = _run(_evaluator(square_beyond=False, **settings), Model(mlp, WEIGHTS, "m1"),
+             tmp_path / "off")
+  saved = workdir_lib.read_json(str(tmp_path / "off" / "evals" / "adversarial" /
+                                    "adversarial.json"))
+  assert [m["eps"] for m in saved["attacks"].values() if m["kind"] == "square"] == [0.05]
+  assert "robust_eps0.08" not in out
+
+
+def test_square_check_fails_where_square_beats_the_white_box_attacks_beyond_main():
+  """AutoAttack's flag at a radius above the main one: Square breaking 3 of 24 examples the
+  white-box chain left correct there (12.5 points > 0.2) fails `square_weaker`."""
+  from freqrobust.attacks import checks as checks_lib, records as records_lib
+  r = records_lib.Records(N)
+  meta = dict(loss="ce", steps=2, restarts=1, targets=0, in_ball=True, seconds=0.0)
+  for name, kind, eps, after in (("a", "apgd", 0.05, []), ("s", "square", 0.05, ["a"]),
+                                 ("b", "apgd", 0.08, []), ("t", "square", 0.08, ["b"])):
+    broken = 3 if name == "t" else 0
+    values = np.arange(N) >= broken
+    r.values[name], r.meta[name] = values, dict(meta, kind=kind, eps=eps, after=after)
+  radii = checks_lib.Radii(0.05, (0.05, 0.08), None)
+  assert checks_lib.square_weaker(r, radii, checks_lib.Thresholds()) is False
+  r.values["t"] = np.ones(N, bool)
+  assert checks_lib.square_weaker(r, radii, checks_lib.Thresholds()) is True
+
+
 def test_attacks_on_the_examples_still_robust_compile_few_shapes():
   """AutoAttack's chain attacks only the examples still correct, a number that changes with every
   in-training evaluation; the batch is padded to a power of two (at most the batch size), so

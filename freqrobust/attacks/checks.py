@@ -15,7 +15,7 @@ evaluating adversarial robustness", 2019, section 5 and the appendix checklist).
                        mislead its own attacks (partial masking);
   "square_weaker":     AutoAttack's own check (checks.py `check_square_sr`): Square, run after
                        the white-box attacks on the examples they left correct, lowers the
-                       accuracy by no more than 0.2 points;
+                       accuracy by no more than 0.2 points, at every radius where it ran;
   "in_ball":           every recorded image lies in its ball and [0, 1].
 
 Each check is True (holds), False (fails) or None (not run: its records are missing; a check
@@ -113,7 +113,8 @@ SQUARE_TOLERANCE = 0.002  # AutoAttack's 0.2 points.
 
 def square_weaker(r: Records, radii: Radii, t: Thresholds) -> Optional[bool]:
   del t
-  squares = [s for s in r.names(kinds=("square",), eps=radii.main) if r.meta[s].get("after")]
+  del radii  # Every radius where Square ran after the white-box attacks.
+  squares = [s for s in r.names(kinds=("square",)) if r.meta[s].get("after")]
   if not squares:
     return None
   for s in squares:

@@ -33,7 +33,9 @@ class Protocol:
   version "standard": at `main` AutoAttack's standard ensemble (APGD-CE and APGD-T with
   `autoattack_steps` iterations, `target_classes` targets, FAB-T, Square with `square_queries`
   queries), each on the examples every earlier one left correct (`Attack.after`); at the other
-  radii of the curve APGD-CE (`apgd_steps`) then APGD-T on its survivors; the unbounded radius
+  radii of the curve APGD-CE (`apgd_steps`) then APGD-T on its survivors, and with
+  `square_beyond` Square on theirs at the radii above `main` (robustness claimed beyond the
+  training radius is where a gradient-free attack must confirm it); the unbounded radius
   APGD-CE. version "fast": PGD over the curve (and at `large`), APGD with each of
   `apgd_losses` at `main`. With `sanity_checks` also, at `main`: FGSM, same-norm noise, one more
   restart of the first PGD and the first APGD, and the zero-gradient probe."""
@@ -52,6 +54,7 @@ class Protocol:
   autoattack_steps: int = 100
   target_classes: int = 9
   square_queries: int = 5000
+  square_beyond: bool = True
 
 
 def chain(attacks: Sequence[Attack]) -> List[Attack]:
@@ -67,8 +70,10 @@ def _standard(p: Protocol) -> List[Attack]:
   out = [Attack("clean")]
   for e in p.curve:
     if e != p.main:
+      square = [Attack("square", e, "margin", 0, targets=p.square_queries)] \
+          if p.square_beyond and e > p.main else []
       out += chain([Attack("apgd", e, "ce", p.apgd_steps),
-                    Attack("apgd_t", e, "dlr_targeted", p.apgd_steps, targets=targets)])
+                    Attack("apgd_t", e, "dlr_targeted", p.apgd_steps, targets=targets)] + square)
   out += chain([Attack("apgd", p.main, "ce", steps),
                 Attack("apgd_t", p.main, "dlr_targeted", steps, targets=targets),
                 Attack("fab_t", p.main, "", steps, targets=targets),

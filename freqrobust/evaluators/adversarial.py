@@ -17,7 +17,8 @@ attack per example: `worst_main` counts the examples that EVERY attack run at th
 left correct (PGD, APGD-CE, APGD-DLR, their extra restarts, FGSM, the noise draw, the transfer
 images); `apgd_main` the same over the APGD records; the single attacks are kept beside
 (`pgd_main`, `apgd_ce_main`, `apgd_dlr_main`, `fgsm_main`, `noise_main`, `transfer_main`,
-`pgd_eps<e>` along the curve). Each accuracy `X` has its 95% Wilson interval over the test images
+`pgd_eps<e>` along the curve; under version "standard" `apgd_eps<e>`, APGD-CE + APGD-T, and
+beyond the main radius `robust_eps<e>`, every attack there, Square included (`square_beyond`)). Each accuracy `X` has its 95% Wilson interval over the test images
 beside it (`X_lo`, `X_hi`, percent: `metrics.binomial_interval`). When the worst case is more
 than a point below PGD, the console says PGD alone would overstate robustness. Each attack prints
 its accuracy, its time and its cost per 1000 images; its progress bar shows the ETA.
@@ -76,7 +77,7 @@ class Adversarial(base.Evaluator):
               "pgd_steps": 20, "apgd_steps": 50, "restarts": 1, "attacks": ("pgd", "apgd"),
               "apgd_losses": APGD_LOSSES, "large_eps": 0.0, "seed": 0, "batch_size": 250,
               "version": "standard", "transfer_from": "", "autoattack_steps": 100,
-              "target_classes": 9, "square_queries": 5000}
+              "target_classes": 9, "square_queries": 5000, "square_beyond": True}
 
   def _radii(self, config):
     """(main eps, sorted curve) of the settings, or the dataset's defaults."""
@@ -154,6 +155,9 @@ class Adversarial(base.Evaluator):
         or not s["large_eps"] >= 0:
       raise workdir_lib.UserError(f"{where}.large_eps={s['large_eps']!r} is invalid: a radius "
                                   "> 0, or 0 for the unbounded one (L-inf 1, L2 sqrt(H*W*C)).")
+    if not isinstance(s["square_beyond"], bool):
+      raise workdir_lib.UserError(f"{where}.square_beyond={s['square_beyond']!r} is invalid: "
+                                  "True or False.")
     main_eps = s["main_eps"]
     if isinstance(main_eps, bool) or not isinstance(main_eps, (int, float)) or not main_eps >= 0:
       raise workdir_lib.UserError(f"{where}.main_eps={main_eps!r} is invalid: a radius >= 0 "
@@ -207,7 +211,7 @@ class Adversarial(base.Evaluator):
         apgd_losses=tuple(s["apgd_losses"]), pgd_steps=s["pgd_steps"],
         apgd_steps=s["apgd_steps"], restarts=s["restarts"], version=s["version"],
         autoattack_steps=s["autoattack_steps"], target_classes=s["target_classes"],
-        square_queries=s["square_queries"])
+        square_queries=s["square_queries"], square_beyond=s["square_beyond"])
 
   def run(self, context: base.Context) -> Dict[str, float]:
     from freqrobust.attacks import evaluation
@@ -333,7 +337,7 @@ def summarize(records, protocol, todo) -> Tuple[Dict[str, float], dict]:
   out["worst_main"] = 100.0 * r.worst_accuracy(main)  # Every attack run at the main radius.
   n = r.n
   for k in [k for k in out if k == "clean" or k.endswith("_main")
-            or k.startswith(("pgd_eps", "apgd_eps"))]:
+            or k.startswith(("pgd_eps", "apgd_eps", "robust_eps"))]:
     out[f"{k}_lo"], out[f"{k}_hi"] = metrics_lib.accuracy_interval(out[k], n)
   if "zero_gradient" in r:
     out["zero_gradient_examples"] = int(r.values["zero_gradient"].sum())
@@ -360,6 +364,8 @@ def _standard_metrics(r, protocol, first) -> Dict[str, float]:
     acc = r.worst_accuracy(e, WHITE_BOX_KINDS)
     if acc is not None:
       out[f"apgd_eps{_eps_key(e)}"] = 100.0 * acc
+    if e != protocol.main and r.names(kinds=("square",), eps=e):
+      out[f"robust_eps{_eps_key(e)}"] = 100.0 * r.worst_accuracy(e)
   return out
 
 
@@ -368,7 +374,8 @@ def _plot(target, out, failed, protocol, pgd_steps) -> None:
   import matplotlib.pyplot as plt
   main = protocol.main
   fig, ax = plt.subplots(figsize=(4.8, 3.3))
-  for prefix, label in (("pgd_eps", f"PGD-{pgd_steps}"), ("apgd_eps", "APGD-CE + APGD-T")):
+  for prefix, label in (("pgd_eps", f"PGD-{pgd_steps}"), ("apgd_eps", "APGD-CE + APGD-T"),
+                        ("robust_eps", "APGD-CE + APGD-T + Square")):
     curve = [e for e in protocol.curve if f"{prefix}{_eps_key(e)}" in out]
     if curve:
       ax.plot(curve, [out[f"{prefix}{_eps_key(e)}"] for e in curve], "o-", label=label)
