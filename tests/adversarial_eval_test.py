@@ -326,3 +326,13 @@ def test_a_chained_attack_reports_the_accuracy_after_it(tmp_path, capsys):
   assert r.accuracy(apgd_t) > want  # The chain broke something before: the two differ.
   line = [l for l in printed.splitlines() if "APGD-T-2" in l][0]
   assert f"{100.0 * want:.4g}%" in line
+
+
+def test_every_dataset_has_its_own_threat_model():
+  """Each dataset the data layer knows has its declared radii (an unknown one fell back to
+  CIFAR-10's 8/255 silently, whatever its pixel scale); one without is named with the fix."""
+  from freqrobust import data
+  assert set(data.DATASETS) <= set(adversarial.DEFAULT_EPS)
+  assert adversarial.default_radii("fashion_mnist", "linf")[0] == 0.1
+  with pytest.raises(workdir_lib.UserError, match="imagenette.*main_eps and eps"):
+    adversarial.default_radii("imagenette", "linf")

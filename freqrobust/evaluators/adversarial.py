@@ -59,6 +59,19 @@ DEFAULT_EPS = {
     "cifar10": {"linf": (8 / 255, (1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)),
                 "l2": (0.5, (0.125, 0.25, 0.5, 1.0, 2.0))},
 }
+# Synthetic data (tests, smoke runs) takes CIFAR-10's radii, by declaration: every dataset of
+# `data.DATASETS` has its row, so none falls back to another's threat model unnoticed.
+DEFAULT_EPS["synthetic"] = DEFAULT_EPS["cifar10"]
+
+
+def default_radii(dataset: str, norm: str):
+  """(main eps, curve) of the dataset's threat model; a dataset without one is named."""
+  if dataset not in DEFAULT_EPS:
+    raise workdir_lib.UserError(
+        f"config.data.dataset={dataset!r} has no default attack radius (known: "
+        f"{', '.join(DEFAULT_EPS)}): set the evaluation's main_eps and eps, or add its row to "
+        "freqrobust/evaluators/adversarial.py: DEFAULT_EPS.")
+  return DEFAULT_EPS[dataset][norm]
 APGD_LOSSES = ("ce", "dlr")
 
 
@@ -83,7 +96,10 @@ class Adversarial(base.Evaluator):
     """(main eps, sorted curve) of the settings, or the dataset's defaults."""
     dataset = config.data.dataset
     norm = self.settings["norm"]
-    main, curve = DEFAULT_EPS.get(dataset, DEFAULT_EPS["cifar10"])[norm]
+    if self.settings["eps"] and self.settings["main_eps"]:
+      main, curve = float(self.settings["main_eps"]), ()
+    else:
+      main, curve = default_radii(dataset, norm)
     if self.settings["eps"]:
       curve = tuple(float(e) for e in self.settings["eps"])
     if self.settings["main_eps"]:

@@ -64,8 +64,7 @@ class AdversarialBands(base.Evaluator):
   def _main(self, config) -> float:
     if self.settings["main_eps"]:
       return float(self.settings["main_eps"])
-    table = adversarial.DEFAULT_EPS.get(config.data.dataset, adversarial.DEFAULT_EPS["cifar10"])
-    return table[self.settings["norm"]][0]
+    return adversarial.default_radii(config.data.dataset, self.settings["norm"])[0]
 
   def key(self, config):
     return dict(self.settings, main_eps=self._main(config))

@@ -104,7 +104,7 @@ class Smoothing(base.Tool):
       corrupted = [np.asarray(corruptions.corrupt(jax.random.fold_in(key, i), images, name,
                                                   values.corruption_severity))
                    for i, name in enumerate(corruptions.CORRUPTIONS)]
-    eps = values.attack_eps or perturbation_tool.DEFAULT_EPS.get(run.config.data.dataset, 8 / 255)
+    eps = values.attack_eps or perturbation_tool.DEFAULT_EPS[run.config.data.dataset]
     attack = (_pgd_over_variables(run.apply, eps, values.attack_steps) if values.attack_steps
               else None)
     size = values.batch_size or 250

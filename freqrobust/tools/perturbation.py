@@ -36,7 +36,7 @@ class Perturbation(base.Tool):
     from freqrobust import attacks
     run = context.trained()
     images, labels = base.load_test_images(run.config, base.num_images(values, self))
-    eps = values.attack_eps or DEFAULT_EPS.get(run.config.data.dataset, 8 / 255)
+    eps = values.attack_eps or DEFAULT_EPS[run.config.data.dataset]
     logits_fn = functools.partial(run.apply, run.variables)
     key = jax.random.key(values.seed)
     size = values.batch_size or 250
