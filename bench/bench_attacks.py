@@ -2,6 +2,7 @@
 
   python bench/bench_attacks.py --models=small_resnet,resnet18 --pgd_steps=10 --reference=torch
   python bench/bench_attacks.py --models=small_resnet --train   # + pgd_at / fgsm_rs vs natural
+  python bench/bench_attacks.py --models=resnet18 --conv_backends=xla,onednn --reference=torch
 
 Rows: model, input, batch, compile seconds, images/s (median of --repeats calls of one PGD-k
 attack on the batch, after a warm-up call) and CPU s per call. The JAX attack is
@@ -38,7 +39,8 @@ def _timed(fn, repeats):
   return float(np.median(rates)), float(np.median(cpu))
 
 
-def measure_jax(model: str, *, batch: int, pgd_steps: int, repeats: int, widths) -> dict:
+def measure_jax(model: str, *, batch: int, pgd_steps: int, repeats: int, widths,
+                conv_backend: str = "auto") -> dict:
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -47,6 +49,7 @@ def measure_jax(model: str, *, batch: int, pgd_steps: int, repeats: int, widths)
   size, channels = SHAPES[model]
   config = bench_train.bench_config(model, False, "float32", size, channels, "none", batch,
                                     widths if model == "small_resnet" else None)
+  config.train.conv_backend = conv_backend
   exp = experiment.build(config, batch)
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.random((batch, size, size, channels), np.float32))
@@ -63,7 +66,8 @@ def measure_jax(model: str, *, batch: int, pgd_steps: int, repeats: int, widths)
   jax.block_until_ready(run())  # Compile + warm-up.
   first = time.perf_counter() - t0
   wall, cpu = _timed(lambda: jax.block_until_ready(run()), repeats)
-  return dict(framework=f"jax {jax.__version__}", model=model, shape=[size, size, channels],
+  return dict(framework=f"jax {jax.__version__}", conv_backend=conv_backend, model=model,
+              shape=[size, size, channels],
               batch=batch, pgd_steps=pgd_steps, first_call_s=first,
               images_per_s=batch / wall, cpu_s_per_call=cpu)
 
@@ -140,6 +144,8 @@ def main():
   p.add_argument("--train", action="store_true")
   p.add_argument("--train_steps", type=int, default=2)
   p.add_argument("--xla_flags", default="auto")
+  p.add_argument("--conv_backends", default="auto",
+                 help="config.train.conv_backend values timed in turn, e.g. xla,onednn")
   args = p.parse_args()
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   import bench_train
@@ -148,11 +154,14 @@ def main():
   print(f"# uptime: {os.popen('uptime').read().strip()}", flush=True)
   for model in args.models.split(","):
     kw = dict(batch=args.batch, pgd_steps=args.pgd_steps, widths=widths)
-    row = measure_jax(model, repeats=args.repeats, **kw)
-    print(json.dumps(row), flush=True)
+    rows = []
+    for backend in args.conv_backends.split(","):
+      rows.append(measure_jax(model, repeats=args.repeats, conv_backend=backend, **kw))
+      print(json.dumps(rows[-1]), flush=True)
     if args.reference == "torch":
       ref = measure_torch(model, repeats=args.repeats, **kw)
-      ref["jax_over_torch"] = row["images_per_s"] / ref["images_per_s"]
+      for row in rows:
+        ref[f"jax_{row['conv_backend']}_over_torch"] = row["images_per_s"] / ref["images_per_s"]
       print(json.dumps(ref), flush=True)
     if args.train:
       for r in measure_training(model, batch=args.batch, pgd_steps=args.pgd_steps,
