@@ -9,11 +9,13 @@ back on the same network and images.
 The network: freqrobust's ResNet (small_resnet at 28x28x1, resnet18 at 32x32x3, attention
 none; a stride-2 convolution padded (0, 1) as Flax's SAME on even sizes in both), its weights
 (random, or those of --workdir) copied into bench/torch_reference.py's ResNet in eval mode
-(BatchNorm running statistics), the input standardisation applied in both. Images: random, also
-with --workdir (labels: the network's own predictions, every tenth changed). Each framework runs
+(BatchNorm running statistics), the input standardisation applied in both. Images: random
+(labels: the network's own predictions, every tenth changed), or with --workdir the run's first N
+test images (pass the run's --eps: Fashion-MNIST's is 0.1). Each framework runs
 AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square; --steps and --queries override 100 and 5000
-in both) once after a warm-up on min(N, --batch) other images (the JAX compilations of the batch
-shape; PyTorch's first calls; the official run also does its model checks each time); rows:
+in both) once after a warm-up: JAX on min(N, --batch) other images (the compilations of the batch
+shape, printed apart), PyTorch on 2 (its first calls; the official run also does its model
+checks each time); rows:
 framework, model, N, robust accuracy, seconds, images/s, the largest logit difference of the two
 networks; then the ratio JAX / PyTorch in images/s. The work depends on how many points stay
 robust after each attack (each attack runs on those only), and a random network keeps few at
@@ -135,12 +137,21 @@ def run(args, model: str, n: int) -> list:
     channels = np.asarray(variables["params"]["stem"]["semantic"]["conv"]["kernel"]).shape[2]
   rng = np.random.default_rng(0)
   warm = min(n, args.batch)  # the warm-up compiles the timed run's batch shape
-  x = rng.uniform(0, 1, (n + warm, size, size, channels)).astype(np.float32)
-  y = np.concatenate([np.asarray(np.argmax(f(x[i:i + 256]), -1)) for i in range(0, len(x), 256)])
-  y[::10] = (y[::10] + 1) % 10
+  if args.workdir:  # the run's own test images: the timed set, then the warm-up's
+    from freqrobust.tools import base as tools_base
+    x, y = tools_base.load_test_images(config, n + warm)
+    y = np.asarray(y, np.int64)
+  else:
+    x = rng.uniform(0, 1, (n + warm, size, size, channels)).astype(np.float32)
+    y = np.concatenate([np.asarray(np.argmax(f(x[i:i + 256]), -1))
+                        for i in range(0, len(x), 256)])
+    y[::10] = (y[::10] + 1) % 10
   kw = dict(eps=args.eps, norm=args.norm, steps=args.steps, queries=args.queries,
             batch_size=args.batch)
+  t0 = time.perf_counter()
   attacks.autoattack(f, jax.random.key(1), x[n:], y[n:], **kw)  # warm-up: compilations
+  print(f"jax warm-up (compilations + one run on {warm} images): "
+        f"{time.perf_counter() - t0:.1f} s", flush=True)
   t0 = time.perf_counter()
   ours = attacks.autoattack(f, jax.random.key(0), x[:n], y[:n], **kw)
   wall = time.perf_counter() - t0
@@ -159,7 +170,8 @@ def run(args, model: str, n: int) -> list:
   with torch.no_grad():
     gap = float(np.max(np.abs(net(xt[:64]).numpy() - np.asarray(f(x[:64])))))
   aa = official_autoattack(net, args.eps, args.norm, args.steps, args.queries)
-  aa.run_standard_evaluation(xt[n:], yt[n:], bs=args.batch)  # warm-up
+  aa.run_standard_evaluation(xt[n:n + 2], yt[n:n + 2], bs=args.batch)  # warm-up (eager: no
+  # compilation to take out, only the first calls' allocations)
   t0 = time.perf_counter()
   adv = aa.run_standard_evaluation(xt[:n], yt[:n], bs=args.batch)
   wall = time.perf_counter() - t0
