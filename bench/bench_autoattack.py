@@ -78,6 +78,8 @@ def torch_network(torch, config, variables):
       widths.append(w)
       stage_sizes.append(1)
     k += 1
+  if m.name == "small_resnet":  # its config: a stage may have no blocks (Fashion-MNIST's 0, 1, 1)
+    stage_sizes, widths = list(m.small_stage_sizes), list(m.small_widths)
   net = ResNet(channels, stage_sizes, widths, flat["params/head/kernel"].shape[1]).eval()
   names = {"stem.0": "stem/semantic/conv", "stem.1": "stem/semantic/bn", "head": "head"}
   for k in range(sum(stage_sizes)):
