@@ -2,7 +2,7 @@
 the points every earlier attack left robust, as the official `run_standard_evaluation`
 (github.com/fra31/auto-attack autoattack/autoattack.py, newest stored commit a392200).
 
-Versions (`set_version`, autoattack.py:300-333):
+Versions (`set_version`, autoattack.py:302-337):
 - "standard" (RobustBench's robust accuracy): APGD-CE (100 iterations, 1 restart), APGD-T
   (100 iterations, 9 target classes, 1 restart), FAB-T (100 iterations, 9 target classes,
   1 restart) and Square (5000 queries, p_init 0.8), in that order.

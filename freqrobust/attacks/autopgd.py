@@ -187,7 +187,7 @@ def apgd(logits_fn, key: Array, images: Array, labels: Array, *, eps: float,
                    band=band)
 
 
-# APGD-T: `APGDAttack_targeted` (autopgd_base.py:565-668).
+# APGD-T: `APGDAttack_targeted` (autopgd_base.py:566-686).
 
 
 @functools.partial(jax.jit, static_argnums=(0,), static_argnames=("norm", "steps", "unroll"))
@@ -213,7 +213,7 @@ def apgd_targeted(logits_fn, key: Array, images: Array, labels: Array, *, eps: f
                   target_classes: int = 9, unroll=None) -> Array:
   """APGD-T adversarial images: for rank = 2 .. target_classes + 1, `restarts` APGD runs of the
   targeted DLR loss (`losses.dlr_targeted`) towards the class of the rank-th highest clean logit,
-  each on the examples still robust (`APGDAttack_targeted.perturb`, autopgd_base.py:631-662);
+  each on the examples still robust (`APGDAttack_targeted.perturb`, autopgd_base.py:655-686);
   an example's image is the first misclassified point found, else the clean image (as the
   official code). Run r of target rank uses fold_in(fold_in(key, rank), r). Stops early once
   no example is robust. Needs K >= 4 classes and target_classes <= K - 1."""

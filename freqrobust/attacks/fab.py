@@ -4,19 +4,19 @@ AutoAttack's standard version runs it: 100 iterations, 9 target classes, 1 resta
 
 Checked against the official code, github.com/fra31/auto-attack autoattack/fab_base.py,
 fab_pt.py and fab_projections.py (newest stored commit a392200):
-- Targets (fab_base.py:113-116, :361-366): for rank = 2 .. target_classes + 1 the class of the
+- Targets (fab_base.py:113-116, :303-310): for rank = 2 .. target_classes + 1 the class of the
   rank-th highest clean logit; each target's run attacks the examples still robust.
-- The linearised boundary (fab_pt.py:96-110): f = z_t - z_y and its input gradient g at the
+- The linearised boundary (fab_pt.py:100-114): f = z_t - z_y and its input gradient g at the
   current point x1; the hyperplane {z: <g, z> = <g, x1> - f}.
-- Step (fab_base.py:189-239): d1, d2 the minimal L-inf (L2) steps from x1 and from the clean x
+- Step (fab_base.py:190-226): d1, d2 the minimal L-inf (L2) steps from x1 and from the clean x
   onto the hyperplane inside the box [0, 1] (`projection_linf`, `projection_l2`; here
   `_proj_linf`, `_proj_l2`, the same sort and bisection); a_i = max(||d_i||, 1e-8),
   alpha = min(max(a1 / (a1 + a2), 0), alpha_max = 0.1); x1 <- clip((x1 + eta d1) (1 - alpha)
   + (x + eta d2) alpha, 0, 1), overshoot eta = 1.05.
 - Where x1 is misclassified (argmax != y): keep it if closer to x than the best so far, then
-  x1 <- x + beta (x1 - x), beta = 0.9 (fab_base.py:241-262).
+  x1 <- x + beta (x1 - x), beta = 0.9 (fab_base.py:228-249).
 - An example counts as broken when the closest point found is misclassified AND within eps
-  (`perturb`, fab_base.py:348-354): else its image is the clean one. Restart r > 0 starts from
+  (`perturb`, fab_base.py:312-319): else its image is the clean one. Restart r > 0 starts from
   x + (eps / 2) t / ||t|| (L-inf t ~ U(-1, 1)^d, L2 t ~ N(0, I)), clipped, as `use_rand_start`.
 Examples run in lockstep (one static shape); those misclassified when clean or already broken
 by an earlier target keep their result, as the official code attacks only the others.

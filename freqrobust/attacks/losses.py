@@ -52,7 +52,7 @@ def dlr(logits: Array, labels: Array) -> Array:
 
 def dlr_targeted(logits: Array, labels: Array, target: Array) -> Array:
   """-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12): APGD-T's targeted DLR
-  (`APGDAttack_targeted.dlr_loss_targeted`, autopgd_base.py:586-591); needs K >= 4."""
+  (`APGDAttack_targeted.dlr_loss_targeted`, autopgd_base.py:595-600); needs K >= 4."""
   if logits.shape[-1] < 4:
     raise ValueError(f"The targeted DLR loss needs at least 4 classes, got {logits.shape[-1]}.")
   logits = logits.astype(jnp.float32)

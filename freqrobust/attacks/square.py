@@ -3,7 +3,7 @@ score-based attack: forward passes only, no gradient. Pure JAX, one jit, a `lax.
 over queries that stops once every example is broken.
 
 Checked against the official code, github.com/fra31/auto-attack autoattack/square.py (newest
-stored commit a392200), `SquareAttack`, as AutoAttack runs it (autoattack.py:36-37: p_init 0.8,
+stored commit a392200), `SquareAttack`, as AutoAttack runs it (autoattack.py:42-43: p_init 0.8,
 5000 queries, 1 restart, `resc_schedule=False`):
 - Loss: the margin z_y - max_{i != y} z_i, minimised (`margin_and_loss`, loss='margin'); an
   example is done once its margin is <= 0.
@@ -145,7 +145,7 @@ def _l2_init(key, x, eps):
 
 
 def _l2_step(key, x, x_best, eps, s, pattern):
-  """The L2 proposal (square.py:299-340) with per-example windows."""
+  """The L2 proposal (square.py:339-379) with per-example windows."""
   n, h, w, c = x.shape
   k1, k2, k3, k4 = jax.random.split(key, 4)
   vh, vw, m1 = _window(k1, n, h, w, s)
@@ -166,7 +166,7 @@ def _l2_step(key, x, x_best, eps, s, pattern):
 
 
 def _linf_step(key, x, x_best, eps, s):
-  """The L-inf proposal (square.py:215-226) with per-example windows and signs."""
+  """The L-inf proposal (square.py:254-266) with per-example windows and signs."""
   n, h, w, c = x.shape
   k1, k2 = jax.random.split(key)
   _, _, m = _window(k1, n, h, w, s)
