@@ -87,12 +87,19 @@ def restarts_stable(r: Records, radii: Radii, t: Thresholds) -> Optional[bool]:
   return all(abs(r.accuracy(a) - r.accuracy(b)) < t.restart_tolerance for a, b in pairs)
 
 
-def noise_weaker(r: Records, radii: Radii, t: Thresholds) -> Optional[bool]:
-  noise = r.names(kinds=("noise",), eps=radii.main)
+def _weaker_than_white_box(kind: str, r: Records, radii: Radii, t: Thresholds
+                           ) -> Optional[bool]:
+  """Every record of `kind` at the main radius leaves at least the white-box worst case's
+  accuracy (to `tolerance`): a weaker attack beating the gradient attacks means they failed."""
+  records = r.names(kinds=(kind,), eps=radii.main)
   white = r.worst_accuracy(radii.main, WHITE_BOX)
-  if not noise or white is None:
+  if not records or white is None:
     return None
-  return all(r.accuracy(n) >= white - t.tolerance for n in noise)
+  return all(r.accuracy(n) >= white - t.tolerance for n in records)
+
+
+def noise_weaker(r: Records, radii: Radii, t: Thresholds) -> Optional[bool]:
+  return _weaker_than_white_box("noise", r, radii, t)
 
 
 def no_zero_gradients(r: Records, radii: Radii, t: Thresholds) -> Optional[bool]:
@@ -101,11 +108,7 @@ def no_zero_gradients(r: Records, radii: Radii, t: Thresholds) -> Optional[bool]
 
 
 def transfer_weaker(r: Records, radii: Radii, t: Thresholds) -> Optional[bool]:
-  given = r.names(kinds=("given",), eps=radii.main)
-  white = r.worst_accuracy(radii.main, WHITE_BOX)
-  if not given or white is None:
-    return None
-  return all(r.accuracy(g) >= white - t.tolerance for g in given)
+  return _weaker_than_white_box("given", r, radii, t)
 
 
 SQUARE_TOLERANCE = 0.002  # AutoAttack's 0.2 points.
