@@ -185,11 +185,6 @@ def _fab_t_jit(logits_fn, key, images, labels, eps, rank, *, norm, steps, random
   return adv, broken
 
 
-@functools.partial(jax.jit, static_argnums=(0,))
-def _correct(logits_fn, images, labels):
-  return ~losses.misclassified(logits_fn(images).astype(jnp.float32), labels)
-
-
 def fab(logits_fn, key: Array, images: Array, labels: Array, *, eps: float,
         norm: str = "linf", steps: int = 100, target_classes: int = 9, restarts: int = 1,
         unroll=None) -> Array:
@@ -208,16 +203,8 @@ def fab(logits_fn, key: Array, images: Array, labels: Array, *, eps: float,
   if steps < 1 or restarts < 1:
     raise ValueError(f"steps >= 1 and restarts >= 1 expected, got {steps}, {restarts}.")
   unroll = pgd_lib.unroll_steps(int(steps), unroll)
-  robust = _correct(logits_fn, x, labels)
-  adv = x
-  for rank in range(2, int(target_classes) + 2):
-    for r in range(int(restarts)):
-      if not bool(jnp.any(robust)):
-        return adv
-      cand, broken = _fab_t_jit(logits_fn, jax.random.fold_in(jax.random.fold_in(key, rank), r),
-                                x, labels, jnp.float32(eps), jnp.int32(rank), norm=norm,
-                                steps=int(steps), random_start=r > 0, unroll=unroll)
-      newly = robust & broken
-      adv = pgd_lib._pick(newly, cand, adv)
-      robust = robust & ~broken
-  return adv
+  def run(run_key, rank, r):
+    return _fab_t_jit(logits_fn, run_key, x, labels, jnp.float32(eps), jnp.int32(rank),
+                      norm=norm, steps=int(steps), random_start=r > 0, unroll=unroll)
+  return pgd_lib.over_targets(run, key, x, pgd_lib.correct(logits_fn, x, labels), target_classes,
+                              restarts)

@@ -82,6 +82,29 @@ def _pick(mask, new, old):
   return jnp.where(jnp.reshape(mask, (-1,) + (1,) * (new.ndim - 1)), new, old)
 
 
+@functools.partial(jax.jit, static_argnums=(0,))
+def correct(logits_fn, images, labels):
+  """(N,) bool: the model classifies each image correctly."""
+  return ~losses.misclassified(logits_fn(images).astype(jnp.float32), labels)
+
+
+def over_targets(run, key: Array, x: Array, robust: Array, target_classes: int,
+                 restarts: int) -> Array:
+  """AutoAttack's targeted loop (APGD-T, FAB-T): for target rank 2 .. target_classes + 1 and
+  restart r, `run(fold_in(fold_in(key, rank), r), rank, r) -> (candidates, broken)`; each example
+  keeps the candidate of the first run that broke it (else its clean image); stops once no example
+  is robust."""
+  adv = x
+  for rank in range(2, int(target_classes) + 2):
+    for r in range(int(restarts)):
+      if not bool(jnp.any(robust)):
+        return adv
+      cand, broken = run(jax.random.fold_in(jax.random.fold_in(key, rank), r), rank, r)
+      adv = _pick(robust & broken, cand, adv)
+      robust = robust & ~broken
+  return adv
+
+
 def pgd_core(logits_fn: LogitsFn, key: Array, images: Array, labels: Array, eps, step_size, *,
              norm: str, steps: int, restarts: int = 1, loss: str = "ce",
              random_start: bool = True, select: str = "best", unroll=None,
