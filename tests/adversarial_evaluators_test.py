@@ -36,7 +36,7 @@ def build(config, name):
   return evaluator
 
 
-def test_adversarial_bands_evaluator(tmp_path):
+def test_adversarial_bands_evaluator(tmp_path, capsys):
   config = workdirs.tiny_config()
   config.evals.adversarial_bands.update(dict(main_eps=0.05, num_bands=2, apgd_steps=3,
                                              apgd_losses=("ce",), num_examples=8))
@@ -56,6 +56,9 @@ def test_adversarial_bands_evaluator(tmp_path):
   assert saved["bands"]["fft"][-1] == [saved["bands"]["fft"][-1][0], "inf"]
   assert os.path.exists(os.path.join(tmp_path, "evals", "adversarial_bands",
                                      "adversarial_bands.png"))
+  # One progress line per band, with the count and the ETA (it ran silent for minutes).
+  lines = [l for l in capsys.readouterr().out.splitlines() if "% correct on 8 images" in l]
+  assert len(lines) == 5 and "(5/5," in lines[-1] and "ETA" in lines[0]
 
 
 def test_band_edges_cover_every_coefficient_once():

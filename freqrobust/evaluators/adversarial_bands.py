@@ -119,14 +119,17 @@ class AdversarialBands(base.Evaluator):
     eps, model = self._main(context.config), context.model
     key = jax.random.key(s["seed"])
     h, w = images.shape[1:3]
+    say = _Progress(self.name, 1 + len(s["kinds"]) * s["num_bands"], n)
     full, _ = self._correct(model.apply, model.variables, key, images, labels, eps, None)
     out = {"full": 100.0 * float(np.mean(full)), "examples": int(n)}
+    say("full band", out["full"])
     for kind in s["kinds"]:
       leaks = []
       for name, band in zip(band_names(s["num_bands"]), band_edges(kind, h, w, s["num_bands"])):
         correct, leak = self._correct(model.apply, model.variables, key, images, labels, eps,
                                       band)
         out[f"{kind}_{name}"] = 100.0 * float(np.mean(correct))
+        say(f"{kind.upper()} {name}", out[f"{kind}_{name}"])
         leaks.append(leak)
       out[f"{kind}_clip_out_of_band"] = 100.0 * float(np.mean(np.concatenate(leaks)))
     from freqrobust.attacks import bands
@@ -149,6 +152,22 @@ class AdversarialBands(base.Evaluator):
                  band_names(s["num_bands"]), context.metrics,
                  f"{s['norm']} eps {eps:g}, {n} test images")
     return out
+
+
+class _Progress:
+  """One console line per band: its accuracy, the time so far and the ETA of the rest."""
+
+  def __init__(self, name: str, total: int, n: int):
+    import time
+    self.name, self.total, self.n, self.done, self.clock = name, total, n, 0, time.perf_counter
+    self.start = self.clock()
+
+  def __call__(self, label: str, accuracy: float) -> None:
+    self.done += 1
+    spent = self.clock() - self.start
+    eta = spent / self.done * (self.total - self.done)
+    print(f"{self.name}: {label}: {accuracy:.4g}% correct on {self.n} images ({self.done}/"
+          f"{self.total}, {spent:.0f} s so far, ETA {eta:.0f} s)", flush=True)
 
 
 def plot_bands(path: str, out: Dict[str, float], kinds, names, others, title: str) -> str:
