@@ -51,6 +51,7 @@ def _evaluate_locked(workdir, names, step, overrides, baseline, progress, config
   from freqrobust import evaluators, experiment, trained as trained_lib
   config = workdir_lib.read_config(workdir)
   evaluators.normalize_config(config)  # A config written before config.evals: filled first.
+  add_missing_evaluations(config, names)
   config = apply_config_overrides(config, config_overrides or {})
   # Which evaluations, checked before the checkpoint is loaded.
   config = experiment.resolve_config(config, for_training=False)
@@ -106,6 +107,20 @@ def _not_the_recorded_model(workdir: str, own: dict, run) -> str:
           f"evaluate that checkpoint apart with --step={run.step} (outputs under "
           f"{workdir_lib.step_dir(workdir, run.step)}; --step={recorded} evaluates the recorded "
           "model if that checkpoint is kept).")
+
+
+def add_missing_evaluations(config, names: Optional[list]) -> None:
+  """Each evaluation named in `names` that the run's config lacks (an evaluator added after the
+  run was trained) is added with configs/default.py's entry, and one line says so; a name the
+  default config does not have either is left for `evaluators.build` to refuse."""
+  from freqrobust import cli
+  default = cli.default_config().evals
+  for name in names or ():
+    if name not in config.evals and name in default:
+      config.evals[name] = default[name]
+      print(f"config.evals.{name}: not in the run's config (added after it was trained); "
+            f"configs/default.py's settings are used (--config.evals.{name}.<field>=V changes "
+            "them).", flush=True)
 
 
 # The sections of a run's config that `--config.<...>` may override: the evaluations' settings.

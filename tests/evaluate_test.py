@@ -317,3 +317,24 @@ def test_config_overrides_of_the_evaluation_settings(tmp_path, capsys):
   from absl import flags
   with pytest.raises(workdir_lib.UserError, match=r"names 'epz'.*--config\.evals\.<"):
     evaluate.define_flags(flags.FlagValues(), sys_argv=["evaluate", "--config.evals.clean.epz=1"])
+
+
+def test_an_evaluation_added_after_the_run_was_trained_runs_with_its_defaults(tmp_path, capsys):
+  """A run whose config.json predates an evaluator (no config.evals.adversarial_bands) is
+  evaluated by it when named, with configs/default.py's settings and the overrides given; it was
+  refused ("the run's config has no config.evals.adversarial_bands")."""
+  workdir = random_workdir(str(tmp_path / "run"))
+  config = workdir_lib.read_config(workdir)
+  del config.evals["adversarial_bands"]
+  workdir_lib.write_config(workdir, config)
+  settings = dict(num_examples=4, apgd_steps=1, num_bands=2, apgd_losses="ce", main_eps=0.02)
+  _cli(workdir, "--evals=adversarial_bands",
+       *[f"--config.evals.adversarial_bands.{k}={v}" for k, v in settings.items()])
+  printed = capsys.readouterr().out
+  assert "config.evals.adversarial_bands: not in the run's config" in printed
+  assert "adversarial_bands/full" in printed
+  record = workdir_lib.read_results(workdir)["evals"]["adversarial_bands"]
+  assert record["settings"]["num_examples"] == 4
+  assert "adversarial_bands" not in workdir_lib.read_config(workdir).evals  # config.json kept.
+  with pytest.raises(workdir_lib.UserError, match="nonsense"):
+    _cli(workdir, "--evals=nonsense")
