@@ -18,9 +18,10 @@ left correct (PGD, APGD-CE, APGD-DLR, their extra restarts, FGSM, the noise draw
 images); `apgd_main` the same over the APGD records; the single attacks are kept beside
 (`pgd_main`, `apgd_ce_main`, `apgd_dlr_main`, `fgsm_main`, `noise_main`, `transfer_main`,
 `pgd_eps<e>` along the curve; under version "standard" `apgd_eps<e>`, APGD-CE + APGD-T, and
-beyond the main radius `robust_eps<e>`, every attack there, Square included (`square_beyond`)). Each accuracy `X` has its 95% Wilson interval over the test images
-beside it (`X_lo`, `X_hi`, percent: `metrics.binomial_interval`). When the worst case is more
-than a point below PGD, the console says PGD alone would overstate robustness. Each attack prints
+beyond the main radius `robust_eps<e>`, every attack there, Square included (`square_beyond`)).
+Each accuracy `X` has its 95% Wilson interval over the test images beside it (`X_lo`, `X_hi`,
+percent: `metrics.binomial_interval`). When the worst case is more than a point below PGD, the
+console says PGD alone would overstate robustness. Each attack prints
 its accuracy, its time and its cost per 1000 images; its progress bar shows the ETA.
 
 The transfer check (`transfer_from=<workdir>`): that run's worst-case PGD/APGD images at the
@@ -72,6 +73,8 @@ def default_radii(dataset: str, norm: str):
         f"{', '.join(DEFAULT_EPS)}): set the evaluation's main_eps and eps, or add its row to "
         "freqrobust/evaluators/adversarial.py: DEFAULT_EPS.")
   return DEFAULT_EPS[dataset][norm]
+
+
 APGD_LOSSES = ("ce", "dlr")
 
 
@@ -96,14 +99,12 @@ class Adversarial(base.Evaluator):
     """(main eps, sorted curve) of the settings, or the dataset's defaults."""
     dataset = config.data.dataset
     norm = self.settings["norm"]
-    if self.settings["eps"] and self.settings["main_eps"]:
-      main, curve = float(self.settings["main_eps"]), ()
-    else:
-      main, curve = default_radii(dataset, norm)
-    if self.settings["eps"]:
-      curve = tuple(float(e) for e in self.settings["eps"])
-    if self.settings["main_eps"]:
-      main = float(self.settings["main_eps"])
+    main = float(self.settings["main_eps"]) if self.settings["main_eps"] else None
+    curve = tuple(float(e) for e in self.settings["eps"]) if self.settings["eps"] else None
+    if main is None or curve is None:  # The dataset's threat model fills what is not given.
+      default_main, default_curve = default_radii(dataset, norm)
+      main, curve = (default_main if main is None else main,
+                     default_curve if curve is None else curve)
     return main, tuple(sorted(set(curve) | {main}))
 
   def metric_columns(self):

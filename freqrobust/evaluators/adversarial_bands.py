@@ -163,11 +163,13 @@ class _Progress:
     self.start = self.clock()
 
   def __call__(self, label: str, accuracy: float) -> None:
+    from freqrobust import progress
     self.done += 1
     spent = self.clock() - self.start
     eta = spent / self.done * (self.total - self.done)
-    print(f"{self.name}: {label}: {accuracy:.4g}% correct on {self.n} images ({self.done}/"
-          f"{self.total}, {spent:.0f} s so far, ETA {eta:.0f} s)", flush=True)
+    progress.say(f"{self.name}: {label}: {accuracy:.4g}% correct on {self.n} images ({self.done}/"
+                 f"{self.total}, {progress.duration(spent)} so far, ETA "
+                 f"{progress.duration(eta)})")
 
 
 def plot_bands(path: str, out: Dict[str, float], kinds, names, others, title: str) -> str:
