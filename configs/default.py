@@ -170,7 +170,9 @@ def get_config() -> ml_collections.ConfigDict:
   # version "standard": AutoAttack's standard ensemble at main_eps (APGD-CE, APGD-T, FAB-T with
   # autoattack_steps and target_classes, Square with square_queries; RobustBench's number),
   # APGD-CE + APGD-T at the other radii, then Square at those above main_eps (square_beyond);
-  # "fast": PGD and APGD as above. transfer_from: another
+  # "fast": PGD and APGD as above. surrogate "frozen_gate" (standard, attention models): APGD-CE
+  # + APGD-T through the gate held constant (BPDA) after every other attack at main_eps and
+  # above, checked by surrogate_weaker. transfer_from: another
   # run's workdir whose worst-case white-box images (made on its model) are scored here, flagged
   # if they beat this model's own attacks.
   config.evals.adversarial = _evaluation("adversarial")

@@ -24,6 +24,10 @@ def fingerprint(tree: Any) -> str:
   return digest.hexdigest()[:16]
 
 
+# (id of a Flax module, flip) -> (the module, its frozen-gate apply), `surrogate_apply`.
+_FROZEN_GATE: dict = {}
+
+
 @dataclasses.dataclass
 class TrainedModel:
   """A trained run: config, Flax module and variables, with batched prediction helpers."""
@@ -43,6 +47,19 @@ class TrainedModel:
     """Keys resumable evaluations: the variables, and whether predictions are flip-averaged (as
     training's own evaluation keys them)."""
     return fingerprint(self.variables) + ("+flip" if self.test_time_flip else "")
+
+  def surrogate_apply(self, name: str) -> Callable[[Any, Any], Any]:
+    """`apply(variables, images) -> logits` of a BPDA surrogate (`attacks.runner.SURROGATES`):
+    "frozen_gate", the reported function (flip included) of the model rebuilt with the APS
+    gate's gradient stopped, the forward pass unchanged. One object per model: the attacks of
+    training's successive evaluations reuse their compilations."""
+    if name != "frozen_gate":
+      raise ValueError(f"surrogate {name!r}: the one known is 'frozen_gate'.")
+    key = (id(self.model), self.test_time_flip)
+    if key not in _FROZEN_GATE or _FROZEN_GATE[key][0] is not self.model:
+      _FROZEN_GATE[key] = (self.model, experiment.predict_apply(
+          self.model.clone(frozen_gate=True), self.test_time_flip))
+    return _FROZEN_GATE[key][1]
 
   def open_ratios(self, images) -> Optional[np.ndarray]:
     """The attention's open-ratio vectors v (N, C1), or None when the model has no attention."""

@@ -336,3 +336,114 @@ def test_every_dataset_has_its_own_threat_model():
   assert adversarial.default_radii("fashion_mnist", "linf")[0] == 0.1
   with pytest.raises(workdir_lib.UserError, match="imagenette.*main_eps and eps"):
     adversarial.default_radii("imagenette", "linf")
+
+
+def straight_through(variables, x):
+  """`masked` with the same forward pass and a BPDA gradient: the quantiser passes the gradient
+  straight through and the useless term none (the surrogate an attacker would write)."""
+  q = x + jax.lax.stop_gradient(jnp.round(x * 64.0) / 64.0 - x)
+  useless = jax.lax.stop_gradient(1e-3 * (x.reshape(x.shape[0], -1) @ W_USELESS))
+  return mlp(variables, q) + useless
+
+
+def test_surrogate_attacks_find_what_a_masking_component_hides():
+  """`surrogate`: at the main radius and above it, APGD-CE and APGD-T crafted through the
+  surrogate's gradient run after every other attack (Square included) and are scored on the
+  model: on the masked model they break examples the whole AutoAttack chain left correct, the
+  worst case counts them, AutoAttack's own figure does not, and `surrogate_weaker` fails."""
+  x, y = _test_set()
+  x = np.asarray(x, np.float32) / 255.0
+  protocol = evaluation.Protocol(norm="linf", main=0.1, curve=(0.05, 0.1, 0.15),
+                                 version="standard", autoattack_steps=5, apgd_steps=5,
+                                 target_classes=2, square_queries=4, sanity_checks=False,
+                                 surrogate="frozen_gate")
+  todo = evaluation.plan(protocol)
+  surrogate = [a for a in todo if a.surrogate]
+  assert sorted({a.eps for a in surrogate}) == [0.1, 0.15]
+  assert {a.kind for a in surrogate} == {"apgd", "apgd_t"}
+  squares = {a.eps: a.name for a in todo if a.kind == "square"}
+  assert all(squares[a.eps] in a.after for a in surrogate)  # After Square at its radius.
+  with pytest.raises(ValueError, match="surrogate"):
+    evaluation.evaluate(runner.Unbound(lambda z: masked(WEIGHTS, z)), None, jax.random.key(0),
+                        x, y, todo, norm="linf", batch_size=16)
+  r = evaluation.evaluate(runner.Unbound(lambda z: masked(WEIGHTS, z)), None,
+                          jax.random.key(0), x, y, todo, norm="linf", batch_size=16,
+                          surrogates={"frozen_gate": runner.Unbound(
+                              lambda z: straight_through(WEIGHTS, z))})
+  out, checked = adversarial.summarize(r, protocol, todo)
+  assert checked["checks"]["surrogate_weaker"] is False
+  assert out["worst_main"] < out["autoattack_main"]
+  assert out["robust_eps0.15"] < out["apgd_eps0.15"]  # The surrogate counted beyond main too.
+  # The same protocol on the plain network, its own function as the "surrogate": nothing is
+  # masked, the surrogate attacks add (almost) nothing, and the check holds.
+  plain = runner.Unbound(lambda z: mlp(WEIGHTS, z))
+  r = evaluation.evaluate(plain, None, jax.random.key(0), x, y, todo, norm="linf",
+                          batch_size=16, surrogates={"frozen_gate": plain})
+  gain = [r.chain_accuracy(a.after[-1]) - r.chain_accuracy(a.name) for a in surrogate]
+  assert max(gain) <= 1.0 / N + 1e-9
+
+
+def test_surrogate_check_reads_each_radius_after_every_other_attack():
+  """`surrogate_weaker`: the surrogate attacks of a radius, together, lower the accuracy that
+  every other attack there left by <= 0.2 points; one radius failing fails it."""
+  from freqrobust.attacks import checks as checks_lib, records as records_lib
+  r = records_lib.Records(N)
+  meta = dict(loss="ce", steps=2, restarts=1, targets=0, in_ball=True, seconds=0.0)
+  for name, eps, after, surrogate in (("a", 0.1, [], ""), ("s", 0.1, ["a"], ""),
+                                      ("f", 0.1, ["a", "s"], "frozen_gate"),
+                                      ("g", 0.1, ["a", "s", "f"], "frozen_gate"),
+                                      ("b", 0.2, [], ""), ("h", 0.2, ["b"], "frozen_gate")):
+    r.values[name] = np.arange(N) >= (2 if name == "g" else 0)
+    r.meta[name] = dict(meta, kind="square" if name == "s" else "apgd", eps=eps, after=after,
+                        surrogate=surrogate)
+  radii = checks_lib.Radii(0.1, (0.1, 0.2), None)
+  assert checks_lib.surrogate_weaker(r, radii, checks_lib.Thresholds()) is False
+  r.values["g"] = np.ones(N, bool)
+  assert checks_lib.surrogate_weaker(r, radii, checks_lib.Thresholds()) is True
+  r.values["h"] = np.arange(N) >= 1  # Beyond the main radius.
+  assert checks_lib.surrogate_weaker(r, radii, checks_lib.Thresholds()) is False
+  del r.values["f"], r.meta["f"], r.values["g"], r.meta["g"], r.values["h"], r.meta["h"]
+  assert checks_lib.surrogate_weaker(r, radii, checks_lib.Thresholds()) is None
+
+
+@pytest.mark.parametrize("settings,attention,match", [
+    (dict(surrogate="frozen"), "extended", "surrogate='frozen' is invalid"),
+    (dict(surrogate="frozen_gate", version="fast"), "extended", "version 'standard' only"),
+    (dict(surrogate="frozen_gate", version="standard"), "none", "no attention gate")])
+def test_bad_surrogate_settings_are_refused(settings, attention, match):
+  config = _config()
+  config.model = ml_collections.ConfigDict({"attention": attention})
+  with pytest.raises(workdir_lib.UserError, match=match):
+    _evaluator(**settings).check(config)
+
+
+def test_a_surrogate_left_unset_keeps_the_records_made_before_it_existed():
+  """The settings key (which the report and resuming compare with what was stored) carries
+  `surrogate` only when one is set: the evaluations recorded before the setting still match."""
+  config = _config()
+  assert "surrogate" not in _evaluator().key(config)
+  assert _evaluator(surrogate="frozen_gate", version="standard").key(config)["surrogate"] == \
+      "frozen_gate"
+
+
+def test_the_evaluation_builds_the_frozen_gate_surrogate_once_per_model():
+  """`Adversarial.surrogates` (`TrainedModel.surrogate_apply`): the reported function of the model
+  rebuilt with `frozen_gate` (the same logits), one object per model (the attacks' compilations
+  are reused across evaluations), none without a surrogate."""
+  from configs import default
+  from freqrobust import experiment, models, trained
+  cfg = default.get_config().model
+  cfg.update(attention="extended", attention_hidden=4, small_widths=(4, 4, 8),
+             input_mean=(0.5,), input_std=(0.25,))
+  module = models.build_model(cfg, num_classes=3)
+  x = jax.random.uniform(jax.random.key(0), (2, 8, 8, 1))
+  variables = module.init(jax.random.key(1), x)
+  run = trained.TrainedModel(None, module, variables, None, 0, None, False,
+                             experiment.predict_apply(module))
+  evaluator = _evaluator(surrogate="frozen_gate", version="standard")
+  first = evaluator.surrogates(run)["frozen_gate"]
+  assert _evaluator(surrogate="frozen_gate", version="standard").surrogates(run) == \
+      {"frozen_gate": first}
+  np.testing.assert_array_equal(first(variables, x),
+                                experiment.predict_apply(module)(variables, x))
+  assert _evaluator().surrogates(run) == {}

@@ -212,3 +212,47 @@ def test_auxiliary_batch_norms_need_batch_norm():
   model = models.ResNet(stage_sizes=(1,), widths=(4,), batch_norm=False, aux_bn=True)
   with pytest.raises(ValueError, match="aux_bn"):
     model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
+
+
+@pytest.mark.parametrize("name", ["small_resnet", "wrn"])
+def test_frozen_gate_keeps_the_forward_pass_and_changes_only_the_gradient(name):
+  """`frozen_gate` (the attacks' BPDA surrogate): the same logits; the input gradient is that of
+  the network with the gate's output held constant, so it differs from the exact one where the
+  gate depends on the input, and equals the exact gradient of the network whose gate is replaced
+  by that constant."""
+  overrides = dict(attention="extended")
+  if name == "wrn":
+    overrides.update(name="wrn", wrn_depth=10, wrn_width=1)
+  model = models.build_model(model_cfg(**overrides), num_classes=5)
+  x = jax.random.uniform(jax.random.key(0), (2, 8, 8, 1))
+  variables = model.init(jax.random.key(1), x)
+  # Random biases of the gate's layers: at init its hidden ReLUs can all be off (v = 0.5, a
+  # gate without gradient), which would make the law hold trivially.
+  params = flax.core.unfreeze(variables["params"])
+  attention = params["stem"]["attention"]
+  for i, layer in enumerate(("fc1", "fc2")):
+    attention[layer]["bias"] = jax.random.normal(jax.random.key(7 + i),
+                                                 attention[layer]["bias"].shape)
+  variables = dict(variables, params=params)
+  frozen = model.clone(frozen_gate=True)
+  logits = lambda m, z: m.apply(variables, z, train=False)[0]  # noqa: E731
+  chex.assert_trees_all_close(logits(frozen, x), logits(model, x), rtol=0, atol=0)
+  loss = lambda m: jax.grad(lambda z: jnp.sum(logits(m, z)[:, 0]))(x)  # noqa: E731
+  exact, surrogate = loss(model), loss(frozen)
+  assert float(jnp.max(jnp.abs(exact - surrogate))) > 1e-6
+  v = model.apply(variables, x, train=False)[1]
+
+  def fixed_gate(z):  # The network with the gate's output replaced by the clean image's v.
+    def gate(fn, args, kwargs, context):
+      out = fn(*args, **kwargs)
+      if isinstance(context.module, ChannelAttention) and context.method_name == "__call__":
+        return args[0] * v[:, None, None, :], v
+      return out
+    with nn.intercept_methods(gate):
+      return jnp.sum(logits(model, z)[:, 0])
+  chex.assert_trees_all_close(jax.grad(fixed_gate)(x), surrogate, rtol=1e-5, atol=1e-6)
+  # Without attention there is no gate: the same gradient.
+  plain = models.build_model(model_cfg(attention="none"), num_classes=5)
+  pv = plain.init(jax.random.key(1), x)
+  g = lambda m: jax.grad(lambda z: jnp.sum(m.apply(pv, z, train=False)[0][:, 0]))(x)  # noqa
+  chex.assert_trees_all_close(g(plain.clone(frozen_gate=True)), g(plain), rtol=0, atol=0)

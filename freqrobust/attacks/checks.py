@@ -16,6 +16,11 @@ evaluating adversarial robustness", 2019, section 5 and the appendix checklist).
   "square_weaker":     AutoAttack's own check (checks.py `check_square_sr`): Square, run after
                        the white-box attacks on the examples they left correct, lowers the
                        accuracy by no more than 0.2 points, at every radius where it ran;
+  "surrogate_weaker":  attacks crafted through a surrogate gradient (BPDA: the attention gate
+                       frozen), run after every other attack at a radius on the examples they
+                       left correct, lower the accuracy by no more than 0.2 points (Square's
+                       tolerance): when they do, the model's own gradient is masked by the
+                       component the surrogate replaces;
   "in_ball":           every recorded image lies in its ball and [0, 1].
 
 Each check is True (holds), False (fails) or None (not run: its records are missing; a check
@@ -127,6 +132,21 @@ def square_weaker(r: Records, radii: Radii, t: Thresholds) -> Optional[bool]:
   return True
 
 
+def surrogate_weaker(r: Records, radii: Radii, t: Thresholds) -> Optional[bool]:
+  """The surrogate attacks of each radius, together, after the others there."""
+  del t, radii
+  out = []
+  for eps in sorted({r.meta[n]["eps"] for n in r.names(surrogate=True)}):
+    names = [n for n in r.names(eps=eps, surrogate=True) if r.meta[n].get("after")]
+    if not names:
+      continue
+    last = names[-1]  # Chained: its `after` holds every earlier attack, surrogates included.
+    before = r.all_correct([a for a in r.meta[last]["after"] if a not in names])
+    out.append(float(before.mean() - (before & r.all_correct(names)).mean())
+               <= SQUARE_TOLERANCE)
+  return all(out) if out else None
+
+
 def in_ball(r: Records, radii: Radii, t: Thresholds) -> Optional[bool]:
   del radii, t
   metas = [m for m in r.meta.values() if m["kind"] != "zero_gradient"]
@@ -137,7 +157,7 @@ CHECKS: Dict[str, Callable[[Records, Radii, Thresholds], Optional[bool]]] = {
     "monotone": monotone, "large_eps": large_eps, "pgd_le_fgsm_le_clean": pgd_le_fgsm_le_clean,
     "restarts_stable": restarts_stable, "noise_weaker": noise_weaker,
     "no_zero_gradients": no_zero_gradients, "transfer_weaker": transfer_weaker,
-    "square_weaker": square_weaker, "in_ball": in_ball}
+    "square_weaker": square_weaker, "surrogate_weaker": surrogate_weaker, "in_ball": in_ball}
 
 
 def run_checks(r: Records, radii: Radii, t: Thresholds = Thresholds()) -> Dict[str, object]:

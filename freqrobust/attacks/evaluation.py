@@ -36,7 +36,9 @@ class Protocol:
   radii of the curve APGD-CE (`apgd_steps`) then APGD-T on its survivors, and with
   `square_beyond` Square on theirs at the radii above `main` (robustness claimed beyond the
   training radius is where a gradient-free attack must confirm it); the unbounded radius
-  APGD-CE. version "fast": PGD over the curve (and at `large`), APGD with each of
+  APGD-CE. With `surrogate` (`runner.SURROGATES`; standard only), at `main` and above it,
+  APGD-CE and APGD-T crafted through that surrogate's gradient (BPDA), chained after every
+  other attack there. version "fast": PGD over the curve (and at `large`), APGD with each of
   `apgd_losses` at `main`. With `sanity_checks` also, at `main`: FGSM, same-norm noise, one more
   restart of the first PGD and the first APGD, and the zero-gradient probe."""
   norm: str
@@ -55,6 +57,7 @@ class Protocol:
   target_classes: int = 9
   square_queries: int = 5000
   square_beyond: bool = True
+  surrogate: str = ""
 
 
 def chain(attacks: Sequence[Attack]) -> List[Attack]:
@@ -67,17 +70,26 @@ def chain(attacks: Sequence[Attack]) -> List[Attack]:
 
 def _standard(p: Protocol) -> List[Attack]:
   steps, targets = p.autoattack_steps, p.target_classes
+
+  def surrogate(e, n):  # BPDA through the surrogate, after every other attack at e >= main.
+    if not p.surrogate or e < p.main:
+      return []
+    return [Attack("apgd", e, "ce", n, surrogate=p.surrogate),
+            Attack("apgd_t", e, "dlr_targeted", n, targets=targets, surrogate=p.surrogate)]
+
   out = [Attack("clean")]
   for e in p.curve:
     if e != p.main:
       square = [Attack("square", e, "margin", 0, targets=p.square_queries)] \
           if p.square_beyond and e > p.main else []
       out += chain([Attack("apgd", e, "ce", p.apgd_steps),
-                    Attack("apgd_t", e, "dlr_targeted", p.apgd_steps, targets=targets)] + square)
+                    Attack("apgd_t", e, "dlr_targeted", p.apgd_steps, targets=targets)]
+                   + square + surrogate(e, p.apgd_steps))
   out += chain([Attack("apgd", p.main, "ce", steps),
                 Attack("apgd_t", p.main, "dlr_targeted", steps, targets=targets),
                 Attack("fab_t", p.main, "", steps, targets=targets),
-                Attack("square", p.main, "margin", 0, targets=p.square_queries)])
+                Attack("square", p.main, "margin", 0, targets=p.square_queries)]
+               + surrogate(p.main, steps))
   if p.sanity_checks:
     out += [Attack("zero_gradient"), Attack("fgsm", p.main), Attack("noise", p.main),
             Attack("apgd", p.main, "ce", steps, 2)]
@@ -90,6 +102,8 @@ def plan(p: Protocol) -> List[Attack]:
   """The attacks of a protocol, in the order they run."""
   if p.version == "standard":
     return list({a.name: a for a in _standard(p)}.values())
+  if p.surrogate:
+    raise ValueError(f"surrogate={p.surrogate!r} runs under version 'standard' only.")
   out = [Attack("clean")]
   pgd = [Attack("pgd", e, p.pgd_loss, p.pgd_steps, p.restarts) for e in p.curve]
   apgd = [Attack("apgd", p.main, loss, p.apgd_steps, p.restarts) for loss in p.apgd_losses]
@@ -123,13 +137,19 @@ def evaluate(apply: Apply, variables: Any, key: Array, images, labels, attacks: 
              given: Optional[Dict[str, np.ndarray]] = None, keep_images: Sequence[str] = (),
              progress: Optional[Callable[[Attack], Callable[[int, int], None]]] = None,
              on_record: Optional[Callable[[Attack, Any], None]] = None,
-             say: Optional[Callable[[str], None]] = None) -> Records:
+             say: Optional[Callable[[str], None]] = None,
+             surrogates: Optional[Dict[str, Apply]] = None) -> Records:
   """Runs every attack not yet in `records` (a new `Records` if None) and returns them.
 
   given: {attack name: images} for "given" attacks. keep_images: the names whose images are
   handed to `on_record(attack, record)` (called after each attack, e.g. to save it).
   progress(attack) -> callback(done, total) (and optionally `.close()`).
+  surrogates: {surrogate name: apply} for the attacks crafted through one (`Attack.surrogate`:
+  the same variables, the same forward pass, another gradient).
   """
+  missing = {a.surrogate for a in attacks if a.surrogate} - set(surrogates or {})
+  if missing:
+    raise ValueError(f"attacks need the surrogate(s) {sorted(missing)}: pass surrogates=.")
   images = np.asarray(images, np.float32)
   labels = np.asarray(labels, np.int32)
   records = Records(len(images)) if records is None else records
@@ -140,7 +160,8 @@ def evaluate(apply: Apply, variables: Any, key: Array, images, labels, attacks: 
     only = records.all_correct(attack.after) if attack.after else None
     record = run_attack(attack, apply, variables, key, images, labels, norm=norm,
                         batch_size=batch_size, given=(given or {}).get(attack.name), only=only,
-                        keep_images=attack.name in keep_images, progress=bar)
+                        keep_images=attack.name in keep_images, progress=bar,
+                        craft_apply=(surrogates or {}).get(attack.surrogate))
     if hasattr(bar, "close"):
       bar.close()
     records.add(attack, record)

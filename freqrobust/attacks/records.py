@@ -39,7 +39,7 @@ class Records:
     self.meta[attack.name] = dict(
         kind=attack.kind, eps=attack.eps, loss=attack.loss, steps=attack.steps,
         restarts=attack.restarts, source=attack.source, targets=attack.targets,
-        after=list(attack.after), in_ball=bool(record.in_ball),
+        after=list(attack.after), surrogate=attack.surrogate, in_ball=bool(record.in_ball),
         max_perturbation=float(record.max_perturbation), seconds=float(record.seconds),
         **extra)
 
@@ -47,11 +47,13 @@ class Records:
     return name in self.values
 
   def names(self, *, kinds: Iterable[str] = ATTACK_KINDS, eps: Optional[float] = None,
-            loss: Optional[str] = None) -> List[str]:
-    """The recorded attacks of these kinds (at this radius, with this loss), in record order."""
+            loss: Optional[str] = None, surrogate: Optional[bool] = None) -> List[str]:
+    """The recorded attacks of these kinds (at this radius, with this loss; crafted through a
+    surrogate gradient or not, when `surrogate` is given), in record order."""
     kinds = tuple(kinds)
     return [k for k, m in self.meta.items() if m["kind"] in kinds
-            and (eps is None or same_eps(m["eps"], eps)) and (loss is None or m["loss"] == loss)]
+            and (eps is None or same_eps(m["eps"], eps)) and (loss is None or m["loss"] == loss)
+            and (surrogate is None or bool(m.get("surrogate")) == surrogate)]
 
   def accuracy(self, name: str) -> float:
     return float(np.mean(self.values[name]))
@@ -73,14 +75,16 @@ class Records:
       out &= self.values[name]
     return out
 
-  def worst(self, eps: float, kinds: Iterable[str] = ATTACK_KINDS) -> Optional[np.ndarray]:
-    """(N,) bool: the examples EVERY recorded attack of these kinds at `eps` left correct (and
-    the clean image); None when none is recorded there."""
-    names = self.names(kinds=[k for k in kinds if k != "clean"], eps=eps)
+  def worst(self, eps: float, kinds: Iterable[str] = ATTACK_KINDS,
+            surrogate: Optional[bool] = None) -> Optional[np.ndarray]:
+    """(N,) bool: the examples EVERY recorded attack of these kinds at `eps` (`surrogate`: as
+    in `names`) left correct (and the clean image); None when none is recorded there."""
+    names = self.names(kinds=[k for k in kinds if k != "clean"], eps=eps, surrogate=surrogate)
     return self.all_correct(names) if names else None
 
-  def worst_accuracy(self, eps: float, kinds: Iterable[str] = ATTACK_KINDS) -> Optional[float]:
-    worst = self.worst(eps, kinds)
+  def worst_accuracy(self, eps: float, kinds: Iterable[str] = ATTACK_KINDS,
+                     surrogate: Optional[bool] = None) -> Optional[float]:
+    worst = self.worst(eps, kinds, surrogate)
     return None if worst is None else float(np.mean(worst))
 
   def to_arrays(self) -> Dict[str, np.ndarray]:

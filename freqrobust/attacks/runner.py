@@ -44,6 +44,11 @@ KINDS = ("clean", "pgd", "apgd", "apgd_t", "fab_t", "square", "fgsm", "noise", "
          "zero_gradient")
 # Kinds whose record is "correct under an attack" (every one counts in the worst case).
 ATTACK_KINDS = ("clean", "pgd", "apgd", "apgd_t", "fab_t", "square", "fgsm", "noise", "given")
+# Surrogate gradients an attack may craft with (`Attack.surrogate`): the forward pass is the
+# model's own, the gradient that of a BPDA surrogate (Athalye et al. 2018); every image is
+# scored on the model itself. "frozen_gate": the APS attention gate's output treated as a
+# constant of the input (`models.Backbone.frozen_gate`).
+SURROGATES = ("frozen_gate",)
 # Kinds run once per target class (the 2nd .. (targets + 1)-th highest clean logit), each on
 # the examples of the batch still robust, as AutoAttack's APGD-T and FAB-T.
 TARGETED = ("apgd_t", "fab_t")
@@ -62,10 +67,15 @@ class Attack:
   source: str = ""  # "given": where the images come from (keys the record).
   targets: int = 0  # apgd_t, fab_t: target classes; square: queries (steps = 0).
   after: tuple = ()  # Run only on the examples every one of these attacks left correct.
+  surrogate: str = ""  # Craft with this surrogate's gradient (SURROGATES); "" = the model's.
 
   def __post_init__(self):
     if self.kind not in KINDS:
       raise ValueError(f"Attack kind={self.kind!r}; valid: {', '.join(KINDS)}.")
+    if self.surrogate and (self.surrogate not in SURROGATES or self.kind not in
+                           ("pgd", "apgd", "apgd_t", "fab_t", "fgsm")):
+      raise ValueError(f"Attack surrogate={self.surrogate!r} (kind {self.kind!r}): a gradient "
+                       f"attack with one of {', '.join(SURROGATES)}.")
     object.__setattr__(self, "eps", float(self.eps))
 
   @property
@@ -85,7 +95,7 @@ class Attack:
 
   @property
   def name(self) -> str:
-    name = self.stem
+    name = self.stem + (f"/{self.surrogate}" if self.surrogate else "")
     if self.kind in ("pgd", "apgd") and self.restarts != 1:
       name += f"-r{self.restarts}"
     if self.after:
@@ -95,6 +105,10 @@ class Attack:
   @property
   def label(self) -> str:
     """For the console: PGD-20, APGD-CE-50, FGSM, ..."""
+    return self._label() + (f" through the {self.surrogate.replace('_', ' ')}"
+                            if self.surrogate else "")
+
+  def _label(self) -> str:
     if self.kind in ("pgd", "apgd"):
       loss = "" if self.kind == "pgd" else f"-{self.loss.upper()}"
       extra = f" x{self.restarts} restarts" if self.restarts != 1 else ""
@@ -220,7 +234,8 @@ def _targeted(attack: Attack, apply: Apply, variables: Any, key: Array, x, y, ep
 
 def _attack_batch(attack: Attack, apply: Apply, variables: Any, key: Array, x, y, eps,
                   norm: str, given_batch):
-  """(images, in ball (B,), perturbation norms (B,)) of one batch."""
+  """(images, in ball (B,), perturbation norms (B,)) of one batch; `apply` the function the
+  attack differentiates (a surrogate's, or the model's)."""
   if attack.kind == "clean":
     return x, np.ones(x.shape[0], bool), np.zeros(x.shape[0])
   if attack.kind == "given":
@@ -238,7 +253,8 @@ def run_attack(attack: Attack, apply: Apply, variables: Any, key: Array, images:
                labels: np.ndarray, *, norm: str, batch_size: int,
                given: Optional[np.ndarray] = None, only: Optional[np.ndarray] = None,
                keep_images: bool = False,
-               progress: Optional[Callable[[int, int], None]] = None) -> Record:
+               progress: Optional[Callable[[int, int], None]] = None,
+               craft_apply: Optional[Apply] = None) -> Record:
   """Runs `attack` over the test set (images (N, ...) float32 in [0, 1], labels (N,)).
 
   given: the images of a "given" attack (N, ...), checked to lie in its ball around `images`.
@@ -246,7 +262,12 @@ def run_attack(attack: Attack, apply: Apply, variables: Any, key: Array, images:
     are recorded as not broken by this attack (True) and keep their clean image.
   keep_images: return the attack's images in the record (for a later transfer check).
   progress: callback(done_batches, total_batches).
+  craft_apply: the function the attack differentiates (same variables, same forward pass: a
+    surrogate's, `Attack.surrogate`); None = `apply`. Images are scored on `apply`.
   """
+  if attack.surrogate and craft_apply is None:
+    raise ValueError(f"{attack.label}: give the surrogate's apply (craft_apply).")
+  craft_apply = apply if craft_apply is None else craft_apply
   ball.check_norm(norm)
   n = images.shape[0]
   todo = np.arange(n) if only is None else np.flatnonzero(only)
@@ -265,7 +286,8 @@ def run_attack(attack: Attack, apply: Apply, variables: Any, key: Array, images:
     if attack.kind == "zero_gradient":
       values[real] = np.asarray(_zero_gradient(variables, x, y, apply=apply))[valid]
     else:
-      adv, ok, pert = _attack_batch(attack, apply, variables, jax.random.fold_in(key, b), x, y,
+      adv, ok, pert = _attack_batch(attack, craft_apply, variables, jax.random.fold_in(key, b),
+                                    x, y,
                                     eps, norm, None if given is None else given[idx])
       values[real] = np.asarray(_score(variables, adv, y, apply=apply))[valid]
       in_ball &= bool(np.all(np.asarray(ok)[valid]))

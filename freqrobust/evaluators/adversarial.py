@@ -28,6 +28,13 @@ The transfer check (`transfer_from=<workdir>`): that run's worst-case PGD/APGD i
 main radius (its adversarial_images.npz, made on its own model; same test images, norm and
 radius) are scored on this model; "transfer_weaker" fails when they beat the white-box attacks.
 
+The surrogate check (`surrogate="frozen_gate"`, standard version, models with the APS attention
+gate): at the main radius and above it, APGD-CE and APGD-T crafted through the model with the
+gate's output treated as a constant of the input (BPDA, Athalye et al. 2018: the forward pass is
+the model's own, only the gradient changes), run after every other attack there and scored on
+the model itself; they count in the worst case, and "surrogate_weaker" fails when they lower the
+accuracy by more than 0.2 points: the gate's gradient misleads the model's own attacks.
+
 The unbounded check ("large_eps") runs PGD at `large_eps` (0 = the whole image cube: L-inf 1,
 L2 the cube's diameter sqrt(H*W*C)), where every model must fall to <= 5%.
 
@@ -93,7 +100,8 @@ class Adversarial(base.Evaluator):
               "pgd_steps": 20, "apgd_steps": 50, "restarts": 1, "attacks": ("pgd", "apgd"),
               "apgd_losses": APGD_LOSSES, "large_eps": 0.0, "seed": 0, "batch_size": 250,
               "version": "standard", "transfer_from": "", "autoattack_steps": 100,
-              "target_classes": 9, "square_queries": 5000, "square_beyond": True}
+              "target_classes": 9, "square_queries": 5000, "square_beyond": True,
+              "surrogate": ""}
 
   def _radii(self, config):
     """(main eps, sorted curve) of the settings, or the dataset's defaults."""
@@ -144,7 +152,10 @@ class Adversarial(base.Evaluator):
 
   def key(self, config):
     main, curve = self._radii(config)
-    return dict(self.settings, eps=curve, main_eps=main)
+    out = dict(self.settings, eps=curve, main_eps=main)
+    if not out["surrogate"]:  # Not run: the records made before the setting existed still match.
+      del out["surrogate"]
+    return out
 
   def check(self, config) -> None:
     s = self.settings
@@ -175,6 +186,7 @@ class Adversarial(base.Evaluator):
     if not isinstance(s["square_beyond"], bool):
       raise workdir_lib.UserError(f"{where}.square_beyond={s['square_beyond']!r} is invalid: "
                                   "True or False.")
+    self._check_surrogate(config, where)
     main_eps = s["main_eps"]
     if isinstance(main_eps, bool) or not isinstance(main_eps, (int, float)) or not main_eps >= 0:
       raise workdir_lib.UserError(f"{where}.main_eps={main_eps!r} is invalid: a radius >= 0 "
@@ -207,6 +219,27 @@ class Adversarial(base.Evaluator):
           f"{where}: {', '.join(ignored)} set, but only version 'fast' runs them; version "
           f"'standard' runs AutoAttack's ensemble (set {where}.version=fast for PGD and APGD).")
 
+  def _check_surrogate(self, config, where: str) -> None:
+    from freqrobust.attacks import runner
+    surrogate = self.settings["surrogate"]
+    if surrogate == "":
+      return
+    if surrogate not in runner.SURROGATES:
+      raise workdir_lib.UserError(f"{where}.surrogate={surrogate!r} is invalid: '' (none) or "
+                                  f"one of {list(runner.SURROGATES)}.")
+    if self.settings["version"] != "standard":
+      raise workdir_lib.UserError(f"{where}.surrogate={surrogate!r} runs under version "
+                                  f"'standard' only (here {self.settings['version']!r}).")
+    if config.model.get("attention", "none") == "none":
+      raise workdir_lib.UserError(
+          f"{where}.surrogate={surrogate!r}: the model has no attention gate "
+          "(config.model.attention='none'), so there is nothing to freeze; set it to ''.")
+
+  def surrogates(self, model) -> dict:
+    """{surrogate: apply} for `evaluation.evaluate` (`trained.TrainedModel.surrogate_apply`)."""
+    name = self.settings["surrogate"]
+    return {name: model.surrogate_apply(name)} if name else {}
+
   FAST_ONLY = ("attacks", "apgd_losses", "pgd_steps", "restarts")
 
   def fast_only_settings(self) -> list:
@@ -228,7 +261,8 @@ class Adversarial(base.Evaluator):
         apgd_losses=tuple(s["apgd_losses"]), pgd_steps=s["pgd_steps"],
         apgd_steps=s["apgd_steps"], restarts=s["restarts"], version=s["version"],
         autoattack_steps=s["autoattack_steps"], target_classes=s["target_classes"],
-        square_queries=s["square_queries"], square_beyond=s["square_beyond"])
+        square_queries=s["square_queries"], square_beyond=s["square_beyond"],
+        surrogate=s["surrogate"])
 
   def run(self, context: base.Context) -> Dict[str, float]:
     from freqrobust.attacks import evaluation
@@ -263,7 +297,8 @@ class Adversarial(base.Evaluator):
         norm=s["norm"], batch_size=s["batch_size"], records=records, given=given,
         keep_images=keep if context.write_files else (), on_record=on_record,
         progress=lambda a: _Progress(f"{self.name}: {a.label}", context.progress),
-        say=lambda line: print(f"{self.name}: {line}", flush=True))
+        say=lambda line: print(f"{self.name}: {line}", flush=True),
+        surrogates=self.surrogates(model))
     records = records.keep([a.name for a in todo])
     out, checked = summarize(records, protocol, todo)
     self._say(out, checked["failed_checks"], protocol.main, context)
@@ -378,10 +413,11 @@ def _standard_metrics(r, protocol, first) -> Dict[str, float]:
     chain = list(r.meta[squares[0]]["after"]) + [squares[0]]
     out["autoattack_main"] = 100.0 * float(np.mean(r.all_correct(chain)))
   for e in protocol.curve:
-    acc = r.worst_accuracy(e, WHITE_BOX_KINDS)
+    acc = r.worst_accuracy(e, WHITE_BOX_KINDS, surrogate=False)
     if acc is not None:
       out[f"apgd_eps{_eps_key(e)}"] = 100.0 * acc
-    if e != protocol.main and r.names(kinds=("square",), eps=e):
+    if e != protocol.main and (r.names(kinds=("square",), eps=e)
+                               or r.names(eps=e, surrogate=True)):
       out[f"robust_eps{_eps_key(e)}"] = 100.0 * r.worst_accuracy(e)
   return out
 
@@ -392,7 +428,8 @@ def _plot(target, out, failed, protocol, pgd_steps) -> None:
   main = protocol.main
   fig, ax = plt.subplots(figsize=(4.8, 3.3))
   for prefix, label in (("pgd_eps", f"PGD-{pgd_steps}"), ("apgd_eps", "APGD-CE + APGD-T"),
-                        ("robust_eps", "APGD-CE + APGD-T + Square")):
+                        ("robust_eps", "APGD-CE + APGD-T + Square"
+                         + (" + BPDA" if protocol.surrogate else ""))):
     curve = [e for e in protocol.curve if f"{prefix}{_eps_key(e)}" in out]
     if curve:
       ax.plot(curve, [out[f"{prefix}{_eps_key(e)}"] for e in curve], "o-", label=label)

@@ -46,6 +46,10 @@ class Backbone(nn.Module):
   # What every convolution calls in place of `lax.conv_general_dilated` (Flax's
   # `nn.Conv.conv_general_dilated`): None = lax's; freqrobust.native.conv.select gives oneDNN's.
   conv_op: Optional[Callable] = None
+  # The attention gate with its gradient stopped (the forward pass unchanged): the BPDA surrogate
+  # that attacks differentiate to test whether the gate masks the gradient (`adversarial`'s
+  # `surrogate="frozen_gate"`). Never set for training.
+  frozen_gate: bool = False
 
   def __post_init__(self):
     check_attention(self.attention)
@@ -67,7 +71,8 @@ class Backbone(nn.Module):
     (features, open_ratios or None, pre-gate features after ReLU)."""
     x = normalise(x, self.input_mean, self.input_std).astype(self.dtype)
     return Stem(features, use_bn, self.attention, self.attention_hidden,
-                self.norm(train, bn_route), self.dtype, conv_op=self.conv_op, name="stem")(x)
+                self.norm(train, bn_route), self.dtype, conv_op=self.conv_op,
+                frozen_gate=self.frozen_gate, name="stem")(x)
 
   def head(self, h):
     h = jnp.mean(h, axis=(1, 2))

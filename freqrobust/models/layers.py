@@ -3,6 +3,7 @@
 from typing import Any, Callable, Optional, Tuple
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 ModuleDef = Any
@@ -39,12 +40,15 @@ class ChannelAttention(nn.Module):
   basic:    global average pool -> Dense(hidden) -> ReLU -> Dense(C) -> sigmoid.
   extended: a 3x3 conv + BN + ReLU in front of the pooling (section 3.3, used with NFD).
   The gate multiplies the original feature map; `v` is returned for the auxiliary loss.
+  `frozen_gate`: the same forward pass with no gradient through `v` (the gate a constant of the
+  input): the attacks' BPDA surrogate (Athalye et al. 2018), `Backbone.frozen_gate`.
   """
   hidden: int = 512
   extended: bool = False
   norm: Optional[ModuleDef] = None
   dtype: Any = jnp.float32
   conv_op: Optional[Callable] = None  # Backbone.conv_op
+  frozen_gate: bool = False
 
   @nn.compact
   def __call__(self, x) -> Tuple[jnp.ndarray, jnp.ndarray]:
@@ -61,6 +65,8 @@ class ChannelAttention(nn.Module):
     y = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name="fc1")(y))
     y = nn.Dense(channels, dtype=self.dtype, name="fc2")(y)
     v = nn.sigmoid(y.astype(jnp.float32))
+    if self.frozen_gate:
+      v = jax.lax.stop_gradient(v)
     return x * v[:, None, None, :].astype(x.dtype), v
 
 
@@ -81,6 +87,7 @@ class Stem(nn.Module):
   use_bias: Optional[bool] = None
   activate: bool = True
   conv_op: Optional[Callable] = None  # Backbone.conv_op
+  frozen_gate: bool = False  # ChannelAttention.frozen_gate
 
   @nn.compact
   def __call__(self, x):
@@ -91,7 +98,7 @@ class Stem(nn.Module):
     if self.attention != "none":
       h, open_ratios = ChannelAttention(self.attention_hidden, self.attention == "extended",
                                         self.norm, self.dtype, conv_op=self.conv_op,
-                                        name="attention")(h)
+                                        frozen_gate=self.frozen_gate, name="attention")(h)
     return (nn.relu(h) if self.activate else h), open_ratios, nn.relu(before_gate)
 
 

@@ -35,7 +35,7 @@ def preact_stem(model: Backbone, x, train: bool, features: int, bn_route: str = 
   x = normalise(x, model.input_mean, model.input_std).astype(model.dtype)
   return Stem(features, False, model.attention, model.attention_hidden,
               model.norm(train, bn_route), model.dtype, use_bias=False, activate=False,
-              conv_op=model.conv_op, name="stem")(x)
+              conv_op=model.conv_op, frozen_gate=model.frozen_gate, name="stem")(x)
 
 
 class PreActBlock(nn.Module):
