@@ -20,6 +20,8 @@ Every summary figure averages over the corruptions it is given: the 15 benchmark
 import math
 from typing import Mapping, Sequence, Tuple
 
+import numpy as np
+
 AccuracyTable = Mapping[str, Mapping[int, float]]
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -256,3 +258,25 @@ def accuracy_interval(accuracy_percent: float, n: int) -> Tuple[float, float]:
   """The 95% Wilson interval, in percent, of an accuracy in percent measured on `n` images."""
   lo, hi = binomial_interval(int(round(accuracy_percent * n / 100.0)), n)
   return 100.0 * lo, 100.0 * hi
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+  """Spearman's rank correlation of two paired samples (ties get their average rank, as
+  scipy.stats.spearmanr); NaN when either sample is constant. Needs >= 2 pairs."""
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+    raise ValueError(f"spearman needs two samples of equal length >= 2, got {a.shape} and "
+                     f"{b.shape}.")
+
+  def ranks(x):
+    order = np.argsort(x, kind="stable")
+    r = np.empty(len(x))
+    r[order] = np.arange(1, len(x) + 1)
+    for value in np.unique(x):  # Ties: their average rank.
+      tied = x == value
+      r[tied] = r[tied].mean()
+    return r
+  ra, rb = ranks(a), ranks(b)
+  if ra.std() == 0 or rb.std() == 0:
+    return float("nan")
+  return float(np.corrcoef(ra, rb)[0, 1])

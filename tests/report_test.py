@@ -296,3 +296,33 @@ def test_the_cli_writes_robustbench_files_per_run(tmp_path):
   rows = (corruptions / "unaggregated_results.csv").read_text().splitlines()
   assert len(rows) == 2 + len(names) - 1  # Two header rows, one row per exported model.
   assert "Not exported to RobustBench: augmix_cpu_seed-0" in done.stdout
+
+
+def test_the_report_gives_the_rank_agreement_of_random_and_adversarial_corruptions():
+  """Issue 38's question, asked of any report: Spearman's rho between the rows' rankings by
+  Robust. (random corruptions) and by the UA mean (adversarial corruptions), over the rows with
+  both (at least 3), on the seeds' means."""
+  ua = "adversarial_corruptions/ua_mean"
+  records = [record("nat_seed-0", 90.0, 60.0, natural=True, metrics={ua: 20.0}),
+             record("a_seed-0", 89.0, 70.0, metrics={ua: 10.0}),
+             record("a_seed-1", 89.0, 72.0, metrics={ua: 14.0}),
+             record("b_seed-0", 80.0, 65.0, metrics={ua: 50.0}),
+             record("c_seed-0", 80.0, 64.0)]  # No UA mean: not counted.
+  lines = report.render._rank_lines(report.aggregate(records))
+  # Robust. ranks nat < b < a, the UA mean a < nat < b: rho = -0.5.
+  assert len(lines) == 2 and "Robust. against" in lines[1] and "-0.50 over 3 rows" in lines[1]
+  assert report.render._rank_lines(report.aggregate(records[:2])) == []  # Fewer than 3 rows.
+
+
+def test_spearman_is_scipys_with_ties():
+  import numpy as np
+  from scipy import stats
+  from freqrobust import metrics
+  rng = np.random.default_rng(0)
+  for _ in range(5):
+    a, b = rng.integers(0, 4, 9).astype(float), rng.normal(size=9)
+    assert metrics.spearman(a, b) == pytest.approx(stats.spearmanr(a, b)[0], abs=1e-12)
+  assert metrics.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+  assert np.isnan(metrics.spearman([1, 1, 1], [1, 2, 3]))
+  with pytest.raises(ValueError, match="equal length"):
+    metrics.spearman([1, 2], [1, 2, 3])

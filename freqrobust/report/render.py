@@ -118,6 +118,7 @@ def markdown(rows: List[Row]) -> List[str]:
             "wherever each run ran, so compare rows from one machine."]
   lines += _detail_lines(rows)
   lines += _evaluation_lines(rows)
+  lines += _rank_lines(rows)
   lines += _sets_lines(rows)
   lines += _stale_lines(rows)
   lines += _left_out_lines(rows)
@@ -174,6 +175,39 @@ def _evaluation_lines(rows: List[Row]) -> List[str]:
   if any(interval(r.metrics.get(k)) for r in rows for k in keys):
     lines[-1] += " " + INTERVAL_NOTE
   return lines
+
+
+# Pairs of figures whose rankings of the rows are compared (`_rank_lines`): a `Row.stats` key or
+# an evaluation's `<evaluation>/<metric>`. The two kinds of corruption robustness (random, and
+# chosen by an adversary: Kaufmann et al.'s UA mean) and the L-inf robust accuracy.
+RANK_PAIRS = (("robust", "adversarial_corruptions/ua_mean"),
+              ("adversarial_corruptions/ua_mean", "adversarial/worst_main"),
+              ("robust", "adversarial/worst_main"))
+
+
+def _rank_lines(rows: List[Row]) -> List[str]:
+  """Spearman's rho between the rows' rankings by each pair of `RANK_PAIRS`, over the rows that
+  have both figures (at least 3), on their means over seeds."""
+  columns = declared_columns(rows)
+
+  def value(row, key):
+    stat = row.stats.get(key) if "/" not in key else row.metrics.get(key)
+    return None if stat is None else stat.mean
+
+  def label(key):
+    return "Robust." if key == "robust" else columns.get(key, {}).get("label", key)
+  parts = []
+  for a, b in RANK_PAIRS:
+    both = [(value(r, a), value(r, b)) for r in rows]
+    both = [p for p in both if None not in p]
+    if len(both) >= 3:
+      rho = metrics.spearman([p[0] for p in both], [p[1] for p in both])
+      parts.append(f"{label(a)} against {label(b)}: {rho:+.2f} over {len(both)} rows")
+  if not parts:
+    return []
+  return ["", "Rank agreement (Spearman's rho between the rows' rankings, on the means over "
+          "seeds; +1 the same order, -1 the reverse; with few rows one swap moves it a lot): "
+          + "; ".join(parts) + "."]
 
 
 # The convention of `interval` (`aggregate.intervals_of`).
