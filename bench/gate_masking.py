@@ -11,7 +11,13 @@ evaluation, set against Square's verdicts on the same examples (the evaluation's
   - with --transfer_from, the same attacks crafted on another run's model (a transfer attack at
     this radius, which the evaluation's transfer check does only at the main radius);
   - the input gradient's L1 norm and the clean logit margin of the examples Square broke and of
-    those it did not.
+    those it did not;
+  - with --square_path, Square run again on the survivors (its images are not stored) and the
+    logit margin (true class minus the best other) along the segment from each image to the
+    image Square found, beside the margin along the FGSM direction (the sign of the CE gradient
+    at the image) at the same L-inf distance: where the margin stays flat and falls late on
+    Square's segment, and the gradient's direction lowers it less, the gradient at the image
+    does not see what lies at the radius.
 
 Usage (after `python -m freqrobust.evaluate --workdir=RUN --evals=adversarial` with this radius
 on its curve and Square beyond the main radius):
@@ -56,6 +62,7 @@ def main(argv=None) -> None:
   p.add_argument("--steps", type=int, default=100)
   p.add_argument("--restarts", type=int, default=5)
   p.add_argument("--batch_size", type=int, default=250)
+  p.add_argument("--square_path", action="store_true")
   args = p.parse_args(argv)
 
   run = trained.load_trained(args.workdir)
@@ -118,6 +125,38 @@ def main(argv=None) -> None:
     if m.any():
       print(f"{label:15s} ({int(m.sum())}): median L1 input gradient of the CE "
             f"{np.median(grad[m]):.3g}, median clean logit margin {np.median(margin[m]):.3g}")
+  if args.square_path:
+    square_path(run, images, labels, survivors, args)
+
+
+def square_path(run, images, labels, survivors, args) -> None:
+  """The margin along Square's segment and along the FGSM direction (see the module doc)."""
+  attack = runner.Attack("square", args.eps, "margin", 0, targets=5000)
+  started = time.time()
+  record = runner.run_attack(attack, run.apply, run.variables, jax.random.key(23), images,
+                             labels, norm="linf", batch_size=args.batch_size, only=survivors,
+                             keep_images=True)
+  broke = survivors & ~record.values
+  print(f"Square again: breaks {int(broke.sum())} of {int(survivors.sum())} "
+        f"[{time.time() - started:.0f} s]", flush=True)
+  if not broke.any():
+    return
+  x, y = jnp.asarray(images[broke]), jnp.asarray(labels[broke])
+  delta = jnp.asarray(record.images[broke]) - x
+
+  def margin(z):
+    logits = run.apply(run.variables, z)
+    own = jnp.take_along_axis(logits, y[:, None], 1)[:, 0]
+    return own - jnp.max(jnp.where(jax.nn.one_hot(y, logits.shape[-1]) > 0, -jnp.inf, logits),
+                         -1)
+  grad = jax.grad(lambda z: jnp.sum(losses.per_example("ce", run.apply(run.variables, z), y)))(x)
+  step = args.eps * jnp.sign(grad)
+  ts = np.linspace(0.0, 1.0, 6)
+  along = [np.median(np.asarray(margin(jnp.clip(x + t * delta, 0, 1)))) for t in ts]
+  fgsm = [np.median(np.asarray(margin(jnp.clip(x + t * step, 0, 1)))) for t in ts]
+  print("median margin at t x the radius: " + ", ".join(f"{t:.1f}" for t in ts))
+  print("  along Square's segment: " + ", ".join(f"{m:+.2f}" for m in along))
+  print("  along the FGSM direction: " + ", ".join(f"{m:+.2f}" for m in fgsm))
 
 
 if __name__ == "__main__":

@@ -267,6 +267,8 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
   if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
     raise ValueError(f"spearman needs two samples of equal length >= 2, got {a.shape} and "
                      f"{b.shape}.")
+  if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+    raise ValueError("spearman needs finite values (a missing figure is left out, not NaN).")
 
   def ranks(x):
     order = np.argsort(x, kind="stable")

@@ -326,3 +326,5 @@ def test_spearman_is_scipys_with_ties():
   assert np.isnan(metrics.spearman([1, 1, 1], [1, 2, 3]))
   with pytest.raises(ValueError, match="equal length"):
     metrics.spearman([1, 2], [1, 2, 3])
+  with pytest.raises(ValueError, match="finite"):
+    metrics.spearman([1, 2, float("nan")], [1, 2, 3])
