@@ -206,8 +206,9 @@ def test_unbounded_check_runs_beside_the_curve_and_flags_an_unbreakable_model():
   out = attacks.adversarial_accuracy(mlp, jax.random.key(0), x, y, norm="linf",
                                      eps_list=[0.02], steps=5, batch_size=12)
   assert out["checks"]["large_eps"] is None and out["large_eps_accuracy"] is None
-  # No transfer images given, no Square run.
-  assert out["skipped_checks"] == ["large_eps", "transfer_weaker", "square_weaker"]
+  # No transfer images given, no Square run, no surrogate.
+  assert out["skipped_checks"] == ["large_eps", "transfer_weaker", "square_weaker",
+                                   "surrogate_weaker"]
   assert "large_eps" not in out["failed_checks"]
 
   def constant(z):
@@ -232,7 +233,8 @@ def test_a_second_attack_without_checks_gives_per_example_results():
   assert bare["fgsm_accuracy"] is None and bare["large_eps"] is None
   assert set(bare["skipped_checks"]) == {"large_eps", "pgd_le_fgsm_le_clean", "restarts_stable",
                                          "noise_weaker", "no_zero_gradients",
-                                         "transfer_weaker", "square_weaker"}
+                                         "transfer_weaker", "square_weaker",
+                                         "surrogate_weaker"}
   assert bare["checks"]["monotone"] is True and bare["checks"]["in_ball"] is True
   for out in (full, bare):
     assert out["correct_main"].shape == (11,) and out["correct_main"].dtype == bool
