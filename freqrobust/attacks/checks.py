@@ -32,6 +32,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Dict, Optional, Sequence
 
+import numpy as np
+
 from freqrobust.attacks.records import WHITE_BOX, Records, same_eps
 
 
@@ -119,17 +121,23 @@ def transfer_weaker(r: Records, radii: Radii, t: Thresholds) -> Optional[bool]:
 SQUARE_TOLERANCE = 0.002  # AutoAttack's 0.2 points.
 
 
+def _gains_more(before, after) -> bool:
+  """Whether the examples correct in `before` and broken in `after` are more than
+  SQUARE_TOLERANCE of all (AutoAttack's `check_square_sr`: square < acc - 0.002), counted in
+  examples: exactly 0.2 points (1 of 500) is not more, whatever the float rounding of the
+  accuracies' difference."""
+  broken = int(np.sum(before & ~after))
+  return broken > SQUARE_TOLERANCE * len(before) + 1e-9
+
+
 def square_weaker(r: Records, radii: Radii, t: Thresholds) -> Optional[bool]:
   del t
   del radii  # Every radius where Square ran after the white-box attacks.
   squares = [s for s in r.names(kinds=("square",)) if r.meta[s].get("after")]
   if not squares:
     return None
-  for s in squares:
-    before = r.all_correct(r.meta[s]["after"])
-    if float(before.mean() - (before & r.values[s]).mean()) > SQUARE_TOLERANCE:
-      return False
-  return True
+  return all(not _gains_more(r.all_correct(r.meta[s]["after"]), r.values[s])
+             for s in squares)
 
 
 def surrogate_weaker(r: Records, radii: Radii, t: Thresholds) -> Optional[bool]:
@@ -142,8 +150,7 @@ def surrogate_weaker(r: Records, radii: Radii, t: Thresholds) -> Optional[bool]:
       continue
     last = names[-1]  # Chained: its `after` holds every earlier attack, surrogates included.
     before = r.all_correct([a for a in r.meta[last]["after"] if a not in names])
-    out.append(float(before.mean() - (before & r.all_correct(names)).mean())
-               <= SQUARE_TOLERANCE)
+    out.append(not _gains_more(before, r.all_correct(names)))
   return all(out) if out else None
 
 
