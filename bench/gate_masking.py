@@ -38,7 +38,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from freqrobust import trained, workdir as workdir_lib  # noqa: E402
-from freqrobust.attacks import losses, runner  # noqa: E402
+from freqrobust.attacks import fgsm_pgd as pgd_lib, losses, runner  # noqa: E402
 from freqrobust.evaluators import adversarial_store as store, base  # noqa: E402
 
 
@@ -112,14 +112,10 @@ def main(argv=None) -> None:
     print(f"  {label:32s} together: {int(broken.sum())} (of Square's: "
           f"{int((broken & square_broke).sum())})", flush=True)
 
-  def ce_loss(z, y):
-    return jnp.sum(losses.per_example("ce", run.apply(run.variables, z), y))
   x, y = jnp.asarray(images[survivors]), jnp.asarray(labels[survivors])
-  grad = np.abs(np.asarray(jax.jit(jax.grad(ce_loss))(x, y))).reshape(n, -1).sum(1)
-  logits = np.array(run.apply(run.variables, x))
-  own = logits[np.arange(n), np.asarray(y)]
-  logits[np.arange(n), np.asarray(y)] = -np.inf
-  margin = own - logits.max(-1)
+  margin, grad = margin_and_grad(run, x, y)
+  grad = np.abs(np.asarray(grad)).reshape(n, -1).sum(1)
+  margin = np.asarray(margin)
   sq = square_broke[survivors]
   for label, m in (("Square broke", sq), ("Square did not", ~sq)):
     if m.any():
@@ -127,6 +123,12 @@ def main(argv=None) -> None:
             f"{np.median(grad[m]):.3g}, median clean logit margin {np.median(margin[m]):.3g}")
   if args.square_path:
     square_path(run, images, labels, survivors, args)
+
+
+def margin_and_grad(run, x, y):
+  """(logit margin: true class minus the best other (N,), gradient of the summed CE w.r.t. x)."""
+  _, logits, grad = pgd_lib.loss_and_grad(lambda z: run.apply(run.variables, z), x, y, "ce")
+  return -losses.margin(logits, y), grad
 
 
 def square_path(run, images, labels, survivors, args) -> None:
@@ -144,13 +146,8 @@ def square_path(run, images, labels, survivors, args) -> None:
   x, y = jnp.asarray(images[broke]), jnp.asarray(labels[broke])
   delta = jnp.asarray(record.images[broke]) - x
 
-  def margin(z):
-    logits = run.apply(run.variables, z)
-    own = jnp.take_along_axis(logits, y[:, None], 1)[:, 0]
-    return own - jnp.max(jnp.where(jax.nn.one_hot(y, logits.shape[-1]) > 0, -jnp.inf, logits),
-                         -1)
-  grad = jax.grad(lambda z: jnp.sum(losses.per_example("ce", run.apply(run.variables, z), y)))(x)
-  step = args.eps * jnp.sign(grad)
+  margin = lambda z: -losses.margin(run.apply(run.variables, z), y)  # noqa: E731
+  step = args.eps * jnp.sign(margin_and_grad(run, x, y)[1])
   ts = np.linspace(0.0, 1.0, 6)
   along = [np.median(np.asarray(margin(jnp.clip(x + t * delta, 0, 1)))) for t in ts]
   fgsm = [np.median(np.asarray(margin(jnp.clip(x + t * step, 0, 1)))) for t in ts]

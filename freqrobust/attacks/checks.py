@@ -146,11 +146,9 @@ def surrogate_weaker(r: Records, radii: Radii, t: Thresholds) -> Optional[bool]:
   out = []
   for eps in sorted({r.meta[n]["eps"] for n in r.names(surrogate=True)}):
     names = [n for n in r.names(eps=eps, surrogate=True) if r.meta[n].get("after")]
-    if not names:
-      continue
-    last = names[-1]  # Chained: its `after` holds every earlier attack, surrogates included.
-    before = r.all_correct([a for a in r.meta[last]["after"] if a not in names])
-    out.append(not _gains_more(before, r.all_correct(names)))
+    if names:  # Chained last: the first one's `after` is every other attack at this radius.
+      out.append(not _gains_more(r.all_correct(r.meta[names[0]]["after"]),
+                                 r.all_correct(names)))
   return all(out) if out else None
 
 

@@ -287,8 +287,7 @@ def run_attack(attack: Attack, apply: Apply, variables: Any, key: Array, images:
       values[real] = np.asarray(_zero_gradient(variables, x, y, apply=apply))[valid]
     else:
       adv, ok, pert = _attack_batch(attack, craft_apply, variables, jax.random.fold_in(key, b),
-                                    x, y,
-                                    eps, norm, None if given is None else given[idx])
+                                    x, y, eps, norm, None if given is None else given[idx])
       values[real] = np.asarray(_score(variables, adv, y, apply=apply))[valid]
       in_ball &= bool(np.all(np.asarray(ok)[valid]))
       max_pert = max(max_pert, float(np.max(np.asarray(pert)[valid])))
