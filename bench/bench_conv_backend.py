@@ -10,8 +10,9 @@ the small ResNet on 28x28x1 with the quickstart's widths), in ms per call after 
 jitted alone: XLA's forward, backward-data (dx) and backward-weights (dw); oneDNN's three handlers
 (all on oneDNN, whatever `XLA_WINS` says, so the table can be measured again); PyTorch's
 channels_last forward, dx and dw (aten.convolution_backward) where PyTorch is installed. Each
-row ends with the faster of XLA and oneDNN for dx: a case where XLA wins belongs in
-freqrobust/native/conv.py:XLA_WINS. PyTorch has no asymmetric padding: its rows use (1, 1)
+row ends with the passes XLA ran faster than oneDNN and those this CPU vendor's table leaves to
+XLA under "auto" (freqrobust/native/conv.py: XLA_WINS): a case where XLA wins on every run
+belongs in that table. PyTorch has no asymmetric padding: its rows use (1, 1)
 where Flax's SAME gives (0, 1) at stride 2 (the same work, one more output row and column).
 
 Train step (--part=train): bench/bench_train.py's measurement of the loop's step function
@@ -139,8 +140,13 @@ def per_op(models, batch: int, n: int, torch) -> None:
   rng = np.random.default_rng(0)
   cols = ["xla fwd", "onednn fwd", "torch fwd", "xla dx", "onednn dx", "torch dx", "xla dw",
           "onednn dw", "torch dw"]
-  print("| model | input | c_in->c_out | kernel/stride | " + " | ".join(cols) + " | dx on |")
-  print("|---|---|---|---|" + "---:|" * len(cols) + "---|")
+  from freqrobust.native import conv
+  table = conv.table_name()[0]
+  print(f"# 'XLA faster': the passes XLA ran faster here; 'table {table}': the passes "
+        "conv_backend='auto' leaves to XLA on this CPU (freqrobust/native/conv.py: XLA_WINS)")
+  print("| model | input | c_in->c_out | kernel/stride | " + " | ".join(cols)
+        + f" | XLA faster | table {table} |")
+  print("|---|---|---|---|" + "---:|" * len(cols) + "---|---|")
   for model in models:
     for size, cin, cout, k, s, padding in SHAPES[model]:
       x = rng.standard_normal((batch, size, size, cin)).astype(np.float32)
@@ -152,17 +158,31 @@ def per_op(models, batch: int, n: int, torch) -> None:
       if torch is not None:
         fns.update(torch_ops(torch, x, w, dy, s, k))
       ms = {c: (best_ms(fns[c], n) if c in fns else float("nan")) for c in cols}
-      dx_on = ("-" if np.isnan(ms["onednn dx"])
-               else "xla" if ms["xla dx"] < ms["onednn dx"] else "onednn")
+      faster = ",".join(p for p in ("fwd", "dx", "dw") if ms[f"xla {p}"] < ms[f"onednn {p}"])
+      short = {"forward": "fwd", "backward_data": "dx", "backward_weights": "dw"}
+      on_xla = ",".join(short[h] for h in conv.xla_handlers((k, k), s > 1, size, cin))
       print(f"| {model} | {size}x{size} | {cin}->{cout} | {k}x{k}/{s} {pads} | "
-            + " | ".join(f"{ms[c]:.2f}" for c in cols) + f" | {dx_on} |", flush=True)
+            + " | ".join(f"{ms[c]:.2f}" for c in cols) + f" | {faster or '-'} | "
+            f"{on_xla or '-'} |", flush=True)
 
 
-def train_steps(models, batch: int, steps: int, repeats: int, rounds: int, torch) -> None:
+def _use_table(conv, table: str) -> None:
+  """Makes "auto" trace with XLA_WINS[table] ("" for this CPU's own) from now on."""
+  if table:
+    os.environ[conv.TABLE_ENV] = table
+  else:
+    os.environ.pop(conv.TABLE_ENV, None)
+  conv.table_name.cache_clear()
+  conv.select.cache_clear()  # Its INFO line names the table.
+
+
+def train_steps(models, batch: int, steps: int, repeats: int, rounds: int, torch,
+                tables=("",)) -> None:
   import bench_train
   import torch_reference
   from freqrobust.native import conv
-  backends = ["xla"] + (["auto"] if conv.available()[0] else [])
+  autos = [f"auto[{t}]" if t else "auto" for t in tables]
+  backends = ["xla"] + (autos if conv.available()[0] else [])
   print("| round | model | column | images/s | CPU s/step | compile s |")
   print("|---|---|---|---:|---:|---:|")
   for r in range(rounds):
@@ -172,7 +192,8 @@ def train_steps(models, batch: int, steps: int, repeats: int, rounds: int, torch
       for backend in backends:
         config = bench_train.bench_config(model, False, "float32", size, channels, "none",
                                           batch, widths)
-        config.train.conv_backend = backend
+        config.train.conv_backend = backend.split("[")[0]
+        _use_table(conv, backend[5:-1] if "[" in backend else "")
         m = bench_train.measure_config(config, steps=steps, repeats=repeats)
         rates[backend] = m["images_per_s"]
         print(f"| {r} | {model} | jax conv_backend={backend} | {m['images_per_s']:.1f} | "
@@ -186,7 +207,7 @@ def train_steps(models, batch: int, steps: int, repeats: int, rounds: int, torch
           print(f"| {r} | {model} | torch {'channels_last' if cl else 'eager'} | "
                 f"{t['images_per_s']:.1f} | {t['cpu_s_per_step']:.2f} | |", flush=True)
       ratios = [f"{a}/{b} = {rates[a] / rates[b]:.2f}x" for a in backends[1:]
-                for b in rates if b != a]
+                for b in rates if b != a and b not in autos]
       if ratios:
         print(f"|   | {model} | {'; '.join(ratios)} | | | |", flush=True)
 
@@ -204,6 +225,9 @@ def main():
   p.add_argument("--competitor", action="store_true",
                  help="a second process keeps one core busy during the timings")
   p.add_argument("--xla_flags", default="auto", help="auto, none, or an XLA_FLAGS string")
+  p.add_argument("--tables", default="",
+                 help="train part: one conv_backend='auto' column per XLA_WINS table named "
+                      "(e.g. intel,amd,none; empty: this CPU's own)")
   args = p.parse_args()
   models = args.models.split(",")
   for m in models:
@@ -233,7 +257,8 @@ def main():
     if "ops" in args.part:
       per_op(models, args.batch, args.n, torch)
     if "train" in args.part:
-      train_steps(models, args.batch, args.steps, args.repeats, args.rounds, torch)
+      train_steps(models, args.batch, args.steps, args.repeats, args.rounds, torch,
+                  tuple(args.tables.split(",")))
   finally:
     if competitor is not None:
       stop.set()

@@ -87,9 +87,12 @@ def test_each_operation_equals_xla(batch, size, c_in, c_out, kernel, stride, pad
 
 
 @needs_library
-def test_second_derivatives_equal_xla():
+@pytest.mark.parametrize("fn", [ONEDNN, conv.make_conv(True, table="intel")],
+                         ids=["all_onednn", "intel_table"])
+def test_second_derivatives_equal_xla(fn):
   """Each handler's gradient is made of the other two: gradients of gradients (an input-gradient
-  penalty's) work and agree with XLA's."""
+  penalty's) work and agree with XLA's, also where a table puts some handlers on XLA (the Intel
+  table runs this strided 3x3 convolution's forward there)."""
   rng = np.random.default_rng(3)
   x = jnp.asarray(rng.standard_normal((1, 7, 7, 3)), jnp.float32)
   w = jnp.asarray(rng.standard_normal((3, 3, 3, 4)) * 0.3, jnp.float32)
@@ -99,7 +102,7 @@ def test_second_derivatives_equal_xla():
       y = fn(x, w, (2, 2), ((0, 1), (1, 0)), dimension_numbers=NHWC)
       return jnp.sum(jnp.tanh(y))
     return lambda x, w: jnp.sum(jax.grad(loss)(x, w) ** 2)
-  got = jax.jit(jax.grad(penalty(ONEDNN), (0, 1)))(x, w)
+  got = jax.jit(jax.grad(penalty(fn), (0, 1)))(x, w)
   want = jax.jit(jax.grad(penalty(lax.conv_general_dilated), (0, 1)))(x, w)
   for a, b in zip(got, want):
     _close(a, b)
@@ -136,6 +139,54 @@ def test_auto_leaves_the_strided_1x1_backward_data_to_xla():
     _close(dx, dx_ref)
   assert counts["auto"] == {"forward": 1, "backward_data": 0, "backward_weights": 1}
   assert counts["onednn"] == {"forward": 1, "backward_data": 1, "backward_weights": 1}
+
+
+@needs_library
+@pytest.mark.parametrize("table, want", [
+    ("amd", {"forward": 1, "backward_data": 1, "backward_weights": 1}),
+    ("intel", {"forward": 0, "backward_data": 0, "backward_weights": 0}),
+    ("none", {"forward": 1, "backward_data": 1, "backward_weights": 1})])
+def test_each_vendor_table_moves_its_cases_to_xla(table, want):
+  """A 4x4 3x3 convolution: the Intel table runs its three passes on XLA (faster there, measured),
+  the AMD table none; the results equal XLA's either way."""
+  rng = np.random.default_rng(5)
+  x = jnp.asarray(rng.standard_normal((2, 4, 4, 8)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((3, 3, 8, 8)) * 0.2, jnp.float32)
+  before = conv.calls()
+  y, (dx, dw) = _conv_and_grads(conv.make_conv(True, table=table), x, w, (1, 1), "SAME")
+  assert {k: v - before[k] for k, v in conv.calls().items()} == want
+  y_ref, (dx_ref, dw_ref) = _conv_and_grads(lax.conv_general_dilated, x, w, (1, 1), "SAME")
+  for a, b in ((y, y_ref), (dx, dx_ref), (dw, dw_ref)):
+    _close(a, b)
+
+
+def test_the_table_follows_the_cpu_vendor_or_the_environment(monkeypatch):
+  conv.table_name.cache_clear()
+  try:
+    monkeypatch.setenv(conv.TABLE_ENV, "amd")
+    assert conv.table_name() == ("amd", f"{conv.TABLE_ENV}=amd")
+    conv.table_name.cache_clear()
+    monkeypatch.setenv(conv.TABLE_ENV, "arm")
+    with pytest.raises(UserError, match=f"{conv.TABLE_ENV}='arm'; valid: amd, intel, none"):
+      conv.table_name()
+    conv.table_name.cache_clear()
+    monkeypatch.delenv(conv.TABLE_ENV)
+    with open("/proc/cpuinfo") as f:
+      vendor = next(line.split(":")[1].strip() for line in f if line.startswith("vendor_id"))
+    name, why = conv.table_name()
+    assert name == {"GenuineIntel": "intel"}.get(vendor, "amd") and vendor in why
+  finally:
+    conv.table_name.cache_clear()
+  # The rules: sizes and channel counts bound each case.
+  assert conv.xla_handlers((3, 3), False, 4, 512, "intel") == (
+      "forward", "backward_data", "backward_weights")
+  assert conv.xla_handlers((3, 3), False, 8, 256, "intel") == ()
+  assert conv.xla_handlers((3, 3), True, 16, 128, "intel") == ("backward_weights",)
+  assert conv.xla_handlers((3, 3), True, 16, 64, "intel") == ()
+  assert conv.xla_handlers((1, 1), True, 16, 128, "intel") == ("forward", "backward_data")
+  assert conv.xla_handlers((1, 1), True, 28, 16, "intel") == ("backward_data",)
+  assert conv.xla_handlers((1, 1), True, 16, 128, "amd") == ("backward_data",)
+  assert conv.xla_handlers((3, 3), False, 4, 512, "none") == ()
 
 
 def _small_resnet(conv_op, padding):

@@ -7,11 +7,12 @@ module calls oneDNN through three jax.ffi handlers (forward, backward-data, back
 float32 weights, with any stride and any (asymmetric) padding, wrapped in `jax.custom_vjp`s that
 close under differentiation (each handler's gradient is made of the other two, so gradients of
 gradients work). Every other convolution (bfloat16, dilated, grouped, another layout) goes to
-XLA, as does, under "auto", each case of `XLA_WINS`.
+XLA, as does, under "auto", each case of this CPU vendor's `XLA_WINS` table (measured per vendor;
+FREQROBUST_CONV_TABLE=amd|intel|none picks another).
 
 Backends (`BACKENDS`): "xla" (lax's convolution), "onednn" (oneDNN for every convolution it
 covers; an error when the library is not built or JAX is not on the CPU), "auto" (oneDNN on a
-single CPU device when the library loads, without `XLA_WINS`; XLA elsewhere: XLA does not
+single CPU device when the library loads, but for the table's cases; XLA elsewhere: XLA does not
 partition a custom call over several devices, each would compute the whole batch).
 `select(backend)` gives the stand-in (None for XLA) and prints one INFO line saying which runs and
 why. The library is loaded on first use; FREQROBUST_ONEDNN_LIB names another file, or "off" to
@@ -39,18 +40,86 @@ _TARGETS = {"forward": "FreqrobustConvForward", "backward_data": "FreqrobustConv
 _KINDS = tuple(_TARGETS)  # The library's counter index of each handler.
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
-# The cases "auto" leaves to XLA: (handler, kernel (h, w), stride > 1). Measured on ResNet-18's
-# convolutions at batch 128 (AMD EPYC Zen 5, oneDNN 3.2): the strided 1x1 backward-data took
-# 4.2 ms on XLA against 13.8 ms on oneDNN; oneDNN won every other case, 1.3-8.5x.
-XLA_WINS = (("backward_data", (1, 1), True),)
+class Rule(NamedTuple):
+  """A case "auto" leaves to XLA: the `handler` ("forward", "backward_data", "backward_weights")
+  of convolutions with this `kernel` (h, w), strided or not, whose input is at most `max_size`
+  high and wide (None: any size) and has at least `min_channels` channels."""
+  handler: str
+  kernel: Tuple[int, int]
+  strided: bool
+  max_size: Optional[int] = None
+  min_channels: int = 1
+
+  def covers(self, handler: str, kernel, strided: bool, size: int, channels: int) -> bool:
+    return (handler == self.handler and tuple(kernel) == self.kernel and strided == self.strided
+            and (self.max_size is None or size <= self.max_size)
+            and channels >= self.min_channels)
+
+  def describe(self) -> str:
+    where = [f"{self.max_size}x{self.max_size} or smaller"] if self.max_size else []
+    where += [f">= {self.min_channels} channels"] if self.min_channels > 1 else []
+    return (f"{self.handler.replace('_', '-')} of {self.kernel[0]}x{self.kernel[1]}"
+            f"{' strided' if self.strided else ''}" + (f" ({', '.join(where)})" if where else ""))
+
+
+# The cases "auto" leaves to XLA, per CPU vendor (`table_name`). Each rule is a case XLA ran faster
+# than oneDNN 3.2 in bench/bench_conv_backend.py --part=ops (ResNet-18's and the small ResNet's
+# convolutions at batch 128; docs/BENCHMARKS.md has the tables). "amd" (AMD EPYC Zen 5): oneDNN
+# won every case, 1.3-8.5x, but the strided 1x1 backward-data (4.2 ms on XLA against 13.8).
+# "intel" (Intel Xeon, AVX-512, two quiet measurements that agree): XLA also wins ResNet-18's
+# smallest maps, the 4x4 512->512 convolution in all three passes (e.g. forward 37-48 ms against
+# 53-99), the strided 3x3 backward-weights at 16x16 and 8x8 with 128-256 input channels (24-46
+# against 39-56 ms), the strided 3x3 forward at 8x8 (24-28 against 29-42) and the strided 1x1
+# forward with >= 128 channels (2.6-7.0 against 4.8-9.8).
+XLA_WINS = {
+    "amd": (Rule("backward_data", (1, 1), True),),
+    "intel": (Rule("backward_data", (1, 1), True),
+              Rule("forward", (1, 1), True, min_channels=128),
+              Rule("forward", (3, 3), True, max_size=8),
+              Rule("backward_weights", (3, 3), True, max_size=16, min_channels=128),
+              Rule("forward", (3, 3), False, max_size=4),
+              Rule("backward_data", (3, 3), False, max_size=4),
+              Rule("backward_weights", (3, 3), False, max_size=4)),
+}
+TABLE_ENV = "FREQROBUST_CONV_TABLE"  # "amd", "intel" or "none": another CPU's table, or none.
+_VENDORS = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}
+
+
+@functools.lru_cache(maxsize=None)
+def table_name() -> Tuple[str, str]:
+  """(the XLA_WINS table "auto" uses here, why): FREQROBUST_CONV_TABLE if set, else the CPU's
+  vendor in /proc/cpuinfo; a vendor without a table of its own gets "amd" (the fewest cases)."""
+  chosen = os.environ.get(TABLE_ENV, "")
+  if chosen:
+    if chosen not in (*XLA_WINS, "none"):
+      raise UserError(f"{TABLE_ENV}={chosen!r}; valid: {', '.join(XLA_WINS)}, none.")
+    return chosen, f"{TABLE_ENV}={chosen}"
+  vendor = ""
+  try:
+    with open("/proc/cpuinfo") as f:
+      vendor = next((line.split(":", 1)[1].strip() for line in f
+                     if line.startswith("vendor_id")), "")
+  except OSError:
+    pass
+  if vendor in _VENDORS:
+    return _VENDORS[vendor], f"CPU vendor {vendor}"
+  return "amd", f"CPU vendor {vendor or 'unknown'}, no table of its own"
+
+
+def xla_handlers(kernel, strided: bool, size: int, channels: int,
+                 table: Optional[str] = None) -> Tuple[str, ...]:
+  """The handlers of one convolution that "auto" runs on XLA under `table` (default: this CPU's)."""
+  rules = XLA_WINS.get(table or table_name()[0], ())
+  return tuple(h for h in _KINDS if any(r.covers(h, kernel, strided, size, channels)
+                                        for r in rules))
 
 
 class Geometry(NamedTuple):
-  """The static part of one convolution: strides and (top, bottom, left, right) padding, and
-  whether its backward-data runs on XLA (`XLA_WINS`)."""
+  """The static part of one convolution: strides, (top, bottom, left, right) padding, and the
+  handlers that run on XLA instead (`XLA_WINS`)."""
   strides: Tuple[int, int]
   padding: Tuple[int, int, int, int]
-  xla_backward_data: bool = False
+  on_xla: Tuple[str, ...] = ()
 
   def attributes(self) -> dict:
     sh, sw = self.strides
@@ -132,7 +201,9 @@ def output_shape(x_shape, w_shape, g: Geometry) -> Tuple[int, int, int, int]:
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def forward(x, w, g: Geometry):
-  """y = conv(x, w) through oneDNN (x NHWC, w HWIO, float32)."""
+  """y = conv(x, w) through oneDNN (x NHWC, w HWIO, float32); on XLA where `g` says so."""
+  if "forward" in g.on_xla:
+    return _xla(x, w, g)
   return _ffi("forward", output_shape(x.shape, w.shape, g), x, w, g)
 
 
@@ -150,7 +221,7 @@ forward.defvjp(_forward_fwd, _forward_bwd)
 
 def backward_data(dy, w, g: Geometry, x_shape):
   """dx of y = conv(x, w) given dy; on XLA (its transposed convolution) where `g` says so."""
-  if g.xla_backward_data:
+  if "backward_data" in g.on_xla:
     return jax.linear_transpose(lambda x: _xla(x, w, g),
                                 jax.ShapeDtypeStruct(tuple(x_shape), dy.dtype))(dy)[0]
   return _backward_data(dy, w, g, tuple(x_shape))
@@ -180,7 +251,10 @@ def _backward_weights(x, dy, g: Geometry, w_shape):
 
 
 def backward_weights(x, dy, g: Geometry, w_shape):
-  """dw of y = conv(x, w) given x and dy."""
+  """dw of y = conv(x, w) given x and dy; on XLA (its transposed convolution) where `g` says so."""
+  if "backward_weights" in g.on_xla:
+    return jax.linear_transpose(lambda w: _xla(x, w, g),
+                                jax.ShapeDtypeStruct(tuple(w_shape), dy.dtype))(dy)[0]
   return _backward_weights(x, dy, g, tuple(w_shape))
 
 
@@ -206,8 +280,10 @@ def _ones(value) -> bool:
 
 def geometry(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
              dimension_numbers=None, feature_group_count=1, batch_group_count=1,
-             preferred_element_type=None, use_table: bool = True) -> Optional[Geometry]:
-  """The Geometry of a `lax.conv_general_dilated` call oneDNN covers, else None."""
+             preferred_element_type=None, use_table: bool = True,
+             table: Optional[str] = None) -> Optional[Geometry]:
+  """The Geometry of a `lax.conv_general_dilated` call oneDNN covers, else None; with
+  `use_table`, the handlers that XLA_WINS[table] (default: this CPU's) leaves to XLA."""
   if lhs.ndim != 4 or rhs.ndim != 4 or lhs.dtype != jnp.float32 or rhs.dtype != jnp.float32:
     return None
   if (feature_group_count != 1 or batch_group_count != 1 or not _ones(lhs_dilation)
@@ -226,18 +302,21 @@ def geometry(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=
   g = Geometry(strides, pads)
   if min(output_shape(lhs.shape, rhs.shape, g)[1:3]) < 1:
     return None
-  kernel, strided = tuple(rhs.shape[:2]), max(strides) > 1
-  return g._replace(xla_backward_data=use_table and ("backward_data", kernel, strided) in XLA_WINS)
+  if not use_table:
+    return g
+  return g._replace(on_xla=xla_handlers(rhs.shape[:2], max(strides) > 1, max(lhs.shape[1:3]),
+                                        lhs.shape[3], table))
 
 
-def make_conv(use_table: bool) -> Callable:
-  """A `lax.conv_general_dilated` stand-in: oneDNN where `geometry` covers the call, else lax."""
+def make_conv(use_table: bool, table: Optional[str] = None) -> Callable:
+  """A `lax.conv_general_dilated` stand-in: oneDNN where `geometry` covers the call, else lax;
+  `table` names the XLA_WINS table (default: this CPU's) where `use_table`."""
   def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                            rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                            batch_group_count=1, precision=None, preferred_element_type=None):
     g = geometry(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                  dimension_numbers, feature_group_count, batch_group_count,
-                 preferred_element_type, use_table)
+                 preferred_element_type, use_table, table)
     if g is None:
       return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
                                       rhs_dilation, dimension_numbers, feature_group_count,
@@ -289,12 +368,15 @@ def select(backend: str) -> Optional[Callable]:
     _announce(f"Convolutions: XLA (config.train.conv_backend='auto': {blocker}).")
     return None
   table = backend == "auto"
-  wins = ", ".join(f"the {h.replace('_', '-')} of {k[0]}x{k[1]}{' strided' if s else ''} "
-                   "convolutions" for h, k, s in XLA_WINS)
+  wins = ""
+  if table:
+    name, why = table_name()
+    rules = "; ".join(r.describe() for r in XLA_WINS.get(name, ()))
+    wins = f" and, measured faster there, {rules or 'none'} (table {name!r}: {why})"
   devices = jax.device_count()
   _announce(f"Convolutions: oneDNN ({available()[1]}) for float32 NHWC convolutions without "
             f"dilation or groups (config.train.conv_backend={backend!r}); XLA for the others"
-            + (f" and for {wins} (faster on XLA, measured)" if table else "")
+            + wins
             + (f"; on {devices} devices each computes the whole batch" if devices > 1 else "")
             + ".")
   return _CONVS[table]
