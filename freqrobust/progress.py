@@ -76,3 +76,24 @@ class TrainProgress:
     parts += [f"lr {m['learning_rate']:.4g}", f"{rate:.2f} steps/s",
               f"ETA {duration((self.total - step) / max(rate, 1e-9))}"]
     say(" | ".join(parts))
+
+
+class BatchBar:
+  """A tqdm bar over an attack's batches, called with (done, total); console only, and nothing
+  where `enabled` is False."""
+
+  def __init__(self, desc: str, enabled: bool):
+    self.bar, self.desc, self.enabled = None, desc, enabled
+
+  def __call__(self, done: int, total: int) -> None:
+    if not self.enabled:
+      return
+    if self.bar is None:
+      import tqdm
+      self.bar = tqdm.tqdm(total=total, desc=self.desc, unit="batch",
+                           file=ConsoleStream(sys.stderr))
+    self.bar.update(done - self.bar.n)
+
+  def close(self) -> None:
+    if self.bar is not None:
+      self.bar.close()

@@ -468,3 +468,39 @@ def test_a_gain_of_exactly_the_tolerance_holds_whatever_the_float_rounding(kind)
   for broken, holds in ((1, True), (2, False)):
     r.values["b"] = np.arange(n) >= 168 + broken
     assert check(r, radii, checks_lib.Thresholds()) is holds, broken
+
+
+def test_a_finished_evaluation_is_summarised_again_from_its_records(tmp_path, monkeypatch):
+  """A correction to the summary or a check reaches an evaluation recorded before it, without
+  running an attack: results.json's record and adversarial.json are rewritten from the stored
+  per-example results; without those results the record stays as it was."""
+  from freqrobust import evaluators
+  model = Model(mlp, WEIGHTS, "m1", config=_config())
+  context = base.Context(model, str(tmp_path), test_set=_test_set(), progress=False)
+  ev, records, said = _evaluator(attacks=("pgd", "apgd")), {}, []
+  evaluators.run_evals(context, [ev], records, say=said.append)
+  right = dict(records["adversarial"]["metrics"])
+  # What an older summary wrote: another worst case and a check that failed.
+  records["adversarial"]["metrics"]["worst_main"] = 123.0
+  target = tmp_path / "evals" / "adversarial" / "adversarial.json"
+  stored = workdir_lib.read_json(str(target))
+  workdir_lib.write_json(str(target), dict(stored, metrics=dict(stored["metrics"], worst_main=1.0),
+                                           failed_checks=["noise_weaker"]))
+  monkeypatch.setattr(evaluation, "run_attack", lambda *a, **k: pytest.fail("an attack ran"))
+  saved = []
+  flat = evaluators.run_evals(context, [ev], records, on_record=saved.append, say=said.append)
+  assert records["adversarial"]["metrics"] == right and saved
+  assert flat["adversarial/worst_main"] == right["worst_main"]
+  assert "summarised again" in said[-1] and "worst_main 123.0 ->" in said[-1], said[-1]
+  again = workdir_lib.read_json(str(target))
+  assert again["metrics"]["worst_main"] == right["worst_main"]
+  assert again["failed_checks"] == stored["failed_checks"]
+  # Nothing moved: nothing rewritten, the plain line.
+  saved.clear()
+  evaluators.run_evals(context, [ev], records, on_record=saved.append, say=said.append)
+  assert not saved and said[-1].endswith("already done for this model (step 1).")
+  # No per-example results (an evaluation from before they were kept): the record stands.
+  (tmp_path / "evals" / "adversarial" / "records.npz").unlink()
+  records["adversarial"]["metrics"]["worst_main"] = 123.0
+  evaluators.run_evals(context, [ev], records, on_record=saved.append, say=said.append)
+  assert not saved and records["adversarial"]["metrics"]["worst_main"] == 123.0

@@ -177,7 +177,7 @@ def run_evals(context: Context, evaluators: List[Evaluator], records: Dict[str, 
   flat = {}
   for evaluator in evaluators:
     if matches(records.get(evaluator.name), evaluator, context):
-      say(f"Evaluation {evaluator.name!r}: already done for this model (step {context.step}).")
+      _reread(evaluator, context, records, on_record, say)
     else:
       started = time.time()
       metrics = evaluator.run(context)
@@ -190,6 +190,33 @@ def run_evals(context: Context, evaluators: List[Evaluator], records: Dict[str, 
     flat.update(prefixed(evaluator.name, records[evaluator.name]["metrics"]))
     context.metrics.update(flat)
   return flat
+
+
+def _reread(evaluator, context, records, on_record, say) -> None:
+  """A finished evaluation: its metrics summarised again from its per-example results where it
+  keeps them (a corrected check or summary then reaches it), the record updated if they moved."""
+  stored = records[evaluator.name]
+  fresh = evaluator.reread(context)
+  fresh = None if fresh is None else workdir_lib.to_jsonable(dict(fresh))
+  old = stored["metrics"]
+  changed = [k for k in sorted(set(old) | set(fresh or {}))
+             if fresh is not None and not _same(old.get(k), fresh.get(k))]
+  if not changed:
+    say(f"Evaluation {evaluator.name!r}: already done for this model (step {context.step}).")
+    return
+  records[evaluator.name] = dict(stored, metrics=fresh, reread=time.time())
+  if on_record is not None:
+    on_record(records)
+  say(f"Evaluation {evaluator.name!r}: already done for this model (step {context.step}); "
+      "summarised again from its per-example results, these metrics changed (the code that "
+      "reads them changed since): " + ", ".join(
+          f"{k} {old.get(k)!r} -> {fresh.get(k)!r}" for k in changed) + ".")
+
+
+def _same(a, b) -> bool:
+  """Equal metric values, NaN equal to NaN (JSON's null included)."""
+  nan = lambda v: v is None or (isinstance(v, float) and v != v)  # noqa: E731
+  return a == b or (nan(a) and nan(b))
 
 
 def results_fields(records: Mapping[str, Any]) -> Dict[str, Any]:

@@ -48,14 +48,16 @@ model), CIFAR-10 L-inf 8/255 (curve 1-16/255, Madry et al.); L2: Fashion-MNIST 0
 """
 from __future__ import annotations
 
-from absl import logging as absl_logging
+import json
+from typing import Dict, Optional, Tuple
 
-from typing import Dict, Tuple
+from absl import logging as absl_logging
 
 import jax
 import numpy as np
 
 from freqrobust import metrics as metrics_lib
+from freqrobust import progress as progress_lib
 from freqrobust import workdir as workdir_lib
 from freqrobust.attacks.records import WHITE_BOX
 from freqrobust.evaluators import adversarial_store as store, base
@@ -274,8 +276,7 @@ class Adversarial(base.Evaluator):
     given = self._transfer(context, protocol, images, labels, todo)
     model, folder = context.model, self.out_dir(context)
     clean_digest = store.digest(images, labels)
-    key = {"model": model.fingerprint, "step": context.step, "images": clean_digest,
-           "norm": s["norm"], "seed": s["seed"], "batch_size": s["batch_size"]}
+    key = self._records_key(context, clean_digest)
     records = (store.load_records(folder, key, n) if context.write_files
                else evaluation.Records(n))
     reused = [a.label for a in todo if a.name in records]
@@ -296,13 +297,47 @@ class Adversarial(base.Evaluator):
         model.apply, model.variables, jax.random.key(s["seed"]), images, labels, todo,
         norm=s["norm"], batch_size=s["batch_size"], records=records, given=given,
         keep_images=keep if context.write_files else (), on_record=on_record,
-        progress=lambda a: _Progress(f"{self.name}: {a.label}", context.progress),
+        progress=lambda a: progress_lib.BatchBar(f"{self.name}: {a.label}", context.progress),
         say=lambda line: print(f"{self.name}: {line}", flush=True),
         surrogates=self.surrogates(model))
     records = records.keep([a.name for a in todo])
     out, checked = summarize(records, protocol, todo)
     self._say(out, checked["failed_checks"], protocol.main, context)
     if context.write_files:
+      self._write(context, records, out, checked, protocol)
+    return out
+
+  def _records_key(self, context, clean_digest: str) -> dict:
+    """What the stored per-example records must have been made under to be reused."""
+    s = self.settings
+    return {"model": context.model.fingerprint, "step": context.step, "images": clean_digest,
+            "norm": s["norm"], "seed": s["seed"], "batch_size": s["batch_size"]}
+
+  def reread(self, context: base.Context) -> Optional[Dict[str, float]]:
+    """The summary and checks recomputed from the stored records (adversarial.json and its
+    figure rewritten where they moved); None when an attack of the plan has no record here."""
+    from freqrobust.attacks import evaluation
+    if not context.write_files:
+      return None
+    images, labels = context.first_examples(self.settings["num_examples"])
+    protocol = self.protocol(context.config, images.shape[1:])
+    todo = evaluation.plan(protocol)
+    try:
+      self._transfer(context, protocol, images, labels, todo)
+    except workdir_lib.UserError:  # The transfer's source is gone: its record cannot be named.
+      return None
+    folder = self.out_dir(context)
+    records = store.load_records(folder, self._records_key(context, store.digest(images, labels)),
+                                 len(images))
+    if any(a.name not in records for a in todo):
+      return None
+    records = records.keep([a.name for a in todo])
+    out, checked = summarize(records, protocol, todo)
+    target = workdir_lib.path(folder, "adversarial.json")
+    stored = workdir_lib.read_json(target) if workdir_lib.exists(target) else {}
+    if (json.dumps(workdir_lib.to_jsonable(out), sort_keys=True)
+        != json.dumps(stored.get("metrics"), sort_keys=True)
+        or checked["failed_checks"] != stored.get("failed_checks")):
       self._write(context, records, out, checked, protocol)
     return out
 
@@ -450,25 +485,3 @@ def _plot(target, out, failed, protocol, pgd_steps) -> None:
                fontsize=8)
   fig.tight_layout()
   plots.save_figure(fig, target)
-
-
-class _Progress:
-  """A tqdm bar over the attack's batches (console only)."""
-
-  def __init__(self, desc: str, enabled: bool):
-    self.bar, self.desc, self.enabled = None, desc, enabled
-
-  def __call__(self, done: int, total: int) -> None:
-    if not self.enabled:
-      return
-    if self.bar is None:
-      import sys
-      import tqdm
-      from freqrobust import progress as progress_lib
-      self.bar = tqdm.tqdm(total=total, desc=self.desc, unit="batch",
-                           file=progress_lib.ConsoleStream(sys.stderr))
-    self.bar.update(done - self.bar.n)
-
-  def close(self) -> None:
-    if self.bar is not None:
-      self.bar.close()

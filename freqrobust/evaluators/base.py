@@ -116,6 +116,13 @@ class Evaluator:
   def run(self, context: Context) -> Dict[str, float]:
     raise NotImplementedError
 
+  def reread(self, context: Context) -> Optional[Dict[str, float]]:
+    """The metrics summarised afresh from this evaluation's stored per-example results, running
+    nothing (so a correction to the summary or its checks reaches a finished evaluation); None
+    where the evaluator keeps no such results or they are incomplete."""
+    del context
+    return None
+
 
 def settings_digest(settings: Mapping[str, Any]) -> str:
   text = json.dumps(workdir_lib.to_jsonable(dict(settings)), sort_keys=True)

@@ -66,7 +66,7 @@ class Rule(NamedTuple):
 # than oneDNN 3.2 in bench/bench_conv_backend.py --part=ops (ResNet-18's and the small ResNet's
 # convolutions at batch 128; docs/BENCHMARKS.md has the tables). "amd" (AMD EPYC Zen 5): oneDNN
 # won every case, 1.3-8.5x, but the strided 1x1 backward-data (4.2 ms on XLA against 13.8).
-# "intel" (Intel Xeon, AVX-512, two quiet measurements that agree): XLA also wins ResNet-18's
+# "intel" (Intel Xeon, AVX-512, two measurements with nothing else running, which agree): XLA also wins ResNet-18's
 # smallest maps, the 4x4 512->512 convolution in all three passes (e.g. forward 37-48 ms against
 # 53-99), the strided 3x3 backward-weights at 16x16 and 8x8 with 128-256 input channels (24-46
 # against 39-56 ms), the strided 3x3 forward at 8x8 (24-28 against 29-42) and the strided 1x1
