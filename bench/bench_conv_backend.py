@@ -189,7 +189,10 @@ def train_steps(models, batch: int, steps: int, repeats: int, rounds: int, torch
     for model in models:
       size, channels, widths = TRAIN_INPUT[model]
       rates = {}
-      for backend in backends:
+      # Each round starts from another column: a column's place in the sequence moved its
+      # figure by ~10% here (two identical programs, measured one after the other).
+      shift = r % len(backends)
+      for backend in backends[shift:] + backends[:shift]:
         config = bench_train.bench_config(model, False, "float32", size, channels, "none",
                                           batch, widths)
         config.train.conv_backend = backend.split("[")[0]
@@ -199,7 +202,7 @@ def train_steps(models, batch: int, steps: int, repeats: int, rounds: int, torch
         print(f"| {r} | {model} | jax conv_backend={backend} | {m['images_per_s']:.1f} | "
               f"{m['cpu_s_per_step']:.2f} | {m['compile_s']:.1f} |", flush=True)
       if torch is not None:
-        for cl in (False, True):
+        for cl in ((False, True) if r % 2 == 0 else (True, False)):
           t = torch_reference.measure(model, batch=batch, size=size, channels=channels,
                                       steps=steps, repeats=repeats, channels_last=cl,
                                       **({"widths": widths} if widths else {}))
