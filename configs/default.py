@@ -184,6 +184,10 @@ def get_config() -> ml_collections.ConfigDict:
   # band, with the bands that beat it flagged (docs/METHOD.md §12); its figure shows the
   # adversarial worst case and the UA mean when they ran in the same call.
   config.evals.adversarial_bands = _evaluation("adversarial_bands")
+  # Per test image, the Fourier basis and sign of L2 norm eps (the whole perturbation) that hurts
+  # it most, found exhaustively: the accuracy under it, under the worst fixed basis, and in which
+  # third of the FFT radius the worst bases lie; a map of how often each (i, j) is the worst.
+  config.evals.adversarial_fourier = _evaluation("adversarial_fourier")
   # workdir/summary.png: per-corruption accuracy + first-layer PDM histogram (after the above).
   config.evals.summary = _evaluation("summary")
 

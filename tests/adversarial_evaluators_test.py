@@ -1,4 +1,4 @@
-"""The adversarial_bands and adversarial_corruptions evaluators: registered, in the default config,
+"""The adversarial_bands, adversarial_corruptions and adversarial_fourier evaluators: registered, in the default config,
 their report columns are metrics they return, their files are written, bad settings are refused
 before any work. A fake model (linear, 12x12x1) stands in for a trained run."""
 import json
@@ -83,11 +83,50 @@ def test_adversarial_corruptions_evaluator(tmp_path):
                                      "adversarial_corruptions.json"))
 
 
+def test_adversarial_fourier_evaluator(tmp_path):
+  from freqrobust.attacks import fourier_bases
+  config = workdirs.tiny_config()
+  config.evals.adversarial_fourier.update(dict(eps=(0.5, 3.0), num_examples=8, bases_per_step=8,
+                                               images_per_call=5))
+  e = build(config, "adversarial_fourier")
+  ctx = context(tmp_path, config)
+  out = e.run(ctx)
+  assert {c.metric for c in e.metric_columns()} <= set(out)
+  images, labels = ctx.first_examples(8)
+  for eps, k in ((0.5, "0p5"), (3.0, "3")):
+    direct = fourier_bases.worst_fourier_basis(apply, images, labels, eps=eps, variables=W)
+    assert out[f"acc_eps{k}"] == pytest.approx(100.0 * direct["accuracy"])
+    assert out[f"acc_eps{k}_lo"] <= out[f"acc_eps{k}"] <= out[f"acc_eps{k}_hi"]
+    assert out[f"acc_eps{k}"] <= out[f"fixed_eps{k}"]
+    assert out[f"fixed_eps{k}"] == pytest.approx(100.0 * direct["basis_accuracy"].min())
+    thirds = [out[f"{t}_eps{k}"] for t in ("low", "mid", "high")]
+    if out[f"acc_eps{k}"] < 100.0:
+      assert sum(thirds) == pytest.approx(100.0)
+    else:
+      assert all(np.isnan(thirds))
+  assert out["acc_eps3"] < 100.0  # A norm that breaks something: the thirds are read.
+  folder = os.path.join(tmp_path, "evals", "adversarial_fourier")
+  saved = json.load(open(os.path.join(folder, "adversarial_fourier.json")))
+  # Each image adds 1/8 to its worst pair's one or two cells (two unless self-mirrored).
+  assert 1.0 - 1e-6 <= np.sum(saved["heatmaps"]["3"]) <= 2.0 + 1e-6
+  assert os.path.exists(os.path.join(folder, "adversarial_fourier.png"))
+
+
+def test_worst_basis_thirds_follow_the_fft_bands():
+  from freqrobust.evaluators import adversarial_fourier
+  third = adversarial_fourier._thirds(12, 12)
+  from freqrobust.attacks import bands
+  for t, b in enumerate(adversarial_bands.band_edges("fft", 12, 12, 3)):
+    np.testing.assert_array_equal(third == t, bands.band_mask(b, 12, 12) > 0)
+
+
 @pytest.mark.parametrize("name,field,value", [
     ("adversarial_bands", "kinds", ("wavelet",)), ("adversarial_bands", "num_bands", 0),
     ("adversarial_bands", "norm", "l1"), ("adversarial_corruptions", "attacks", ("rain",)),
     ("adversarial_corruptions", "budgets", ("extreme",)),
-    ("adversarial_corruptions", "steps", -1)])
+    ("adversarial_corruptions", "steps", -1), ("adversarial_fourier", "eps", (0.0,)),
+    ("adversarial_fourier", "eps", ()), ("adversarial_fourier", "num_examples", -1),
+    ("adversarial_fourier", "bases_per_step", 0)])
 def test_bad_settings_are_refused(name, field, value):
   config = workdirs.tiny_config()
   config.evals[name][field] = value
@@ -111,7 +150,8 @@ def test_new_weights_reuse_the_compiled_attacks(tmp_path):
                                              apgd_losses=("ce",), num_examples=8, kinds=("dct",)))
   config.evals.adversarial_corruptions.update(dict(attacks=("jpeg",), budgets=("low",), steps=1,
                                                    num_examples=8, batch_size=8))
-  for name in ("adversarial_bands", "adversarial_corruptions"):
+  config.evals.adversarial_fourier.update(dict(eps=(1.0,), num_examples=8, bases_per_step=8))
+  for name in ("adversarial_bands", "adversarial_corruptions", "adversarial_fourier"):
     e = build(config, name)
     ctx = context(tmp_path, config)
     ctx.model.apply = counting

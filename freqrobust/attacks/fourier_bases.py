@@ -48,7 +48,8 @@ def _candidates(h: int, w: int, channels: int) -> tuple[np.ndarray, np.ndarray, 
 
 
 @functools.partial(jax.jit, static_argnums=(0,), static_argnames=("chunk", "clip"))
-def _search(logits_fn, images, labels, real, unit, valid, eps, *, chunk: int, clip: bool):
+def _search(logits_fn, variables, images, labels, real, unit, valid, eps, *, chunk: int,
+            clip: bool):
   """(worst candidate (N,), its margin (N,), correct under it (N,), the count of `real` images
   correct under each candidate (2F_padded,))."""
   n, h, w, c = images.shape
@@ -57,7 +58,8 @@ def _search(logits_fn, images, labels, real, unit, valid, eps, *, chunk: int, cl
     best_value, best_index, best_correct = carry
     x = images[None] + eps * unit[index][:, None, :, :, None]
     x = jnp.clip(x, 0.0, 1.0) if clip else x
-    logits = logits_fn(x.reshape((chunk * n, h, w, c))).astype(jnp.float32)
+    x = x.reshape((chunk * n, h, w, c))
+    logits = (logits_fn(x) if variables is None else logits_fn(variables, x)).astype(jnp.float32)
     logits = logits.reshape((chunk, n, -1))
     tiled = jnp.broadcast_to(labels, (chunk, n)).reshape(-1)
     value = losses.margin(logits.reshape(chunk * n, -1), tiled).reshape(chunk, n)
@@ -80,11 +82,12 @@ def _search(logits_fn, images, labels, real, unit, valid, eps, *, chunk: int, cl
 
 def worst_fourier_basis(logits_fn: Callable[[Array], Array], images, labels, *, eps: float,
                         bases_per_step: int = 16, images_per_call: int = 256,
-                        clip: bool = True) -> dict[str, np.ndarray]:
+                        clip: bool = True, variables=None) -> dict[str, np.ndarray]:
   """The per-image worst Fourier basis and sign at L2 norm `eps` (see the module docstring).
 
   Args:
-    logits_fn: images (N, H, W, C) in [0, 1] -> logits; static under jit.
+    logits_fn: images (N, H, W, C) in [0, 1] -> logits; static under jit. With `variables`,
+      logits_fn(variables, images): the variables are traced (new weights reuse the program).
     images: float (N, H, W, C) in [0, 1]; labels (N,) int.
     eps: the L2 norm of the whole perturbation (all channels).
     bases_per_step: candidates per scan step (each step evaluates bases_per_step x
@@ -119,8 +122,8 @@ def worst_fourier_basis(logits_fn: Callable[[Array], Array], images, labels, *, 
       x = np.concatenate([x, np.repeat(x[-1:], images_per_call - m, 0)])
       y = np.concatenate([y, np.repeat(y[-1:], images_per_call - m, 0)])
     real = jnp.arange(x.shape[0]) < m
-    i, v, ok, cnt = _search(logits_fn, jnp.asarray(x), jnp.asarray(y), real, unit, valid,
-                            jnp.float32(eps), chunk=bases_per_step, clip=bool(clip))
+    i, v, ok, cnt = _search(logits_fn, variables, jnp.asarray(x), jnp.asarray(y), real, unit,
+                            valid, jnp.float32(eps), chunk=bases_per_step, clip=bool(clip))
     index.append(np.asarray(i)[:m])
     value.append(np.asarray(v)[:m])
     correct.append(np.asarray(ok)[:m])

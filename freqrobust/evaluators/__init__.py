@@ -17,13 +17,14 @@ from absl import logging as absl_logging
 from freqrobust import workdir as workdir_lib
 from freqrobust.evaluators import adversarial, base, clean, corruptions, hfc_split, summary
 from freqrobust.evaluators import adversarial_bands, adversarial_corruptions
+from freqrobust.evaluators import adversarial_fourier
 from freqrobust.evaluators.base import Column, Context, Evaluator
 from freqrobust.workdir import UserError
 
 EVALUATORS: Dict[str, type] = {cls.type: cls for cls in (
     clean.Clean, corruptions.Corruptions, hfc_split.HfcSplit, summary.Summary,
     adversarial.Adversarial, adversarial_bands.AdversarialBands,
-    adversarial_corruptions.AdversarialCorruptions)}
+    adversarial_corruptions.AdversarialCorruptions, adversarial_fourier.AdversarialFourier)}
 
 
 def register(cls: type) -> type:
