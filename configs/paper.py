@@ -89,7 +89,7 @@ def _cpu_scale(config: ml_collections.ConfigDict) -> None:
   config.data.dataset = "fashion_mnist"
   config.model.name = "small_resnet"
   config.model.attention_hidden = 64
-  config.data.train_examples = 20000  # A third of the training set: ten runs fit in one session.
+  config.data.train_examples = 20000  # A third of the training set: the ten runs take a few CPU hours.
   config.train.num_epochs = 2
   config.train.learning_rate = 0.1
   config.train.schedule = "cosine"
@@ -97,7 +97,7 @@ def _cpu_scale(config: ml_collections.ConfigDict) -> None:
   config.evals.clean.every_epochs = 2
   config.train.checkpoint_every_steps = 500
   config.evals.corruptions.at_end = True
-  config.corruptions.num_examples = 1000  # Per corrupted set, to fit a CPU session.
+  config.corruptions.num_examples = 1000  # Per corrupted set, to keep the CPU evaluation short.
 
 
 def get_config(arg: str = "table3,nat") -> ml_collections.ConfigDict:
