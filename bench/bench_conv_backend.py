@@ -166,8 +166,13 @@ def per_op(models, batch: int, n: int, torch) -> None:
             f"{on_xla or '-'} |", flush=True)
 
 
+_USER_TABLE = os.environ.get("FREQROBUST_CONV_TABLE")  # A user's choice stands for "auto".
+
+
 def _use_table(conv, table: str) -> None:
-  """Makes "auto" trace with XLA_WINS[table] ("" for this CPU's own) from now on."""
+  """Makes "auto" trace with XLA_WINS[table] ("": the user's FREQROBUST_CONV_TABLE, else this
+  CPU's own) from now on."""
+  table = table or _USER_TABLE
   if table:
     os.environ[conv.TABLE_ENV] = table
   else:
@@ -233,6 +238,9 @@ def main():
                       "(e.g. intel,amd,none; empty: this CPU's own)")
   args = p.parse_args()
   models = args.models.split(",")
+  for t in filter(None, args.tables.split(",")):
+    if t not in ("amd", "intel", "none"):  # freqrobust/native/conv.py: XLA_WINS, or none.
+      p.error(f"--tables: {t!r} is none of amd, intel, none")
   for m in models:
     if m not in SHAPES:
       p.error(f"--models: {m!r} is none of {', '.join(SHAPES)}")

@@ -60,7 +60,7 @@ def jax_phases(model_name, backend, batch, size, channels, widths, n) -> dict:
   variables = experiment.evaluation_variables(config, state)
   predict = jax.jit(experiment.predict_apply(model, False))
 
-  def loss(params, batch_stats):
+  def loss(params, batch_stats, x, y):  # The data are arguments, as in the loop's step.
     (logits, _), _ = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
                                  mutable=["batch_stats"])
     return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(batch), y])
@@ -68,8 +68,8 @@ def jax_phases(model_name, backend, batch, size, channels, widths, n) -> dict:
   grad = jax.jit(jax.value_and_grad(loss))
   params, stats = state.params["model"], state.batch_stats
   out = {"forward, eval": median_ms(lambda: predict(variables, x).block_until_ready(), n),
-         "forward, train": median_ms(lambda: fwd(params, stats).block_until_ready(), n),
-         "+ backward": median_ms(lambda: jax.block_until_ready(grad(params, stats)), n)}
+         "forward, train": median_ms(lambda: fwd(params, stats, x, y).block_until_ready(), n),
+         "+ backward": median_ms(lambda: jax.block_until_ready(grad(params, stats, x, y)), n)}
   step = bench_train.measure_config(config, steps=max(2, n // 2), repeats=3)
   out["full step"] = 1e3 * batch / step["images_per_s"]
   return out
@@ -82,7 +82,7 @@ def torch_phases(model_name, batch, size, channels, widths, n, channels_last, op
   torch.manual_seed(0)
   stage_sizes, w = torch_reference.architecture(model_name, widths)
   fmt = torch.channels_last if channels_last else torch.contiguous_format
-  net = ResNet(channels, stage_sizes, w, 10).to(memory_format=fmt)
+  net = ResNet(channels, stage_sizes, w, 10).to(memory_format=fmt)  # bench_config: 10 classes
   opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
   rng = np.random.default_rng(0)
   x = torch.from_numpy(rng.random((batch, channels, size, size), np.float32)).contiguous(

@@ -504,3 +504,16 @@ def test_a_finished_evaluation_is_summarised_again_from_its_records(tmp_path, mo
   records["adversarial"]["metrics"]["worst_main"] = 123.0
   evaluators.run_evals(context, [ev], records, on_record=saved.append, say=said.append)
   assert not saved and records["adversarial"]["metrics"]["worst_main"] == 123.0
+  # A damaged file costs nothing finished: the record stands (the end of a training goes on).
+  (tmp_path / "evals" / "adversarial" / "records.json").write_text("{not json")
+  evaluators.run_evals(context, [ev], records, on_record=saved.append, say=said.append)
+  assert not saved and records["adversarial"]["metrics"]["worst_main"] == 123.0
+
+
+def test_rereading_records_of_another_model_loads_no_test_set(tmp_path):
+  model = Model(mlp, WEIGHTS, "m1", config=_config())
+  _run(_evaluator(), model, tmp_path)
+  other = Model(mlp, WEIGHTS, "m2", config=_config())
+  context = base.Context(other, str(tmp_path), test_set=None, progress=False)
+  context.test_set = lambda: pytest.fail("the test set was loaded")
+  assert _evaluator().reread(context) is None

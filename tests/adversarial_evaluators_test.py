@@ -125,7 +125,8 @@ def test_worst_basis_thirds_follow_the_fft_bands():
     ("adversarial_bands", "norm", "l1"), ("adversarial_corruptions", "attacks", ("rain",)),
     ("adversarial_corruptions", "budgets", ("extreme",)),
     ("adversarial_corruptions", "steps", -1), ("adversarial_fourier", "eps", (0.0,)),
-    ("adversarial_fourier", "eps", ()), ("adversarial_fourier", "num_examples", -1),
+    ("adversarial_fourier", "eps", ()),
+    ("adversarial_fourier", "eps", (1, 1.0)), ("adversarial_fourier", "num_examples", -1),
     ("adversarial_fourier", "bases_per_step", 0)])
 def test_bad_settings_are_refused(name, field, value):
   config = workdirs.tiny_config()
@@ -171,3 +172,12 @@ def test_main_eps_of_another_type_is_refused_naming_it(value):
   e = cls("adversarial_bands", dict(cls.defaults, main_eps=value))
   with pytest.raises(workdir_lib.UserError, match=r"config\.evals\.adversarial_bands\.main_eps"):
     e.check(workdirs.tiny_config())
+
+
+@pytest.mark.parametrize("eps", [2.0, "1,2"])
+def test_adversarial_fourier_eps_of_another_type_is_refused(eps):
+  """A config file's scalar or string eps is a UserError naming the field, not a TypeError."""
+  from freqrobust.evaluators import adversarial_fourier
+  cls = adversarial_fourier.AdversarialFourier
+  with pytest.raises(workdir_lib.UserError, match=r"config\.evals\.adversarial_fourier\.eps"):
+    cls("adversarial_fourier", dict(cls.defaults, eps=eps)).check(workdirs.tiny_config())

@@ -197,7 +197,13 @@ def _reread(evaluator, context, records, on_record, say) -> None:
   """A finished evaluation: its metrics summarised again from its per-example results where it
   keeps them (a corrected check or summary then reaches it), the record updated if they moved."""
   stored = records[evaluator.name]
-  fresh = evaluator.reread(context)
+  try:
+    fresh = evaluator.reread(context)
+  except Exception as err:  # pylint: disable=broad-except
+    # A damaged file must not cost a finished evaluation (nor the end of a training): keep it.
+    absl_logging.warning("Evaluation %r: its per-example results could not be read again (%s); "
+                         "the stored record stands.", evaluator.name, err)
+    fresh = None
   fresh = None if fresh is None else workdir_lib.to_jsonable(dict(fresh))
   old = stored["metrics"]
   changed = [k for k in sorted(set(old) | set(fresh or {}))

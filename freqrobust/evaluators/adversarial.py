@@ -317,8 +317,14 @@ class Adversarial(base.Evaluator):
     """The summary and checks recomputed from the stored records (adversarial.json and its
     figure rewritten where they moved); None when an attack of the plan has no record here."""
     from freqrobust.attacks import evaluation
-    if not context.write_files:
+    folder = self.out_dir(context)
+    meta = workdir_lib.path(folder, store.RECORDS_META)
+    if not context.write_files or not workdir_lib.exists(meta):
       return None
+    stored_key = workdir_lib.read_json(meta).get("key", {})
+    if (stored_key.get("model"), stored_key.get("step")) != (context.model.fingerprint,
+                                                             context.step):
+      return None  # Records of another model: nothing to re-read (and no test set to load).
     images, labels = context.first_examples(self.settings["num_examples"])
     protocol = self.protocol(context.config, images.shape[1:])
     todo = evaluation.plan(protocol)
@@ -326,7 +332,6 @@ class Adversarial(base.Evaluator):
       self._transfer(context, protocol, images, labels, todo)
     except workdir_lib.UserError:  # The transfer's source is gone: its record cannot be named.
       return None
-    folder = self.out_dir(context)
     records = store.load_records(folder, self._records_key(context, store.digest(images, labels)),
                                  len(images))
     if any(a.name not in records for a in todo):
@@ -335,9 +340,10 @@ class Adversarial(base.Evaluator):
     out, checked = summarize(records, protocol, todo)
     target = workdir_lib.path(folder, "adversarial.json")
     stored = workdir_lib.read_json(target) if workdir_lib.exists(target) else {}
-    if (json.dumps(workdir_lib.to_jsonable(out), sort_keys=True)
-        != json.dumps(stored.get("metrics"), sort_keys=True)
-        or checked["failed_checks"] != stored.get("failed_checks")):
+    dump = lambda v: json.dumps(workdir_lib.to_jsonable(v), sort_keys=True)  # noqa: E731
+    if (dump(out) != dump(stored.get("metrics"))
+        or any(dump(checked[k]) != dump(stored.get(k))
+               for k in ("failed_checks", "checks", "skipped_checks"))):
       self._write(context, records, out, checked, protocol)
     return out
 
