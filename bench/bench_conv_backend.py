@@ -238,9 +238,6 @@ def main():
                       "(e.g. intel,amd,none; empty: this CPU's own)")
   args = p.parse_args()
   models = args.models.split(",")
-  for t in filter(None, args.tables.split(",")):
-    if t not in ("amd", "intel", "none"):  # freqrobust/native/conv.py: XLA_WINS, or none.
-      p.error(f"--tables: {t!r} is none of amd, intel, none")
   for m in models:
     if m not in SHAPES:
       p.error(f"--models: {m!r} is none of {', '.join(SHAPES)}")
@@ -254,6 +251,10 @@ def main():
   except ImportError:
     torch = None
   from freqrobust.native import conv
+  valid = (*conv.XLA_WINS, "none")
+  for t in filter(None, args.tables.split(",")):
+    if t not in valid:
+      p.error(f"--tables: {t!r} is none of {', '.join(valid)}")
   print(header(torch.__version__ if torch else "not installed"))
   ok, reason = conv.available()
   print(f"# oneDNN: {reason}" + ("" if ok else " (XLA and PyTorch columns only)"))

@@ -23,23 +23,12 @@ under load (above half the cores) are flagged and are no benchmark.
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from bench_conv_backend import best_ms, header  # noqa: E402  (imports no JAX)
 from freqrobust import platform  # noqa: E402  (imports no JAX)
-
-
-def median_ms(fn, n: int) -> float:
-  import numpy as np
-  fn()
-  times = []
-  for _ in range(n):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
-  return float(np.median(times)) * 1e3
 
 
 def jax_phases(model_name, backend, batch, size, channels, widths, n) -> dict:
@@ -67,9 +56,9 @@ def jax_phases(model_name, backend, batch, size, channels, widths, n) -> dict:
   fwd = jax.jit(loss)
   grad = jax.jit(jax.value_and_grad(loss))
   params, stats = state.params["model"], state.batch_stats
-  out = {"forward, eval": median_ms(lambda: predict(variables, x).block_until_ready(), n),
-         "forward, train": median_ms(lambda: fwd(params, stats, x, y).block_until_ready(), n),
-         "+ backward": median_ms(lambda: jax.block_until_ready(grad(params, stats, x, y)), n)}
+  out = {"forward, eval": best_ms(lambda: predict(variables, x).block_until_ready(), n),
+         "forward, train": best_ms(lambda: fwd(params, stats, x, y).block_until_ready(), n),
+         "+ backward": best_ms(lambda: jax.block_until_ready(grad(params, stats, x, y)), n)}
   step = bench_train.measure_config(config, steps=max(2, n // 2), repeats=3)
   out["full step"] = 1e3 * batch / step["images_per_s"]
   return out
@@ -106,8 +95,8 @@ def torch_phases(model_name, batch, size, channels, widths, n, channels_last, op
   def step():
     backward()
     opt.step()
-  out = {"forward, eval": median_ms(evaluate, n), "forward, train": median_ms(forward, n),
-         "+ backward": median_ms(backward, n), "full step": median_ms(step, n)}
+  out = {"forward, eval": best_ms(evaluate, n), "forward, train": best_ms(forward, n),
+         "+ backward": best_ms(backward, n), "full step": best_ms(step, n)}
   if ops:
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
       for _ in range(3):
@@ -132,13 +121,12 @@ def main():
   args = p.parse_args()
   platform.configure_xla_for_cpu()
   widths = tuple(int(v) for v in args.widths.split(",")) if args.model == "small_resnet" else None
-  import bench_conv_backend
   try:
     import torch
     torch.set_num_threads(os.cpu_count() or 1)
   except ImportError:
     torch = None
-  print(bench_conv_backend.header(torch.__version__ if torch else "not installed"))
+  print(header(torch.__version__ if torch else "not installed"))
   print(f"# {args.model}, batch {args.batch}, {args.size}x{args.size}x{args.channels}, ms per call")
   columns = {}
   for backend in args.backends.split(","):

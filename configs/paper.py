@@ -89,7 +89,7 @@ def _cpu_scale(config: ml_collections.ConfigDict) -> None:
   config.data.dataset = "fashion_mnist"
   config.model.name = "small_resnet"
   config.model.attention_hidden = 64
-  config.data.train_examples = 20000  # A third of the training set: the ten runs take a few CPU hours.
+  config.data.train_examples = 20000  # A third of the training set: ten runs in a few CPU hours.
   config.train.num_epochs = 2
   config.train.learning_rate = 0.1
   config.train.schedule = "cosine"

@@ -24,16 +24,16 @@ def _extent(h: int, w: int) -> tuple[float, float, float, float]:
 
 
 def show_spectrum(ax, spectrum: np.ndarray, title: str, cmap: str = "inferno",
-                   colorbar: bool = True, ticks: bool = True, scale_without_dc: bool = False
-                   ) -> None:
+                   colorbar: bool = True, ticks: bool = True, scale_without_dc: bool = False,
+                   vmin: float | None = None, vmax: float | None = None) -> None:
+  """One spectrum, DC centred; `vmin`/`vmax` fix the colour scale (panels to compare share it)."""
   h, w = spectrum.shape[-2:]
-  vmax = None
   if scale_without_dc and spectrum.size > 1:  # A large DC term would hide everything else.
     rest = np.asarray(spectrum, np.float64).copy()
     rest[0, 0] = rest.min()
     vmax = rest.max() if rest.max() > rest.min() else None
   im = ax.imshow(shifted(spectrum), cmap=cmap, extent=_extent(h, w), interpolation="nearest",
-                 vmax=vmax)
+                 vmin=vmin, vmax=vmax)
   ax.set_title(title, fontsize=8)
   if ticks:
     ax.tick_params(labelsize=6)

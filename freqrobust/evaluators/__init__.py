@@ -204,10 +204,9 @@ def _reread(evaluator, context, records, on_record, say) -> None:
     absl_logging.warning("Evaluation %r: its per-example results could not be read again (%s); "
                          "the stored record stands.", evaluator.name, err)
     fresh = None
-  fresh = None if fresh is None else workdir_lib.to_jsonable(dict(fresh))
   old = stored["metrics"]
-  changed = [k for k in sorted(set(old) | set(fresh or {}))
-             if fresh is not None and not _same(old.get(k), fresh.get(k))]
+  fresh = old if fresh is None else workdir_lib.to_jsonable(dict(fresh))
+  changed = [k for k in sorted(set(old) | set(fresh)) if not _same(old.get(k), fresh.get(k))]
   if not changed:
     say(f"Evaluation {evaluator.name!r}: already done for this model (step {context.step}).")
     return

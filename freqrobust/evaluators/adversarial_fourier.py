@@ -62,8 +62,9 @@ class AdversarialFourier(base.Evaluator):
   def check(self, config) -> None:
     s, field = self.settings, f"config.evals.{self.name}"
     eps = s["eps"]
-    if (not isinstance(eps, (list, tuple)) or not eps or any(isinstance(e, bool) or not isinstance(e, (int, float)) or not e > 0
-                       or not math.isfinite(e) for e in eps)):
+    if (not isinstance(eps, (list, tuple)) or not eps
+        or any(isinstance(e, bool) or not isinstance(e, (int, float)) or not e > 0
+               or not math.isfinite(e) for e in eps)):
       raise workdir_lib.UserError(f"{field}.eps={eps!r} is invalid: positive L2 norms of the "
                                   "whole perturbation, e.g. 1,2,4.")
     if len({_eps_name(e) for e in eps}) != len(eps):
@@ -128,12 +129,9 @@ def plot_worst_bases(path: str, maps, eps, out, title: str) -> str:
   top = max(float(np.max(m)) for m in maps) or 1.0
   fig, axes = plt.subplots(1, len(maps), figsize=(2.7 * len(maps) + 0.6, 2.8), squeeze=False)
   for ax, m, e in zip(axes[0], maps, eps):
-    h, w = m.shape
-    im = ax.imshow(plots.shifted(m), cmap="magma", vmin=0.0, vmax=top,
-                   extent=plots._extent(h, w), interpolation="nearest")  # pylint: disable=protected-access
-    k = _eps_name(e)
-    ax.set_title(f"L2 {e:g}: {out[f'acc_eps{k}']:.1f}% correct", fontsize=8)
-    ax.tick_params(labelsize=6)
+    plots.show_spectrum(ax, m, f"L2 {e:g}: {out[f'acc_eps{_eps_name(e)}']:.1f}% correct",
+                        cmap="magma", colorbar=False, vmin=0.0, vmax=top)
+  im = axes[0][0].images[0]
   bar = fig.colorbar(im, ax=list(axes[0]), fraction=0.03, pad=0.02)
   bar.set_label("share of images whose worst basis it is\n(both cells of a mirror pair)",
                 fontsize=7)

@@ -66,8 +66,8 @@ class Rule(NamedTuple):
 # than oneDNN 3.2 in bench/bench_conv_backend.py --part=ops (ResNet-18's and the small ResNet's
 # convolutions at batch 128; docs/BENCHMARKS.md has the tables). "amd" (AMD EPYC Zen 5): oneDNN
 # won every case, 1.3-8.5x, but the strided 1x1 backward-data (4.2 ms on XLA against 13.8).
-# "intel" (Intel Xeon, AVX-512, two measurements with nothing else running, which agree): XLA also wins ResNet-18's
-# smallest maps, the 4x4 512->512 convolution in all three passes (e.g. forward 37-48 ms against
+# "intel" (Intel Xeon, AVX-512, two measurements with nothing else running, which agree): XLA
+# also wins ResNet-18's smallest maps, the 4x4 512->512 convolution in all three passes (e.g. forward 37-48 ms against
 # 53-99), the strided 3x3 backward-weights at 16x16 and 8x8 with 128-256 input channels (24-46
 # against 39-56 ms), the strided 3x3 forward at 8x8 (24-28 against 29-42) and the strided 1x1
 # forward with >= 128 channels (2.6-7.0 against 4.8-9.8).
@@ -193,6 +193,12 @@ def _xla(x, w, g: Geometry):
                                   dimension_numbers=_NHWC)
 
 
+def _xla_transpose(linear: Callable, shape, dy):
+  """The transpose of XLA's convolution `linear` (linear in its one argument of `shape`) at dy:
+  a backward pass on XLA."""
+  return jax.linear_transpose(linear, jax.ShapeDtypeStruct(tuple(shape), dy.dtype))(dy)[0]
+
+
 def output_shape(x_shape, w_shape, g: Geometry) -> Tuple[int, int, int, int]:
   (n, h, w, _), (kh, kw, _, o) = x_shape, w_shape
   (sh, sw), (pt, pb, pl, pr) = g.strides, g.padding
@@ -222,8 +228,7 @@ forward.defvjp(_forward_fwd, _forward_bwd)
 def backward_data(dy, w, g: Geometry, x_shape):
   """dx of y = conv(x, w) given dy; on XLA (its transposed convolution) where `g` says so."""
   if "backward_data" in g.on_xla:
-    return jax.linear_transpose(lambda x: _xla(x, w, g),
-                                jax.ShapeDtypeStruct(tuple(x_shape), dy.dtype))(dy)[0]
+    return _xla_transpose(lambda x: _xla(x, w, g), x_shape, dy)
   return _backward_data(dy, w, g, tuple(x_shape))
 
 
@@ -253,8 +258,7 @@ def _backward_weights(x, dy, g: Geometry, w_shape):
 def backward_weights(x, dy, g: Geometry, w_shape):
   """dw of y = conv(x, w) given x and dy; on XLA (its transposed convolution) where `g` says so."""
   if "backward_weights" in g.on_xla:
-    return jax.linear_transpose(lambda w: _xla(x, w, g),
-                                jax.ShapeDtypeStruct(tuple(w_shape), dy.dtype))(dy)[0]
+    return _xla_transpose(lambda w: _xla(x, w, g), w_shape, dy)
   return _backward_weights(x, dy, g, tuple(w_shape))
 
 
